@@ -1,0 +1,157 @@
+//! One review, start to finish: which requests are judged, the Function lookups they need, and
+//! the AdmissionResponse. Knows nothing of HTTP.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
+use kube::core::{DynamicObject, Status};
+
+use crate::functions::FunctionSource;
+use crate::hooks::{executor_refs, StashKind};
+use crate::metrics;
+use crate::rules::{self, FailurePolicy, Resolution};
+
+/// How many Function lookups one review runs at once (a BackupBatch can name many Functions).
+const LOOKUP_CONCURRENCY: usize = 16;
+
+/// Judges AdmissionRequests against a Function source.
+#[derive(Clone)]
+pub struct Validator {
+    source: Arc<dyn FunctionSource>,
+    on_lookup_failure: FailurePolicy,
+    lookup_timeout: Duration,
+}
+
+/// A review's answer and how it is counted.
+#[derive(Debug)]
+pub struct Outcome {
+    pub response: AdmissionResponse,
+    pub verdict: metrics::Verdict,
+    /// False for requests this server lets through without judging (DELETE, unknown kinds).
+    pub judged: bool,
+}
+
+impl Validator {
+    pub fn new(
+        source: Arc<dyn FunctionSource>,
+        on_lookup_failure: FailurePolicy,
+        lookup_timeout: Duration,
+    ) -> Self {
+        Validator {
+            source,
+            on_lookup_failure,
+            lookup_timeout,
+        }
+    }
+
+    pub fn source(&self) -> &Arc<dyn FunctionSource> {
+        &self.source
+    }
+
+    /// The time allowed for lookups: the configured timeout, but never more than half of what the
+    /// API server said it will wait (`?timeout=`), so the answer always arrives in time.
+    pub fn lookup_budget(&self, api_server_timeout: Option<Duration>) -> Duration {
+        match api_server_timeout {
+            Some(t) => self.lookup_timeout.min(t / 2),
+            None => self.lookup_timeout,
+        }
+    }
+
+    pub async fn review(
+        &self,
+        req: &AdmissionRequest<DynamicObject>,
+        api_server_timeout: Option<Duration>,
+    ) -> Outcome {
+        let allow = |judged| Outcome {
+            response: AdmissionResponse::from(req),
+            verdict: metrics::Verdict::Allowed,
+            judged,
+        };
+        if !matches!(req.operation, Operation::Create | Operation::Update) {
+            return allow(false);
+        }
+        let Some(kind) = StashKind::from_gvk(&req.kind.group, &req.kind.version, &req.kind.kind)
+        else {
+            tracing::info!(
+                uid = %req.uid,
+                group = %req.kind.group,
+                version = %req.kind.version,
+                kind = %req.kind.kind,
+                "allowed a kind this webhook does not judge; check the ValidatingWebhookConfiguration rules"
+            );
+            return allow(false);
+        };
+        let Some(object) = &req.object else {
+            return deny(
+                req,
+                format!(
+                    "{kind} {} has no object to judge: the request is malformed",
+                    req.name
+                ),
+            );
+        };
+
+        let refs = executor_refs(kind, &object.data);
+        if refs.is_empty() {
+            return allow(true);
+        }
+        let old_refs = match (&req.operation, &req.old_object) {
+            (Operation::Update, Some(old)) => executor_refs(kind, &old.data),
+            _ => Vec::new(),
+        };
+
+        let budget = self.lookup_budget(api_server_timeout);
+        // Futures built in a loop rather than a `.map()` closure: a closure over borrowed names
+        // trips the compiler's higher-ranked `Send` inference for the axum handler.
+        let mut lookups: Vec<BoxFuture<'_, (&str, Resolution)>> = Vec::new();
+        for name in rules::names_to_resolve(&refs) {
+            let source = &self.source;
+            lookups.push(Box::pin(async move {
+                (name, source.resolve(name, budget).await)
+            }));
+        }
+        let resolutions: HashMap<&str, Resolution> = futures::stream::iter(lookups)
+            .buffer_unordered(LOOKUP_CONCURRENCY)
+            .collect()
+            .await;
+
+        let verdict = rules::judge(
+            &refs,
+            &old_refs,
+            |name| resolutions.get(name),
+            self.on_lookup_failure,
+        );
+        if !verdict.allowed() {
+            let mut outcome = deny(req, verdict.message());
+            if !verdict.warnings.is_empty() {
+                outcome.response.warnings = Some(verdict.warnings);
+            }
+            return outcome;
+        }
+        let mut outcome = allow(true);
+        if !verdict.warnings.is_empty() {
+            outcome.verdict = metrics::Verdict::Warned;
+            outcome.response.warnings = Some(verdict.warnings);
+        }
+        outcome
+    }
+}
+
+/// A denial as kubectl shows it: `Error from server (Forbidden): ... denied the request: MESSAGE`.
+fn deny(req: &AdmissionRequest<DynamicObject>, message: String) -> Outcome {
+    let mut response = AdmissionResponse::from(req);
+    response.allowed = false;
+    response.result = Status::failure(&message, "Forbidden").with_code(403);
+    Outcome {
+        response,
+        verdict: metrics::Verdict::Denied,
+        judged: true,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,141 @@
+//! Command line and environment: every flag has a `STASH_WEBHOOK_*` fallback, and `--help` is the
+//! reference.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::rules::FailurePolicy;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stash-webhook",
+    version,
+    about = "Validating admission webhook for Stash: rejects hooks whose executor Function is missing or has no valid container",
+    long_about = None
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve AdmissionReviews over HTTPS (POST /validate; GET /healthz, /readyz).
+    Serve(Box<ServeArgs>),
+    /// Write a CA and a serving certificate for the webhook's Service, with its caBundle.
+    Certs(CertsArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Try it without a cluster: listen on 127.0.0.1:8443 with a fresh self-signed certificate
+    /// (written under --dev-certs-dir, CA included) and the built-in example Functions.
+    #[arg(long, env = "STASH_WEBHOOK_DEV")]
+    pub dev: bool,
+
+    /// Where --dev writes its CA and serving certificate.
+    #[arg(long, env = "STASH_WEBHOOK_DEV_CERTS_DIR", default_value = "certs/dev")]
+    pub dev_certs_dir: PathBuf,
+
+    /// Address and port for HTTPS.
+    #[arg(long, env = "STASH_WEBHOOK_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+
+    /// Serving certificate chain (PEM). Reloaded when the file changes.
+    #[arg(long, env = "STASH_WEBHOOK_TLS_CERT", required_unless_present = "dev")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key of the serving certificate (PEM). Reloaded when the file changes.
+    #[arg(long, env = "STASH_WEBHOOK_TLS_KEY", required_unless_present = "dev")]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA bundle (PEM) that clients must present a certificate from; unset, no client certificate
+    /// is asked for.
+    #[arg(long, env = "STASH_WEBHOOK_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+
+    /// How often to check the certificate, key and client CA files for changes.
+    #[arg(long, env = "STASH_WEBHOOK_CERT_RELOAD_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub cert_reload_interval: Duration,
+
+    /// Read Functions from this file (YAML or JSON: one Function, several documents, or a List)
+    /// instead of the Kubernetes API.
+    #[arg(long, env = "STASH_WEBHOOK_FUNCTIONS_FILE")]
+    pub functions_file: Option<PathBuf>,
+
+    /// Longest time one Function lookup against the API may take. It is also capped at half of
+    /// the API server's own webhook timeout (sent as ?timeout=).
+    #[arg(long, env = "STASH_WEBHOOK_LOOKUP_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub lookup_timeout: Duration,
+
+    /// What to do when a Function cannot be looked up (forbidden, timeout, API down): deny the
+    /// object, or allow it with a warning.
+    #[arg(
+        long,
+        env = "STASH_WEBHOOK_ON_LOOKUP_FAILURE",
+        value_enum,
+        default_value = "deny"
+    )]
+    pub on_lookup_failure: FailurePolicy,
+
+    /// Largest request body accepted, in bytes; larger ones get 413 without being read whole.
+    #[arg(long, env = "STASH_WEBHOOK_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Time allowed to receive a request's headers, and then its body.
+    #[arg(long, env = "STASH_WEBHOOK_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Most TLS connections served at once; more wait to be accepted.
+    #[arg(long, env = "STASH_WEBHOOK_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
+    /// Address and port for plain-HTTP Prometheus metrics (GET /metrics); unset, no metrics port.
+    #[arg(long, env = "STASH_WEBHOOK_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// On SIGTERM or SIGINT, how long in-flight reviews may take to finish before exit.
+    #[arg(long, env = "STASH_WEBHOOK_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Log format.
+    #[arg(
+        long,
+        env = "STASH_WEBHOOK_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing EnvFilter syntax, e.g. "info" or "stash_webhook=debug").
+    #[arg(long, env = "STASH_WEBHOOK_LOG", default_value = "info")]
+    pub log: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CertsArgs {
+    /// Name of the webhook's Service.
+    #[arg(long, env = "STASH_WEBHOOK_SERVICE", default_value = "stash-webhook")]
+    pub service: String,
+
+    /// Namespace of the webhook's Service.
+    #[arg(long, env = "STASH_WEBHOOK_NAMESPACE", default_value = "stash-system")]
+    pub namespace: String,
+
+    /// Directory to write ca.crt, tls.crt, tls.key, ca-bundle.b64 and the kustomize patch to.
+    #[arg(long, env = "STASH_WEBHOOK_CERTS_OUT")]
+    pub out: PathBuf,
+
+    /// Validity of the serving certificate, in days (the CA gets ten times as long).
+    #[arg(long, env = "STASH_WEBHOOK_CERT_DAYS", default_value_t = 365)]
+    pub days: u32,
+}

@@ -1,0 +1,176 @@
+//! The `stash-webhook` binary: parses flags and wires the library together.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use stash_webhook::admission::Validator;
+use stash_webhook::config::{CertsArgs, Cli, Command, LogFormat, ServeArgs};
+use stash_webhook::functions::{ClusterSource, FileSource, FunctionSource};
+use stash_webhook::metrics::Metrics;
+use stash_webhook::server::{self, App, Limits};
+use stash_webhook::tls::{TlsFiles, TlsSource};
+use stash_webhook::{certs, EXAMPLE_FUNCTIONS};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging(args.log_format, &args.log)?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?
+                .block_on(serve(*args))
+        }
+        Command::Certs(args) => certs_command(&args),
+    }
+}
+
+fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .with_context(|| format!("invalid --log filter {filter:?}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+    }
+    Ok(())
+}
+
+fn certs_command(args: &CertsArgs) -> anyhow::Result<()> {
+    let written = certs::write_for_service(&args.service, &args.namespace, &args.out, args.days)?;
+    for file in written.files {
+        println!("wrote {}", file.display());
+    }
+    Ok(())
+}
+
+async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
+    let metrics = Metrics::default();
+    if args.dev {
+        if args.listen == "0.0.0.0:8443".parse()? {
+            args.listen = "127.0.0.1:8443".parse()?;
+        }
+        let (cert, key) = certs::write_dev(&args.dev_certs_dir)?;
+        tracing::info!(ca = %args.dev_certs_dir.join("ca.crt").display(), "dev mode: wrote a fresh self-signed CA and certificate");
+        args.tls_cert = Some(cert);
+        args.tls_key = Some(key);
+    }
+    let (Some(cert), Some(key)) = (args.tls_cert.clone(), args.tls_key.clone()) else {
+        anyhow::bail!("--tls-cert and --tls-key are required (or use --dev)");
+    };
+
+    let source: Arc<dyn FunctionSource> = match (&args.functions_file, args.dev) {
+        (Some(path), _) => {
+            let source = FileSource::from_path(path, metrics.clone())?;
+            tracing::info!(path = %path.display(), functions = source.len(), "Functions read from file");
+            Arc::new(source)
+        }
+        (None, true) => {
+            let source = FileSource::from_text(
+                EXAMPLE_FUNCTIONS,
+                Path::new("manifests/examples/functions.yaml"),
+                metrics.clone(),
+            )?;
+            tracing::info!(
+                functions = source.len(),
+                "dev mode: serving the example Functions"
+            );
+            Arc::new(source)
+        }
+        (None, false) => {
+            let client = kube::Client::try_default().await.context(
+                "cannot configure the Kubernetes client (in-cluster config or KUBECONFIG)",
+            )?;
+            let (source, _watch) = ClusterSource::start(client, metrics.clone());
+            Arc::new(source)
+        }
+    };
+
+    let tls = TlsSource::load(
+        TlsFiles {
+            cert,
+            key,
+            client_ca: args.client_ca.clone(),
+        },
+        metrics.clone(),
+    )?;
+    let _reloader = tls.clone().spawn_reloader(args.cert_reload_interval);
+
+    let validator = Validator::new(source, args.on_lookup_failure, args.lookup_timeout);
+    let limits = Limits {
+        max_body_bytes: args.max_body_bytes,
+        request_timeout: args.request_timeout,
+        max_connections: args.max_connections,
+        shutdown_grace: args.shutdown_grace,
+        ..Limits::default()
+    };
+    let app = App::new(validator, metrics.clone(), limits);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let metrics_task = match args.metrics_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+            tracing::info!(%addr, "metrics on http://{addr}/metrics");
+            Some(tokio::spawn(server::serve_metrics(
+                listener,
+                metrics.clone(),
+                stopped(stop_rx.clone()),
+            )))
+        }
+        None => None,
+    };
+
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(addr = %args.listen, "serving AdmissionReviews on https://{}/validate", args.listen);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    server::serve_tls(listener, tls, app, stopped(stop_rx)).await?;
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM (what the kubelet sends) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,324 @@
+//! The rules: from executor references, the old object's references and what is known of each
+//! named Function, to a verdict. Pure: no HTTP, no TLS, no API calls.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use crate::hooks::{Executor, ExecutorRef, FieldPath, FunctionName, Params};
+use crate::image::{self, ImageError};
+
+const LIST_FUNCTIONS: &str = "list them with: kubectl get functions.stash.appscode.com";
+
+/// Whether a Function can run a hook: all the rules need to know of a Function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Container {
+    Valid,
+    NoImage,
+    /// `spec.image` is present but not a string; carries the JSON type found.
+    ImageNotAString(&'static str),
+    InvalidImage {
+        image: String,
+        error: ImageError,
+    },
+}
+
+impl Container {
+    /// Judges a Function's `spec.image` once, when the Function is loaded or cached.
+    pub fn from_image(image: Option<&serde_json::Value>) -> Self {
+        match image {
+            None | Some(serde_json::Value::Null) => Container::NoImage,
+            Some(serde_json::Value::String(s)) if s.is_empty() => Container::NoImage,
+            Some(serde_json::Value::String(s)) => match image::validate(s) {
+                Ok(()) => Container::Valid,
+                Err(error) => Container::InvalidImage {
+                    image: s.clone(),
+                    error,
+                },
+            },
+            Some(other) => Container::ImageNotAString(crate::hooks::json_type(other)),
+        }
+    }
+}
+
+/// What the Function source found for one name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    Found(Container),
+    NotFound,
+    /// The lookup failed (forbidden, timed out, API unreachable); carries why, for the user.
+    Unverified(String),
+}
+
+/// What to do when a Function cannot be looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum FailurePolicy {
+    /// Deny the object: nothing unverified gets in (the safe default).
+    #[default]
+    Deny,
+    /// Allow the object with a warning naming the Function that could not be verified.
+    Allow,
+}
+
+/// One problem with one field: what is wrong, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: FieldPath,
+    pub what: String,
+    pub fix: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.path, self.what, self.fix)
+    }
+}
+
+/// The outcome of judging one object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verdict {
+    pub denials: Vec<Problem>,
+    pub warnings: Vec<String>,
+}
+
+impl Verdict {
+    pub fn allowed(&self) -> bool {
+        self.denials.is_empty()
+    }
+
+    /// The denial text: one line per problem, field path first. kubectl prints it after
+    /// `admission webhook "NAME" denied the request: `.
+    pub fn message(&self) -> String {
+        self.denials
+            .iter()
+            .map(Problem::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Judges the references of an object. `old_refs` are those of the stored object on UPDATE
+/// (empty on CREATE): a problem in a reference left unchanged is a warning, not a denial, so an
+/// object whose Function was deleted after it was accepted can still be paused or edited.
+/// `resolve` answers for every name returned by [`names_to_resolve`].
+pub fn judge<'a>(
+    refs: &[ExecutorRef],
+    old_refs: &[ExecutorRef],
+    resolve: impl Fn(&str) -> Option<&'a Resolution>,
+    on_lookup_failure: FailurePolicy,
+) -> Verdict {
+    let unchanged = Unchanged::from(old_refs);
+    let mut verdict = Verdict::default();
+    for r in refs {
+        for (problem, subject) in problems(r, &resolve) {
+            let kept = match &subject {
+                Subject::Function => unchanged.function(r),
+                Subject::Param(key) => unchanged.param(&r.path, key),
+            };
+            match problem {
+                Found::Problem(p) if kept => verdict.warnings.push(format!(
+                    "{}: {}; allowed because this reference is unchanged, but the hook will fail until it is fixed",
+                    p.path, p.what
+                )),
+                Found::Problem(p) => verdict.denials.push(p),
+                Found::Unverified(p) if kept || on_lookup_failure == FailurePolicy::Allow => {
+                    verdict.warnings.push(format!("{}: {}; allowed without verification", p.path, p.what))
+                }
+                Found::Unverified(p) => verdict.denials.push(p),
+            }
+        }
+    }
+    verdict
+}
+
+/// The distinct Function names that `judge` will ask about, each once.
+pub fn names_to_resolve(refs: &[ExecutorRef]) -> Vec<&str> {
+    let mut seen = HashSet::new();
+    refs.iter()
+        .filter_map(ExecutorRef::function_name)
+        .filter(|name| seen.insert(*name))
+        .collect()
+}
+
+enum Found {
+    Problem(Problem),
+    Unverified(Problem),
+}
+
+enum Subject {
+    Function,
+    Param(String),
+}
+
+fn problems<'a>(
+    r: &ExecutorRef,
+    resolve: &impl Fn(&str) -> Option<&'a Resolution>,
+) -> Vec<(Found, Subject)> {
+    let mut out = Vec::new();
+    let problem =
+        |path: FieldPath, what: String, fix: String| Found::Problem(Problem { path, what, fix });
+    let (function, params) = match &r.executor {
+        Executor::WrongType(found) => {
+            out.push((
+                problem(
+                    r.path.clone(),
+                    format!("must be a map, got {found}"),
+                    "write executor: {functionName: NAME, params: {KEY: VALUE}}".to_owned(),
+                ),
+                Subject::Function,
+            ));
+            return out;
+        }
+        Executor::Ref { function, params } => (function, params),
+    };
+
+    let name_path = r.path.child("functionName");
+    let name_fix = || format!("name the Function that runs this hook ({LIST_FUNCTIONS})");
+    match function {
+        FunctionName::Missing => out.push((
+            problem(name_path, "is required".into(), name_fix()),
+            Subject::Function,
+        )),
+        FunctionName::WrongType(found) => out.push((
+            problem(
+                name_path,
+                format!("must be a string, got {found}"),
+                name_fix(),
+            ),
+            Subject::Function,
+        )),
+        FunctionName::Named(name) if name.is_empty() => out.push((
+            problem(name_path, "must not be empty".into(), name_fix()),
+            Subject::Function,
+        )),
+        FunctionName::Named(name) => {
+            let edit = format!("kubectl edit functions.stash.appscode.com {name}");
+            let found = match resolve(name) {
+                None => Some(Found::Unverified(Problem {
+                    path: name_path,
+                    what: format!("Function \"{name}\" could not be verified: it was not looked up"),
+                    fix: "retry".into(),
+                })),
+                Some(Resolution::Found(Container::Valid)) => None,
+                Some(Resolution::Found(Container::NoImage)) => Some(problem(
+                    name_path,
+                    format!("Function \"{name}\" has no container image (its spec.image is not set)"),
+                    format!("give the Function an image ({edit}), or name another Function"),
+                )),
+                Some(Resolution::Found(Container::ImageNotAString(found))) => Some(problem(
+                    name_path,
+                    format!("Function \"{name}\" has an invalid container image: spec.image must be a string, got {found}"),
+                    format!("fix spec.image on the Function ({edit})"),
+                )),
+                Some(Resolution::Found(Container::InvalidImage { image, error })) => Some(problem(
+                    name_path,
+                    format!("Function \"{name}\" has an invalid container image \"{image}\": {error}"),
+                    format!("fix spec.image on the Function ({edit})"),
+                )),
+                Some(Resolution::NotFound) => Some(problem(
+                    name_path,
+                    format!("Function \"{name}\" not found"),
+                    format!("create the Function, or fix the name ({LIST_FUNCTIONS})"),
+                )),
+                Some(Resolution::Unverified(why)) => Some(Found::Unverified(Problem {
+                    path: name_path,
+                    what: format!("Function \"{name}\" could not be verified: {why}"),
+                    fix: "retry once the webhook can read Functions".into(),
+                })),
+            };
+            out.extend(found.map(|f| (f, Subject::Function)));
+        }
+    }
+
+    let params_path = r.path.child("params");
+    match params {
+        Params::Absent => {}
+        Params::WrongType(found) => out.push((
+            problem(
+                params_path,
+                format!("must be a map of parameter names to string values, got {found}"),
+                "write params: {KEY: VALUE}".into(),
+            ),
+            Subject::Param(String::new()),
+        )),
+        Params::Keys(keys) => {
+            for key in keys {
+                let what = if key.is_empty() {
+                    "parameter name must not be empty".to_owned()
+                } else if !valid_param_name(key) {
+                    format!("parameter name \"{key}\" is invalid")
+                } else {
+                    continue;
+                };
+                out.push((
+                    problem(
+                        params_path.key(key),
+                        what,
+                        "use letters, digits and '_', not starting with a digit, since the Function reads it as ${NAME}".into(),
+                    ),
+                    Subject::Param(key.clone()),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Parameters are substituted into the Function's command and args as `${NAME}`, so a name must be
+/// one that substitution can match: a shell-style variable name.
+pub fn valid_param_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// What the stored object already had, for ratcheting on UPDATE.
+struct Unchanged<'a> {
+    functions: HashMap<&'a FieldPath, &'a Executor>,
+    params: HashSet<(&'a FieldPath, &'a str)>,
+}
+
+impl<'a> From<&'a [ExecutorRef]> for Unchanged<'a> {
+    fn from(old: &'a [ExecutorRef]) -> Self {
+        let mut functions = HashMap::new();
+        let mut params = HashSet::new();
+        for r in old {
+            functions.insert(&r.path, &r.executor);
+            match &r.executor {
+                Executor::Ref {
+                    params: Params::Keys(keys),
+                    ..
+                } => params.extend(keys.iter().map(|k| (&r.path, k.as_str()))),
+                Executor::Ref {
+                    params: Params::WrongType(_),
+                    ..
+                } => {
+                    params.insert((&r.path, ""));
+                }
+                _ => {}
+            }
+        }
+        Unchanged { functions, params }
+    }
+}
+
+impl Unchanged<'_> {
+    /// The same hook named the same Function (or was malformed the same way) before.
+    fn function(&self, r: &ExecutorRef) -> bool {
+        match (self.functions.get(&r.path), &r.executor) {
+            (Some(Executor::Ref { function: old, .. }), Executor::Ref { function: new, .. }) => {
+                old == new
+            }
+            (Some(old @ Executor::WrongType(_)), new) => *old == new,
+            _ => false,
+        }
+    }
+
+    fn param(&self, path: &FieldPath, key: &str) -> bool {
+        self.params.contains(&(path, key))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,214 @@
+use super::*;
+use crate::hooks::{executor_refs, StashKind};
+use serde_json::{json, Value};
+
+fn refs(spec: Value) -> Vec<ExecutorRef> {
+    executor_refs(StashKind::BackupConfiguration, &json!({ "spec": spec }))
+}
+
+fn pre(executor: Value) -> Value {
+    json!({"hooks": {"preBackup": {"exec": {"command": ["/bin/sh"]}, "executor": executor}}})
+}
+
+fn lookups() -> HashMap<String, Resolution> {
+    HashMap::from([
+        ("good".to_owned(), Resolution::Found(Container::Valid)),
+        ("no-image".to_owned(), Resolution::Found(Container::NoImage)),
+        (
+            "bad-image".to_owned(),
+            Resolution::Found(Container::from_image(Some(&json!("Mysql Hook")))),
+        ),
+        (
+            "number-image".to_owned(),
+            Resolution::Found(Container::from_image(Some(&json!(7)))),
+        ),
+        ("ghost".to_owned(), Resolution::NotFound),
+        (
+            "unreachable".to_owned(),
+            Resolution::Unverified("the Kubernetes API did not answer within 2000 ms".into()),
+        ),
+    ])
+}
+
+fn run(new: Value, old: Option<Value>, policy: FailurePolicy) -> Verdict {
+    let l = lookups();
+    let old_refs = old.map(refs).unwrap_or_default();
+    judge(&refs(new), &old_refs, |n| l.get(n), policy)
+}
+
+fn denial(new: Value) -> String {
+    let v = run(new, None, FailurePolicy::Deny);
+    assert!(!v.allowed(), "expected a denial");
+    v.message()
+}
+
+#[test]
+fn allows_a_valid_executor() {
+    let v = run(
+        pre(json!({"functionName": "good", "params": {"a": "b", "_c9": "d"}})),
+        None,
+        FailurePolicy::Deny,
+    );
+    assert_eq!(v, Verdict::default());
+}
+
+#[test]
+fn each_denial_reason_has_its_message() {
+    let list = "list them with: kubectl get functions.stash.appscode.com";
+    let cases = [
+        (
+            json!({}),
+            format!("spec.hooks.preBackup.executor.functionName: is required: name the Function that runs this hook ({list})"),
+        ),
+        (
+            json!({"functionName": ""}),
+            format!("spec.hooks.preBackup.executor.functionName: must not be empty: name the Function that runs this hook ({list})"),
+        ),
+        (
+            json!({"functionName": ["good"]}),
+            format!("spec.hooks.preBackup.executor.functionName: must be a string, got a list: name the Function that runs this hook ({list})"),
+        ),
+        (
+            json!("good"),
+            "spec.hooks.preBackup.executor: must be a map, got a string: write executor: {functionName: NAME, params: {KEY: VALUE}}".to_owned(),
+        ),
+        (
+            json!({"functionName": "ghost"}),
+            format!("spec.hooks.preBackup.executor.functionName: Function \"ghost\" not found: create the Function, or fix the name ({list})"),
+        ),
+        (
+            json!({"functionName": "no-image"}),
+            "spec.hooks.preBackup.executor.functionName: Function \"no-image\" has no container image (its spec.image is not set): give the Function an image (kubectl edit functions.stash.appscode.com no-image), or name another Function".to_owned(),
+        ),
+        (
+            json!({"functionName": "bad-image"}),
+            "spec.hooks.preBackup.executor.functionName: Function \"bad-image\" has an invalid container image \"Mysql Hook\": it contains whitespace: fix spec.image on the Function (kubectl edit functions.stash.appscode.com bad-image)".to_owned(),
+        ),
+        (
+            json!({"functionName": "number-image"}),
+            "spec.hooks.preBackup.executor.functionName: Function \"number-image\" has an invalid container image: spec.image must be a string, got a number: fix spec.image on the Function (kubectl edit functions.stash.appscode.com number-image)".to_owned(),
+        ),
+        (
+            json!({"functionName": "unreachable"}),
+            "spec.hooks.preBackup.executor.functionName: Function \"unreachable\" could not be verified: the Kubernetes API did not answer within 2000 ms: retry once the webhook can read Functions".to_owned(),
+        ),
+        (
+            json!({"functionName": "good", "params": {"": "x"}}),
+            "spec.hooks.preBackup.executor.params[]: parameter name must not be empty: use letters, digits and '_', not starting with a digit, since the Function reads it as ${NAME}".to_owned(),
+        ),
+        (
+            json!({"functionName": "good", "params": {"db-host": "x"}}),
+            "spec.hooks.preBackup.executor.params[db-host]: parameter name \"db-host\" is invalid: use letters, digits and '_', not starting with a digit, since the Function reads it as ${NAME}".to_owned(),
+        ),
+        (
+            json!({"functionName": "good", "params": ["a=b"]}),
+            "spec.hooks.preBackup.executor.params: must be a map of parameter names to string values, got a list: write params: {KEY: VALUE}".to_owned(),
+        ),
+    ];
+    for (executor, want) in cases {
+        assert_eq!(denial(pre(executor.clone())), want, "executor {executor}");
+    }
+}
+
+#[test]
+fn reports_every_problem_one_per_line() {
+    let spec = json!({"hooks": {
+        "preBackup": {"executor": {"functionName": "ghost", "params": {"1st": "x", "ok": "y"}}},
+        "postBackup": {"executor": {"functionName": "no-image"}}
+    }});
+    let msg = denial(spec);
+    let lines: Vec<&str> = msg.lines().collect();
+    assert_eq!(lines.len(), 3, "{msg}");
+    assert!(lines[0]
+        .starts_with("spec.hooks.preBackup.executor.functionName: Function \"ghost\" not found"));
+    assert!(lines[1].starts_with(
+        "spec.hooks.preBackup.executor.params[1st]: parameter name \"1st\" is invalid"
+    ));
+    assert!(lines[2].starts_with(
+        "spec.hooks.postBackup.executor.functionName: Function \"no-image\" has no container image"
+    ));
+}
+
+#[test]
+fn unchanged_broken_references_are_warnings_on_update() {
+    let spec = pre(json!({"functionName": "ghost", "params": {"bad-key": "x"}}));
+    let v = run(spec.clone(), Some(spec), FailurePolicy::Deny);
+    assert!(v.allowed());
+    assert_eq!(
+        v.warnings,
+        [
+            "spec.hooks.preBackup.executor.functionName: Function \"ghost\" not found; allowed because this reference is unchanged, but the hook will fail until it is fixed",
+            "spec.hooks.preBackup.executor.params[bad-key]: parameter name \"bad-key\" is invalid; allowed because this reference is unchanged, but the hook will fail until it is fixed",
+        ]
+    );
+}
+
+#[test]
+fn changed_or_new_references_are_denied_on_update() {
+    let old = pre(json!({"functionName": "good"}));
+    let v = run(
+        pre(json!({"functionName": "ghost"})),
+        Some(old.clone()),
+        FailurePolicy::Deny,
+    );
+    assert!(!v.allowed());
+    assert!(v.warnings.is_empty());
+
+    // The same Function at another hook is a new reference there.
+    let moved = json!({"hooks": {"postBackup": {"executor": {"functionName": "ghost"}}}});
+    let v = run(
+        moved,
+        Some(pre(json!({"functionName": "ghost"}))),
+        FailurePolicy::Deny,
+    );
+    assert_eq!(v.denials.len(), 1);
+    assert_eq!(
+        v.denials[0].path.as_str(),
+        "spec.hooks.postBackup.executor.functionName"
+    );
+
+    // A new bad key beside an unchanged broken Function: the key is denied, the Function warned.
+    let v = run(
+        pre(json!({"functionName": "ghost", "params": {"new-key": "x"}})),
+        Some(pre(json!({"functionName": "ghost"}))),
+        FailurePolicy::Deny,
+    );
+    assert_eq!(v.denials.len(), 1);
+    assert_eq!(
+        v.denials[0].path.as_str(),
+        "spec.hooks.preBackup.executor.params[new-key]"
+    );
+    assert_eq!(v.warnings.len(), 1);
+}
+
+#[test]
+fn lookup_failures_follow_the_failure_policy() {
+    let spec = pre(json!({"functionName": "unreachable"}));
+    assert!(!run(spec.clone(), None, FailurePolicy::Deny).allowed());
+    let v = run(spec, None, FailurePolicy::Allow);
+    assert!(v.allowed());
+    assert_eq!(
+        v.warnings,
+        ["spec.hooks.preBackup.executor.functionName: Function \"unreachable\" could not be verified: the Kubernetes API did not answer within 2000 ms; allowed without verification"]
+    );
+}
+
+#[test]
+fn each_name_is_resolved_once() {
+    let spec = json!({"hooks": {
+        "preBackup": {"executor": {"functionName": "a"}},
+        "postBackup": {"executor": {"functionName": "a"}}
+    }});
+    let r = refs(spec);
+    assert_eq!(names_to_resolve(&r), ["a"]);
+}
+
+#[test]
+fn parameter_names_are_shell_variable_names() {
+    for ok in ["a", "A_1", "_x", "outputDir"] {
+        assert!(valid_param_name(ok), "{ok}");
+    }
+    for bad in ["", "1a", "a-b", "a.b", "a b", "${a}", "é"] {
+        assert!(!valid_param_name(bad), "{bad}");
+    }
+}

@@ -1,0 +1,345 @@
+//! HTTPS: routes, request limits, the TLS accept loop and graceful shutdown. Thin on purpose:
+//! decode, review, encode, record.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use crate::admission::Validator;
+use crate::metrics::Metrics;
+use crate::review;
+use crate::tls::TlsSource;
+
+/// Limits that protect the server from slow, large or many clients.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    /// For the headers, then again for the body.
+    pub request_timeout: Duration,
+    pub handshake_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 8 * 1024 * 1024,
+            request_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// What the handlers share.
+pub struct App {
+    pub validator: Validator,
+    pub metrics: Metrics,
+    pub limits: Limits,
+    /// Cleared when shutdown begins, so the readiness probe sends traffic elsewhere.
+    pub accepting: AtomicBool,
+}
+
+impl App {
+    pub fn new(validator: Validator, metrics: Metrics, limits: Limits) -> Arc<Self> {
+        Arc::new(App {
+            validator,
+            metrics,
+            limits,
+            accepting: AtomicBool::new(true),
+        })
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/validate", post(validate))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(app)
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if !app.accepting.load(Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    if !app.validator.source().is_ready() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Function cache not synced yet\n",
+        )
+            .into_response();
+    }
+    "ok\n".into_response()
+}
+
+/// A request refused before review: the status, and a message saying what to send instead.
+fn refuse(app: &App, status: StatusCode, message: String) -> Response {
+    app.metrics.record_rejected(status.as_u16());
+    tracing::info!(status = status.as_u16(), %message, "refused request");
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        message + "\n",
+    )
+        .into_response()
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The API server's own deadline for this call, sent as `?timeout=5s`.
+fn api_server_timeout(query: Option<&str>) -> Option<Duration> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("timeout="))
+        .and_then(|v| humantime::parse_duration(v).ok())
+}
+
+async fn validate(State(app): State<Arc<App>>, request: Request) -> Response {
+    if !is_json(request.headers()) {
+        return refuse(
+            &app,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json: POST an AdmissionReview as JSON".into(),
+        );
+    }
+    let max = app.limits.max_body_bytes;
+    let too_large = || format!("the body is larger than the {max} byte limit (--max-body-bytes)");
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return refuse(&app, StatusCode::PAYLOAD_TOO_LARGE, too_large());
+    }
+    let timeout = api_server_timeout(request.uri().query());
+    let body = Limited::new(request.into_body(), max).collect();
+    let body = match tokio::time::timeout(app.limits.request_timeout, body).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => {
+            return refuse(&app, StatusCode::PAYLOAD_TOO_LARGE, too_large())
+        }
+        Ok(Err(err)) => {
+            return refuse(
+                &app,
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {err}"),
+            )
+        }
+        Err(_) => {
+            return refuse(
+                &app,
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {} (--request-timeout)",
+                    humantime::format_duration(app.limits.request_timeout)
+                ),
+            )
+        }
+    };
+
+    let started = Instant::now();
+    let (version, request) = match review::decode(&body) {
+        Ok(decoded) => decoded,
+        Err(err) => return refuse(&app, StatusCode::BAD_REQUEST, err.to_string()),
+    };
+    let span = tracing::info_span!("review", uid = %request.uid);
+    let outcome = app
+        .validator
+        .review(&request, timeout)
+        .instrument(span.clone())
+        .await;
+    let elapsed = started.elapsed();
+    let kind = &request.kind.kind;
+    let operation = format!("{:?}", request.operation).to_uppercase();
+    app.metrics
+        .record_review(kind, &operation, outcome.verdict, elapsed.as_secs_f64());
+    span.in_scope(|| {
+        tracing::info!(
+            kind = %kind,
+            namespace = request.namespace.as_deref().unwrap_or(""),
+            name = %request.name,
+            operation = %operation,
+            dry_run = request.dry_run,
+            judged = outcome.judged,
+            verdict = ?outcome.verdict,
+            latency_us = elapsed.as_micros() as u64,
+            denial = %outcome.response.result.message,
+            "review"
+        )
+    });
+    match review::encode(version, outcome.response) {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        // Serializing our own response cannot fail in practice; if it did, the API server
+        // applies its failurePolicy to the 500.
+        Err(err) => {
+            tracing::error!(error = %err, "cannot encode the AdmissionReview response");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot encode the response\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Serves `router` over TLS on `listener` until `shutdown` completes, then stops accepting, lets
+/// in-flight requests finish within the grace period, and returns.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<TlsSource>,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let limits = app.limits.clone();
+    let service = TowerToHyperService::new(router(app.clone()));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.request_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_secs(30))
+        .max_concurrent_streams(256);
+    let builder = Arc::new(builder);
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    tokio::pin!(shutdown);
+
+    loop {
+        let permit = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (tcp, peer) = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(err) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+        let builder = builder.clone();
+        let service = service.clone();
+        let handshake_timeout = limits.handshake_timeout;
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(err)) => {
+                    tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(err) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(%peer, error = %err, "connection ended with an error");
+            }
+        });
+    }
+
+    drop(listener);
+    app.accepting.store(false, Ordering::Release);
+    tracing::info!("shutting down: no new connections; waiting for in-flight reviews");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(limits.shutdown_grace) => {
+            tracing::warn!(grace = ?limits.shutdown_grace, "grace period over; closing remaining connections")
+        }
+    }
+    Ok(())
+}
+
+/// Serves Prometheus metrics over plain HTTP until `shutdown` completes.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    metrics: Metrics,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics.encode(),
+                )
+            }
+        }),
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The address a listener is bound to, for logs and tests.
+pub fn local_addr(listener: &TcpListener) -> Option<SocketAddr> {
+    listener.local_addr().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_api_server_deadline() {
+        assert_eq!(
+            api_server_timeout(Some("timeout=5s")),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            api_server_timeout(Some("a=b&timeout=30s")),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(api_server_timeout(Some("timeout=oops")), None);
+        assert_eq!(api_server_timeout(None), None);
+    }
+}
