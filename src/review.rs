@@ -30,6 +30,8 @@ impl ReviewVersion {
 pub enum ReviewError {
     #[error("the body is empty: POST an AdmissionReview (admission.k8s.io/v1 or v1beta1) as JSON")]
     Empty,
+    #[error("the body is not a JSON object: POST an AdmissionReview (admission.k8s.io/v1 or v1beta1) as JSON")]
+    NotAnObject,
     #[error("the body is not a valid AdmissionReview: {0}")]
     Json(#[from] serde_json::Error),
     #[error("kind is {0:?}: expected \"AdmissionReview\"")]
@@ -51,6 +53,30 @@ struct Envelope {
     request: Option<AdmissionRequest<DynamicObject>>,
 }
 
+#[derive(Deserialize)]
+struct TypesOnly {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default, rename = "apiVersion")]
+    api_version: Option<String>,
+}
+
+fn check_types(
+    kind: Option<String>,
+    api_version: Option<String>,
+) -> Result<(String, ReviewVersion), ReviewError> {
+    let kind = kind.unwrap_or_default();
+    if kind != "AdmissionReview" {
+        return Err(ReviewError::Kind(kind));
+    }
+    let version = match api_version.as_deref() {
+        Some(V1) => ReviewVersion::V1,
+        Some(V1BETA1) => ReviewVersion::V1Beta1,
+        other => return Err(ReviewError::Version(other.unwrap_or_default().to_owned())),
+    };
+    Ok((kind, version))
+}
+
 /// Decodes an AdmissionReview body into its version and request.
 pub fn decode(
     body: &[u8],
@@ -58,16 +84,21 @@ pub fn decode(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ReviewError::Empty);
     }
-    let envelope: Envelope = serde_json::from_slice(body)?;
-    let kind = envelope.kind.unwrap_or_default();
-    if kind != "AdmissionReview" {
-        return Err(ReviewError::Kind(kind));
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ReviewError::NotAnObject);
     }
-    let version = match envelope.api_version.as_deref() {
-        Some(V1) => ReviewVersion::V1,
-        Some(V1BETA1) => ReviewVersion::V1Beta1,
-        other => return Err(ReviewError::Version(other.unwrap_or_default().to_owned())),
+    let envelope: Envelope = match serde_json::from_slice(body) {
+        Ok(envelope) => envelope,
+        Err(err) => {
+            // A wrong kind or version explains a request of the wrong shape better than the
+            // shape error does, so look at those alone before reporting the parse error.
+            if let Ok(types) = serde_json::from_slice::<TypesOnly>(body) {
+                check_types(types.kind, types.api_version)?;
+            }
+            return Err(err.into());
+        }
     };
+    let (kind, version) = check_types(envelope.kind, envelope.api_version)?;
     let mut request = envelope.request.ok_or(ReviewError::NoRequest)?;
     request.types = TypeMeta {
         api_version: version.api_version().to_owned(),

@@ -1,0 +1,293 @@
+//! Function lookups through `kube::Client` against the stand-in API server: the watch-backed
+//! cache, the live GET that confirms every would-be denial, and each way a lookup can fail.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use stash_webhook::functions::{ClusterSource, FunctionSource};
+use stash_webhook::metrics::Metrics;
+use stash_webhook::rules::FailurePolicy;
+use support::apiserver::ApiServer;
+use support::{create_naming, eventually, fixture, Options, Webhook};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Cluster {
+    api: ApiServer,
+    source: Arc<ClusterSource>,
+    webhook: Webhook,
+    _watch: tokio::task::JoinHandle<()>,
+}
+
+async fn cluster(options: Options, prepare: impl FnOnce(&ApiServer)) -> Cluster {
+    let api = ApiServer::start().await;
+    prepare(&api);
+    let metrics = Metrics::default();
+    let (source, watch) = ClusterSource::start(api.client(), metrics.clone());
+    let source = Arc::new(source);
+    let webhook = Webhook::start(source.clone(), metrics, options).await;
+    Cluster {
+        api,
+        source,
+        webhook,
+        _watch: watch,
+    }
+}
+
+async fn synced(options: Options, prepare: impl FnOnce(&ApiServer)) -> Cluster {
+    let c = cluster(options, prepare).await;
+    let source = c.source.clone();
+    eventually(WAIT, "the Function cache to sync", || {
+        let source = source.clone();
+        async move { source.is_ready() }
+    })
+    .await;
+    c
+}
+
+fn with_mysql(api: &ApiServer) {
+    api.put_function("mysql-hook-executor", Some("appscode/mysql-hook:8.0.14"));
+}
+
+fn message(r: &Value) -> &str {
+    r["status"]["message"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn found_in_the_cache_without_an_api_call_at_steady_state() {
+    let c = synced(Options::default(), with_mysql).await;
+    let gets_before = c.api.counters().gets();
+    for _ in 0..20 {
+        let r = c
+            .webhook
+            .review(fixture("backupconfiguration-create"))
+            .await;
+        assert_eq!(r["allowed"], true);
+    }
+    assert_eq!(
+        c.api.counters().gets(),
+        gets_before,
+        "a cached, valid Function needs no GET"
+    );
+    assert_eq!(c.api.counters().lists(), 1);
+    let metrics = c.webhook.metrics.encode();
+    assert!(
+        metrics
+            .contains("stash_webhook_function_lookups_total{source=\"cache\",result=\"found\"} 20"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn missing_function_is_confirmed_with_one_get_then_denied() {
+    let c = synced(Options::default(), with_mysql).await;
+    let gets_before = c.api.counters().gets();
+    let r = c.webhook.review(create_naming("ghost")).await;
+    assert_eq!(r["allowed"], false);
+    assert_eq!(
+        message(&r),
+        "spec.hooks.preBackup.executor.functionName: Function \"ghost\" not found: create the Function, or fix the name (list them with: kubectl get functions.stash.appscode.com)"
+    );
+    assert_eq!(c.api.counters().gets(), gets_before + 1);
+}
+
+#[tokio::test]
+async fn function_created_a_moment_earlier_is_not_wrongly_denied() {
+    let c = synced(Options::default(), with_mysql).await;
+    // Created and immediately named, before the watch can possibly have delivered it: the live
+    // GET finds it.
+    c.api.put_function("fresh-fn", Some("busybox:1.36"));
+    let r = c.webhook.review(create_naming("fresh-fn")).await;
+    assert_eq!(r["allowed"], true, "{r}");
+}
+
+#[tokio::test]
+async fn created_changed_and_deleted_functions_are_seen_without_restart() {
+    let c = synced(Options::default(), with_mysql).await;
+    let api = &c.api;
+    let source = c.source.clone();
+
+    api.put_function("later-fn", Some("busybox:1.36"));
+    eventually(WAIT, "the watch to deliver later-fn", || {
+        let source = source.clone();
+        async move { source.len() == 2 }
+    })
+    .await;
+    let gets = api.counters().gets();
+    assert_eq!(
+        c.webhook.review(create_naming("later-fn")).await["allowed"],
+        true
+    );
+    assert_eq!(api.counters().gets(), gets, "served from the cache");
+
+    // Changed to have no image: denied (confirmed live).
+    api.put_function("later-fn", None);
+    let r = c.webhook.review(create_naming("later-fn")).await;
+    assert_eq!(r["allowed"], false);
+    assert!(
+        message(&r).contains("Function \"later-fn\" has no container image"),
+        "{r}"
+    );
+
+    // Deleted: denied.
+    api.delete_function("later-fn");
+    eventually(WAIT, "the watch to deliver the deletion", || {
+        let source = source.clone();
+        async move { source.len() == 1 }
+    })
+    .await;
+    let r = c.webhook.review(create_naming("later-fn")).await;
+    assert!(
+        message(&r).contains("Function \"later-fn\" not found"),
+        "{r}"
+    );
+    assert_eq!(api.counters().lists(), 1, "no re-list was needed");
+}
+
+#[tokio::test]
+async fn forbidden_lookups_fail_closed_with_the_reason() {
+    let c = cluster(Options::default(), |api| api.set_forbidden(true)).await;
+    let r = c.webhook.review(create_naming("mysql-hook-executor")).await;
+    assert_eq!(r["allowed"], false);
+    assert_eq!(
+        message(&r),
+        "spec.hooks.preBackup.executor.functionName: Function \"mysql-hook-executor\" could not be verified: the Kubernetes API refused the lookup (403 Forbidden: functions.stash.appscode.com \"mysql-hook-executor\" is forbidden: User \"system:serviceaccount:stash-system:stash-webhook\" cannot get resource \"functions\" in API group \"stash.appscode.com\" at the cluster scope); grant the webhook's ServiceAccount get, list and watch on functions.stash.appscode.com: retry once the webhook can read Functions"
+    );
+    // Never synced: not ready.
+    let readyz = c
+        .webhook
+        .client()
+        .get(c.webhook.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(readyz.status(), 503);
+    assert_eq!(
+        readyz.text().await.unwrap(),
+        "Function cache not synced yet\n"
+    );
+}
+
+#[tokio::test]
+async fn forbidden_lookups_can_fail_open_with_a_warning() {
+    let options = Options {
+        on_lookup_failure: FailurePolicy::Allow,
+        ..Options::default()
+    };
+    let c = cluster(options, |api| api.set_forbidden(true)).await;
+    let r = c.webhook.review(create_naming("mysql-hook-executor")).await;
+    assert_eq!(r["allowed"], true);
+    let warning = r["warnings"][0].as_str().unwrap();
+    assert!(warning.starts_with("spec.hooks.preBackup.executor.functionName: Function \"mysql-hook-executor\" could not be verified: the Kubernetes API refused the lookup (403 Forbidden"), "{warning}");
+    assert!(
+        warning.ends_with("; allowed without verification"),
+        "{warning}"
+    );
+}
+
+#[tokio::test]
+async fn slow_api_server_times_out_within_the_lookup_budget() {
+    let options = Options {
+        lookup_timeout: Duration::from_millis(300),
+        ..Options::default()
+    };
+    let c = synced(options, with_mysql).await;
+    c.api.set_get_delay(Duration::from_secs(20));
+    let started = Instant::now();
+    let r = c.webhook.review(create_naming("ghost")).await;
+    let took = started.elapsed();
+    assert_eq!(r["allowed"], false);
+    assert_eq!(
+        message(&r),
+        "spec.hooks.preBackup.executor.functionName: Function \"ghost\" could not be verified: the Kubernetes API did not answer within 300 ms: retry once the webhook can read Functions"
+    );
+    // The API server's own deadline for the call is 5 s (?timeout=5s); the answer must beat it.
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
+    // A Function valid in the cache is still allowed while the API server is slow.
+    assert_eq!(
+        c.webhook
+            .review(fixture("backupconfiguration-create"))
+            .await["allowed"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn api_server_errors_are_reported() {
+    let c = synced(Options::default(), with_mysql).await;
+    c.api.set_gets_fail_with_500(true);
+    let r = c.webhook.review(create_naming("ghost")).await;
+    assert_eq!(r["allowed"], false);
+    assert_eq!(
+        message(&r),
+        "spec.hooks.preBackup.executor.functionName: Function \"ghost\" could not be verified: the Kubernetes API answered 500 InternalError (Internal error occurred: etcdserver: request timed out): retry once the webhook can read Functions"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_api_server_fails_closed_and_cache_keeps_answering() {
+    let c = synced(Options::default(), with_mysql).await;
+    c.api.stop().await;
+    let r = c.webhook.review(create_naming("ghost")).await;
+    assert_eq!(r["allowed"], false);
+    assert!(
+        message(&r).starts_with("spec.hooks.preBackup.executor.functionName: Function \"ghost\" could not be verified: the Kubernetes API could not be reached"),
+        "{r}"
+    );
+    assert_eq!(
+        c.webhook
+            .review(fixture("backupconfiguration-create"))
+            .await["allowed"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn watch_resumes_after_410_gone_with_a_relist() {
+    let c = synced(Options::default(), with_mysql).await;
+    let source = c.source.clone();
+    let lists = c.api.counters().lists();
+    c.api.compact_and_drop_watches();
+    c.api.put_function("after-gone", Some("busybox:1.36"));
+    eventually(
+        WAIT,
+        "a re-list after 410 Gone to pick up after-gone",
+        || {
+            let source = source.clone();
+            async move { source.len() == 2 }
+        },
+    )
+    .await;
+    assert!(c.api.counters().lists() > lists, "the watcher re-listed");
+    let gets = c.api.counters().gets();
+    assert_eq!(
+        c.webhook.review(create_naming("after-gone")).await["allowed"],
+        true
+    );
+    assert_eq!(c.api.counters().gets(), gets);
+}
+
+#[tokio::test]
+async fn many_functions_in_one_object_are_each_looked_up_once() {
+    let c = synced(Options::default(), with_mysql).await;
+    let members: Vec<Value> = (0..30)
+        .map(|i| json!({"hooks": {"postBackup": {"executor": {"functionName": format!("ghost-{}", i % 10)}}}}))
+        .collect();
+    let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "b-1", "kind": {"group": "stash.appscode.com", "version": "v1beta1", "kind": "BackupBatch"},
+        "resource": {"group": "stash.appscode.com", "version": "v1beta1", "resource": "backupbatches"},
+        "name": "batch", "namespace": "demo", "operation": "CREATE", "userInfo": {"username": "admin"},
+        "object": {"apiVersion": "stash.appscode.com/v1beta1", "kind": "BackupBatch", "metadata": {"name": "batch", "namespace": "demo"},
+                   "spec": {"members": members}}}});
+    let gets = c.api.counters().gets();
+    let r = c.webhook.review(review.to_string()).await;
+    assert_eq!(r["allowed"], false);
+    assert_eq!(message(&r).lines().count(), 30);
+    assert!(message(&r).lines().nth(29).unwrap().starts_with(
+        "spec.members[29].hooks.postBackup.executor.functionName: Function \"ghost-9\" not found"
+    ));
+    assert_eq!(c.api.counters().gets(), gets + 10);
+}
