@@ -1,0 +1,194 @@
+//! The `stash-webhook` binary as an operator runs it: `serve --dev` with no cluster, and a
+//! SIGTERM while reviews are in flight (each gets its answer; the process exits 0).
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::apiserver::ApiServer;
+use support::{create_naming, eventually, fixture};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn client(ca_pem: &[u8], port: u16) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem).unwrap())
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+async fn wait_exit(mut child: Child) -> std::process::ExitStatus {
+    for _ in 0..300 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    panic!("the server did not exit within 15 s");
+}
+
+async fn wait_ready(client: &reqwest::Client, port: u16) {
+    let url = format!("https://localhost:{port}/readyz");
+    eventually(Duration::from_secs(20), "the server to be ready", || {
+        let (client, url) = (client.clone(), url.clone());
+        async move { matches!(client.get(&url).send().await, Ok(r) if r.status() == 200) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dev_mode_serves_the_examples_with_a_verifiable_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_stash-webhook"))
+        .args([
+            "serve",
+            "--dev",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--dev-certs-dir",
+        ])
+        .arg(dir.path())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ca = dir.path().join("ca.crt");
+    eventually(Duration::from_secs(20), "certs/dev/ca.crt to be written", || {
+        let ca = ca.clone();
+        async move { ca.exists() && std::fs::metadata(&ca).map(|m| m.len() > 0).unwrap_or(false) }
+    })
+    .await;
+    let client = client(&std::fs::read(&ca).unwrap(), port);
+    wait_ready(&client, port).await;
+
+    let post = |body: String| {
+        client
+            .post(format!("https://localhost:{port}/validate?timeout=5s"))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+    };
+    let ok: Value = post(fixture("backupconfiguration-create"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ok["response"]["allowed"], true);
+    let denied: Value = post(create_naming("no-image-fn"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(denied["response"]["allowed"], false);
+    assert!(denied["response"]["status"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("has no container image"));
+
+    signal(&child, "-INT");
+    assert!(wait_exit(child).await.success());
+}
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_reviews_finish_then_exits_zero() {
+    let api = ApiServer::start().await;
+    api.put_function("mysql-hook-executor", Some("appscode/mysql-hook:8.0.14"));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: stand-in\n  cluster: {{server: \"http://{}\"}}\n\
+             users:\n- name: webhook\n  user: {{}}\ncontexts:\n- name: c\n  context: {{cluster: stand-in, user: webhook}}\n\
+             current-context: c\n",
+            api.addr
+        ),
+    )
+    .unwrap();
+    let bundle =
+        stash_webhook::certs::generate("localhost", &["localhost".into()], &[], 1).unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert, &bundle.cert_pem).unwrap();
+    std::fs::write(&key, &bundle.key_pem).unwrap();
+
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_stash-webhook"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--lookup-timeout",
+            "10s",
+            "--shutdown-grace",
+            "10s",
+        ])
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .env("KUBECONFIG", &kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = client(bundle.ca_cert_pem.as_bytes(), port);
+    wait_ready(&client, port).await;
+
+    // Reviews that need a live GET, which the API server answers slowly: in flight at SIGTERM.
+    api.set_get_delay(Duration::from_millis(1500));
+    let gets = api.counters().gets();
+    let mut in_flight = Vec::new();
+    for i in 0..4 {
+        let request = client
+            .post(format!("https://localhost:{port}/validate?timeout=5s"))
+            .header("Content-Type", "application/json")
+            .body(create_naming(&format!("ghost-{i}")));
+        in_flight.push(tokio::spawn(async move { request.send().await }));
+    }
+    eventually(Duration::from_secs(10), "4 lookups in flight", || {
+        let n = api.counters().gets();
+        async move { n >= gets + 4 }
+    })
+    .await;
+    signal(&child, "-TERM");
+
+    for (i, review) in in_flight.into_iter().enumerate() {
+        let response = review
+            .await
+            .unwrap()
+            .expect("an in-flight review is answered");
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["response"]["allowed"], false);
+        let message = body["response"]["status"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("Function \"ghost-{i}\" not found")),
+            "{message}"
+        );
+    }
+    let status = wait_exit(child).await;
+    assert_eq!(status.code(), Some(0));
+}

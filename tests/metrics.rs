@@ -1,0 +1,70 @@
+//! `/metrics` after known traffic shows the expected counts.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use stash_webhook::functions::FileSource;
+use stash_webhook::metrics::Metrics;
+use support::{create_naming, fixture, Options, Webhook, FUNCTIONS};
+
+#[tokio::test]
+async fn metrics_count_reviews_lookups_and_refusals() {
+    let metrics = Metrics::default();
+    let source = FileSource::from_text(FUNCTIONS, Path::new("f.yaml"), metrics.clone()).unwrap();
+    let webhook = Webhook::start(Arc::new(source), metrics.clone(), Options::default()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_addr = listener.local_addr().unwrap();
+    tokio::spawn(stash_webhook::server::serve_metrics(
+        listener,
+        metrics,
+        std::future::pending(),
+    ));
+
+    for _ in 0..2 {
+        assert_eq!(
+            webhook.review(fixture("backupconfiguration-create")).await["allowed"],
+            true
+        );
+    }
+    assert_eq!(
+        webhook.review(create_naming("ghost")).await["allowed"],
+        false
+    );
+    assert_eq!(
+        webhook.review(fixture("backupconfiguration-delete")).await["allowed"],
+        true
+    );
+    assert_eq!(webhook.post(&webhook.client(), "{").await.status(), 400);
+
+    let response = reqwest::get(format!("http://{metrics_addr}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let text = response.text().await.unwrap();
+    for line in [
+        "stash_webhook_reviews_total{kind=\"BackupConfiguration\",operation=\"CREATE\",verdict=\"allowed\"} 2",
+        "stash_webhook_reviews_total{kind=\"BackupConfiguration\",operation=\"CREATE\",verdict=\"denied\"} 1",
+        "stash_webhook_reviews_total{kind=\"BackupConfiguration\",operation=\"DELETE\",verdict=\"allowed\"} 1",
+        "stash_webhook_rejected_requests_total{code=\"400\"} 1",
+        "stash_webhook_review_duration_seconds_count 4",
+        "stash_webhook_function_lookups_total{source=\"file\",result=\"found\"} 2",
+        "stash_webhook_function_lookups_total{source=\"file\",result=\"not_found\"} 1",
+        "stash_webhook_function_cache_size 2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+    // The test certificate is valid for one day.
+    let expiry: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("stash_webhook_certificate_expiry_seconds "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((80_000.0..=86_400.0).contains(&expiry), "{expiry}");
+}
