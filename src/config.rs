@@ -91,9 +91,14 @@ pub struct ServeArgs {
     #[arg(long, env = "STASH_WEBHOOK_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
-    /// Time allowed to receive a request's headers, and then its body.
+    /// Time allowed for a TLS handshake, then to receive a request's headers, then its body.
     #[arg(long, env = "STASH_WEBHOOK_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
+
+    /// Close a connection that has moved no byte for this long, so idle clients cannot hold every
+    /// connection slot.
+    #[arg(long, env = "STASH_WEBHOOK_IDLE_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
 
     /// Most TLS connections served at once; more wait to be accepted.
     #[arg(long, env = "STASH_WEBHOOK_MAX_CONNECTIONS", default_value_t = 1024)]

@@ -111,9 +111,9 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     let limits = Limits {
         max_body_bytes: args.max_body_bytes,
         request_timeout: args.request_timeout,
+        idle_timeout: args.idle_timeout,
         max_connections: args.max_connections,
         shutdown_grace: args.shutdown_grace,
-        ..Limits::default()
     };
     let app = App::new(validator, metrics.clone(), limits);
 

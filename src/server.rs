@@ -15,10 +15,12 @@ use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use std::sync::atomic::AtomicU64;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tracing::Instrument;
 
 use crate::admission::Validator;
@@ -32,7 +34,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// For the headers, then again for the body.
     pub request_timeout: Duration,
-    pub handshake_timeout: Duration,
+    /// A connection that moves no byte for this long is closed (gracefully).
+    pub idle_timeout: Duration,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
 }
@@ -42,7 +45,7 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 8 * 1024 * 1024,
             request_timeout: Duration::from_secs(10),
-            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
             max_connections: 1024,
             shutdown_grace: Duration::from_secs(20),
         }
@@ -230,8 +233,9 @@ pub async fn serve_tls(
         .keep_alive_interval(Duration::from_secs(30))
         .max_concurrent_streams(256);
     let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let max_connections = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let permits = Arc::new(Semaphore::new(max_connections));
+    let (draining_tx, draining) = watch::channel(false);
     tokio::pin!(shutdown);
 
     loop {
@@ -258,40 +262,212 @@ pub async fn serve_tls(
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
-        let builder = builder.clone();
-        let service = service.clone();
-        let handshake_timeout = limits.handshake_timeout;
-        let watcher = graceful.watcher();
+        let (builder, service, limits, draining) = (
+            builder.clone(),
+            service.clone(),
+            limits.clone(),
+            draining.clone(),
+        );
         tokio::spawn(async move {
             let _permit = permit;
-            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(err)) => {
-                    tracing::debug!(%peer, error = %err, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(err) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%peer, error = %err, "connection ended with an error");
-            }
+            let stream =
+                match tokio::time::timeout(limits.request_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(err)) => {
+                        tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let (io, activity) = Tracked::new(stream);
+            let conn = builder
+                .serve_connection(TokioIo::new(io), service)
+                .into_owned();
+            serve_connection(conn, activity, limits.idle_timeout, draining, peer).await;
         });
     }
 
     drop(listener);
     app.accepting.store(false, Ordering::Release);
+    let _ = draining_tx.send(true);
     tracing::info!("shutting down: no new connections; waiting for in-flight reviews");
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(limits.shutdown_grace) => {
+    // Every connection holds a permit until it ends: all permits back means all connections done.
+    let all_closed = permits.acquire_many(max_connections as u32);
+    match tokio::time::timeout(limits.shutdown_grace, all_closed).await {
+        Ok(_) => tracing::info!("all connections closed"),
+        Err(_) => {
             tracing::warn!(grace = ?limits.shutdown_grace, "grace period over; closing remaining connections")
         }
     }
     Ok(())
+}
+
+/// Drives one connection: to completion, or to a graceful close when the server drains or the
+/// connection has carried no bytes for `idle_timeout` (so idle clients cannot hold every slot).
+async fn serve_connection<C>(
+    conn: C,
+    activity: Activity,
+    idle_timeout: Duration,
+    mut draining: watch::Receiver<bool>,
+    peer: SocketAddr,
+) where
+    C: Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + GracefulClose,
+{
+    tokio::pin!(conn);
+    let mut closing = false;
+    let mut check = tokio::time::interval(
+        idle_timeout
+            .min(Duration::from_secs(1))
+            .max(Duration::from_millis(10)),
+    );
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(err) = result {
+                    tracing::debug!(%peer, error = %err, "connection ended with an error");
+                }
+                return;
+            }
+            changed = draining.wait_for(|d| *d), if !closing => {
+                let _ = changed;
+                closing = true;
+                conn.as_mut().close_gracefully();
+            }
+            _ = check.tick(), if !closing => {
+                if activity.idle_for() >= idle_timeout {
+                    tracing::debug!(%peer, "closing idle connection");
+                    closing = true;
+                    conn.as_mut().close_gracefully();
+                }
+            }
+        }
+    }
+}
+
+/// A connection that can be asked to finish its in-flight requests and close.
+pub trait GracefulClose {
+    fn close_gracefully(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S, E> GracefulClose for auto::Connection<'static, I, S, E>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: hyper::body::Body + Send + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
+{
+    fn close_gracefully(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// When a connection last moved a byte, shared with its watchdog.
+#[derive(Clone)]
+struct Activity {
+    epoch: Instant,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.last_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(last)
+    }
+}
+
+/// An I/O stream that records activity on every read and write.
+struct Tracked<S> {
+    inner: S,
+    activity: Activity,
+}
+
+impl<S> Tracked<S> {
+    fn new(inner: S) -> (Self, Activity) {
+        let activity = Activity {
+            epoch: Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        };
+        (
+            Tracked {
+                inner,
+                activity: activity.clone(),
+            },
+            activity,
+        )
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.touch();
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let result = std::pin::Pin::new(&mut this.inner).poll_write(cx, data);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        result
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let result = std::pin::Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 /// Serves Prometheus metrics over plain HTTP until `shutdown` completes.

