@@ -40,52 +40,94 @@ pub fn service_dns_names(service: &str, namespace: &str) -> Vec<String> {
     ]
 }
 
-/// Generates a CA valid for `days * 10` and a serving certificate valid for `days`, for
-/// `dns_names` and `ips`, with the key usages a TLS server needs.
+/// A CA that signs serving certificates.
+pub struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl Ca {
+    /// A new CA valid for `days`.
+    pub fn generate(common_name: &str, days: u32) -> Result<Ca, CertError> {
+        let now = OffsetDateTime::now_utc();
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name(&format!("{common_name} CA"));
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.not_before = backdated(now);
+        params.not_after = now + Duration::days(i64::from(days));
+        let cert = params.self_signed(&key)?;
+        Ok(Ca {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// An existing CA, from its PEM certificate and key.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Ca, CertError> {
+        let key = KeyPair::from_pem(key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key)?;
+        Ok(Ca {
+            issuer,
+            cert_pem: cert_pem.to_owned(),
+            key_pem: key_pem.to_owned(),
+        })
+    }
+
+    /// A serving certificate for `dns_names` and `ips`, valid for `days`, with the key usages a
+    /// TLS server needs. Returns the certificate and its key, PEM.
+    pub fn issue(
+        &self,
+        common_name: &str,
+        dns_names: &[String],
+        ips: &[IpAddr],
+        days: u32,
+    ) -> Result<(String, String), CertError> {
+        let now = OffsetDateTime::now_utc();
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(dns_names.to_vec())?;
+        params
+            .subject_alt_names
+            .extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        params.distinguished_name = name(common_name);
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = backdated(now);
+        params.not_after = now + Duration::days(i64::from(days));
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
+/// Backdated a little: a node whose clock runs behind must not see a certificate from the future.
+fn backdated(now: OffsetDateTime) -> OffsetDateTime {
+    now - Duration::minutes(5)
+}
+
+/// Generates a CA valid for `days * 10` and a serving certificate valid for `days`.
 pub fn generate(
     common_name: &str,
     dns_names: &[String],
     ips: &[IpAddr],
     days: u32,
 ) -> Result<Bundle, CertError> {
-    let now = OffsetDateTime::now_utc();
-    // Backdate a little: a node whose clock runs behind must not see a certificate from the future.
-    let not_before = now - Duration::minutes(5);
-
-    let ca_key = KeyPair::generate()?;
-    let mut ca = CertificateParams::default();
-    ca.distinguished_name = name(&format!("{common_name} CA"));
-    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    ca.not_before = not_before;
-    ca.not_after = now + Duration::days(i64::from(days) * 10);
-    let ca_cert = ca.self_signed(&ca_key)?;
-    let issuer = Issuer::new(ca, ca_key);
-
-    let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(dns_names.to_vec())?;
-    params
-        .subject_alt_names
-        .extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
-    params.distinguished_name = name(common_name);
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.use_authority_key_identifier_extension = true;
-    params.not_before = not_before;
-    params.not_after = now + Duration::days(i64::from(days));
-    let cert = params.signed_by(&key, &issuer)?;
-
+    let ca = Ca::generate(common_name, days.saturating_mul(10))?;
+    let (cert_pem, key_pem) = ca.issue(common_name, dns_names, ips, days)?;
     Ok(Bundle {
-        ca_cert_pem: ca_cert.pem(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
+        ca_cert_pem: ca.cert_pem,
+        cert_pem,
+        key_pem,
     })
 }
 
@@ -99,32 +141,47 @@ fn name(common_name: &str) -> DistinguishedName {
 /// Files written for a cluster install.
 pub struct Written {
     pub files: Vec<PathBuf>,
+    /// True when an existing `ca.crt`/`ca.key` in the output directory signed the new certificate.
+    pub reused_ca: bool,
 }
 
-/// Writes, under `out`: `ca.crt`, `tls.crt`, `tls.key` (mode 0600), `ca-bundle.b64`, and
-/// `webhook-ca-bundle-patch.yaml`, a kustomize patch that sets the caBundle of the
-/// ValidatingWebhookConfiguration.
+/// Writes, under `out`: `ca.crt`, `ca.key`, `tls.crt`, `tls.key` (keys mode 0600),
+/// `ca-bundle.b64`, and `webhook-ca-bundle-patch.yaml`, a kustomize patch that sets the caBundle
+/// of the ValidatingWebhookConfiguration.
+///
+/// When `out` already holds `ca.crt` and `ca.key`, that CA signs the new serving certificate, so a
+/// rotation keeps the caBundle the API server trusts and no request fails while pods catch up.
 pub fn write_for_service(
     service: &str,
     namespace: &str,
     out: &Path,
     days: u32,
 ) -> Result<Written, CertError> {
-    let bundle = generate(
-        &format!("{service}.{namespace}.svc"),
+    let common_name = format!("{service}.{namespace}.svc");
+    let (ca_cert, ca_key) = (out.join("ca.crt"), out.join("ca.key"));
+    let (ca, reused_ca) = match (
+        std::fs::read_to_string(&ca_cert),
+        std::fs::read_to_string(&ca_key),
+    ) {
+        (Ok(cert), Ok(key)) => (Ca::from_pem(&cert, &key)?, true),
+        _ => (Ca::generate(&common_name, days.saturating_mul(10))?, false),
+    };
+    let (cert_pem, key_pem) = ca.issue(
+        &common_name,
         &service_dns_names(service, namespace),
         &[],
         days,
     )?;
-    let ca_b64 = base64::engine::general_purpose::STANDARD.encode(bundle.ca_cert_pem.as_bytes());
+    let ca_b64 = base64::engine::general_purpose::STANDARD.encode(ca.cert_pem.as_bytes());
     let patch = format!(
         "# Generated by `stash-webhook certs`: sets the CA that the API server trusts for this webhook.\n\
          - op: replace\n  path: /webhooks/0/clientConfig/caBundle\n  value: {ca_b64}\n"
     );
     let files = [
-        ("ca.crt", bundle.ca_cert_pem.as_str()),
-        ("tls.crt", bundle.cert_pem.as_str()),
-        ("tls.key", bundle.key_pem.as_str()),
+        ("ca.crt", ca.cert_pem.as_str()),
+        ("ca.key", ca.key_pem.as_str()),
+        ("tls.crt", cert_pem.as_str()),
+        ("tls.key", key_pem.as_str()),
         ("ca-bundle.b64", ca_b64.as_str()),
         ("webhook-ca-bundle-patch.yaml", patch.as_str()),
     ];
@@ -138,7 +195,10 @@ pub fn write_for_service(
         write_file(&path, content, file.ends_with(".key"))?;
         written.push(path);
     }
-    Ok(Written { files: written })
+    Ok(Written {
+        files: written,
+        reused_ca,
+    })
 }
 
 /// Writes a CA (`ca.crt`) and a certificate for localhost, 127.0.0.1 and ::1 (`tls.crt`,

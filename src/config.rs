@@ -136,7 +136,9 @@ pub struct CertsArgs {
     #[arg(long, env = "STASH_WEBHOOK_NAMESPACE", default_value = "stash-system")]
     pub namespace: String,
 
-    /// Directory to write ca.crt, tls.crt, tls.key, ca-bundle.b64 and the kustomize patch to.
+    /// Directory to write ca.crt, ca.key, tls.crt, tls.key, ca-bundle.b64 and the kustomize patch
+    /// to. If it already holds ca.crt and ca.key, that CA signs the new certificate (rotation
+    /// without changing the caBundle).
     #[arg(long, env = "STASH_WEBHOOK_CERTS_OUT")]
     pub out: PathBuf,
 

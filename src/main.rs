@@ -49,6 +49,12 @@ fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
 
 fn certs_command(args: &CertsArgs) -> anyhow::Result<()> {
     let written = certs::write_for_service(&args.service, &args.namespace, &args.out, args.days)?;
+    if written.reused_ca {
+        println!(
+            "signed a new serving certificate with the existing CA in {}",
+            args.out.display()
+        );
+    }
     for file in written.files {
         println!("wrote {}", file.display());
     }

@@ -22,24 +22,39 @@ fn source(metrics: &Metrics) -> Arc<FileSource> {
 #[tokio::test]
 async fn certs_command_output_verifies_for_the_service_names() {
     let out = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_stash-webhook"))
-        .args([
-            "certs",
-            "--service",
-            "stash-webhook",
-            "--namespace",
-            "stash-system",
-            "--out",
-        ])
-        .arg(out.path())
-        .output()
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    let certs_command = || {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_stash-webhook"))
+            .args([
+                "certs",
+                "--service",
+                "stash-webhook",
+                "--namespace",
+                "stash-system",
+                "--out",
+            ])
+            .arg(out.path())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
     let read = |f: &str| std::fs::read_to_string(out.path().join(f)).unwrap();
+    let first = certs_command();
+    assert!(!first.contains("existing CA"), "{first}");
+    let (first_ca, first_cert) = (read("ca.crt"), read("tls.crt"));
+
+    // Run again, as for a rotation: a new serving certificate from the same CA.
+    let second = certs_command();
+    assert!(
+        second.starts_with("signed a new serving certificate with the existing CA"),
+        "{second}"
+    );
+    assert_eq!(read("ca.crt"), first_ca);
+    assert_ne!(read("tls.crt"), first_cert);
 
     // SANs and key usage of the serving certificate.
     let pem = pem_of(&read("tls.crt"));
@@ -84,11 +99,13 @@ async fn certs_command_output_verifies_for_the_service_names() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(out.path().join("tls.key"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o077, 0, "the key is readable by its owner only");
+        for key in ["tls.key", "ca.key"] {
+            let mode = std::fs::metadata(out.path().join(key))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "{key} is readable by its owner only");
+        }
     }
 
     // The chain verifies: serve with it and connect by the Service's name, trusting only ca.crt.
