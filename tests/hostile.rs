@@ -1,0 +1,202 @@
+//! Hostile input, property-tested: arbitrary bytes, arbitrary JSON and arbitrary mutations of
+//! recorded reviews never panic the decode-and-judge path, and always yield either a well-formed
+//! AdmissionReview answering the request's uid, or a decode error (which the server sends as 400).
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use serde_json::{Map, Value};
+use stash_webhook::admission::Validator;
+use stash_webhook::functions::FileSource;
+use stash_webhook::metrics::Metrics;
+use stash_webhook::review;
+use stash_webhook::rules::FailurePolicy;
+use support::{fixture, FUNCTIONS};
+
+fn validator() -> Validator {
+    let source = FileSource::from_text(FUNCTIONS, Path::new("f.yaml"), Metrics::default()).unwrap();
+    Validator::new(
+        Arc::new(source),
+        FailurePolicy::Deny,
+        Duration::from_secs(1),
+    )
+}
+
+/// Runs one body through the path the server runs, and checks the outcome is well-formed.
+fn check(validator: &Validator, body: &[u8]) -> Result<(), TestCaseError> {
+    match review::decode(body) {
+        Err(err) => prop_assert!(!err.to_string().is_empty()),
+        Ok((version, request)) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let outcome =
+                runtime.block_on(validator.review(&request, Some(Duration::from_secs(5))));
+            let encoded = review::encode(version, outcome.response).unwrap();
+            let answer: Value = serde_json::from_slice(&encoded).unwrap();
+            prop_assert_eq!(answer["kind"].as_str(), Some("AdmissionReview"));
+            prop_assert_eq!(answer["apiVersion"].as_str(), Some(version.api_version()));
+            prop_assert_eq!(
+                answer["response"]["uid"].as_str(),
+                Some(request.uid.as_str())
+            );
+            let allowed = answer["response"]["allowed"].as_bool();
+            prop_assert!(allowed.is_some());
+            if allowed == Some(false) {
+                let message = answer["response"]["status"]["message"]
+                    .as_str()
+                    .unwrap_or_default();
+                prop_assert!(!message.is_empty());
+                for line in message.lines() {
+                    prop_assert!(
+                        line.starts_with("spec.") || line.contains(" has no object to judge"),
+                        "{}",
+                        line
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn arb_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        "\\PC{0,12}".prop_map(Value::String),
+        prop_oneof![
+            Just("functionName"),
+            Just("executor"),
+            Just("hooks"),
+            Just("params"),
+            Just("preBackup"),
+            Just("members"),
+            Just("mysql-hook-executor"),
+            Just("no-image-fn"),
+            Just("")
+        ]
+        .prop_map(|s| Value::String(s.to_owned())),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::vec(
+                (
+                    prop_oneof![
+                        "[a-zA-Z]{0,8}",
+                        Just("functionName".to_owned()),
+                        Just("executor".to_owned()),
+                        Just("params".to_owned()),
+                        Just("hooks".to_owned()),
+                        Just("postBackup".to_owned())
+                    ],
+                    inner
+                ),
+                0..6
+            )
+            .prop_map(|kvs| Value::Object(kvs.into_iter().collect::<Map<_, _>>())),
+        ]
+    })
+}
+
+#[derive(Debug, Clone)]
+enum Edit {
+    Replace(Value),
+    Remove,
+}
+
+/// Walks `choices` down from `node` (each number picks a key or an index) and edits there.
+fn mutate(node: &mut Value, choices: &[usize], edit: Edit) {
+    let Some((&c, rest)) = choices.split_first() else {
+        if let Edit::Replace(v) = edit {
+            *node = v;
+        }
+        return;
+    };
+    match node {
+        Value::Object(map) if !map.is_empty() => {
+            let key = map.keys().nth(c % map.len()).cloned().unwrap_or_default();
+            if rest.is_empty() && matches!(edit, Edit::Remove) {
+                map.remove(&key);
+            } else if let Some(child) = map.get_mut(&key) {
+                mutate(child, rest, edit);
+            }
+        }
+        Value::Array(items) if !items.is_empty() => {
+            let i = c % items.len();
+            if rest.is_empty() && matches!(edit, Edit::Remove) {
+                items.remove(i);
+            } else {
+                mutate(&mut items[i], rest, edit);
+            }
+        }
+        _ => {
+            if let Edit::Replace(v) = edit {
+                *node = v;
+            }
+        }
+    }
+}
+
+fn arb_edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![arb_json().prop_map(Edit::Replace), Just(Edit::Remove)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        check(&validator(), &bytes)?;
+    }
+
+    #[test]
+    fn arbitrary_json_never_panics(value in arb_json()) {
+        check(&validator(), &serde_json::to_vec(&value).unwrap())?;
+    }
+
+    #[test]
+    fn arbitrary_requests_in_a_valid_envelope_never_panic(request in arb_json()) {
+        let body = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request});
+        check(&validator(), &serde_json::to_vec(&body).unwrap())?;
+    }
+
+    #[test]
+    fn mutated_recorded_reviews_never_panic(
+        which in 0usize..4,
+        edits in prop::collection::vec((prop::collection::vec(any::<usize>(), 1..10), arb_edit()), 1..6),
+        in_spec in any::<bool>(),
+    ) {
+        let name = ["backupconfiguration-create", "backupconfiguration-update", "backupconfiguration-create-dryrun", "backupconfiguration-delete"][which];
+        let mut review: Value = serde_json::from_str(&fixture(name)).unwrap();
+        for (choices, edit) in edits {
+            // Half the time, aim at the hooks, where the rules look.
+            let target = if in_spec { review.pointer_mut("/request/object/spec/hooks/preBackup") } else { None };
+            match target {
+                Some(hooks) => mutate(hooks, &choices, edit),
+                None => mutate(&mut review, &choices, edit),
+            }
+        }
+        check(&validator(), &serde_json::to_vec(&review).unwrap())?;
+    }
+
+    #[test]
+    fn byte_flipped_recorded_reviews_never_panic(flips in prop::collection::vec((any::<usize>(), any::<u8>()), 1..16)) {
+        let mut bytes = fixture("backupconfiguration-create").into_bytes();
+        for (at, byte) in flips {
+            let i = at % bytes.len();
+            bytes[i] = byte;
+        }
+        check(&validator(), &bytes)?;
+    }
+}
