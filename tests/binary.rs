@@ -192,3 +192,29 @@ async fn sigterm_lets_in_flight_reviews_finish_then_exits_zero() {
     let status = wait_exit(child).await;
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn every_flag_is_documented_in_the_readme() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for command in ["serve", "certs"] {
+        let help = Command::new(env!("CARGO_BIN_EXE_stash-webhook"))
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        let help = String::from_utf8(help.stdout).unwrap();
+        let flags: Vec<&str> = help
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("--"))
+            .map(|l| l.split([' ', ',', '=']).next().unwrap_or_default())
+            .filter(|f| *f != "help")
+            .collect();
+        assert!(flags.len() >= 4, "{help}");
+        for flag in flags {
+            assert!(
+                readme.contains(&format!("--{flag}")),
+                "`--{flag}` of `{command}` is not in README.md"
+            );
+        }
+    }
+}
