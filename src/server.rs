@@ -496,11 +496,6 @@ pub async fn serve_metrics(
         .await
 }
 
-/// The address a listener is bound to, for logs and tests.
-pub fn local_addr(listener: &TcpListener) -> Option<SocketAddr> {
-    listener.local_addr().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
