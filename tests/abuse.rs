@@ -1,4 +1,5 @@
-//! Connection abuse: slow headers, slow bodies and idle connections are cut off by timeouts and
+//! Connections: TLS versions and ALPN offered; and abuse (slow headers, slow bodies and idle
+//! connections) cut off by timeouts and
 //! bounded, and well-behaved clients keep being served meanwhile.
 
 mod support;
@@ -164,4 +165,45 @@ async fn well_behaved_clients_are_served_during_a_slowloris() {
         assert_eq!(response.status(), 200);
     }
     drop(attackers);
+}
+
+/// Completes a handshake with only `versions` offered and ALPN `alpn`; returns what was agreed.
+async fn handshake(
+    webhook: &Webhook,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    alpn: &[&[u8]],
+) -> (rustls::ProtocolVersion, Option<Vec<u8>>) {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(webhook.certs.ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = TcpStream::connect(webhook.addr).await.unwrap();
+    let stream = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (_, session) = stream.get_ref();
+    (
+        session.protocol_version().unwrap(),
+        session.alpn_protocol().map(<[u8]>::to_vec),
+    )
+}
+
+#[tokio::test]
+async fn speaks_tls_1_2_and_1_3_with_h2_and_http1_alpn() {
+    let webhook = webhook(Limits::default()).await;
+    let (version, alpn) = handshake(&webhook, &[&rustls::version::TLS12], &[b"http/1.1"]).await;
+    assert_eq!(version, rustls::ProtocolVersion::TLSv1_2);
+    assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+    let (version, alpn) =
+        handshake(&webhook, &[&rustls::version::TLS13], &[b"h2", b"http/1.1"]).await;
+    assert_eq!(version, rustls::ProtocolVersion::TLSv1_3);
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
 }
