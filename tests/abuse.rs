@@ -1,6 +1,5 @@
-//! Connections: TLS versions and ALPN offered; and abuse (slow headers, slow bodies and idle
-//! connections) cut off by timeouts and
-//! bounded, and well-behaved clients keep being served meanwhile.
+//! Connections: the TLS versions and ALPN protocols offered; and abuse (slow headers, slow bodies,
+//! idle connections) cut off by timeouts and bounded, while well-behaved clients are served.
 
 mod support;
 
