@@ -75,8 +75,8 @@ impl LookupResult {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReviewLabels {
-    kind: String,
-    operation: String,
+    kind: &'static str,
+    operation: &'static str,
     verdict: &'static str,
 }
 
@@ -172,12 +172,20 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn record_review(&self, kind: &str, operation: &str, verdict: Verdict, seconds: f64) {
+    /// Counts a review. Labels are static strings (the judged kinds, or "other"), so a counter
+    /// that exists costs no allocation and a misrouted kind cannot grow the label set.
+    pub fn record_review(
+        &self,
+        kind: &'static str,
+        operation: &'static str,
+        verdict: Verdict,
+        seconds: f64,
+    ) {
         self.0
             .reviews
             .get_or_create(&ReviewLabels {
-                kind: kind.to_owned(),
-                operation: operation.to_owned(),
+                kind,
+                operation,
                 verdict: verdict.as_str(),
             })
             .inc();

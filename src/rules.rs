@@ -191,7 +191,7 @@ fn problems<'a>(
             Subject::Function,
         )),
         FunctionName::Named(name) => {
-            let edit = format!("kubectl edit functions.stash.appscode.com {name}");
+            let edit = || format!("kubectl edit functions.stash.appscode.com {name}");
             let found = match resolve(name) {
                 None => Some(Found::Unverified(Problem {
                     path: name_path,
@@ -202,17 +202,17 @@ fn problems<'a>(
                 Some(Resolution::Found(Container::NoImage)) => Some(problem(
                     name_path,
                     format!("Function \"{name}\" has no container image (its spec.image is not set)"),
-                    format!("give the Function an image ({edit}), or name another Function"),
+                    format!("give the Function an image ({}), or name another Function", edit()),
                 )),
                 Some(Resolution::Found(Container::ImageNotAString(found))) => Some(problem(
                     name_path,
                     format!("Function \"{name}\" has an invalid container image: spec.image must be a string, got {found}"),
-                    format!("fix spec.image on the Function ({edit})"),
+                    format!("fix spec.image on the Function ({})", edit()),
                 )),
                 Some(Resolution::Found(Container::InvalidImage { image, error })) => Some(problem(
                     name_path,
                     format!("Function \"{name}\" has an invalid container image \"{image}\": {error}"),
-                    format!("fix spec.image on the Function ({edit})"),
+                    format!("fix spec.image on the Function ({})", edit()),
                 )),
                 Some(Resolution::NotFound) => Some(problem(
                     name_path,

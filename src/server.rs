@@ -23,7 +23,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tracing::Instrument;
 
+use kube::core::admission::Operation;
+
 use crate::admission::Validator;
+use crate::hooks::StashKind;
 use crate::metrics::Metrics;
 use crate::review;
 use crate::tls::TlsSource;
@@ -179,9 +182,20 @@ async fn validate(State(app): State<Arc<App>>, request: Request) -> Response {
         .await;
     let elapsed = started.elapsed();
     let kind = &request.kind.kind;
-    let operation = format!("{:?}", request.operation).to_uppercase();
-    app.metrics
-        .record_review(kind, &operation, outcome.verdict, elapsed.as_secs_f64());
+    let kind_label = StashKind::from_gvk(&request.kind.group, &request.kind.version, kind)
+        .map_or("other", StashKind::as_str);
+    let operation = match request.operation {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    };
+    app.metrics.record_review(
+        kind_label,
+        operation,
+        outcome.verdict,
+        elapsed.as_secs_f64(),
+    );
     span.in_scope(|| {
         tracing::info!(
             kind = %kind,

@@ -391,9 +391,12 @@ async fn list_or_watch(
         tokio::pin!(deadline);
         let mut ticker = tokio::time::interval(Duration::from_millis(500));
         loop {
+            // Biased: a dropped watch must end before it delivers anything more, as a closed
+            // connection would.
             tokio::select! {
-                () = &mut deadline => return,
+                biased;
                 _ = dropped.changed() => return,
+                () = &mut deadline => return,
                 _ = ticker.tick(), if bookmarks => {
                     if tx.send(Ok(bookmark(last))).await.is_err() { return; }
                 }
