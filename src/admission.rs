@@ -33,6 +33,8 @@ pub struct Outcome {
     pub verdict: metrics::Verdict,
     /// False for requests this server lets through without judging (DELETE, unknown kinds).
     pub judged: bool,
+    /// The request's kind when it is one this server judges (for metrics labels).
+    pub kind: Option<StashKind>,
 }
 
 impl Validator {
@@ -66,16 +68,17 @@ impl Validator {
         req: &AdmissionRequest<DynamicObject>,
         api_server_timeout: Option<Duration>,
     ) -> Outcome {
+        let kind = StashKind::from_gvk(&req.kind.group, &req.kind.version, &req.kind.kind);
         let allow = |judged| Outcome {
             response: AdmissionResponse::from(req),
             verdict: metrics::Verdict::Allowed,
             judged,
+            kind,
         };
         if !matches!(req.operation, Operation::Create | Operation::Update) {
             return allow(false);
         }
-        let Some(kind) = StashKind::from_gvk(&req.kind.group, &req.kind.version, &req.kind.kind)
-        else {
+        let Some(kind) = kind else {
             tracing::info!(
                 uid = %req.uid,
                 group = %req.kind.group,
@@ -88,6 +91,7 @@ impl Validator {
         let Some(object) = &req.object else {
             return deny(
                 req,
+                kind,
                 format!(
                     "{kind} {} has no object to judge: the request is malformed",
                     req.name
@@ -126,7 +130,7 @@ impl Validator {
             self.on_lookup_failure,
         );
         if !verdict.allowed() {
-            let mut outcome = deny(req, verdict.message());
+            let mut outcome = deny(req, kind, verdict.message());
             if !verdict.warnings.is_empty() {
                 outcome.response.warnings = Some(verdict.warnings);
             }
@@ -142,7 +146,7 @@ impl Validator {
 }
 
 /// A denial as kubectl shows it: `Error from server (Forbidden): ... denied the request: MESSAGE`.
-fn deny(req: &AdmissionRequest<DynamicObject>, message: String) -> Outcome {
+fn deny(req: &AdmissionRequest<DynamicObject>, kind: StashKind, message: String) -> Outcome {
     let mut response = AdmissionResponse::from(req);
     response.allowed = false;
     response.result = Status::failure(&message, "Forbidden").with_code(403);
@@ -150,6 +154,7 @@ fn deny(req: &AdmissionRequest<DynamicObject>, message: String) -> Outcome {
         response,
         verdict: metrics::Verdict::Denied,
         judged: true,
+        kind: Some(kind),
     }
 }
 

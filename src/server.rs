@@ -182,8 +182,7 @@ async fn validate(State(app): State<Arc<App>>, request: Request) -> Response {
         .await;
     let elapsed = started.elapsed();
     let kind = &request.kind.kind;
-    let kind_label = StashKind::from_gvk(&request.kind.group, &request.kind.version, kind)
-        .map_or("other", StashKind::as_str);
+    let kind_label = outcome.kind.map_or("other", StashKind::as_str);
     let operation = match request.operation {
         Operation::Create => "CREATE",
         Operation::Update => "UPDATE",

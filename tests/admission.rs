@@ -112,8 +112,7 @@ async fn update_keeping_a_deleted_function_is_allowed_with_a_warning() {
     );
 }
 
-async fn refused(webhook: &Webhook, request: reqwest::RequestBuilder) -> (u16, String) {
-    let _ = webhook;
+async fn refused(request: reqwest::RequestBuilder) -> (u16, String) {
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.text().await.unwrap())
@@ -130,14 +129,14 @@ async fn refuses_bad_requests_with_a_clear_4xx() {
             .body(body)
     };
 
-    let (status, text) = refused(&webhook, post("{\"kind\": ")).await;
+    let (status, text) = refused(post("{\"kind\": ")).await;
     assert_eq!(status, 400);
     assert!(
         text.starts_with("the body is not a valid AdmissionReview: EOF while parsing"),
         "{text}"
     );
 
-    let (status, text) = refused(&webhook, post("")).await;
+    let (status, text) = refused(post("")).await;
     assert_eq!(
         (status, text.as_str()),
         (
@@ -146,20 +145,18 @@ async fn refuses_bad_requests_with_a_clear_4xx() {
         )
     );
 
-    let (status, text) = refused(
-        &webhook,
-        post(r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v2","request":{}}"#),
-    )
+    let (status, text) = refused(post(
+        r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v2","request":{}}"#,
+    ))
     .await;
     assert_eq!(
         (status, text.as_str()),
         (400, "apiVersion \"admission.k8s.io/v2\" is not supported: use \"admission.k8s.io/v1\" or \"admission.k8s.io/v1beta1\"\n")
     );
 
-    let (status, text) = refused(
-        &webhook,
-        post(r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1"}"#),
-    )
+    let (status, text) = refused(post(
+        r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1"}"#,
+    ))
     .await;
     assert_eq!(
         (status, text.as_str()),
@@ -169,14 +166,13 @@ async fn refuses_bad_requests_with_a_clear_4xx() {
         )
     );
 
-    let (status, text) = refused(&webhook, post(r#"["not", "a", "review"]"#)).await;
+    let (status, text) = refused(post(r#"["not", "a", "review"]"#)).await;
     assert_eq!(
         (status, text.as_str()),
         (400, "the body is not a JSON object: POST an AdmissionReview (admission.k8s.io/v1 or v1beta1) as JSON\n")
     );
 
     let (status, text) = refused(
-        &webhook,
         client
             .post(webhook.url("/validate"))
             .header("Content-Type", "text/yaml")
@@ -191,10 +187,9 @@ async fn refuses_bad_requests_with_a_clear_4xx() {
         )
     );
 
-    let (status, _) = refused(&webhook, client.get(webhook.url("/validate"))).await;
+    let (status, _) = refused(client.get(webhook.url("/validate"))).await;
     assert_eq!(status, 405);
     let (status, _) = refused(
-        &webhook,
         client
             .put(webhook.url("/validate"))
             .header("Content-Type", "application/json")
@@ -202,7 +197,7 @@ async fn refuses_bad_requests_with_a_clear_4xx() {
     )
     .await;
     assert_eq!(status, 405);
-    let (status, _) = refused(&webhook, client.get(webhook.url("/nothing-here"))).await;
+    let (status, _) = refused(client.get(webhook.url("/nothing-here"))).await;
     assert_eq!(status, 404);
 
     // The server is still healthy after all of that.

@@ -48,6 +48,17 @@ async fn synced(options: Options, prepare: impl FnOnce(&ApiServer)) -> Cluster {
     c
 }
 
+/// A webhook whose API server stopped before the webhook started.
+async fn down_at_start(options: Options) -> (Webhook, tokio::task::JoinHandle<()>) {
+    let api = ApiServer::start().await;
+    let client = api.client();
+    api.stop().await;
+    let metrics = Metrics::default();
+    let (source, _watch) = ClusterSource::start(client, metrics.clone());
+    let webhook = Webhook::start(Arc::new(source), metrics, options).await;
+    (webhook, _watch)
+}
+
 fn with_mysql(api: &ApiServer) {
     api.put_function("mysql-hook-executor", Some("appscode/mysql-hook:8.0.14"));
 }
@@ -294,16 +305,11 @@ async fn many_functions_in_one_object_are_each_looked_up_once() {
 
 #[tokio::test]
 async fn api_server_unreachable_at_start_is_not_ready_and_fails_closed_in_time() {
-    let api = ApiServer::start().await;
-    let client = api.client();
-    api.stop().await;
-    let metrics = Metrics::default();
-    let (source, _watch) = ClusterSource::start(client, metrics.clone());
-    let options = Options {
+    let (webhook, _watch) = down_at_start(Options {
         lookup_timeout: Duration::from_millis(500),
         ..Options::default()
-    };
-    let webhook = Webhook::start(Arc::new(source), metrics, options).await;
+    })
+    .await;
     let readyz = webhook
         .client()
         .get(webhook.url("/readyz"))
@@ -323,17 +329,12 @@ async fn api_server_unreachable_at_start_is_not_ready_and_fails_closed_in_time()
 
 #[tokio::test]
 async fn api_server_unreachable_at_start_can_fail_open() {
-    let api = ApiServer::start().await;
-    let client = api.client();
-    api.stop().await;
-    let metrics = Metrics::default();
-    let (source, _watch) = ClusterSource::start(client, metrics.clone());
-    let options = Options {
+    let (webhook, _watch) = down_at_start(Options {
         on_lookup_failure: FailurePolicy::Allow,
         lookup_timeout: Duration::from_millis(500),
         ..Options::default()
-    };
-    let webhook = Webhook::start(Arc::new(source), metrics, options).await;
+    })
+    .await;
     let r = webhook.review(fixture("backupconfiguration-create")).await;
     assert_eq!(r["allowed"], true);
     assert!(
