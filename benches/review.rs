@@ -251,7 +251,7 @@ fn backupbatch_1mib(c: &mut Criterion) {
         .as_ref()
         .expect("a CREATE carries its object");
     assert_eq!(
-        object.data["spec"]["members"].as_array().map(Vec::len),
+        object.spec["members"].as_array().map(Vec::len),
         Some(BATCH_MEMBERS)
     );
     assert_eq!(validator.source().len(), DISTINCT_FUNCTIONS);

@@ -7,18 +7,19 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
-use kube::core::{DynamicObject, Status};
+use kube::core::admission::{AdmissionResponse, Operation};
+use kube::core::Status;
 
 use crate::functions::FunctionSource;
 use crate::hooks::{executor_refs, StashKind};
 use crate::metrics;
+use crate::review::{self, Request};
 use crate::rules::{self, FailurePolicy, Resolution};
 
 /// How many Function lookups one review runs at once (a BackupBatch can name many Functions).
 const LOOKUP_CONCURRENCY: usize = 16;
 
-/// Judges AdmissionRequests against a Function source.
+/// Judges admission requests against a Function source.
 #[derive(Clone)]
 pub struct Validator {
     source: Arc<dyn FunctionSource>,
@@ -63,14 +64,10 @@ impl Validator {
         }
     }
 
-    pub async fn review(
-        &self,
-        req: &AdmissionRequest<DynamicObject>,
-        api_server_timeout: Option<Duration>,
-    ) -> Outcome {
+    pub async fn review(&self, req: &Request<'_>, api_server_timeout: Option<Duration>) -> Outcome {
         let kind = StashKind::from_gvk(&req.kind.group, &req.kind.version, &req.kind.kind);
         let allow = |judged| Outcome {
-            response: AdmissionResponse::from(req),
+            response: review::allow(req),
             verdict: metrics::Verdict::Allowed,
             judged,
             kind,
@@ -99,29 +96,43 @@ impl Validator {
             );
         };
 
-        let refs = executor_refs(kind, &object.data);
+        let refs = executor_refs(kind, &object.spec);
         if refs.is_empty() {
             return allow(true);
         }
         let old_refs = match (&req.operation, &req.old_object) {
-            (Operation::Update, Some(old)) => executor_refs(kind, &old.data),
+            (Operation::Update, Some(old)) => executor_refs(kind, &old.spec),
             _ => Vec::new(),
         };
 
-        let budget = self.lookup_budget(api_server_timeout);
-        // Futures built in a loop rather than a `.map()` closure: a closure over borrowed names
-        // trips the compiler's higher-ranked `Send` inference for the axum handler.
-        let mut lookups: Vec<BoxFuture<'_, (&str, Resolution)>> = Vec::new();
+        // Names the source knows in memory (the cache, a file) are answered here, with no
+        // future per name; only the rest wait for the API server, a few at a time.
+        let mut resolutions: HashMap<&str, Resolution> = HashMap::new();
+        let mut pending = Vec::new();
         for name in rules::names_to_resolve(&refs) {
-            let source = &self.source;
-            lookups.push(Box::pin(async move {
-                (name, source.resolve(name, budget).await)
-            }));
+            match self.source.resolve_now(name) {
+                Some(resolution) => {
+                    resolutions.insert(name, resolution);
+                }
+                None => pending.push(name),
+            }
         }
-        let resolutions: HashMap<&str, Resolution> = futures::stream::iter(lookups)
-            .buffer_unordered(LOOKUP_CONCURRENCY)
-            .collect()
-            .await;
+        if !pending.is_empty() {
+            let budget = self.lookup_budget(api_server_timeout);
+            // Futures built in a loop rather than a `.map()` closure: a closure over borrowed
+            // names trips the compiler's higher-ranked `Send` inference for the axum handler.
+            let mut lookups: Vec<BoxFuture<'_, (&str, Resolution)>> = Vec::new();
+            for name in pending {
+                let source = &self.source;
+                lookups.push(Box::pin(async move {
+                    (name, source.resolve(name, budget).await)
+                }));
+            }
+            let mut answers = futures::stream::iter(lookups).buffer_unordered(LOOKUP_CONCURRENCY);
+            while let Some((name, resolution)) = answers.next().await {
+                resolutions.insert(name, resolution);
+            }
+        }
 
         let verdict = rules::judge(
             &refs,
@@ -146,8 +157,8 @@ impl Validator {
 }
 
 /// A denial as kubectl shows it: `Error from server (Forbidden): ... denied the request: MESSAGE`.
-fn deny(req: &AdmissionRequest<DynamicObject>, kind: StashKind, message: String) -> Outcome {
-    let mut response = AdmissionResponse::from(req);
+fn deny(req: &Request<'_>, kind: StashKind, message: String) -> Outcome {
+    let mut response = review::allow(req);
     response.allowed = false;
     response.result = Status::failure(&message, "Forbidden").with_code(403);
     Outcome {

@@ -29,6 +29,11 @@ use crate::rules::{Container, Resolution};
 pub trait FunctionSource: Send + Sync + 'static {
     /// Resolves one Function name, within `budget`.
     fn resolve<'a>(&'a self, name: &'a str, budget: Duration) -> BoxFuture<'a, Resolution>;
+    /// Answers from memory when the answer is final, without waiting; `None` means "call
+    /// [`FunctionSource::resolve`]". Most reviews are answered this way, so it must stay cheap.
+    fn resolve_now(&self, _name: &str) -> Option<Resolution> {
+        None
+    }
     /// True once the source can answer from a complete view (file loaded, cache synced).
     fn is_ready(&self) -> bool;
     /// How many Functions the source holds.
@@ -189,15 +194,25 @@ impl FileSource {
     }
 }
 
-impl FunctionSource for FileSource {
-    fn resolve<'a>(&'a self, name: &'a str, _budget: Duration) -> BoxFuture<'a, Resolution> {
+impl FileSource {
+    fn lookup(&self, name: &str) -> Resolution {
         let resolution = match self.functions.get(name) {
             Some(container) => Resolution::Found(container.clone()),
             None => Resolution::NotFound,
         };
         self.metrics
             .record_lookup(LookupSource::File, LookupResult::of(&resolution));
-        futures::future::ready(resolution).boxed()
+        resolution
+    }
+}
+
+impl FunctionSource for FileSource {
+    fn resolve<'a>(&'a self, name: &'a str, _budget: Duration) -> BoxFuture<'a, Resolution> {
+        futures::future::ready(self.lookup(name)).boxed()
+    }
+
+    fn resolve_now(&self, name: &str) -> Option<Resolution> {
+        Some(self.lookup(name))
     }
 
     fn is_ready(&self) -> bool {
@@ -227,15 +242,15 @@ struct Cache {
 }
 
 impl Cache {
-    fn get(&self, name: &str) -> Option<Container> {
-        self.functions
-            .read()
-            .ok()
-            .and_then(|m| m.get(name).cloned())
-    }
-
     fn len(&self) -> usize {
         self.functions.read().map(|m| m.len()).unwrap_or_default()
+    }
+
+    /// True when the cache holds `name` as a usable Function; no clone of what it holds.
+    fn is_valid(&self, name: &str) -> bool {
+        self.functions
+            .read()
+            .is_ok_and(|m| matches!(m.get(name), Some(Container::Valid)))
     }
 
     fn apply(&self, f: impl FnOnce(&mut HashMap<String, Container>)) -> usize {
@@ -290,15 +305,23 @@ impl ClusterSource {
 impl FunctionSource for ClusterSource {
     fn resolve<'a>(&'a self, name: &'a str, budget: Duration) -> BoxFuture<'a, Resolution> {
         async move {
-            if let Some(Container::Valid) = self.cache.get(name) {
-                let found = Resolution::Found(Container::Valid);
-                self.metrics
-                    .record_lookup(LookupSource::Cache, LookupResult::of(&found));
+            if let Some(found) = self.resolve_now(name) {
                 return found;
             }
             self.live_get(name, budget).await
         }
         .boxed()
+    }
+
+    /// Only a usable Function is final from the cache; anything else is confirmed live.
+    fn resolve_now(&self, name: &str) -> Option<Resolution> {
+        if !self.cache.is_valid(name) {
+            return None;
+        }
+        let found = Resolution::Found(Container::Valid);
+        self.metrics
+            .record_lookup(LookupSource::Cache, LookupResult::of(&found));
+        Some(found)
     }
 
     fn is_ready(&self) -> bool {

@@ -177,13 +177,11 @@ impl ExecutorRef {
     }
 }
 
-/// Every executor reference in `object`, in document order. Hooks without `executor` yield nothing.
-pub fn executor_refs(kind: StashKind, object: &Value) -> Vec<ExecutorRef> {
+/// Every executor reference in an object's `spec`, in document order. Hooks without `executor`
+/// yield nothing.
+pub fn executor_refs(kind: StashKind, spec: &Value) -> Vec<ExecutorRef> {
     let mut refs = Vec::new();
     let spec_path = FieldPath::new("spec");
-    let Some(spec) = object.get("spec") else {
-        return refs;
-    };
     collect_hooks(kind, spec, &spec_path, &mut refs);
     if kind.has_members() {
         if let Some(Value::Array(members)) = spec.get("members") {
@@ -243,7 +241,7 @@ mod tests {
     use serde_json::json;
 
     fn paths(kind: StashKind, obj: Value) -> Vec<String> {
-        executor_refs(kind, &obj)
+        executor_refs(kind, &obj["spec"])
             .into_iter()
             .map(|r| r.path.to_string())
             .collect()
@@ -319,7 +317,7 @@ mod tests {
             "preBackup": {"executor": {"functionName": "fn", "params": {"a": "b", "c": "d"}}},
             "postBackup": {"executor": "fn"}
         }}});
-        let refs = executor_refs(StashKind::BackupConfiguration, &obj);
+        let refs = executor_refs(StashKind::BackupConfiguration, &obj["spec"]);
         assert_eq!(
             refs[0].executor,
             Executor::Ref {
@@ -330,7 +328,7 @@ mod tests {
         assert_eq!(refs[1].executor, Executor::WrongType("a string"));
 
         let obj = json!({"spec": {"hooks": {"preBackup": {"executor": {"functionName": 3, "params": ["a"]}}}}});
-        let refs = executor_refs(StashKind::BackupConfiguration, &obj);
+        let refs = executor_refs(StashKind::BackupConfiguration, &obj["spec"]);
         assert_eq!(
             refs[0].executor,
             Executor::Ref {

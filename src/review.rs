@@ -3,10 +3,10 @@
 
 use std::fmt;
 
-use k8s_openapi::api::authentication::v1::UserInfo;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use kube::core::{DynamicObject, GroupVersionKind, GroupVersionResource, TypeMeta};
+use std::borrow::Cow;
+
+use kube::core::admission::{AdmissionResponse, AdmissionReview, Operation};
+use kube::core::{DynamicObject, Status, TypeMeta};
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
@@ -48,118 +48,123 @@ pub enum ReviewError {
     NoRequest,
 }
 
+/// A string from the body: borrowed when the JSON has no escapes in it (the usual case), owned
+/// when it has. Decoding a review then allocates for the hooks it keeps, not for its identity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl Text<'_> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for Text<'_> {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Text<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(TextVisitor)
+    }
+}
+
 /// The review envelope, read without `#[serde(flatten)]` so the body is parsed in one pass.
 #[derive(Deserialize)]
-struct Envelope {
-    #[serde(default)]
-    kind: Option<String>,
-    #[serde(default, rename = "apiVersion")]
-    api_version: Option<String>,
-    #[serde(default)]
-    request: Option<SlimRequest>,
+struct Envelope<'a> {
+    #[serde(default, borrow)]
+    kind: Option<Text<'a>>,
+    #[serde(default, rename = "apiVersion", borrow)]
+    api_version: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    request: Option<Request<'a>>,
 }
 
-/// The request fields this server uses. Everything else (userInfo, options, most of each object)
-/// is skipped while parsing rather than built and thrown away: a review carries the object twice
-/// (`object`, `oldObject`) and each copy again in its last-applied annotation and managedFields.
-#[derive(Deserialize)]
+/// The group, version and kind of the object under review.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Gvk<'a> {
+    #[serde(default, borrow)]
+    pub group: Text<'a>,
+    #[serde(default, borrow)]
+    pub version: Text<'a>,
+    #[serde(borrow)]
+    pub kind: Text<'a>,
+}
+
+/// The request fields this server uses, borrowed from the body. Everything else (userInfo,
+/// options, resource, most of each object) is skipped while parsing rather than built and thrown
+/// away: a review carries the object twice (`object`, `oldObject`) and each copy again in its
+/// last-applied annotation and managedFields.
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SlimRequest {
-    uid: String,
-    kind: GroupVersionKind,
-    resource: GroupVersionResource,
+pub struct Request<'a> {
+    #[serde(borrow)]
+    pub uid: Text<'a>,
+    #[serde(borrow)]
+    pub kind: Gvk<'a>,
+    #[serde(default, borrow)]
+    pub name: Text<'a>,
+    #[serde(default, borrow)]
+    pub namespace: Option<Text<'a>>,
+    pub operation: Operation,
     #[serde(default)]
-    sub_resource: Option<String>,
+    pub object: Option<Object>,
     #[serde(default)]
-    request_kind: Option<GroupVersionKind>,
+    pub old_object: Option<Object>,
     #[serde(default)]
-    request_resource: Option<GroupVersionResource>,
-    #[serde(default)]
-    request_sub_resource: Option<String>,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    namespace: Option<String>,
-    operation: Operation,
-    #[serde(default)]
-    object: Option<SlimObject>,
-    #[serde(default)]
-    old_object: Option<SlimObject>,
-    #[serde(default)]
-    dry_run: bool,
+    pub dry_run: bool,
 }
 
-impl SlimRequest {
-    fn into_request(self, types: TypeMeta) -> AdmissionRequest<DynamicObject> {
-        AdmissionRequest {
-            types,
-            uid: self.uid,
-            kind: self.kind,
-            resource: self.resource,
-            sub_resource: self.sub_resource,
-            request_kind: self.request_kind,
-            request_resource: self.request_resource,
-            request_sub_resource: self.request_sub_resource,
-            name: self.name,
-            namespace: self.namespace,
-            operation: self.operation,
-            user_info: UserInfo::default(),
-            object: self.object.map(SlimObject::into_dynamic),
-            old_object: self.old_object.map(SlimObject::into_dynamic),
-            dry_run: self.dry_run,
-            options: None,
-        }
-    }
+/// An object as the rules read it: of its spec only `hooks` and the `hooks` of each of `members`,
+/// and of each hook only `executor`.
+#[derive(Debug, Default, Deserialize)]
+pub struct Object {
+    /// `{"hooks": {NAME: {"executor": ...}}, "members": [{"hooks": ...}]}`; null when the object
+    /// has no spec or a spec that is not a map.
+    #[serde(default, deserialize_with = "spec_hooks")]
+    pub spec: Value,
 }
 
-/// An object as the rules read it: its name and namespace, and of its spec only `hooks` and the
-/// `hooks` of each of `members`.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SlimObject {
-    #[serde(default)]
-    api_version: Option<String>,
-    #[serde(default)]
-    kind: Option<String>,
-    #[serde(default)]
-    metadata: SlimMeta,
-    #[serde(default)]
-    spec: Option<Hooks>,
+fn spec_hooks<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    d.deserialize_any(SpecVisitor(Level::Spec))
 }
-
-#[derive(Default, Deserialize)]
-struct SlimMeta {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    namespace: Option<String>,
-}
-
-impl SlimObject {
-    fn into_dynamic(self) -> DynamicObject {
-        let types = match (self.api_version, self.kind) {
-            (Some(api_version), Some(kind)) => Some(TypeMeta { api_version, kind }),
-            _ => None,
-        };
-        let mut data = Map::new();
-        if let Some(Hooks(spec)) = self.spec {
-            data.insert("spec".to_owned(), spec);
-        }
-        DynamicObject {
-            types,
-            metadata: ObjectMeta {
-                name: self.metadata.name,
-                namespace: self.metadata.namespace,
-                ..ObjectMeta::default()
-            },
-            data: Value::Object(data),
-        }
-    }
-}
-
-/// Keeps `hooks` (and, at the top level, `members[].hooks`) of a map, as JSON; skips every other
-/// key. A value of another shape becomes null: the rules read it tolerantly, never reject it.
-struct Hooks(Value);
 
 #[derive(Clone, Copy)]
 enum Level {
@@ -167,18 +172,11 @@ enum Level {
     Member,
 }
 
-impl<'de> Deserialize<'de> for Hooks {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(HooksVisitor(Level::Spec))
-    }
-}
-
 struct Member(Value);
 
 impl<'de> Deserialize<'de> for Member {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(HooksVisitor(Level::Member))
-            .map(|Hooks(v)| Member(v))
+        d.deserialize_any(SpecVisitor(Level::Member)).map(Member)
     }
 }
 
@@ -190,11 +188,37 @@ impl<'de> Deserialize<'de> for Members {
     }
 }
 
+/// `hooks`: each hook of it, reduced to its `executor`.
+struct HookMap(Value);
+
+impl<'de> Deserialize<'de> for HookMap {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(HookMapVisitor)
+    }
+}
+
+/// One hook, reduced to its `executor` (null when the hook is not a map).
+struct Hook(Value);
+
+impl<'de> Deserialize<'de> for Hook {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(HookVisitor)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(field_identifier, rename_all = "camelCase")]
 enum SpecKey {
     Hooks,
     Members,
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "camelCase")]
+enum HookKey {
+    Executor,
     #[serde(other)]
     Other,
 }
@@ -223,31 +247,33 @@ macro_rules! ignore_scalars {
         fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
             Ok($ret)
         }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok($ret)
+        }
     };
 }
 
-struct HooksVisitor(Level);
+/// Keeps `hooks` (and, at the spec level, `members[].hooks`) of a map; skips every other key. A
+/// value of another shape becomes null: the rules read it tolerantly, never reject it.
+struct SpecVisitor(Level);
 
-impl<'de> Visitor<'de> for HooksVisitor {
-    type Value = Hooks;
+impl<'de> Visitor<'de> for SpecVisitor {
+    type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
 
-    ignore_scalars!(Hooks(Value::Null));
+    ignore_scalars!(Value::Null);
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Hooks, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Hooks(Value::Null))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Hooks, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut kept = Map::new();
         while let Some(key) = map.next_key::<SpecKey>()? {
             match (key, self.0) {
                 (SpecKey::Hooks, _) => {
-                    kept.insert("hooks".to_owned(), map.next_value::<Value>()?);
+                    let HookMap(hooks) = map.next_value()?;
+                    kept.insert("hooks".to_owned(), hooks);
                 }
                 (SpecKey::Members, Level::Spec) => {
                     let Members(members) = map.next_value()?;
@@ -258,7 +284,7 @@ impl<'de> Visitor<'de> for HooksVisitor {
                 }
             }
         }
-        Ok(Hooks(Value::Object(kept)))
+        Ok(Value::Object(kept))
     }
 }
 
@@ -271,7 +297,27 @@ impl<'de> Visitor<'de> for MembersVisitor {
         f.write_str("any JSON value")
     }
 
-    ignore_scalars!(Members(Value::Null));
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Members, E> {
+        Ok(Members(Value::Null))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Members, E> {
+        Ok(Members(Value::Null))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Members, E> {
+        Ok(Members(Value::Null))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Members, E> {
+        Ok(Members(Value::Null))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Members, E> {
+        Ok(Members(Value::Null))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Members, E> {
+        Ok(Members(Value::Null))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Members, E> {
+        Ok(Members(Value::Null))
+    }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Members, A::Error> {
         // Every element keeps its place, so field paths (`members[i]`) stay right.
@@ -288,34 +334,79 @@ impl<'de> Visitor<'de> for MembersVisitor {
     }
 }
 
+struct HookMapVisitor;
+
+impl<'de> Visitor<'de> for HookMapVisitor {
+    type Value = HookMap;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    ignore_scalars!(HookMap(Value::Null));
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HookMap, A::Error> {
+        let mut hooks = Map::new();
+        while let Some(name) = map.next_key::<String>()? {
+            let Hook(hook) = map.next_value()?;
+            hooks.insert(name, hook);
+        }
+        Ok(HookMap(Value::Object(hooks)))
+    }
+}
+
+struct HookVisitor;
+
+impl<'de> Visitor<'de> for HookVisitor {
+    type Value = Hook;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    ignore_scalars!(Hook(Value::Null));
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Hook, A::Error> {
+        let mut hook = Map::new();
+        while let Some(key) = map.next_key::<HookKey>()? {
+            match key {
+                HookKey::Executor => {
+                    hook.insert("executor".to_owned(), map.next_value::<Value>()?);
+                }
+                HookKey::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Hook(Value::Object(hook)))
+    }
+}
+
 #[derive(Deserialize)]
-struct TypesOnly {
-    #[serde(default)]
-    kind: Option<String>,
-    #[serde(default, rename = "apiVersion")]
-    api_version: Option<String>,
+struct TypesOnly<'a> {
+    #[serde(default, borrow)]
+    kind: Option<Text<'a>>,
+    #[serde(default, rename = "apiVersion", borrow)]
+    api_version: Option<Text<'a>>,
 }
 
 fn check_types(
-    kind: Option<String>,
-    api_version: Option<String>,
-) -> Result<(String, ReviewVersion), ReviewError> {
+    kind: Option<Text<'_>>,
+    api_version: Option<Text<'_>>,
+) -> Result<ReviewVersion, ReviewError> {
     let kind = kind.unwrap_or_default();
     if kind != "AdmissionReview" {
-        return Err(ReviewError::Kind(kind));
+        return Err(ReviewError::Kind(kind.0.into_owned()));
     }
-    let version = match api_version.as_deref() {
-        Some(V1) => ReviewVersion::V1,
-        Some(V1BETA1) => ReviewVersion::V1Beta1,
-        other => return Err(ReviewError::Version(other.unwrap_or_default().to_owned())),
-    };
-    Ok((kind, version))
+    match api_version.as_deref() {
+        Some(V1) => Ok(ReviewVersion::V1),
+        Some(V1BETA1) => Ok(ReviewVersion::V1Beta1),
+        other => Err(ReviewError::Version(other.unwrap_or_default().to_owned())),
+    }
 }
 
-/// Decodes an AdmissionReview body into its version and request.
-pub fn decode(
-    body: &[u8],
-) -> Result<(ReviewVersion, AdmissionRequest<DynamicObject>), ReviewError> {
+/// Decodes an AdmissionReview body into its version and request, borrowing from `body`.
+pub fn decode(body: &[u8]) -> Result<(ReviewVersion, Request<'_>), ReviewError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ReviewError::Empty);
     }
@@ -333,13 +424,20 @@ pub fn decode(
             return Err(err.into());
         }
     };
-    let (kind, version) = check_types(envelope.kind, envelope.api_version)?;
+    let version = check_types(envelope.kind, envelope.api_version)?;
     let request = envelope.request.ok_or(ReviewError::NoRequest)?;
-    let types = TypeMeta {
-        api_version: version.api_version().to_owned(),
-        kind,
-    };
-    Ok((version, request.into_request(types)))
+    Ok((version, request))
+}
+
+/// The answer to `request` before judging: allowed, no status, no warnings.
+pub fn allow(request: &Request<'_>) -> AdmissionResponse {
+    // `AdmissionResponse::from` needs kube's request type; `invalid` is the one public
+    // constructor that takes none, and every field it sets is overwritten here.
+    let mut response = AdmissionResponse::invalid("");
+    response.uid = request.uid.to_string();
+    response.allowed = true;
+    response.result = Status::default();
+    response
 }
 
 /// Encodes `response` as an AdmissionReview of `version`.
@@ -375,8 +473,7 @@ mod tests {
         let (version, req) = decode(body.as_bytes()).unwrap();
         assert_eq!(version, ReviewVersion::V1Beta1);
         let out: serde_json::Value =
-            serde_json::from_slice(&encode(version, AdmissionResponse::from(&req)).unwrap())
-                .unwrap();
+            serde_json::from_slice(&encode(version, allow(&req)).unwrap()).unwrap();
         assert_eq!(out["apiVersion"], V1BETA1);
         assert_eq!(out["kind"], "AdmissionReview");
         assert_eq!(
@@ -387,30 +484,46 @@ mod tests {
     }
 
     #[test]
-    fn keeps_only_hooks_of_the_spec_and_of_each_member() {
+    fn keeps_only_executors_of_the_hooks_of_the_spec_and_of_each_member() {
         let body = serde_json::json!({"apiVersion": V1, "kind": "AdmissionReview", "request": {
             "uid": "u", "kind": {"group": "stash.appscode.com", "version": "v1beta1", "kind": "BackupBatch"},
             "resource": {"group": "stash.appscode.com", "version": "v1beta1", "resource": "backupbatches"},
             "operation": "CREATE", "userInfo": {"username": "u"},
             "object": {"apiVersion": "stash.appscode.com/v1beta1", "kind": "BackupBatch",
                 "metadata": {"name": "b", "namespace": "demo", "annotations": {"a": "b"}, "managedFields": [{}]},
-                "spec": {"schedule": "* * * * *", "hooks": {"preBackup": {"exec": ["/bin/true"]}},
+                "spec": {"schedule": "* * * * *", "hooks": {"preBackup": {"exec": ["/bin/true"]},
+                                                            "postBackup": {"exec": {"command": ["/bin/sh"]}, "executor": {"functionName": "f", "params": {"a": "b"}}},
+                                                            "preRestore": "not a map"},
                          "members": [{"target": {}, "hooks": {"postBackup": {}}}, "not a map", {"target": {}}]}},
             "oldObject": {"metadata": {"name": "b"}, "spec": "not a map"}
         }});
-        let (_, req) = decode(body.to_string().as_bytes()).unwrap();
+        let text = body.to_string();
+        let (_, req) = decode(text.as_bytes()).unwrap();
         let object = req.object.unwrap();
-        assert_eq!(object.metadata.name.as_deref(), Some("b"));
-        assert_eq!(object.metadata.namespace.as_deref(), Some("demo"));
         assert_eq!(
-            object.data,
-            serde_json::json!({"spec": {"hooks": {"preBackup": {"exec": ["/bin/true"]}},
-                                        "members": [{"hooks": {"postBackup": {}}}, null, {}]}})
+            object.spec,
+            serde_json::json!({"hooks": {"preBackup": {},
+                                         "postBackup": {"executor": {"functionName": "f", "params": {"a": "b"}}},
+                                         "preRestore": null},
+                               "members": [{"hooks": {"postBackup": {}}}, null, {}]})
         );
-        assert_eq!(
-            req.old_object.unwrap().data,
-            serde_json::json!({"spec": null})
+        assert_eq!(req.old_object.unwrap().spec, serde_json::Value::Null);
+    }
+
+    #[test]
+    fn borrows_plain_strings_and_unescapes_the_others() {
+        let body = CREATE.replace(
+            r#""uid":"2f4654dc-4eb5-4f5c-99a7-7fac85a06744""#,
+            r#""uid":"2f4654dc\u002d4eb5""#,
         );
+        assert_ne!(body, CREATE, "the fixture has the uid this test rewrites");
+        let (_, req) = decode(body.as_bytes()).unwrap();
+        assert_eq!(req.uid, "2f4654dc-4eb5");
+        assert!(matches!(req.uid.0, Cow::Owned(_)));
+        assert!(matches!(
+            req.kind.kind.0,
+            Cow::Borrowed("BackupConfiguration")
+        ));
     }
 
     #[test]

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use kube::core::admission::AdmissionReview;
 use serde_json::{json, Value};
 
 use super::*;
@@ -66,7 +65,7 @@ fn request(
     object: &Value,
     old: &Value,
     dry_run: bool,
-) -> AdmissionRequest<DynamicObject> {
+) -> Vec<u8> {
     let with_meta = |spec: &Value| {
         if spec.is_null() {
             Value::Null
@@ -83,8 +82,11 @@ fn request(
             "object": with_meta(object), "oldObject": with_meta(old), "dryRun": dry_run
         }
     });
-    let review: AdmissionReview<DynamicObject> = serde_json::from_value(review).unwrap();
-    review.try_into().unwrap()
+    serde_json::to_vec(&review).unwrap()
+}
+
+fn decode(body: &[u8]) -> Request<'_> {
+    crate::review::decode(body).unwrap().1
 }
 
 fn hook(name: &str, function: &str) -> Value {
@@ -193,7 +195,7 @@ fn cases() -> Vec<Case> {
 async fn review_table() {
     let v = validator();
     for case in cases() {
-        let req = request(
+        let body = request(
             case.kind,
             "stash.appscode.com",
             case.operation,
@@ -201,7 +203,7 @@ async fn review_table() {
             &case.old,
             case.dry_run,
         );
-        let out = v.review(&req, Some(Duration::from_secs(5))).await;
+        let out = v.review(&decode(&body), Some(Duration::from_secs(5))).await;
         assert_eq!(out.response.uid, "u-1", "{}", case.name);
         assert_eq!(
             out.response.allowed, case.allowed,
@@ -219,7 +221,7 @@ async fn review_table() {
 
 #[tokio::test]
 async fn other_groups_are_allowed_unjudged() {
-    let req = request(
+    let body = request(
         "BackupConfiguration",
         "example.com",
         "CREATE",
@@ -227,7 +229,7 @@ async fn other_groups_are_allowed_unjudged() {
         &Value::Null,
         false,
     );
-    let out = validator().review(&req, None).await;
+    let out = validator().review(&decode(&body), None).await;
     assert!(out.response.allowed);
     assert!(!out.judged);
 }

@@ -3,7 +3,7 @@ use crate::hooks::{executor_refs, StashKind};
 use serde_json::{json, Value};
 
 fn refs(spec: Value) -> Vec<ExecutorRef> {
-    executor_refs(StashKind::BackupConfiguration, &json!({ "spec": spec }))
+    executor_refs(StashKind::BackupConfiguration, &spec)
 }
 
 fn pre(executor: Value) -> Value {
