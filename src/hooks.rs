@@ -181,29 +181,28 @@ impl ExecutorRef {
 /// yield nothing.
 pub fn executor_refs(kind: StashKind, spec: &Value) -> Vec<ExecutorRef> {
     let mut refs = Vec::new();
-    let spec_path = FieldPath::new("spec");
-    collect_hooks(kind, spec, &spec_path, &mut refs);
+    collect_hooks(kind, spec, None, &mut refs);
     if kind.has_members() {
         if let Some(Value::Array(members)) = spec.get("members") {
-            let members_path = spec_path.child("members");
             for (i, member) in members.iter().enumerate() {
-                collect_hooks(kind, member, &members_path.index(i), &mut refs);
+                collect_hooks(kind, member, Some(i), &mut refs);
             }
         }
     }
     refs
 }
 
+/// The executors of `parent.hooks`, where `parent` is the spec or its member `member`. Paths are
+/// built only for the executors found: most of a BackupBatch's members have none.
 fn collect_hooks(
     kind: StashKind,
     parent: &Value,
-    parent_path: &FieldPath,
+    member: Option<usize>,
     out: &mut Vec<ExecutorRef>,
 ) {
     let Some(Value::Object(hooks)) = parent.get("hooks") else {
         return;
     };
-    let hooks_path = parent_path.child("hooks");
     for &hook_name in kind.hook_names() {
         let Some(Value::Object(hook)) = hooks.get(hook_name) else {
             continue;
@@ -211,7 +210,10 @@ fn collect_hooks(
         match hook.get("executor") {
             None | Some(Value::Null) => {}
             Some(executor) => out.push(ExecutorRef {
-                path: hooks_path.child(hook_name).child("executor"),
+                path: FieldPath(match member {
+                    None => format!("spec.hooks.{hook_name}.executor"),
+                    Some(i) => format!("spec.members[{i}].hooks.{hook_name}.executor"),
+                }),
                 executor: read_executor(executor),
             }),
         }

@@ -5,10 +5,10 @@ use std::fmt;
 
 use std::borrow::Cow;
 
-use kube::core::admission::{AdmissionResponse, AdmissionReview, Operation};
-use kube::core::{DynamicObject, Status, TypeMeta};
+use kube::core::admission::{AdmissionResponse, Operation};
+use kube::core::Status;
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
@@ -440,17 +440,26 @@ pub fn allow(request: &Request<'_>) -> AdmissionResponse {
     response
 }
 
+/// What is sent back: the AdmissionReview envelope around the response. Serialized directly
+/// rather than through kube's `AdmissionReview`, whose flattened `types` go through a map.
+#[derive(Serialize)]
+struct Answer<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    kind: &'static str,
+    response: &'a AdmissionResponse,
+}
+
 /// Encodes `response` as an AdmissionReview of `version`.
 pub fn encode(
     version: ReviewVersion,
-    response: AdmissionResponse,
+    response: &AdmissionResponse,
 ) -> Result<Vec<u8>, serde_json::Error> {
-    let mut review: AdmissionReview<DynamicObject> = response.into_review();
-    review.types = TypeMeta {
-        api_version: version.api_version().to_owned(),
-        kind: "AdmissionReview".to_owned(),
-    };
-    serde_json::to_vec(&review)
+    serde_json::to_vec(&Answer {
+        api_version: version.api_version(),
+        kind: "AdmissionReview",
+        response,
+    })
 }
 
 #[cfg(test)]
@@ -473,7 +482,7 @@ mod tests {
         let (version, req) = decode(body.as_bytes()).unwrap();
         assert_eq!(version, ReviewVersion::V1Beta1);
         let out: serde_json::Value =
-            serde_json::from_slice(&encode(version, allow(&req)).unwrap()).unwrap();
+            serde_json::from_slice(&encode(version, &allow(&req)).unwrap()).unwrap();
         assert_eq!(out["apiVersion"], V1BETA1);
         assert_eq!(out["kind"], "AdmissionReview");
         assert_eq!(

@@ -7,11 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use bytes::Bytes;
+use futures::future::{ready, Either, Ready};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -125,54 +128,78 @@ fn api_server_timeout(query: Option<&str>) -> Option<Duration> {
         .and_then(|v| humantime::parse_duration(v).ok())
 }
 
-async fn validate(State(app): State<Arc<App>>, request: Request) -> Response {
+/// `/validate`. The checks that need only the headers run before the future is built, so the
+/// future axum boxes for every request holds the body and the review, not the whole request.
+fn validate(
+    State(app): State<Arc<App>>,
+    request: Request,
+) -> Either<Ready<Response>, impl Future<Output = Response>> {
     if !is_json(request.headers()) {
-        return refuse(
+        return Either::Left(ready(refuse(
             &app,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Content-Type must be application/json: POST an AdmissionReview as JSON".into(),
-        );
+        )));
     }
     let max = app.limits.max_body_bytes;
-    let too_large = || format!("the body is larger than the {max} byte limit (--max-body-bytes)");
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return refuse(&app, StatusCode::PAYLOAD_TOO_LARGE, too_large());
+        return Either::Left(ready(refuse(
+            &app,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            too_large(max),
+        )));
     }
     let timeout = api_server_timeout(request.uri().query());
-    let body = Limited::new(request.into_body(), max).collect();
-    let body = match tokio::time::timeout(app.limits.request_timeout, body).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => {
-            return refuse(&app, StatusCode::PAYLOAD_TOO_LARGE, too_large())
-        }
-        Ok(Err(err)) => {
-            return refuse(
-                &app,
-                StatusCode::BAD_REQUEST,
-                format!("cannot read the body: {err}"),
-            )
-        }
-        Err(_) => {
-            return refuse(
-                &app,
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "the body did not arrive within {} (--request-timeout)",
-                    humantime::format_duration(app.limits.request_timeout)
-                ),
-            )
-        }
-    };
+    let body = Limited::new(request.into_body(), max);
+    Either::Right(async move {
+        let body = match read_body(&app, body).await {
+            Ok(body) => body,
+            Err(refused) => return refused,
+        };
+        answer(&app, &body, timeout).await
+    })
+}
 
+fn too_large(max: usize) -> String {
+    format!("the body is larger than the {max} byte limit (--max-body-bytes)")
+}
+
+/// The whole body, within the size limit and the request timeout; or the refusal to send.
+async fn read_body(app: &App, body: Limited<Body>) -> Result<Bytes, Response> {
+    match tokio::time::timeout(app.limits.request_timeout, body.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(refuse(
+            app,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            too_large(app.limits.max_body_bytes),
+        )),
+        Ok(Err(err)) => Err(refuse(
+            app,
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the body: {err}"),
+        )),
+        Err(_) => Err(refuse(
+            app,
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {} (--request-timeout)",
+                humantime::format_duration(app.limits.request_timeout)
+            ),
+        )),
+    }
+}
+
+/// Decodes, reviews and encodes one body, and records the review.
+async fn answer(app: &App, body: &[u8], timeout: Option<Duration>) -> Response {
     let started = Instant::now();
-    let (version, request) = match review::decode(&body) {
+    let (version, request) = match review::decode(body) {
         Ok(decoded) => decoded,
-        Err(err) => return refuse(&app, StatusCode::BAD_REQUEST, err.to_string()),
+        Err(err) => return refuse(app, StatusCode::BAD_REQUEST, err.to_string()),
     };
     let span = tracing::info_span!("review", uid = %request.uid);
     let outcome = app
@@ -181,7 +208,6 @@ async fn validate(State(app): State<Arc<App>>, request: Request) -> Response {
         .instrument(span.clone())
         .await;
     let elapsed = started.elapsed();
-    let kind = &request.kind.kind;
     let kind_label = outcome.kind.map_or("other", StashKind::as_str);
     let operation = match request.operation {
         Operation::Create => "CREATE",
@@ -197,7 +223,7 @@ async fn validate(State(app): State<Arc<App>>, request: Request) -> Response {
     );
     span.in_scope(|| {
         tracing::info!(
-            kind = %kind,
+            kind = %request.kind.kind,
             namespace = request.namespace.as_deref().unwrap_or(""),
             name = %request.name,
             operation = %operation,
@@ -209,7 +235,7 @@ async fn validate(State(app): State<Arc<App>>, request: Request) -> Response {
             "review"
         )
     });
-    match review::encode(version, outcome.response) {
+    match review::encode(version, &outcome.response) {
         Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
         // Serializing our own response cannot fail in practice; if it did, the API server
         // applies its failurePolicy to the 500.

@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let outcome = RUNTIME.block_on(VALIDATOR.review(&request, Some(Duration::from_secs(5))));
-    let encoded = review::encode(version, outcome.response).expect("a response always encodes");
+    let encoded = review::encode(version, &outcome.response).expect("a response always encodes");
     let answer: serde_json::Value = serde_json::from_slice(&encoded).expect("the answer is JSON");
     assert_eq!(answer["response"]["uid"].as_str(), Some(request.uid.as_str()));
     assert!(answer["response"]["allowed"].is_boolean());
