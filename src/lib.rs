@@ -14,6 +14,7 @@ pub mod image;
 pub mod metrics;
 pub mod review;
 pub mod rules;
+pub mod scan;
 pub mod server;
 pub mod tls;
 

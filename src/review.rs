@@ -5,6 +5,9 @@ use std::fmt;
 
 use std::borrow::Cow;
 
+use crate::hooks::json_type;
+use crate::scan::{Scanner, SyntaxError};
+
 use kube::core::admission::{AdmissionResponse, Operation};
 use kube::core::Status;
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -40,6 +43,17 @@ pub enum ReviewError {
     NotAnObject,
     #[error("the body is not a valid AdmissionReview: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("the body is not a valid AdmissionReview: {0}")]
+    Syntax(#[from] SyntaxError),
+    #[error("the body is not a valid AdmissionReview: {field}: {message}")]
+    Field {
+        field: &'static str,
+        message: String,
+    },
+    #[error("the body is not a valid AdmissionReview: {0} is missing")]
+    Missing(&'static str),
+    #[error("the body is not a valid AdmissionReview: {0} is given twice")]
+    Duplicate(&'static str),
     #[error("kind is {0:?}: expected \"AdmissionReview\"")]
     Kind(String),
     #[error("apiVersion {0:?} is not supported: use \"admission.k8s.io/v1\" or \"admission.k8s.io/v1beta1\"")]
@@ -106,17 +120,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     }
 }
 
-/// The review envelope, read without `#[serde(flatten)]` so the body is parsed in one pass.
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(default, borrow)]
-    kind: Option<Text<'a>>,
-    #[serde(default, rename = "apiVersion", borrow)]
-    api_version: Option<Text<'a>>,
-    #[serde(default, borrow)]
-    request: Option<Request<'a>>,
-}
-
 /// The group, version and kind of the object under review.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Gvk<'a> {
@@ -129,41 +132,37 @@ pub struct Gvk<'a> {
 }
 
 /// The request fields this server uses, borrowed from the body. Everything else (userInfo,
-/// options, resource, most of each object) is skipped while parsing rather than built and thrown
+/// options, resource, most of each object) is skipped while scanning rather than built and thrown
 /// away: a review carries the object twice (`object`, `oldObject`) and each copy again in its
 /// last-applied annotation and managedFields.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug)]
 pub struct Request<'a> {
-    #[serde(borrow)]
     pub uid: Text<'a>,
-    #[serde(borrow)]
     pub kind: Gvk<'a>,
-    #[serde(default, borrow)]
     pub name: Text<'a>,
-    #[serde(default, borrow)]
     pub namespace: Option<Text<'a>>,
     pub operation: Operation,
-    #[serde(default)]
     pub object: Option<Object>,
-    #[serde(default)]
     pub old_object: Option<Object>,
-    #[serde(default)]
     pub dry_run: bool,
 }
 
 /// An object as the rules read it: of its spec only `hooks` and the `hooks` of each of `members`,
 /// and of each hook only `executor`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 pub struct Object {
     /// `{"hooks": {NAME: {"executor": ...}}, "members": [{"hooks": ...}]}`; null when the object
     /// has no spec or a spec that is not a map.
-    #[serde(default, deserialize_with = "spec_hooks")]
     pub spec: Value,
 }
 
-fn spec_hooks<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
-    d.deserialize_any(SpecVisitor(Level::Spec))
+/// A spec, reduced to what [`Object::spec`] keeps.
+struct Spec(Value);
+
+impl<'de> Deserialize<'de> for Spec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SpecVisitor(Level::Spec)).map(Spec)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -413,20 +412,155 @@ pub fn decode(body: &[u8]) -> Result<(ReviewVersion, Request<'_>), ReviewError> 
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ReviewError::NotAnObject);
     }
-    let envelope: Envelope = match serde_json::from_slice(body) {
-        Ok(envelope) => envelope,
+    match read_review(body) {
+        Ok((kind, api_version, request)) => {
+            let version = check_types(kind, api_version)?;
+            Ok((version, request.ok_or(ReviewError::NoRequest)?))
+        }
         Err(err) => {
             // A wrong kind or version explains a request of the wrong shape better than the
             // shape error does, so look at those alone before reporting the parse error.
             if let Ok(types) = serde_json::from_slice::<TypesOnly>(body) {
                 check_types(types.kind, types.api_version)?;
             }
-            return Err(err.into());
+            Err(err)
         }
+    }
+}
+
+type Envelope<'a> = (Option<Text<'a>>, Option<Text<'a>>, Option<Request<'a>>);
+
+/// One value, read by serde_json from the scanner's slice; errors name the field.
+fn field<'a, T: Deserialize<'a>>(
+    scanner: &mut Scanner<'a>,
+    name: &'static str,
+) -> Result<T, ReviewError> {
+    let value = scanner.value()?;
+    serde_json::from_slice(value).map_err(|err| ReviewError::Field {
+        field: name,
+        // The position serde_json gives is within the field's value, not the body: drop it.
+        message: match err.to_string().rsplit_once(" at line ") {
+            Some((message, _)) => message.to_owned(),
+            None => err.to_string(),
+        },
+    })
+}
+
+/// Sets a field once; a second value for it is refused, as serde refuses duplicate fields.
+fn once<T>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), ReviewError> {
+    if slot.replace(value).is_some() {
+        return Err(ReviewError::Duplicate(name));
+    }
+    Ok(())
+}
+
+fn read_review(body: &[u8]) -> Result<Envelope<'_>, ReviewError> {
+    let mut scanner = Scanner::new(body);
+    let (mut kind, mut api_version, mut request) = (None, None, None);
+    scanner.object(|s, key| match &*key.text() {
+        "kind" => once(&mut kind, field::<Option<Text>>(s, "kind")?, "kind"),
+        "apiVersion" => once(
+            &mut api_version,
+            field::<Option<Text>>(s, "apiVersion")?,
+            "apiVersion",
+        ),
+        "request" => {
+            let value = if s.null()? {
+                None
+            } else {
+                Some(read_request(s)?)
+            };
+            once(&mut request, value, "request")
+        }
+        _ => Ok(s.skip()?),
+    })?;
+    scanner.end()?;
+    Ok((kind.flatten(), api_version.flatten(), request.flatten()))
+}
+
+fn read_request<'a>(s: &mut Scanner<'a>) -> Result<Request<'a>, ReviewError> {
+    if !s.at_object() {
+        let found = field::<Value>(s, "request")?;
+        return Err(ReviewError::Field {
+            field: "request",
+            message: format!("expected a map, got {}", json_type(&found)),
+        });
+    }
+    let mut uid = None;
+    let mut kind = None;
+    let mut name = None;
+    let mut namespace = None;
+    let mut operation = None;
+    let mut object = None;
+    let mut old_object = None;
+    let mut dry_run = None;
+    s.object(|s, key| match &*key.text() {
+        "uid" => once(&mut uid, field(s, "request.uid")?, "request.uid"),
+        "kind" => once(&mut kind, field(s, "request.kind")?, "request.kind"),
+        "name" => once(&mut name, field(s, "request.name")?, "request.name"),
+        "namespace" => once(
+            &mut namespace,
+            field(s, "request.namespace")?,
+            "request.namespace",
+        ),
+        "operation" => once(
+            &mut operation,
+            field(s, "request.operation")?,
+            "request.operation",
+        ),
+        "object" => once(
+            &mut object,
+            read_object(s, "request.object")?,
+            "request.object",
+        ),
+        "oldObject" => once(
+            &mut old_object,
+            read_object(s, "request.oldObject")?,
+            "request.oldObject",
+        ),
+        "dryRun" => once(&mut dry_run, field(s, "request.dryRun")?, "request.dryRun"),
+        _ => Ok(s.skip()?),
+    })?;
+    Ok(Request {
+        uid: uid.ok_or(ReviewError::Missing("request.uid"))?,
+        kind: kind.ok_or(ReviewError::Missing("request.kind"))?,
+        name: name.unwrap_or_default(),
+        namespace,
+        operation: operation.ok_or(ReviewError::Missing("request.operation"))?,
+        object: object.flatten(),
+        old_object: old_object.flatten(),
+        dry_run: dry_run.unwrap_or(false),
+    })
+}
+
+/// An object, or null; of the object only `spec` is read.
+fn read_object(s: &mut Scanner<'_>, name: &'static str) -> Result<Option<Object>, ReviewError> {
+    if s.null()? {
+        return Ok(None);
+    }
+    if !s.at_object() {
+        let found = field::<Value>(s, name)?;
+        return Err(ReviewError::Field {
+            field: name,
+            message: format!("expected a map or null, got {}", json_type(&found)),
+        });
+    }
+    let spec_name = if name == "request.object" {
+        "request.object.spec"
+    } else {
+        "request.oldObject.spec"
     };
-    let version = check_types(envelope.kind, envelope.api_version)?;
-    let request = envelope.request.ok_or(ReviewError::NoRequest)?;
-    Ok((version, request))
+    let mut spec = None;
+    s.object(|s, key| match &*key.text() {
+        "spec" => {
+            let Spec(value) = field(s, spec_name)?;
+            once(&mut spec, value, spec_name)
+        }
+        _ => Ok(s.skip()?),
+    })?;
+    Ok(Some(Object {
+        spec: spec.unwrap_or(Value::Null),
+    }))
 }
 
 /// The answer to `request` before judging: allowed, no status, no warnings.
@@ -558,6 +692,41 @@ mod tests {
         assert_eq!(
             msg(r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1"}"#),
             "the AdmissionReview has no request: the API server sends one in every call"
+        );
+        let review = |request: &str| {
+            msg(&format!(
+                r#"{{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{request}}}"#
+            ))
+        };
+        assert_eq!(
+            review(r#"{"kind":{"kind":"X"},"operation":"CREATE"}"#),
+            "the body is not a valid AdmissionReview: request.uid is missing"
+        );
+        assert_eq!(
+            review(r#"{"uid":"a","uid":"b","kind":{"kind":"X"},"operation":"CREATE"}"#),
+            "the body is not a valid AdmissionReview: request.uid is given twice"
+        );
+        assert_eq!(
+            review(r#"{"uid":3,"kind":{"kind":"X"},"operation":"CREATE"}"#),
+            "the body is not a valid AdmissionReview: request.uid: invalid type: integer `3`, expected a string"
+        );
+        assert_eq!(
+            review(r#"{"uid":"a","kind":{"kind":"X"},"operation":"PATCH"}"#),
+            "the body is not a valid AdmissionReview: request.operation: unknown variant `PATCH`, expected one of `CREATE`, `UPDATE`, `DELETE`, `CONNECT`"
+        );
+        assert_eq!(
+            review(r#"{"uid":"a","kind":{"kind":"X"},"operation":"CREATE","object":[]}"#),
+            "the body is not a valid AdmissionReview: request.object: expected a map or null, got a list"
+        );
+        assert_eq!(
+            review(
+                r#"{"uid":"a","kind":{"kind":"X"},"operation":"CREATE","object":{"spec":{"hooks":1}}"#
+            ),
+            "the body is not a valid AdmissionReview: EOF while parsing an object at byte 153"
+        );
+        assert_eq!(
+            review("7"),
+            "the body is not a valid AdmissionReview: request: expected a map, got a number"
         );
     }
 }

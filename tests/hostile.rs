@@ -9,12 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
+use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
 use stash_webhook::admission::Validator;
 use stash_webhook::functions::FileSource;
 use stash_webhook::metrics::Metrics;
 use stash_webhook::review;
 use stash_webhook::rules::FailurePolicy;
+use stash_webhook::scan::Scanner;
 use support::{fixture, FUNCTIONS};
 
 fn validator() -> Validator {
@@ -28,6 +30,10 @@ fn validator() -> Validator {
 
 /// Runs one body through the path the server runs, and checks the outcome is well-formed.
 fn check(validator: &Validator, body: &[u8]) -> Result<(), TestCaseError> {
+    // The scanner under `decode` is as strict as serde_json: what serde_json refuses as JSON,
+    // decode refuses too.
+    let is_json = serde_json::from_slice::<IgnoredAny>(body).is_ok();
+    prop_assert!(is_json || review::decode(body).is_err());
     match review::decode(body) {
         Err(err) => prop_assert!(!err.to_string().is_empty()),
         Ok((version, request)) => {
@@ -188,6 +194,26 @@ proptest! {
             }
         }
         check(&validator(), &serde_json::to_vec(&review).unwrap())?;
+    }
+
+    #[test]
+    fn scanner_accepts_exactly_what_serde_json_accepts(
+        edits in prop::collection::vec((any::<usize>(), prop::sample::select(b"{}[]\",:\\ \t0123-.eE+tfnrlsu\x01\x7fa".to_vec())), 0..6),
+        cut in any::<usize>(),
+        truncate in any::<bool>(),
+    ) {
+        let mut bytes = fixture("backupconfiguration-create").into_bytes();
+        for (at, byte) in edits {
+            let i = at % bytes.len();
+            bytes[i] = byte;
+        }
+        if truncate {
+            bytes.truncate(cut % bytes.len());
+        }
+        let mut scanner = Scanner::new(&bytes);
+        let scanned = scanner.skip().and_then(|()| scanner.end());
+        let parsed = serde_json::from_slice::<IgnoredAny>(&bytes);
+        prop_assert_eq!(scanned.is_ok(), parsed.is_ok(), "scanner {:?}, serde_json {:?}", scanned, parsed.err());
     }
 
     #[test]
