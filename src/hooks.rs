@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 /// The API group whose kinds carry hooks.
@@ -177,64 +179,443 @@ impl ExecutorRef {
     }
 }
 
-/// Every executor reference in an object's `spec`, in document order. Hooks without `executor`
-/// yield nothing.
-pub fn executor_refs(kind: StashKind, spec: &Value) -> Vec<ExecutorRef> {
+/// The hooks of a spec, as decoded: of `spec.hooks` and of each `spec.members[i].hooks`, each
+/// hook's name and executor. Everything else of the spec is skipped while decoding; a hook
+/// without an executor (or with `executor: null`) is not kept. Which hook names count depends on
+/// the kind, known only once the whole review is read, so all are kept here and filtered by
+/// [`executor_refs`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SpecHooks {
+    pub hooks: HookSet,
+    /// One entry per element of `spec.members` when it is a list, in order (field paths use the
+    /// index); empty otherwise.
+    pub members: Vec<HookSet>,
+}
+
+/// The executors of one `hooks` block: (hook name, executor), in document order.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct HookSet(pub Vec<(String, Executor)>);
+
+impl HookSet {
+    /// The executor of hook `name`; the last one when a name is repeated, as JSON readers do.
+    fn get(&self, name: &str) -> Option<&Executor> {
+        self.0.iter().rev().find(|(n, _)| n == name).map(|(_, e)| e)
+    }
+}
+
+impl SpecHooks {
+    /// Reads a spec given as JSON, the same tolerant way a review's spec is decoded.
+    pub fn from_value(spec: &Value) -> Self {
+        SpecHooks::deserialize(spec).unwrap_or_default()
+    }
+}
+
+/// Every executor reference in an object's spec hooks, in document order of the kind's hook
+/// names. Hooks without `executor` yield nothing.
+pub fn executor_refs(kind: StashKind, spec: &SpecHooks) -> Vec<ExecutorRef> {
     let mut refs = Vec::new();
-    collect_hooks(kind, spec, None, &mut refs);
+    collect_hooks(kind, &spec.hooks, None, &mut refs);
     if kind.has_members() {
-        if let Some(Value::Array(members)) = spec.get("members") {
-            for (i, member) in members.iter().enumerate() {
-                collect_hooks(kind, member, Some(i), &mut refs);
-            }
+        for (i, member) in spec.members.iter().enumerate() {
+            collect_hooks(kind, member, Some(i), &mut refs);
         }
     }
     refs
 }
 
-/// The executors of `parent.hooks`, where `parent` is the spec or its member `member`. Paths are
-/// built only for the executors found: most of a BackupBatch's members have none.
+/// The executors of a spec's or a member's hooks. Paths are built only for the executors found:
+/// most of a BackupBatch's members have none.
 fn collect_hooks(
     kind: StashKind,
-    parent: &Value,
+    hooks: &HookSet,
     member: Option<usize>,
     out: &mut Vec<ExecutorRef>,
 ) {
-    let Some(Value::Object(hooks)) = parent.get("hooks") else {
-        return;
-    };
     for &hook_name in kind.hook_names() {
-        let Some(Value::Object(hook)) = hooks.get(hook_name) else {
-            continue;
-        };
-        match hook.get("executor") {
-            None | Some(Value::Null) => {}
-            Some(executor) => out.push(ExecutorRef {
+        if let Some(executor) = hooks.get(hook_name) {
+            out.push(ExecutorRef {
                 path: FieldPath(match member {
                     None => format!("spec.hooks.{hook_name}.executor"),
                     Some(i) => format!("spec.members[{i}].hooks.{hook_name}.executor"),
                 }),
-                executor: read_executor(executor),
-            }),
+                executor: executor.clone(),
+            });
         }
     }
 }
 
-fn read_executor(value: &Value) -> Executor {
-    let Value::Object(fields) = value else {
-        return Executor::WrongType(json_type(value));
+// Decoding. Every visitor accepts any JSON value: a shape other than the expected one is
+// recorded (an executor or field of the wrong type, for the rules to report) or skipped (a
+// `hooks`, hook or `members` that is not a map or list), never an error.
+
+/// Accepts any value and keeps only its JSON type, as the rules name it.
+struct TypeName;
+
+impl<'de> Visitor<'de> for TypeName {
+    type Value = &'static str;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<&'static str, E> {
+        Ok("a boolean")
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<&'static str, E> {
+        Ok("a number")
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<&'static str, E> {
+        Ok("a number")
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<&'static str, E> {
+        Ok("a number")
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<&'static str, E> {
+        Ok("a string")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<&'static str, E> {
+        Ok("null")
+    }
+    fn visit_none<E: de::Error>(self) -> Result<&'static str, E> {
+        Ok("null")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<&'static str, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok("a list")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<&'static str, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok("a map")
+    }
+}
+
+/// A value read by a visitor that handles maps (or lists) and names any other type found.
+macro_rules! other_types {
+    ($wrap:expr) => {
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            TypeName.visit_bool(v).map($wrap)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            TypeName.visit_i64(v).map($wrap)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            TypeName.visit_u64(v).map($wrap)
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            TypeName.visit_f64(v).map($wrap)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            TypeName.visit_unit().map($wrap)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            TypeName.visit_none().map($wrap)
+        }
     };
-    let function = match fields.get("functionName") {
-        None | Some(Value::Null) => FunctionName::Missing,
-        Some(Value::String(name)) => FunctionName::Named(name.clone()),
-        Some(other) => FunctionName::WrongType(json_type(other)),
-    };
-    let params = match fields.get("params") {
-        None | Some(Value::Null) => Params::Absent,
-        Some(Value::Object(map)) => Params::Keys(map.keys().cloned().collect()),
-        Some(other) => Params::WrongType(json_type(other)),
-    };
-    Executor::Ref { function, params }
+}
+
+impl<'de> Deserialize<'de> for SpecHooks {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(d.deserialize_any(SpecVisitor { members: true })?
+            .unwrap_or_default())
+    }
+}
+
+/// A spec (`members: true`) or a member of one: its `hooks`, and for a spec its `members`; none
+/// when it is not a map.
+struct SpecVisitor {
+    members: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "camelCase")]
+enum SpecKey {
+    Hooks,
+    Members,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de> Visitor<'de> for SpecVisitor {
+    type Value = Option<SpecHooks>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    other_types!(|_| None);
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        TypeName.visit_seq(seq).map(|_| None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut spec = SpecHooks::default();
+        while let Some(key) = map.next_key::<SpecKey>()? {
+            match key {
+                SpecKey::Hooks => spec.hooks = map.next_value::<HookSet>()?,
+                SpecKey::Members if self.members => spec.members = map.next_value::<Members>()?.0,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Some(spec))
+    }
+}
+
+struct Members(Vec<HookSet>);
+
+impl<'de> Deserialize<'de> for Members {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(MembersVisitor)
+    }
+}
+
+struct MembersVisitor;
+
+impl<'de> Visitor<'de> for MembersVisitor {
+    type Value = Members;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    other_types!(|_| Members(Vec::new()));
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Members, E> {
+        Ok(Members(Vec::new()))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Members, A::Error> {
+        TypeName.visit_map(map).map(|_| Members(Vec::new()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Members, A::Error> {
+        // Every element keeps its place, so field paths (`members[i]`) stay right.
+        let mut members = Vec::new();
+        while let Some(Member(hooks)) = seq.next_element()? {
+            members.push(hooks);
+        }
+        Ok(Members(members))
+    }
+}
+
+struct Member(HookSet);
+
+impl<'de> Deserialize<'de> for Member {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let spec = d.deserialize_any(SpecVisitor { members: false })?;
+        Ok(Member(spec.map(|s| s.hooks).unwrap_or_default()))
+    }
+}
+
+impl<'de> Deserialize<'de> for HookSet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(HookSetVisitor)
+    }
+}
+
+struct HookSetVisitor;
+
+impl<'de> Visitor<'de> for HookSetVisitor {
+    type Value = HookSet;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    other_types!(|_| HookSet::default());
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<HookSet, E> {
+        Ok(HookSet::default())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<HookSet, A::Error> {
+        TypeName.visit_seq(seq).map(|_| HookSet::default())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HookSet, A::Error> {
+        let mut set = Vec::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if let Hook(Some(executor)) = map.next_value()? {
+                set.push((name, executor));
+            } else {
+                // A later hook of the same name without an executor replaces an earlier one.
+                set.retain(|(n, _)| *n != name);
+            }
+        }
+        Ok(HookSet(set))
+    }
+}
+
+/// One hook, reduced to its executor: none when the hook is not a map, or has no executor or a
+/// null one.
+struct Hook(Option<Executor>);
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "camelCase")]
+enum HookKey {
+    Executor,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Hook {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(HookVisitor)
+    }
+}
+
+struct HookVisitor;
+
+impl<'de> Visitor<'de> for HookVisitor {
+    type Value = Hook;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    other_types!(|_| Hook(None));
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Hook, E> {
+        Ok(Hook(None))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Hook, A::Error> {
+        TypeName.visit_seq(seq).map(|_| Hook(None))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Hook, A::Error> {
+        let mut executor = None;
+        while let Some(key) = map.next_key::<HookKey>()? {
+            match key {
+                HookKey::Executor => executor = map.next_value::<MaybeExecutor>()?.0,
+                HookKey::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Hook(executor))
+    }
+}
+
+/// `executor`: none when null.
+struct MaybeExecutor(Option<Executor>);
+
+impl<'de> Deserialize<'de> for MaybeExecutor {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ExecutorVisitor)
+    }
+}
+
+struct ExecutorVisitor;
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "camelCase")]
+enum ExecutorKey {
+    FunctionName,
+    Params,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de> Visitor<'de> for ExecutorVisitor {
+    type Value = MaybeExecutor;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    other_types!(|t| MaybeExecutor((t != "null").then_some(Executor::WrongType(t))));
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<MaybeExecutor, E> {
+        Ok(MaybeExecutor(Some(Executor::WrongType("a string"))))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<MaybeExecutor, A::Error> {
+        TypeName
+            .visit_seq(seq)
+            .map(|t| MaybeExecutor(Some(Executor::WrongType(t))))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MaybeExecutor, A::Error> {
+        let mut function = FunctionName::Missing;
+        let mut params = Params::Absent;
+        while let Some(key) = map.next_key::<ExecutorKey>()? {
+            match key {
+                ExecutorKey::FunctionName => function = map.next_value::<FunctionName>()?,
+                ExecutorKey::Params => params = map.next_value::<Params>()?,
+                ExecutorKey::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(MaybeExecutor(Some(Executor::Ref { function, params })))
+    }
+}
+
+impl<'de> Deserialize<'de> for FunctionName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FunctionName;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            other_types!(|t| if t == "null" {
+                FunctionName::Missing
+            } else {
+                FunctionName::WrongType(t)
+            });
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FunctionName, E> {
+                Ok(FunctionName::Named(v.to_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<FunctionName, A::Error> {
+                TypeName.visit_seq(seq).map(FunctionName::WrongType)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FunctionName, A::Error> {
+                TypeName.visit_map(map).map(FunctionName::WrongType)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Params {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Params;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            other_types!(|t| if t == "null" {
+                Params::Absent
+            } else {
+                Params::WrongType(t)
+            });
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Params, E> {
+                Ok(Params::WrongType("a string"))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Params, A::Error> {
+                TypeName.visit_seq(seq).map(Params::WrongType)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Params, A::Error> {
+                // Sorted and each once, as a JSON map holds them.
+                let mut keys: Vec<String> = Vec::new();
+                while let Some((key, IgnoredAny)) = map.next_entry::<String, IgnoredAny>()? {
+                    keys.push(key);
+                }
+                keys.sort_unstable();
+                keys.dedup();
+                Ok(Params::Keys(keys))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[cfg(test)]
@@ -243,7 +624,7 @@ mod tests {
     use serde_json::json;
 
     fn paths(kind: StashKind, obj: Value) -> Vec<String> {
-        executor_refs(kind, &obj["spec"])
+        executor_refs(kind, &SpecHooks::from_value(&obj["spec"]))
             .into_iter()
             .map(|r| r.path.to_string())
             .collect()
@@ -314,12 +695,35 @@ mod tests {
     }
 
     #[test]
+    fn repeated_keys_read_as_a_json_map_holds_them() {
+        let spec: SpecHooks = serde_json::from_str(
+            r#"{"hooks": {"preBackup": {"executor": {"functionName": "first"}},
+                          "preBackup": {"executor": {"functionName": "last", "params": {"b": 1, "a": 2, "b": 3}}},
+                          "postBackup": {"executor": {"functionName": "gone"}},
+                          "postBackup": {"exec": ["/bin/true"]}}}"#,
+        )
+        .unwrap();
+        let refs = executor_refs(StashKind::BackupConfiguration, &spec);
+        assert_eq!(refs.len(), 1);
+        assert_eq!(
+            refs[0].executor,
+            Executor::Ref {
+                function: FunctionName::Named("last".into()),
+                params: Params::Keys(vec!["a".into(), "b".into()])
+            }
+        );
+    }
+
+    #[test]
     fn reads_executor_fields_and_their_shapes() {
         let obj = json!({"spec": {"hooks": {
             "preBackup": {"executor": {"functionName": "fn", "params": {"a": "b", "c": "d"}}},
             "postBackup": {"executor": "fn"}
         }}});
-        let refs = executor_refs(StashKind::BackupConfiguration, &obj["spec"]);
+        let refs = executor_refs(
+            StashKind::BackupConfiguration,
+            &SpecHooks::from_value(&obj["spec"]),
+        );
         assert_eq!(
             refs[0].executor,
             Executor::Ref {
@@ -330,7 +734,10 @@ mod tests {
         assert_eq!(refs[1].executor, Executor::WrongType("a string"));
 
         let obj = json!({"spec": {"hooks": {"preBackup": {"executor": {"functionName": 3, "params": ["a"]}}}}});
-        let refs = executor_refs(StashKind::BackupConfiguration, &obj["spec"]);
+        let refs = executor_refs(
+            StashKind::BackupConfiguration,
+            &SpecHooks::from_value(&obj["spec"]),
+        );
         assert_eq!(
             refs[0].executor,
             Executor::Ref {

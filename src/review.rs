@@ -5,14 +5,14 @@ use std::fmt;
 
 use std::borrow::Cow;
 
-use crate::hooks::json_type;
+use crate::hooks::{json_type, SpecHooks};
 use crate::scan::{Scanner, SyntaxError};
 
 use kube::core::admission::{AdmissionResponse, Operation};
 use kube::core::Status;
-use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use thiserror::Error;
 
 pub const V1: &str = "admission.k8s.io/v1";
@@ -151,234 +151,9 @@ pub struct Request<'a> {
 /// and of each hook only `executor`.
 #[derive(Debug, Default)]
 pub struct Object {
-    /// `{"hooks": {NAME: {"executor": ...}}, "members": [{"hooks": ...}]}`; null when the object
-    /// has no spec or a spec that is not a map.
-    pub spec: Value,
-}
-
-/// A spec, reduced to what [`Object::spec`] keeps.
-struct Spec(Value);
-
-impl<'de> Deserialize<'de> for Spec {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(SpecVisitor(Level::Spec)).map(Spec)
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Level {
-    Spec,
-    Member,
-}
-
-struct Member(Value);
-
-impl<'de> Deserialize<'de> for Member {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(SpecVisitor(Level::Member)).map(Member)
-    }
-}
-
-struct Members(Value);
-
-impl<'de> Deserialize<'de> for Members {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(MembersVisitor)
-    }
-}
-
-/// `hooks`: each hook of it, reduced to its `executor`.
-struct HookMap(Value);
-
-impl<'de> Deserialize<'de> for HookMap {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(HookMapVisitor)
-    }
-}
-
-/// One hook, reduced to its `executor` (null when the hook is not a map).
-struct Hook(Value);
-
-impl<'de> Deserialize<'de> for Hook {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(HookVisitor)
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(field_identifier, rename_all = "camelCase")]
-enum SpecKey {
-    Hooks,
-    Members,
-    #[serde(other)]
-    Other,
-}
-
-#[derive(Deserialize)]
-#[serde(field_identifier, rename_all = "camelCase")]
-enum HookKey {
-    Executor,
-    #[serde(other)]
-    Other,
-}
-
-/// Accepts any scalar as "not the expected shape": `ignore` gives what to return then.
-macro_rules! ignore_scalars {
-    ($ret:expr) => {
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok($ret)
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Ok($ret)
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Ok($ret)
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok($ret)
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Ok($ret)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok($ret)
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok($ret)
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            Ok($ret)
-        }
-    };
-}
-
-/// Keeps `hooks` (and, at the spec level, `members[].hooks`) of a map; skips every other key. A
-/// value of another shape becomes null: the rules read it tolerantly, never reject it.
-struct SpecVisitor(Level);
-
-impl<'de> Visitor<'de> for SpecVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    ignore_scalars!(Value::Null);
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut kept = Map::new();
-        while let Some(key) = map.next_key::<SpecKey>()? {
-            match (key, self.0) {
-                (SpecKey::Hooks, _) => {
-                    let HookMap(hooks) = map.next_value()?;
-                    kept.insert("hooks".to_owned(), hooks);
-                }
-                (SpecKey::Members, Level::Spec) => {
-                    let Members(members) = map.next_value()?;
-                    kept.insert("members".to_owned(), members);
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(Value::Object(kept))
-    }
-}
-
-struct MembersVisitor;
-
-impl<'de> Visitor<'de> for MembersVisitor {
-    type Value = Members;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Members, E> {
-        Ok(Members(Value::Null))
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Members, E> {
-        Ok(Members(Value::Null))
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Members, E> {
-        Ok(Members(Value::Null))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Members, E> {
-        Ok(Members(Value::Null))
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Members, E> {
-        Ok(Members(Value::Null))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Members, E> {
-        Ok(Members(Value::Null))
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Members, E> {
-        Ok(Members(Value::Null))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Members, A::Error> {
-        // Every element keeps its place, so field paths (`members[i]`) stay right.
-        let mut members = Vec::new();
-        while let Some(Member(m)) = seq.next_element()? {
-            members.push(m);
-        }
-        Ok(Members(Value::Array(members)))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Members(Value::Null))
-    }
-}
-
-struct HookMapVisitor;
-
-impl<'de> Visitor<'de> for HookMapVisitor {
-    type Value = HookMap;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    ignore_scalars!(HookMap(Value::Null));
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HookMap, A::Error> {
-        let mut hooks = Map::new();
-        while let Some(name) = map.next_key::<String>()? {
-            let Hook(hook) = map.next_value()?;
-            hooks.insert(name, hook);
-        }
-        Ok(HookMap(Value::Object(hooks)))
-    }
-}
-
-struct HookVisitor;
-
-impl<'de> Visitor<'de> for HookVisitor {
-    type Value = Hook;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    ignore_scalars!(Hook(Value::Null));
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Hook, A::Error> {
-        let mut hook = Map::new();
-        while let Some(key) = map.next_key::<HookKey>()? {
-            match key {
-                HookKey::Executor => {
-                    hook.insert("executor".to_owned(), map.next_value::<Value>()?);
-                }
-                HookKey::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(Hook(Value::Object(hook)))
-    }
+    /// The executors of `spec.hooks` and `spec.members[].hooks`; empty when the object has no
+    /// spec or a spec that is not a map.
+    pub spec: SpecHooks,
 }
 
 #[derive(Deserialize)]
@@ -457,14 +232,14 @@ fn once<T>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), Rev
 fn read_review(body: &[u8]) -> Result<Envelope<'_>, ReviewError> {
     let mut scanner = Scanner::new(body);
     let (mut kind, mut api_version, mut request) = (None, None, None);
-    scanner.object(|s, key| match &*key.text() {
-        "kind" => once(&mut kind, field::<Option<Text>>(s, "kind")?, "kind"),
-        "apiVersion" => once(
+    scanner.object(|s, key| match &*key.bytes() {
+        b"kind" => once(&mut kind, field::<Option<Text>>(s, "kind")?, "kind"),
+        b"apiVersion" => once(
             &mut api_version,
             field::<Option<Text>>(s, "apiVersion")?,
             "apiVersion",
         ),
-        "request" => {
+        b"request" => {
             let value = if s.null()? {
                 None
             } else {
@@ -494,31 +269,31 @@ fn read_request<'a>(s: &mut Scanner<'a>) -> Result<Request<'a>, ReviewError> {
     let mut object = None;
     let mut old_object = None;
     let mut dry_run = None;
-    s.object(|s, key| match &*key.text() {
-        "uid" => once(&mut uid, field(s, "request.uid")?, "request.uid"),
-        "kind" => once(&mut kind, field(s, "request.kind")?, "request.kind"),
-        "name" => once(&mut name, field(s, "request.name")?, "request.name"),
-        "namespace" => once(
+    s.object(|s, key| match &*key.bytes() {
+        b"uid" => once(&mut uid, field(s, "request.uid")?, "request.uid"),
+        b"kind" => once(&mut kind, field(s, "request.kind")?, "request.kind"),
+        b"name" => once(&mut name, field(s, "request.name")?, "request.name"),
+        b"namespace" => once(
             &mut namespace,
             field(s, "request.namespace")?,
             "request.namespace",
         ),
-        "operation" => once(
+        b"operation" => once(
             &mut operation,
             field(s, "request.operation")?,
             "request.operation",
         ),
-        "object" => once(
+        b"object" => once(
             &mut object,
             read_object(s, "request.object")?,
             "request.object",
         ),
-        "oldObject" => once(
+        b"oldObject" => once(
             &mut old_object,
             read_object(s, "request.oldObject")?,
             "request.oldObject",
         ),
-        "dryRun" => once(&mut dry_run, field(s, "request.dryRun")?, "request.dryRun"),
+        b"dryRun" => once(&mut dry_run, field(s, "request.dryRun")?, "request.dryRun"),
         _ => Ok(s.skip()?),
     })?;
     Ok(Request {
@@ -551,15 +326,12 @@ fn read_object(s: &mut Scanner<'_>, name: &'static str) -> Result<Option<Object>
         "request.oldObject.spec"
     };
     let mut spec = None;
-    s.object(|s, key| match &*key.text() {
-        "spec" => {
-            let Spec(value) = field(s, spec_name)?;
-            once(&mut spec, value, spec_name)
-        }
+    s.object(|s, key| match &*key.bytes() {
+        b"spec" => once(&mut spec, field(s, spec_name)?, spec_name),
         _ => Ok(s.skip()?),
     })?;
     Ok(Some(Object {
-        spec: spec.unwrap_or(Value::Null),
+        spec: spec.unwrap_or_default(),
     }))
 }
 
@@ -628,6 +400,7 @@ mod tests {
 
     #[test]
     fn keeps_only_executors_of_the_hooks_of_the_spec_and_of_each_member() {
+        use crate::hooks::{Executor, FunctionName, HookSet, Params};
         let body = serde_json::json!({"apiVersion": V1, "kind": "AdmissionReview", "request": {
             "uid": "u", "kind": {"group": "stash.appscode.com", "version": "v1beta1", "kind": "BackupBatch"},
             "resource": {"group": "stash.appscode.com", "version": "v1beta1", "resource": "backupbatches"},
@@ -645,12 +418,18 @@ mod tests {
         let object = req.object.unwrap();
         assert_eq!(
             object.spec,
-            serde_json::json!({"hooks": {"preBackup": {},
-                                         "postBackup": {"executor": {"functionName": "f", "params": {"a": "b"}}},
-                                         "preRestore": null},
-                               "members": [{"hooks": {"postBackup": {}}}, null, {}]})
+            SpecHooks {
+                hooks: HookSet(vec![(
+                    "postBackup".to_owned(),
+                    Executor::Ref {
+                        function: FunctionName::Named("f".to_owned()),
+                        params: Params::Keys(vec!["a".to_owned()])
+                    }
+                )]),
+                members: vec![HookSet::default(); 3],
+            }
         );
-        assert_eq!(req.old_object.unwrap().spec, serde_json::Value::Null);
+        assert_eq!(req.old_object.unwrap().spec, SpecHooks::default());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::process::Command;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use stash_webhook::hooks::{executor_refs, StashKind, STASH_GROUP, STASH_VERSION};
+use stash_webhook::hooks::{executor_refs, SpecHooks, StashKind, STASH_GROUP, STASH_VERSION};
 use stash_webhook::rules::{judge, names_to_resolve, Container, FailurePolicy, Resolution};
 
 const NAMESPACE: &str = "stash-system";
@@ -555,7 +555,7 @@ fn examples_are_judged_as_their_readme_says() {
                 object["kind"].as_str().expect("kind"),
             )
             .unwrap_or_else(|| panic!("{file_name}: not a judged kind"));
-            let refs = executor_refs(kind, &object["spec"]);
+            let refs = executor_refs(kind, &SpecHooks::from_value(&object["spec"]));
             assert!(
                 !refs.is_empty(),
                 "{file_name}: an example names an executor"

@@ -1,9 +1,12 @@
 use super::*;
-use crate::hooks::{executor_refs, StashKind};
+use crate::hooks::{executor_refs, SpecHooks, StashKind};
 use serde_json::{json, Value};
 
 fn refs(spec: Value) -> Vec<ExecutorRef> {
-    executor_refs(StashKind::BackupConfiguration, &spec)
+    executor_refs(
+        StashKind::BackupConfiguration,
+        &SpecHooks::from_value(&spec),
+    )
 }
 
 fn pre(executor: Value) -> Value {
