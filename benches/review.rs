@@ -211,6 +211,12 @@ fn bench_case(c: &mut Criterion, name: &str, body: &[u8], validator: &Validator)
 
     let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("scan", |b| {
+        b.iter(|| {
+            let mut scanner = stash_webhook::scan::Scanner::new(black_box(body));
+            scanner.skip().expect("scans");
+        })
+    });
     group.bench_function("decode", |b| {
         b.iter(|| review::decode(black_box(body)).expect("decodes"))
     });

@@ -107,9 +107,10 @@ impl Validator {
 
         // Names the source knows in memory (the cache, a file) are answered here, with no
         // future per name; only the rest wait for the API server, a few at a time.
-        let mut resolutions: HashMap<&str, Resolution> = HashMap::new();
+        let names = rules::names_to_resolve(&refs);
+        let mut resolutions: HashMap<&str, Resolution> = HashMap::with_capacity(names.len());
         let mut pending = Vec::new();
-        for name in rules::names_to_resolve(&refs) {
+        for name in names {
             match self.source.resolve_now(name) {
                 Some(resolution) => {
                     resolutions.insert(name, resolution);

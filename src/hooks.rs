@@ -213,7 +213,10 @@ impl SpecHooks {
 /// Every executor reference in an object's spec hooks, in document order of the kind's hook
 /// names. Hooks without `executor` yield nothing.
 pub fn executor_refs(kind: StashKind, spec: &SpecHooks) -> Vec<ExecutorRef> {
-    let mut refs = Vec::new();
+    // Sized once: growing a Vec reallocates, and reallocation takes the allocator's arena lock,
+    // which two worker threads then contend for.
+    let most = spec.hooks.0.len() + spec.members.iter().map(|m| m.0.len()).sum::<usize>();
+    let mut refs = Vec::with_capacity(most);
     collect_hooks(kind, &spec.hooks, None, &mut refs);
     if kind.has_members() {
         for (i, member) in spec.members.iter().enumerate() {
@@ -234,14 +237,27 @@ fn collect_hooks(
     for &hook_name in kind.hook_names() {
         if let Some(executor) = hooks.get(hook_name) {
             out.push(ExecutorRef {
-                path: FieldPath(match member {
-                    None => format!("spec.hooks.{hook_name}.executor"),
-                    Some(i) => format!("spec.members[{i}].hooks.{hook_name}.executor"),
-                }),
+                path: executor_path(member, hook_name),
                 executor: executor.clone(),
             });
         }
     }
+}
+
+/// `spec.hooks.NAME.executor` or `spec.members[I].hooks.NAME.executor`, in one allocation.
+fn executor_path(member: Option<usize>, hook_name: &str) -> FieldPath {
+    use std::fmt::Write;
+    let mut path = String::with_capacity(48 + hook_name.len());
+    match member {
+        None => path.push_str("spec.hooks."),
+        Some(i) => {
+            // Writing to a String cannot fail.
+            let _ = write!(path, "spec.members[{i}].hooks.");
+        }
+    }
+    path.push_str(hook_name);
+    path.push_str(".executor");
+    FieldPath(path)
 }
 
 // Decoding. Every visitor accepts any JSON value: a shape other than the expected one is

@@ -361,11 +361,19 @@ pub fn encode(
     version: ReviewVersion,
     response: &AdmissionResponse,
 ) -> Result<Vec<u8>, serde_json::Error> {
-    serde_json::to_vec(&Answer {
-        api_version: version.api_version(),
-        kind: "AdmissionReview",
-        response,
-    })
+    // Sized up front so the buffer is not reallocated while writing (see `hooks::executor_refs`).
+    let text = response.result.message.len()
+        + response.warnings.iter().flatten().map(String::len).sum::<usize>();
+    let mut out = Vec::with_capacity(256 + text + text / 8);
+    serde_json::to_writer(
+        &mut out,
+        &Answer {
+            api_version: version.api_version(),
+            kind: "AdmissionReview",
+            response,
+        },
+    )?;
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -132,11 +132,23 @@ pub fn judge<'a>(
 
 /// The distinct Function names that `judge` will ask about, each once.
 pub fn names_to_resolve(refs: &[ExecutorRef]) -> Vec<&str> {
-    let mut seen = HashSet::new();
-    refs.iter()
-        .filter_map(ExecutorRef::function_name)
-        .filter(|name| seen.insert(*name))
-        .collect()
+    let mut names = Vec::with_capacity(refs.len());
+    // A set only pays off for many names; a typical object names one or two.
+    if refs.len() <= 16 {
+        for name in refs.iter().filter_map(ExecutorRef::function_name) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        return names;
+    }
+    let mut seen = HashSet::with_capacity(refs.len());
+    names.extend(
+        refs.iter()
+            .filter_map(ExecutorRef::function_name)
+            .filter(|name| seen.insert(*name)),
+    );
+    names
 }
 
 enum Found {

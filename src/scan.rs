@@ -118,6 +118,12 @@ impl<'a> Scanner<'a> {
     /// Reads the string that starts here: its raw bytes and whether they hold escapes.
     fn string(&mut self) -> Result<Key<'a>, SyntaxError> {
         self.expect(b'"', "expected a string")?;
+        self.string_after_quote()
+    }
+
+    /// The rest of a string whose opening quote has been consumed.
+    #[inline]
+    fn string_after_quote(&mut self) -> Result<Key<'a>, SyntaxError> {
         let start = self.pos;
         let mut escaped = false;
         loop {
@@ -260,7 +266,8 @@ impl<'a> Scanner<'a> {
                     }
                 }
                 Some(b'"') => {
-                    self.string()?;
+                    self.pos += 1;
+                    self.string_after_quote()?;
                 }
                 Some(b't') => self.literal(b"true")?,
                 Some(b'f') => self.literal(b"false")?,
@@ -344,13 +351,12 @@ impl<'a> Scanner<'a> {
 /// The offset of the first byte that ends a run of plain string content: `"`, `\\` or a control
 /// character. Eight bytes at a time (the bit trick serde_json uses too): no call and no setup per
 /// string, which matters because most strings in a review are a few bytes long.
-#[inline]
+#[inline(always)]
 fn find_special(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    let mut chunks = bytes.chunks_exact(8);
-    let mut offset = 0;
-    for chunk in chunks.by_ref() {
+    let mut i = 0;
+    while let Some(chunk) = bytes.get(i..i + 8) {
         let Ok(chunk) = <[u8; 8]>::try_from(chunk) else {
             break;
         };
@@ -359,20 +365,22 @@ fn find_special(bytes: &[u8]) -> Option<usize> {
         let backslash = x ^ (ONES * u64::from(b'\\'));
         // A byte's high bit is set where it is zero (after the XOR) or below 0x20; the lowest
         // such byte is always a true hit (borrows only run upward).
-        let hits = (quote.wrapping_sub(ONES) & !quote)
+        let hits = ((quote.wrapping_sub(ONES) & !quote)
             | (backslash.wrapping_sub(ONES) & !backslash)
-            | (x.wrapping_sub(ONES * 0x20) & !x);
-        let hits = hits & HIGH;
+            | (x.wrapping_sub(ONES * 0x20) & !x))
+            & HIGH;
         if hits != 0 {
-            return Some(offset + (hits.trailing_zeros() / 8) as usize);
+            return Some(i + (hits.trailing_zeros() / 8) as usize);
         }
-        offset += 8;
+        i += 8;
     }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-        .map(|p| offset + p)
+    while let Some(&b) = bytes.get(i) {
+        if b == b'"' || b == b'\\' || b < 0x20 {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
 }
 
 #[cfg(test)]
