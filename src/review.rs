@@ -363,7 +363,12 @@ pub fn encode(
 ) -> Result<Vec<u8>, serde_json::Error> {
     // Sized up front so the buffer is not reallocated while writing (see `hooks::executor_refs`).
     let text = response.result.message.len()
-        + response.warnings.iter().flatten().map(String::len).sum::<usize>();
+        + response
+            .warnings
+            .iter()
+            .flatten()
+            .map(String::len)
+            .sum::<usize>();
     let mut out = Vec::with_capacity(256 + text + text / 8);
     serde_json::to_writer(
         &mut out,
