@@ -210,8 +210,7 @@ fn field<'a, T: Deserialize<'a>>(
     scanner: &mut Scanner<'a>,
     name: &'static str,
 ) -> Result<T, ReviewError> {
-    let value = scanner.value()?;
-    serde_json::from_slice(value).map_err(|err| ReviewError::Field {
+    scanner.deserialize()?.map_err(|err| ReviewError::Field {
         field: name,
         // The position serde_json gives is within the field's value, not the body: drop it.
         message: match err.to_string().rsplit_once(" at line ") {

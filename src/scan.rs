@@ -315,6 +315,25 @@ impl<'a> Scanner<'a> {
         Ok(&self.bytes[start..self.pos])
     }
 
+    /// Reads the value that starts here with serde_json, as `T`, and moves past it: the values
+    /// this server uses are parsed once, not scanned and then parsed. The outer error is a body
+    /// that ends before the value; the inner one is serde_json's, about the value.
+    pub fn deserialize<T: serde::Deserialize<'a>>(
+        &mut self,
+    ) -> Result<Result<T, serde_json::Error>, SyntaxError> {
+        self.whitespace();
+        let rest = &self.bytes[self.pos..];
+        let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<T>();
+        match values.next() {
+            Some(Ok(value)) => {
+                self.pos += values.byte_offset();
+                Ok(Ok(value))
+            }
+            Some(Err(err)) => Ok(Err(err)),
+            None => Err(self.error("EOF while parsing a value")),
+        }
+    }
+
     /// Walks the object that starts here, calling `member` with each key; `member` must consume
     /// the value (with [`Scanner::skip`], [`Scanner::value`] or another walk).
     pub fn object<E: From<SyntaxError>>(
