@@ -76,17 +76,27 @@ impl<'a> Scanner<'a> {
         SyntaxError { what, at: self.pos }
     }
 
+    #[inline(always)]
     fn whitespace(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.pos) {
             self.pos += 1;
         }
     }
 
+    /// The next byte that is not whitespace. The API server sends compact JSON, so the first
+    /// byte looked at is almost always it.
+    #[inline(always)]
     fn peek(&mut self) -> Option<u8> {
-        self.whitespace();
-        self.bytes.get(self.pos).copied()
+        match self.bytes.get(self.pos) {
+            Some(&b) if b > b' ' => Some(b),
+            _ => {
+                self.whitespace();
+                self.bytes.get(self.pos).copied()
+            }
+        }
     }
 
+    #[inline(always)]
     fn expect(&mut self, byte: u8, what: &'static str) -> Result<(), SyntaxError> {
         match self.peek() {
             Some(b) if b == byte => {
