@@ -120,19 +120,9 @@ impl Validator {
         }
         if !pending.is_empty() {
             let budget = self.lookup_budget(api_server_timeout);
-            // Futures built in a loop rather than a `.map()` closure: a closure over borrowed
-            // names trips the compiler's higher-ranked `Send` inference for the axum handler.
-            let mut lookups: Vec<BoxFuture<'_, (&str, Resolution)>> = Vec::new();
-            for name in pending {
-                let source = &self.source;
-                lookups.push(Box::pin(async move {
-                    (name, source.resolve(name, budget).await)
-                }));
-            }
-            let mut answers = futures::stream::iter(lookups).buffer_unordered(LOOKUP_CONCURRENCY);
-            while let Some((name, resolution)) = answers.next().await {
-                resolutions.insert(name, resolution);
-            }
+            // Boxed: only reviews that wait for the API server pay for this state, and every
+            // review's future stays small (axum boxes it per request).
+            Box::pin(self.resolve_pending(pending, budget, &mut resolutions)).await;
         }
 
         let verdict = rules::judge(
@@ -154,6 +144,30 @@ impl Validator {
             outcome.response.warnings = Some(verdict.warnings);
         }
         outcome
+    }
+}
+
+impl Validator {
+    /// Looks `names` up through the source, a few at a time, into `resolutions`.
+    async fn resolve_pending<'a>(
+        &'a self,
+        names: Vec<&'a str>,
+        budget: Duration,
+        resolutions: &mut HashMap<&'a str, Resolution>,
+    ) {
+        // Futures built in a loop rather than a `.map()` closure: a closure over borrowed names
+        // trips the compiler's higher-ranked `Send` inference for the axum handler.
+        let mut lookups: Vec<BoxFuture<'_, (&str, Resolution)>> = Vec::new();
+        for name in names {
+            let source = &self.source;
+            lookups.push(Box::pin(async move {
+                (name, source.resolve(name, budget).await)
+            }));
+        }
+        let mut answers = futures::stream::iter(lookups).buffer_unordered(LOOKUP_CONCURRENCY);
+        while let Some((name, resolution)) = answers.next().await {
+            resolutions.insert(name, resolution);
+        }
     }
 }
 
