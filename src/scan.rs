@@ -3,10 +3,10 @@
 //!
 //! An AdmissionReview is mostly bytes this server never reads: `userInfo`, `options`, and in each
 //! object its `metadata`, whose last-applied annotation is the whole object again as an escaped
-//! string, and `managedFields`. Skipping those byte by byte through serde's visitor machinery cost
-//! more than the rest of a review. This scanner finds string ends eight bytes at a time and checks the
-//! grammar as it goes (escapes, control characters, numbers, literals, nesting), so a malformed
-//! body is still refused; the values that are read are handed to serde_json as sub-slices.
+//! string, and `managedFields`. Skipping those through serde's visitor machinery cost more than the
+//! rest of a review. This scanner finds string ends eight bytes at a time and checks the grammar as
+//! it goes (escapes, control characters, numbers, literals, nesting), so a malformed body is still
+//! refused; the values that are used are read by serde_json in place ([`Scanner::deserialize`]).
 
 use std::borrow::Cow;
 use std::fmt;
