@@ -228,16 +228,22 @@ fn once<T>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), Rev
     Ok(())
 }
 
+/// Reads field `name` into `slot`, once.
+fn set<'a, T: Deserialize<'a>>(
+    slot: &mut Option<T>,
+    scanner: &mut Scanner<'a>,
+    name: &'static str,
+) -> Result<(), ReviewError> {
+    let value = field(scanner, name)?;
+    once(slot, value, name)
+}
+
 fn read_review(body: &[u8]) -> Result<Envelope<'_>, ReviewError> {
     let mut scanner = Scanner::new(body);
     let (mut kind, mut api_version, mut request) = (None, None, None);
     scanner.object(|s, key| match &*key.bytes() {
-        b"kind" => once(&mut kind, field::<Option<Text>>(s, "kind")?, "kind"),
-        b"apiVersion" => once(
-            &mut api_version,
-            field::<Option<Text>>(s, "apiVersion")?,
-            "apiVersion",
-        ),
+        b"kind" => set::<Option<Text>>(&mut kind, s, "kind"),
+        b"apiVersion" => set::<Option<Text>>(&mut api_version, s, "apiVersion"),
         b"request" => {
             let value = if s.null()? {
                 None
@@ -269,19 +275,11 @@ fn read_request<'a>(s: &mut Scanner<'a>) -> Result<Request<'a>, ReviewError> {
     let mut old_object = None;
     let mut dry_run = None;
     s.object(|s, key| match &*key.bytes() {
-        b"uid" => once(&mut uid, field(s, "request.uid")?, "request.uid"),
-        b"kind" => once(&mut kind, field(s, "request.kind")?, "request.kind"),
-        b"name" => once(&mut name, field(s, "request.name")?, "request.name"),
-        b"namespace" => once(
-            &mut namespace,
-            field(s, "request.namespace")?,
-            "request.namespace",
-        ),
-        b"operation" => once(
-            &mut operation,
-            field(s, "request.operation")?,
-            "request.operation",
-        ),
+        b"uid" => set(&mut uid, s, "request.uid"),
+        b"kind" => set(&mut kind, s, "request.kind"),
+        b"name" => set(&mut name, s, "request.name"),
+        b"namespace" => set(&mut namespace, s, "request.namespace"),
+        b"operation" => set(&mut operation, s, "request.operation"),
         b"object" => once(
             &mut object,
             read_object(s, "request.object")?,
@@ -292,7 +290,7 @@ fn read_request<'a>(s: &mut Scanner<'a>) -> Result<Request<'a>, ReviewError> {
             read_object(s, "request.oldObject")?,
             "request.oldObject",
         ),
-        b"dryRun" => once(&mut dry_run, field(s, "request.dryRun")?, "request.dryRun"),
+        b"dryRun" => set(&mut dry_run, s, "request.dryRun"),
         _ => Ok(s.skip()?),
     })?;
     Ok(Request {
@@ -326,7 +324,7 @@ fn read_object(s: &mut Scanner<'_>, name: &'static str) -> Result<Option<Object>
     };
     let mut spec = None;
     s.object(|s, key| match &*key.bytes() {
-        b"spec" => once(&mut spec, field(s, spec_name)?, spec_name),
+        b"spec" => set(&mut spec, s, spec_name),
         _ => Ok(s.skip()?),
     })?;
     Ok(Some(Object {

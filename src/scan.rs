@@ -204,6 +204,18 @@ impl<'a> Scanner<'a> {
         self.pos - start
     }
 
+    /// At least one digit, as a fraction or an exponent needs.
+    fn some_digits(&mut self) -> Result<(), SyntaxError> {
+        if self.digits() > 0 {
+            return Ok(());
+        }
+        Err(self.error(if self.pos == self.bytes.len() {
+            "EOF while parsing a value"
+        } else {
+            "invalid number"
+        }))
+    }
+
     fn number(&mut self) -> Result<(), SyntaxError> {
         if self.bytes.get(self.pos) == Some(&b'-') {
             self.pos += 1;
@@ -218,26 +230,14 @@ impl<'a> Scanner<'a> {
         }
         if self.bytes.get(self.pos) == Some(&b'.') {
             self.pos += 1;
-            if self.digits() == 0 {
-                return Err(self.error(if self.pos == self.bytes.len() {
-                    "EOF while parsing a value"
-                } else {
-                    "invalid number"
-                }));
-            }
+            self.some_digits()?;
         }
         if let Some(b'e' | b'E') = self.bytes.get(self.pos) {
             self.pos += 1;
             if let Some(b'+' | b'-') = self.bytes.get(self.pos) {
                 self.pos += 1;
             }
-            if self.digits() == 0 {
-                return Err(self.error(if self.pos == self.bytes.len() {
-                    "EOF while parsing a value"
-                } else {
-                    "invalid number"
-                }));
-            }
+            self.some_digits()?;
         }
         Ok(())
     }
