@@ -6,7 +6,7 @@ use std::fmt;
 use std::borrow::Cow;
 
 use crate::hooks::{json_type, SpecHooks};
-use crate::scan::{Scanner, SyntaxError};
+use crate::scan::{DeError, Scanner, SyntaxError};
 
 use kube::core::admission::{AdmissionResponse, Operation};
 use kube::core::Status;
@@ -205,17 +205,16 @@ pub fn decode(body: &[u8]) -> Result<(ReviewVersion, Request<'_>), ReviewError> 
 
 type Envelope<'a> = (Option<Text<'a>>, Option<Text<'a>>, Option<Request<'a>>);
 
-/// One value, read by serde_json from the scanner's slice; errors name the field.
+/// One value, read from the scanner's position; errors about its type name the field.
 fn field<'a, T: Deserialize<'a>>(
     scanner: &mut Scanner<'a>,
     name: &'static str,
 ) -> Result<T, ReviewError> {
-    scanner.deserialize()?.map_err(|err| ReviewError::Field {
-        field: name,
-        // The position serde_json gives is within the field's value, not the body: drop it.
-        message: match err.to_string().rsplit_once(" at line ") {
-            Some((message, _)) => message.to_owned(),
-            None => err.to_string(),
+    scanner.deserialize().map_err(|err| match err {
+        DeError::Syntax(err) => ReviewError::Syntax(err),
+        DeError::Invalid(message) => ReviewError::Field {
+            field: name,
+            message,
         },
     })
 }

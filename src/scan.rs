@@ -12,6 +12,10 @@
 use std::borrow::Cow;
 use std::fmt;
 
+mod de;
+
+pub use de::DeError;
+
 /// Deeper nesting than this is refused, as serde_json refuses it.
 const MAX_DEPTH: u32 = 128;
 
@@ -162,6 +166,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Reads the string that starts here: its raw bytes and whether they hold escapes.
+    #[inline(always)]
     fn string(&mut self) -> Result<Key<'a>, SyntaxError> {
         self.expect(b'"', "expected a string")?;
         self.string_after_quote()
@@ -298,12 +303,19 @@ impl<'a> Scanner<'a> {
     /// Skips one value of any shape, checking it. Iterative: nesting is tracked in a bit stack
     /// (1 = object, 0 = array), so hostile depth cannot overflow the thread's stack.
     pub fn skip(&mut self) -> Result<(), SyntaxError> {
+        self.skip_nested(0)
+    }
+
+    /// [`Scanner::skip`] for a value already `outer` containers deep, which count towards the
+    /// nesting limit.
+    fn skip_nested(&mut self, outer: u32) -> Result<(), SyntaxError> {
         let mut stack: u128 = 0;
         let mut depth: u32 = 0;
+        let limit = MAX_DEPTH.saturating_sub(outer);
         loop {
             // A value.
             match self.peek() {
-                Some(b'{') | Some(b'[') if depth == MAX_DEPTH => {
+                Some(b'{') | Some(b'[') if depth == limit => {
                     return Err(self.error("recursion limit exceeded"))
                 }
                 Some(b'{') => {
@@ -378,23 +390,11 @@ impl<'a> Scanner<'a> {
         Ok(&self.bytes[start..self.pos])
     }
 
-    /// Reads the value that starts here with serde_json, as `T`, and moves past it: the values
-    /// this server uses are parsed once, not scanned and then parsed. The outer error is a body
-    /// that ends before the value; the inner one is serde_json's, about the value.
-    pub fn deserialize<T: serde::Deserialize<'a>>(
-        &mut self,
-    ) -> Result<Result<T, serde_json::Error>, SyntaxError> {
-        self.whitespace();
-        let rest = &self.bytes[self.pos..];
-        let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<T>();
-        match values.next() {
-            Some(Ok(value)) => {
-                self.pos += values.byte_offset();
-                Ok(Ok(value))
-            }
-            Some(Err(err)) => Ok(Err(err)),
-            None => Err(self.error("EOF while parsing a value")),
-        }
+    /// Reads the value that starts here as `T`, and moves past it: the values this server uses
+    /// are built by their serde visitors straight from the body, and what those visitors ignore
+    /// is skipped by this scanner.
+    pub fn deserialize<T: serde::Deserialize<'a>>(&mut self) -> Result<T, DeError> {
+        T::deserialize(&mut de::Deserializer::new(self))
     }
 
     /// Walks the object that starts here, calling `member` with each key; `member` must consume

@@ -13,6 +13,7 @@ use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
 use stash_webhook::admission::Validator;
 use stash_webhook::functions::FileSource;
+use stash_webhook::hooks::SpecHooks;
 use stash_webhook::metrics::Metrics;
 use stash_webhook::review;
 use stash_webhook::rules::FailurePolicy;
@@ -214,6 +215,49 @@ proptest! {
         let scanned = scanner.skip().and_then(|()| scanner.end());
         let parsed = serde_json::from_slice::<IgnoredAny>(&bytes);
         prop_assert_eq!(scanned.is_ok(), parsed.is_ok(), "scanner {:?}, serde_json {:?}", scanned, parsed.err());
+    }
+
+    #[test]
+    fn scanner_reads_values_as_serde_json_reads_them(value in arb_json(), pretty in any::<bool>()) {
+        let text = if pretty {
+            serde_json::to_vec_pretty(&value).unwrap()
+        } else {
+            serde_json::to_vec(&value).unwrap()
+        };
+        let mut scanner = Scanner::new(&text);
+        // The value written, exactly: floats are parsed correctly rounded (std's parser), where
+        // serde_json's default parser may be one bit off.
+        prop_assert_eq!(scanner.deserialize::<Value>().ok(), Some(value));
+        prop_assert_eq!(scanner.end(), Ok(()));
+        // The hooks the rules see: the same through the scanner as through serde_json.
+        let mut scanner = Scanner::new(&text);
+        prop_assert_eq!(
+            scanner.deserialize::<SpecHooks>().ok(),
+            serde_json::from_slice::<SpecHooks>(&text).ok()
+        );
+    }
+
+    #[test]
+    fn scanner_reads_exactly_what_serde_json_reads(
+        edits in prop::collection::vec((any::<usize>(), prop::sample::select(b"{}[]\",:\\ \t0123-.eE+tfnrlsu\x01\x7f\xc3\xffa".to_vec())), 0..6),
+        cut in any::<usize>(),
+        truncate in any::<bool>(),
+    ) {
+        let mut bytes = fixture("backupconfiguration-create").into_bytes();
+        for (at, byte) in edits {
+            let i = at % bytes.len();
+            bytes[i] = byte;
+        }
+        if truncate {
+            bytes.truncate(cut % bytes.len());
+        }
+        let mut scanner = Scanner::new(&bytes);
+        let read = scanner
+            .deserialize::<Value>()
+            .map_err(|e| e.to_string())
+            .and_then(|v| scanner.end().map(|()| v).map_err(|e| e.to_string()));
+        let parsed = serde_json::from_slice::<Value>(&bytes);
+        prop_assert_eq!(read.as_ref().ok(), parsed.as_ref().ok(), "scanner {:?}, serde_json {:?}", read.as_ref().err(), parsed.as_ref().err());
     }
 
     #[test]
