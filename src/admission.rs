@@ -1,7 +1,6 @@
 //! One review, start to finish: which requests are judged, the Function lookups they need, and
 //! the AdmissionResponse. Knows nothing of HTTP.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +9,7 @@ use futures::StreamExt;
 use kube::core::admission::{AdmissionResponse, Operation};
 use kube::core::Status;
 
-use crate::functions::FunctionSource;
+use crate::functions::{FunctionSource, NameMap};
 use crate::hooks::{executor_refs, StashKind};
 use crate::metrics;
 use crate::review::{self, Request};
@@ -108,7 +107,8 @@ impl Validator {
         // Names the source knows in memory (the cache, a file) are answered here, with no
         // future per name; only the rest wait for the API server, a few at a time.
         let names = rules::names_to_resolve(&refs);
-        let mut resolutions: HashMap<&str, Resolution> = HashMap::with_capacity(names.len());
+        let mut resolutions: NameMap<&str, Resolution> =
+            NameMap::with_capacity_and_hasher(names.len(), Default::default());
         let mut pending = Vec::new();
         for name in names {
             match self.source.resolve_now(name) {
@@ -153,7 +153,7 @@ impl Validator {
         &'a self,
         names: Vec<&'a str>,
         budget: Duration,
-        resolutions: &mut HashMap<&'a str, Resolution>,
+        resolutions: &mut NameMap<&'a str, Resolution>,
     ) {
         // Futures built in a loop rather than a `.map()` closure: a closure over borrowed names
         // trips the compiler's higher-ranked `Send` inference for the axum handler.

@@ -25,6 +25,11 @@ use crate::hooks::STASH_GROUP;
 use crate::metrics::{LookupResult, LookupSource, Metrics};
 use crate::rules::{Container, Resolution};
 
+/// A map keyed by Function name. Every review hashes the names it resolves, so the hasher is
+/// foldhash (randomly seeded per process, as hashbrown's default is) rather than SipHash, which
+/// cost more than the lookups themselves.
+pub type NameMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Answers "what is Function NAME?" for the rules.
 pub trait FunctionSource: Send + Sync + 'static {
     /// Resolves one Function name, within `budget`.
@@ -108,7 +113,7 @@ impl kube::Resource for FunctionObject {
 /// Functions read once from a file: the source for `--functions-file` and `--dev`.
 #[derive(Debug, Default)]
 pub struct FileSource {
-    functions: HashMap<String, Container>,
+    functions: NameMap<String, Container>,
     metrics: Metrics,
 }
 
@@ -149,7 +154,7 @@ impl FileSource {
         origin: &Path,
         metrics: Metrics,
     ) -> Result<Self, FunctionsFileError> {
-        let mut functions = HashMap::new();
+        let mut functions = NameMap::default();
         for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
             let doc_no = i + 1;
             let value = Value::deserialize(doc).map_err(|source| FunctionsFileError::Parse {
@@ -237,7 +242,7 @@ pub struct ClusterSource {
 
 #[derive(Default)]
 struct Cache {
-    functions: RwLock<HashMap<String, Container>>,
+    functions: RwLock<NameMap<String, Container>>,
     synced: AtomicBool,
 }
 
@@ -253,7 +258,7 @@ impl Cache {
             .is_ok_and(|m| matches!(m.get(name), Some(Container::Valid)))
     }
 
-    fn apply(&self, f: impl FnOnce(&mut HashMap<String, Container>)) -> usize {
+    fn apply(&self, f: impl FnOnce(&mut NameMap<String, Container>)) -> usize {
         match self.functions.write() {
             Ok(mut m) => {
                 f(&mut m);
@@ -351,7 +356,7 @@ fn describe_api_error(err: &kube::Error) -> String {
 async fn run_watch(api: Api<FunctionObject>, cache: Arc<Cache>, metrics: Metrics) {
     let config = watcher::Config::default();
     let mut events = watcher::watcher(api, config).default_backoff().boxed();
-    let mut initial: HashMap<String, Container> = HashMap::new();
+    let mut initial: NameMap<String, Container> = NameMap::default();
     let mut last_error: Option<Instant> = None;
     while let Some(event) = events.next().await {
         match event {

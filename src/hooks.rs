@@ -96,7 +96,11 @@ impl FieldPath {
     }
 
     pub fn child(&self, name: &str) -> Self {
-        FieldPath(format!("{}.{}", self.0, name))
+        let mut path = String::with_capacity(self.0.len() + 1 + name.len());
+        path.push_str(&self.0);
+        path.push('.');
+        path.push_str(name);
+        FieldPath(path)
     }
 
     pub fn index(&self, i: usize) -> Self {

@@ -183,56 +183,57 @@ fn problems<'a>(
         Executor::Ref { function, params } => (function, params),
     };
 
-    let name_path = r.path.child("functionName");
+    // Paths are built only for problems found: most references have none.
+    let name_path = || r.path.child("functionName");
     let name_fix = || format!("name the Function that runs this hook ({LIST_FUNCTIONS})");
     match function {
         FunctionName::Missing => out.push((
-            problem(name_path, "is required".into(), name_fix()),
+            problem(name_path(), "is required".into(), name_fix()),
             Subject::Function,
         )),
         FunctionName::WrongType(found) => out.push((
             problem(
-                name_path,
+                name_path(),
                 format!("must be a string, got {found}"),
                 name_fix(),
             ),
             Subject::Function,
         )),
         FunctionName::Named(name) if name.is_empty() => out.push((
-            problem(name_path, "must not be empty".into(), name_fix()),
+            problem(name_path(), "must not be empty".into(), name_fix()),
             Subject::Function,
         )),
         FunctionName::Named(name) => {
             let edit = || format!("kubectl edit functions.stash.appscode.com {name}");
             let found = match resolve(name) {
                 None => Some(Found::Unverified(Problem {
-                    path: name_path,
+                    path: name_path(),
                     what: format!("Function \"{name}\" could not be verified: it was not looked up"),
                     fix: "retry".into(),
                 })),
                 Some(Resolution::Found(Container::Valid)) => None,
                 Some(Resolution::Found(Container::NoImage)) => Some(problem(
-                    name_path,
+                    name_path(),
                     format!("Function \"{name}\" has no container image (its spec.image is not set)"),
                     format!("give the Function an image ({}), or name another Function", edit()),
                 )),
                 Some(Resolution::Found(Container::ImageNotAString(found))) => Some(problem(
-                    name_path,
+                    name_path(),
                     format!("Function \"{name}\" has an invalid container image: spec.image must be a string, got {found}"),
                     format!("fix spec.image on the Function ({})", edit()),
                 )),
                 Some(Resolution::Found(Container::InvalidImage { image, error })) => Some(problem(
-                    name_path,
+                    name_path(),
                     format!("Function \"{name}\" has an invalid container image \"{image}\": {error}"),
                     format!("fix spec.image on the Function ({})", edit()),
                 )),
                 Some(Resolution::NotFound) => Some(problem(
-                    name_path,
+                    name_path(),
                     format!("Function \"{name}\" not found"),
                     format!("create the Function, or fix the name ({LIST_FUNCTIONS})"),
                 )),
                 Some(Resolution::Unverified(why)) => Some(Found::Unverified(Problem {
-                    path: name_path,
+                    path: name_path(),
                     what: format!("Function \"{name}\" could not be verified: {why}"),
                     fix: "retry once the webhook can read Functions".into(),
                 })),
@@ -241,12 +242,12 @@ fn problems<'a>(
         }
     }
 
-    let params_path = r.path.child("params");
+    let params_path = || r.path.child("params");
     match params {
         Params::Absent => {}
         Params::WrongType(found) => out.push((
             problem(
-                params_path,
+                params_path(),
                 format!("must be a map of parameter names to string values, got {found}"),
                 "write params: {KEY: VALUE}".into(),
             ),
@@ -263,7 +264,7 @@ fn problems<'a>(
                 };
                 out.push((
                     problem(
-                        params_path.key(key),
+                        params_path().key(key),
                         what,
                         "use letters, digits and '_', not starting with a digit, since the Function reads it as ${NAME}".into(),
                     ),
