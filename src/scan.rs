@@ -38,24 +38,29 @@ impl std::error::Error for SyntaxError {}
 pub struct Scanner<'a> {
     bytes: &'a [u8],
     pos: usize,
-    /// The 64-byte block of `bytes` that `specials` describes; `usize::MAX` before the first.
-    block: usize,
-    /// Bit `i` is set where byte `64 * block + i` ends a run of plain string content: `"`, `\\`,
-    /// a control character, or the end of the body. Strings in a review are short and many, so
-    /// one block's mask serves several of them and each string end costs a shift and a count.
-    specials: u64,
+    /// One word per 64 bytes of `bytes`, and one for the end: bit `i` of word `w` is set where
+    /// byte `64 * w + i` stops a string: a quote that is not escaped, a control character, an
+    /// escape that is not valid JSON, or the end of the body. Strings in a review are short and
+    /// many, and its last-applied annotation is one long string full of escapes: with the masks
+    /// built in one pass over the body and escapes resolved there, each string costs a shift and
+    /// a count.
+    specials: Vec<u64>,
 }
 
 /// An object member's key as written: the bytes between the quotes.
 pub struct Key<'a> {
     raw: &'a [u8],
-    escaped: bool,
 }
 
 impl<'a> Key<'a> {
+    /// True when the key holds escapes (rare: the API server writes plain keys).
+    fn escaped(&self) -> bool {
+        self.raw.contains(&b'\\')
+    }
+
     /// The key's bytes, for matching against field names; escapes are resolved.
     pub fn bytes(&self) -> Cow<'a, [u8]> {
-        if self.escaped {
+        if self.escaped() {
             return Cow::Owned(self.text().into_owned().into_bytes());
         }
         Cow::Borrowed(self.raw)
@@ -63,7 +68,7 @@ impl<'a> Key<'a> {
 
     /// The key's text; escapes are resolved (rare: the API server writes plain keys).
     pub fn text(&self) -> Cow<'a, str> {
-        if !self.escaped {
+        if !self.escaped() {
             return String::from_utf8_lossy(self.raw);
         }
         let mut quoted = Vec::with_capacity(self.raw.len() + 2);
@@ -83,37 +88,35 @@ impl<'a> Scanner<'a> {
         Scanner {
             bytes,
             pos: 0,
-            block: usize::MAX,
-            specials: 0,
-        }
-    }
-
-    /// The offset of the first special byte (see `specials`) at or after `pos`; `bytes.len()` or
-    /// more when there is none before the end.
-    #[inline(always)]
-    fn next_special(&mut self) -> usize {
-        let mut block = self.pos / 64;
-        if block != self.block {
-            self.block = block;
-            self.specials = block_specials(self.bytes, block);
-        }
-        let rest = self.specials >> (self.pos % 64);
-        if rest != 0 {
-            return self.pos + rest.trailing_zeros() as usize;
-        }
-        loop {
-            // The block holding the end has every bit past the end set, so this stops there.
-            block += 1;
-            self.block = block;
-            self.specials = block_specials(self.bytes, block);
-            if self.specials != 0 {
-                return block * 64 + self.specials.trailing_zeros() as usize;
-            }
+            specials: string_stops(bytes),
         }
     }
 
     fn error(&self, what: &'static str) -> SyntaxError {
         SyntaxError { what, at: self.pos }
+    }
+
+    /// The offset of the first special byte (see `specials`) at or after `pos`; `bytes.len()` or
+    /// more when there is none before the end.
+    #[inline(always)]
+    fn next_special(&self) -> usize {
+        let mut word = self.pos / 64;
+        let Some(&mask) = self.specials.get(word) else {
+            return self.bytes.len();
+        };
+        let rest = mask >> (self.pos % 64);
+        if rest != 0 {
+            return self.pos + rest.trailing_zeros() as usize;
+        }
+        loop {
+            // The last word has a bit for the end of the body, so this stops there.
+            word += 1;
+            match self.specials.get(word) {
+                Some(&0) => {}
+                Some(&mask) => return word * 64 + mask.trailing_zeros() as usize,
+                None => return self.bytes.len(),
+            }
+        }
     }
 
     #[inline(always)]
@@ -172,47 +175,47 @@ impl<'a> Scanner<'a> {
         self.string_after_quote()
     }
 
-    /// The rest of a string whose opening quote has been consumed. Inlined for the common case,
-    /// a string without escapes; the rest is out of line.
+    /// The rest of a string whose opening quote has been consumed.
     #[inline(always)]
     fn string_after_quote(&mut self) -> Result<Key<'a>, SyntaxError> {
         let start = self.pos;
         let at = self.next_special();
+        // Escaped quotes are not special, so a quote here is the closing one.
         if self.bytes.get(at) == Some(&b'"') {
             self.pos = at + 1;
             return Ok(Key {
                 raw: &self.bytes[start..at],
-                escaped: false,
             });
         }
         self.string_from(start)
     }
 
-    /// The rest of the string that starts at `start`, from the first special byte after it.
+    /// The string that starts at `start`, checked one byte at a time. Reached only when the
+    /// block masks stopped on something other than a closing quote (an error, or the end of the
+    /// body), to say exactly what is wrong and where.
+    #[cold]
     #[inline(never)]
     fn string_from(&mut self, start: usize) -> Result<Key<'a>, SyntaxError> {
-        let mut escaped = false;
+        self.pos = start;
         loop {
-            let at = self.next_special();
-            match self.bytes.get(at) {
+            match self.bytes.get(self.pos) {
                 Some(b'"') => {
-                    let raw = &self.bytes[start..at];
-                    self.pos = at + 1;
-                    return Ok(Key { raw, escaped });
+                    let raw = &self.bytes[start..self.pos];
+                    self.pos += 1;
+                    return Ok(Key { raw });
                 }
-                Some(b'\\') => self.pos = at,
-                Some(_) => {
-                    self.pos = at;
+                Some(b'\\') => {}
+                Some(&b) if b < 0x20 => {
                     return Err(self.error(
                         "control character (\\u0000-\\u001F) found while parsing a string",
                     ));
                 }
-                None => {
-                    self.pos = self.bytes.len();
-                    return Err(self.error("EOF while parsing a string"));
+                Some(_) => {
+                    self.pos += 1;
+                    continue;
                 }
+                None => return Err(self.error("EOF while parsing a string")),
             }
-            escaped = true;
             match self.bytes.get(self.pos + 1) {
                 Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.pos += 2,
                 Some(b'u') => {
@@ -430,25 +433,93 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// The specials mask (see [`Scanner`]) of the 64-byte block `block` of `bytes`.
-#[inline]
-fn block_specials(bytes: &[u8], block: usize) -> u64 {
-    let start = block.saturating_mul(64);
-    if let Some(chunk) = bytes.get(start..).and_then(<[u8]>::first_chunk::<64>) {
-        return specials64(chunk);
+/// The specials masks (see [`Scanner`]) of `bytes`, in one pass.
+fn string_stops(bytes: &[u8]) -> Vec<u64> {
+    let (blocks, tail) = bytes.as_chunks::<64>();
+    let mut masks = Vec::with_capacity(blocks.len() + 1);
+    // Whether the first byte of the next block is escaped by a backslash run before it.
+    let mut carry = 0;
+    for (i, block) in blocks.iter().enumerate() {
+        let (stops, backslashes) = masks64(block);
+        masks.push(resolve_escapes(
+            bytes,
+            i * 64,
+            stops,
+            backslashes,
+            &mut carry,
+        ));
     }
-    // The last, partial block: padded with zero bytes, which count as special, so the end of the
-    // body is found like any string end.
+    // The last, partial block: padded with zero bytes, which are control characters, so the end
+    // of the body stops a string like any special byte.
     let mut padded = [0u8; 64];
-    let tail = bytes.get(start..).unwrap_or_default();
     padded[..tail.len()].copy_from_slice(tail);
-    specials64(&padded)
+    let (stops, backslashes) = masks64(&padded);
+    masks.push(resolve_escapes(
+        bytes,
+        blocks.len() * 64,
+        stops,
+        backslashes,
+        &mut carry,
+    ));
+    masks
 }
 
-/// Bit `i` set where `chunk[i]` is `"`, `\\` or below 0x20: sixteen bytes per comparison.
+/// The specials of the block at `start` from its quotes and control characters (`stops`) and
+/// its backslashes: an escaped quote does not stop a string, an invalid escape does.
+#[inline(always)]
+fn resolve_escapes(
+    bytes: &[u8],
+    start: usize,
+    stops: u64,
+    backslashes: u64,
+    carry: &mut u64,
+) -> u64 {
+    if backslashes == 0 && *carry == 0 {
+        return stops;
+    }
+    let escaped = escaped_bits(backslashes, carry);
+    // An escaped control character is not a valid escape, and is put back below.
+    let mut specials = stops & !escaped;
+    // Each escape must be one JSON has: \" \\ \/ \b \f \n \r \t, or \u and four hex digits.
+    let mut rest = escaped;
+    while rest != 0 {
+        let i = rest.trailing_zeros() as usize;
+        rest &= rest - 1;
+        let at = start + i;
+        let valid = match bytes.get(at) {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => true,
+            Some(b'u') => bytes
+                .get(at + 1..at + 5)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)),
+            _ => false,
+        };
+        if !valid {
+            specials |= 1 << i;
+        }
+    }
+    specials
+}
+
+/// The characters that are escaped (follow an escaping backslash) in a block, given its
+/// backslashes and `carry`: 1 when its first character is escaped by a backslash run from the
+/// block before, and set for the next block on return. simdjson's branchless method: a run of
+/// backslashes escapes the character after it when the run's length is odd, and the parity of a
+/// run follows from where it starts.
+fn escaped_bits(backslashes: u64, carry: &mut u64) -> u64 {
+    const ODD_BITS: u64 = 0xAAAA_AAAA_AAAA_AAAA;
+    let first_escaped = *carry;
+    let potential = backslashes & !first_escaped;
+    let maybe_escaped = potential << 1;
+    let codes = (maybe_escaped | ODD_BITS).wrapping_sub(potential) ^ ODD_BITS;
+    *carry = (codes & backslashes) >> 63;
+    codes ^ (backslashes | first_escaped)
+}
+
+/// For a 64-byte chunk, the bits of its quotes and control characters (below 0x20), and the
+/// bits of its backslashes: sixteen bytes per comparison.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-fn specials64(chunk: &[u8; 64]) -> u64 {
+fn masks64(chunk: &[u8; 64]) -> (u64, u64) {
     use std::arch::x86_64::{
         _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128,
         _mm_set1_epi8,
@@ -459,32 +530,40 @@ fn specials64(chunk: &[u8; 64]) -> u64 {
         let quote = _mm_set1_epi8(b'"' as i8);
         let backslash = _mm_set1_epi8(b'\\' as i8);
         let below = _mm_set1_epi8(0x1f);
-        let mut mask = 0u64;
+        let (mut stops, mut backslashes) = (0u64, 0u64);
         for k in 0..4 {
             let v = _mm_loadu_si128(chunk.as_ptr().add(16 * k).cast());
-            let hits = _mm_or_si128(
-                _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-                // Unsigned v <= 0x1f exactly where max(v, 0x1f) == 0x1f.
+            // Unsigned v <= 0x1f exactly where max(v, 0x1f) == 0x1f.
+            let stop = _mm_or_si128(
+                _mm_cmpeq_epi8(v, quote),
                 _mm_cmpeq_epi8(_mm_max_epu8(v, below), below),
             );
-            mask |= u64::from(_mm_movemask_epi8(hits) as u16) << (16 * k);
+            stops |= u64::from(_mm_movemask_epi8(stop) as u16) << (16 * k);
+            backslashes |=
+                u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, backslash)) as u16) << (16 * k);
         }
-        mask
+        (stops, backslashes)
     }
 }
 
-/// Bit `i` set where `chunk[i]` is `"`, `\\` or below 0x20, one byte at a time.
+/// [`masks64`], one byte at a time.
 #[cfg(any(test, not(target_arch = "x86_64")))]
-fn specials64_bytewise(chunk: &[u8; 64]) -> u64 {
-    chunk.iter().enumerate().fold(0, |mask, (i, &b)| {
-        mask | (u64::from(b == b'"' || b == b'\\' || b < 0x20) << i)
-    })
+fn masks64_bytewise(chunk: &[u8; 64]) -> (u64, u64) {
+    chunk
+        .iter()
+        .enumerate()
+        .fold((0, 0), |(stops, backslashes), (i, &b)| {
+            (
+                stops | (u64::from(b == b'"' || b < 0x20) << i),
+                backslashes | (u64::from(b == b'\\') << i),
+            )
+        })
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 #[inline]
-fn specials64(chunk: &[u8; 64]) -> u64 {
-    specials64_bytewise(chunk)
+fn masks64(chunk: &[u8; 64]) -> (u64, u64) {
+    masks64_bytewise(chunk)
 }
 
 #[cfg(test)]
@@ -555,27 +634,135 @@ mod tests {
                 let mut chunk = [b'a'; 64];
                 chunk[at] = byte;
                 assert_eq!(
-                    specials64(&chunk),
-                    specials64_bytewise(&chunk),
+                    masks64(&chunk),
+                    masks64_bytewise(&chunk),
                     "byte {byte:#x} at {at}"
                 );
             }
         }
         for seed in 0..64usize {
             let chunk: [u8; 64] = std::array::from_fn(|i| ((i * 37 + seed * 101) % 256) as u8);
+            assert_eq!(masks64(&chunk), masks64_bytewise(&chunk), "seed {seed}");
+        }
+    }
+
+    /// How many backslashes come right before `at`.
+    fn backslash_run_before(bytes: &[u8], at: usize) -> usize {
+        bytes[..at]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count()
+    }
+
+    /// The escaped characters of a block and whether the next block's first is, one byte at a
+    /// time.
+    fn escaped_bytewise(backslashes: u64, first_escaped: bool) -> (u64, bool) {
+        let mut escaped = 0;
+        let mut next_escaped = first_escaped;
+        for i in 0..64 {
+            let this_escaped = next_escaped;
+            if this_escaped {
+                escaped |= 1 << i;
+            }
+            next_escaped = !this_escaped && backslashes & (1 << i) != 0;
+        }
+        (escaped, next_escaped)
+    }
+
+    #[test]
+    fn escaped_characters_match_the_bytewise_definition() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut patterns = vec![0, u64::MAX, 1, 1 << 63, 0b11, 0b111, 0x5555_5555_5555_5555];
+        for _ in 0..2000 {
+            // xorshift: runs of backslashes of every length, at odd and even offsets.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            patterns.push(state & (state >> 1));
+            patterns.push(state | (state << 1));
+            patterns.push(state);
+        }
+        for backslashes in patterns {
+            for first in [false, true] {
+                let mut carry = u64::from(first);
+                let escaped = escaped_bits(backslashes, &mut carry);
+                let (want, want_carry) = escaped_bytewise(backslashes, first);
+                assert_eq!(
+                    (escaped, carry),
+                    (want, u64::from(want_carry)),
+                    "{backslashes:064b} first escaped {first}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn strings_with_escapes_across_blocks_are_read_as_serde_json_reads_them() {
+        let pieces: [&[u8]; 12] = [
+            b"a",
+            b"\\\\",
+            b"\\\"",
+            b"\\n",
+            b"\\u00e9",
+            b"\\u12g4",
+            b"\\x",
+            b"\x01",
+            b"\\",
+            b"\"",
+            b"\\u12",
+            b"\xc3\xa9",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let mut doc = b"[".to_vec();
+            doc.extend(std::iter::repeat_n(b' ', (state % 70) as usize));
+            doc.push(b'"');
+            let mut rest = state >> 8;
+            for _ in 0..(state >> 56) % 40 {
+                // Mostly plain text and valid escapes; the rest now and then.
+                let pick = (rest % 31) as usize;
+                doc.extend_from_slice(pieces[if pick < 12 { pick } else { pick % 4 }]);
+                rest = rest.rotate_right(5) ^ state;
+            }
+            doc.extend_from_slice(b"\"]");
+            let mut scanner = Scanner::new(&doc);
+            let scanned = scanner.skip().and_then(|()| scanner.end());
+            let parsed = serde_json::from_slice::<serde::de::IgnoredAny>(&doc);
             assert_eq!(
-                specials64(&chunk),
-                specials64_bytewise(&chunk),
-                "seed {seed}"
+                scanned.is_ok(),
+                parsed.is_ok(),
+                "{:?}: scanner {scanned:?}, serde_json {parsed:?}",
+                String::from_utf8_lossy(&doc)
             );
         }
+    }
+
+    /// Whether byte `i` stops a string (see [`Scanner`]), one byte at a time.
+    fn special(bytes: &[u8], i: usize) -> bool {
+        let escaped = backslash_run_before(bytes, i) % 2 == 1;
+        let b = bytes[i];
+        if !escaped {
+            return b == b'"' || b < 0x20;
+        }
+        let valid = match b {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => true,
+            b'u' => bytes
+                .get(i + 1..i + 5)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)),
+            _ => false,
+        };
+        !valid
     }
 
     #[test]
     fn finds_the_next_special_byte_from_every_offset() {
         // Bytes near the specials in value must not count.
         let filler = [
-            b'a', b'!', b'#', b'[', b' ', 0x80, 0xff, b']', 0x7f, b'~', 0x20,
+            b'a', b'!', b'#', b'[', b' ', 0x80, 0xff, b']', 0x7f, b'~', 0x20, b'u', b'0', b'n',
         ];
         let specials = [b'"', b'\\', 0x00, 0x1f];
         for len in [0, 1, 7, 63, 64, 65, 127, 128, 130, 200, 300] {
@@ -592,10 +779,7 @@ mod tests {
                 // One scanner moving forward (reusing its block masks) and a fresh one per offset.
                 let mut walking = Scanner::new(&bytes);
                 for from in 0..=len {
-                    let want = bytes[from..]
-                        .iter()
-                        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-                        .map(|i| from + i);
+                    let want = (from..len).find(|&i| special(&bytes, i));
                     let mut fresh = Scanner::new(&bytes);
                     fresh.pos = from;
                     walking.pos = from;

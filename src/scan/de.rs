@@ -86,7 +86,7 @@ impl<'s, 'a> Deserializer<'s, 'a> {
     fn read_string<V: Visitor<'a>>(&mut self, visitor: V) -> Result<V::Value, DeError> {
         let start = self.scanner.pos;
         let key = self.scanner.string()?;
-        if !key.escaped {
+        if !key.escaped() {
             return match std::str::from_utf8(key.raw) {
                 Ok(text) => visitor.visit_borrowed_str(text),
                 Err(_) => Err(self.invalid_unicode(start)),
@@ -327,7 +327,7 @@ impl<'de> de::MapAccess<'de> for Access<'_, '_, 'de> {
         let scanner = &mut *self.de.scanner;
         let start = scanner.pos;
         let key = scanner.string()?;
-        let value = if !key.escaped {
+        let value = if !key.escaped() {
             match std::str::from_utf8(key.raw) {
                 Ok(text) => seed.deserialize(BorrowedStrDeserializer::<DeError>::new(text))?,
                 Err(_) => return Err(self.de.invalid_unicode(start)),
