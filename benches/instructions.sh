@@ -4,11 +4,20 @@
 # TLS and answers N HTTP/2 POSTs of the recorded 3 KiB review (h2load, -c 4 -m 8); the totals
 # include start-up and shutdown. See benches/README.md.
 #
-# Knobs (environment): N (requests, 4000).
+# Knobs (environment): N (requests, 4000); PROTO (h2, or h1 for HTTP/1.1 keep-alive).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N=${N:-4000}
+PROTO=${PROTO:-h2}
+case "$PROTO" in
+h2) LOAD_FLAGS=(-c 4 -m 8) ;;
+h1) LOAD_FLAGS=(--h1 -c 4) ;;
+*)
+    echo "instructions.sh: PROTO must be h2 or h1" >&2
+    exit 2
+    ;;
+esac
 FIXTURE=tests/fixtures/reviews/backupconfiguration-create.json
 WORK=$(mktemp -d)
 PIDS=()
@@ -59,7 +68,7 @@ count() {
         fi
         sleep 0.1
     done
-    h2load -n "$N" -c 4 -m 8 -d "$FIXTURE" -H 'content-type: application/json' \
+    h2load -n "$N" "${LOAD_FLAGS[@]}" -d "$FIXTURE" -H 'content-type: application/json' \
         "https://127.0.0.1:$port/validate?timeout=5s" | grep -E '^status codes' >&2
     # TERM, not INT: a background job of a script ignores SIGINT.
     kill -TERM "$pid"

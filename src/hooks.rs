@@ -163,17 +163,18 @@ pub enum Executor {
     WrongType(&'static str),
 }
 
-/// One hook's executor and where it is (`path` points at the `executor` field).
+/// One hook's executor, borrowed from the decoded spec, and where it is (`path` points at the
+/// `executor` field).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExecutorRef {
+pub struct ExecutorRef<'a> {
     pub path: FieldPath,
-    pub executor: Executor,
+    pub executor: &'a Executor,
 }
 
-impl ExecutorRef {
+impl<'a> ExecutorRef<'a> {
     /// The Function this executor names, when it names one.
-    pub fn function_name(&self) -> Option<&str> {
-        match &self.executor {
+    pub fn function_name(&self) -> Option<&'a str> {
+        match self.executor {
             Executor::Ref {
                 function: FunctionName::Named(name),
                 ..
@@ -216,7 +217,7 @@ impl SpecHooks {
 
 /// Every executor reference in an object's spec hooks, in document order of the kind's hook
 /// names. Hooks without `executor` yield nothing.
-pub fn executor_refs(kind: StashKind, spec: &SpecHooks) -> Vec<ExecutorRef> {
+pub fn executor_refs(kind: StashKind, spec: &SpecHooks) -> Vec<ExecutorRef<'_>> {
     // Sized once: growing a Vec reallocates, and reallocation takes the allocator's arena lock,
     // which two worker threads then contend for.
     let most = spec.hooks.0.len() + spec.members.iter().map(|m| m.0.len()).sum::<usize>();
@@ -232,17 +233,17 @@ pub fn executor_refs(kind: StashKind, spec: &SpecHooks) -> Vec<ExecutorRef> {
 
 /// The executors of a spec's or a member's hooks. Paths are built only for the executors found:
 /// most of a BackupBatch's members have none.
-fn collect_hooks(
+fn collect_hooks<'a>(
     kind: StashKind,
-    hooks: &HookSet,
+    hooks: &'a HookSet,
     member: Option<usize>,
-    out: &mut Vec<ExecutorRef>,
+    out: &mut Vec<ExecutorRef<'a>>,
 ) {
     for &hook_name in kind.hook_names() {
         if let Some(executor) = hooks.get(hook_name) {
             out.push(ExecutorRef {
                 path: executor_path(member, hook_name),
-                executor: executor.clone(),
+                executor,
             });
         }
     }
@@ -726,7 +727,7 @@ mod tests {
         let refs = executor_refs(StashKind::BackupConfiguration, &spec);
         assert_eq!(refs.len(), 1);
         assert_eq!(
-            refs[0].executor,
+            *refs[0].executor,
             Executor::Ref {
                 function: FunctionName::Named("last".into()),
                 params: Params::Keys(vec!["a".into(), "b".into()])
@@ -740,26 +741,22 @@ mod tests {
             "preBackup": {"executor": {"functionName": "fn", "params": {"a": "b", "c": "d"}}},
             "postBackup": {"executor": "fn"}
         }}});
-        let refs = executor_refs(
-            StashKind::BackupConfiguration,
-            &SpecHooks::from_value(&obj["spec"]),
-        );
+        let spec = SpecHooks::from_value(&obj["spec"]);
+        let refs = executor_refs(StashKind::BackupConfiguration, &spec);
         assert_eq!(
-            refs[0].executor,
+            *refs[0].executor,
             Executor::Ref {
                 function: FunctionName::Named("fn".into()),
                 params: Params::Keys(vec!["a".into(), "c".into()])
             }
         );
-        assert_eq!(refs[1].executor, Executor::WrongType("a string"));
+        assert_eq!(*refs[1].executor, Executor::WrongType("a string"));
 
         let obj = json!({"spec": {"hooks": {"preBackup": {"executor": {"functionName": 3, "params": ["a"]}}}}});
-        let refs = executor_refs(
-            StashKind::BackupConfiguration,
-            &SpecHooks::from_value(&obj["spec"]),
-        );
+        let spec = SpecHooks::from_value(&obj["spec"]);
+        let refs = executor_refs(StashKind::BackupConfiguration, &spec);
         assert_eq!(
-            refs[0].executor,
+            *refs[0].executor,
             Executor::Ref {
                 function: FunctionName::WrongType("a number"),
                 params: Params::WrongType("a list")

@@ -131,7 +131,7 @@ pub fn judge<'a>(
 }
 
 /// The distinct Function names that `judge` will ask about, each once.
-pub fn names_to_resolve(refs: &[ExecutorRef]) -> Vec<&str> {
+pub fn names_to_resolve<'a>(refs: &[ExecutorRef<'a>]) -> Vec<&'a str> {
     let mut names = Vec::with_capacity(refs.len());
     // A set only pays off for many names; a typical object names one or two.
     if refs.len() <= 16 {
@@ -168,7 +168,7 @@ fn problems<'a>(
     let mut out = Vec::new();
     let problem =
         |path: FieldPath, what: String, fix: String| Found::Problem(Problem { path, what, fix });
-    let (function, params) = match &r.executor {
+    let (function, params) = match r.executor {
         Executor::WrongType(found) => {
             out.push((
                 problem(
@@ -292,13 +292,13 @@ struct Unchanged<'a> {
     params: HashSet<(&'a FieldPath, &'a str)>,
 }
 
-impl<'a> From<&'a [ExecutorRef]> for Unchanged<'a> {
-    fn from(old: &'a [ExecutorRef]) -> Self {
+impl<'a> From<&'a [ExecutorRef<'a>]> for Unchanged<'a> {
+    fn from(old: &'a [ExecutorRef<'a>]) -> Self {
         let mut functions = HashMap::new();
         let mut params = HashSet::new();
         for r in old {
-            functions.insert(&r.path, &r.executor);
-            match &r.executor {
+            functions.insert(&r.path, r.executor);
+            match r.executor {
                 Executor::Ref {
                     params: Params::Keys(keys),
                     ..
@@ -319,7 +319,7 @@ impl<'a> From<&'a [ExecutorRef]> for Unchanged<'a> {
 impl Unchanged<'_> {
     /// The same hook named the same Function (or was malformed the same way) before.
     fn function(&self, r: &ExecutorRef) -> bool {
-        match (self.functions.get(&r.path), &r.executor) {
+        match (self.functions.get(&r.path), r.executor) {
             (Some(Executor::Ref { function: old, .. }), Executor::Ref { function: new, .. }) => {
                 old == new
             }

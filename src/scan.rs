@@ -433,18 +433,38 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// The specials masks (see [`Scanner`]) of `bytes`, in one pass.
+/// The specials masks (see [`Scanner`]) of `bytes`, in one pass: 32 bytes per comparison where
+/// the CPU has AVX2 (nearly every x86_64 server), 16 where it has SSE2.
 fn string_stops(bytes: &[u8]) -> Vec<u64> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { string_stops_avx2(bytes) };
+    }
+    string_stops_with(bytes, masks64)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn string_stops_avx2(bytes: &[u8]) -> Vec<u64> {
+    string_stops_with(bytes, |chunk| masks64_avx2(chunk))
+}
+
+/// [`string_stops`] with `masks` giving a block's quotes and control characters, and its
+/// backslashes. Inlined into each caller, so the masks are computed in the caller's instruction
+/// set.
+#[inline(always)]
+fn string_stops_with(bytes: &[u8], masks: impl Fn(&[u8; 64]) -> (u64, u64)) -> Vec<u64> {
     let (blocks, tail) = bytes.as_chunks::<64>();
-    let mut masks = Vec::with_capacity(blocks.len() + 1);
+    let mut stops = Vec::with_capacity(blocks.len() + 1);
     // Whether the first byte of the next block is escaped by a backslash run before it.
     let mut carry = 0;
     for (i, block) in blocks.iter().enumerate() {
-        let (stops, backslashes) = masks64(block);
-        masks.push(resolve_escapes(
+        let (quotes, backslashes) = masks(block);
+        stops.push(resolve_escapes(
             bytes,
             i * 64,
-            stops,
+            quotes,
             backslashes,
             &mut carry,
         ));
@@ -453,15 +473,15 @@ fn string_stops(bytes: &[u8]) -> Vec<u64> {
     // of the body stops a string like any special byte.
     let mut padded = [0u8; 64];
     padded[..tail.len()].copy_from_slice(tail);
-    let (stops, backslashes) = masks64(&padded);
-    masks.push(resolve_escapes(
+    let (quotes, backslashes) = masks(&padded);
+    stops.push(resolve_escapes(
         bytes,
         blocks.len() * 64,
-        stops,
+        quotes,
         backslashes,
         &mut carry,
     ));
-    masks
+    stops
 }
 
 /// The specials of the block at `start` from its quotes and control characters (`stops`) and
@@ -546,6 +566,33 @@ fn masks64(chunk: &[u8; 64]) -> (u64, u64) {
     }
 }
 
+/// [`masks64`], 32 bytes per comparison.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn masks64_avx2(chunk: &[u8; 64]) -> (u64, u64) {
+    use std::arch::x86_64::{
+        _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_max_epu8, _mm256_movemask_epi8,
+        _mm256_or_si256, _mm256_set1_epi8,
+    };
+    let quote = _mm256_set1_epi8(b'"' as i8);
+    let backslash = _mm256_set1_epi8(b'\\' as i8);
+    let below = _mm256_set1_epi8(0x1f);
+    let (mut stops, mut backslashes) = (0u64, 0u64);
+    for k in 0..2 {
+        // SAFETY: reads 32 bytes at offset 0 or 32 of the 64-byte `chunk`, unaligned allowed.
+        let v = unsafe { _mm256_loadu_si256(chunk.as_ptr().add(32 * k).cast()) };
+        let stop = _mm256_or_si256(
+            _mm256_cmpeq_epi8(v, quote),
+            _mm256_cmpeq_epi8(_mm256_max_epu8(v, below), below),
+        );
+        stops |= u64::from(_mm256_movemask_epi8(stop) as u32) << (32 * k);
+        backslashes |=
+            u64::from(_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, backslash)) as u32) << (32 * k);
+    }
+    (stops, backslashes)
+}
+
 /// [`masks64`], one byte at a time.
 #[cfg(any(test, not(target_arch = "x86_64")))]
 fn masks64_bytewise(chunk: &[u8; 64]) -> (u64, u64) {
@@ -627,22 +674,43 @@ mod tests {
         }
     }
 
+    /// Every way of computing a block's masks against the bytewise definition.
+    fn check_masks(chunk: &[u8; 64], what: &str) {
+        let want = masks64_bytewise(chunk);
+        assert_eq!(masks64(chunk), want, "{what}");
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            assert_eq!(unsafe { masks64_avx2(chunk) }, want, "{what} (AVX2)");
+        }
+    }
+
     #[test]
     fn block_masks_match_the_bytewise_definition() {
         for byte in 0..=255u8 {
-            for at in [0, 1, 15, 16, 31, 32, 48, 63] {
+            for at in [0, 1, 15, 16, 31, 32, 33, 48, 63] {
                 let mut chunk = [b'a'; 64];
                 chunk[at] = byte;
-                assert_eq!(
-                    masks64(&chunk),
-                    masks64_bytewise(&chunk),
-                    "byte {byte:#x} at {at}"
-                );
+                check_masks(&chunk, &format!("byte {byte:#x} at {at}"));
             }
         }
         for seed in 0..64usize {
             let chunk: [u8; 64] = std::array::from_fn(|i| ((i * 37 + seed * 101) % 256) as u8);
-            assert_eq!(masks64(&chunk), masks64_bytewise(&chunk), "seed {seed}");
+            check_masks(&chunk, &format!("seed {seed}"));
+        }
+    }
+
+    #[test]
+    fn every_instruction_set_gives_the_same_stops() {
+        let review = std::fs::read("tests/fixtures/reviews/backupconfiguration-create.json")
+            .expect("the recorded review");
+        for len in [0, 1, 63, 64, 65, 1000, review.len()] {
+            let bytes = &review[..len.min(review.len())];
+            assert_eq!(
+                string_stops(bytes),
+                string_stops_with(bytes, masks64),
+                "first {len} bytes"
+            );
         }
     }
 

@@ -2,11 +2,8 @@ use super::*;
 use crate::hooks::{executor_refs, SpecHooks, StashKind};
 use serde_json::{json, Value};
 
-fn refs(spec: Value) -> Vec<ExecutorRef> {
-    executor_refs(
-        StashKind::BackupConfiguration,
-        &SpecHooks::from_value(&spec),
-    )
+fn refs(spec: &SpecHooks) -> Vec<ExecutorRef<'_>> {
+    executor_refs(StashKind::BackupConfiguration, spec)
 }
 
 fn pre(executor: Value) -> Value {
@@ -35,8 +32,11 @@ fn lookups() -> HashMap<String, Resolution> {
 
 fn run(new: Value, old: Option<Value>, policy: FailurePolicy) -> Verdict {
     let l = lookups();
-    let old_refs = old.map(refs).unwrap_or_default();
-    judge(&refs(new), &old_refs, |n| l.get(n), policy)
+    let new = SpecHooks::from_value(&new);
+    let old = old
+        .map(|old| SpecHooks::from_value(&old))
+        .unwrap_or_default();
+    judge(&refs(&new), &refs(&old), |n| l.get(n), policy)
 }
 
 fn denial(new: Value) -> String {
@@ -202,8 +202,8 @@ fn each_name_is_resolved_once() {
         "preBackup": {"executor": {"functionName": "a"}},
         "postBackup": {"executor": {"functionName": "a"}}
     }});
-    let r = refs(spec);
-    assert_eq!(names_to_resolve(&r), ["a"]);
+    let spec = SpecHooks::from_value(&spec);
+    assert_eq!(names_to_resolve(&refs(&spec)), ["a"]);
 }
 
 #[test]

@@ -328,10 +328,10 @@ impl<'de> de::MapAccess<'de> for Access<'_, '_, 'de> {
         let start = scanner.pos;
         let key = scanner.string()?;
         let value = if !key.escaped() {
-            match std::str::from_utf8(key.raw) {
-                Ok(text) => seed.deserialize(BorrowedStrDeserializer::<DeError>::new(text))?,
-                Err(_) => return Err(self.de.invalid_unicode(start)),
-            }
+            seed.deserialize(KeyDeserializer {
+                raw: key.raw,
+                start,
+            })?
         } else {
             let text: String = key.text().into_owned();
             seed.deserialize(StringDeserializer::<DeError>::new(text))?
@@ -342,6 +342,39 @@ impl<'de> de::MapAccess<'de> for Access<'_, '_, 'de> {
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
         seed.deserialize(&mut *self.de)
+    }
+}
+
+/// A key without escapes. Field names (`hooks`, `executor`, ...) are matched as bytes, with no
+/// UTF-8 check, as the scanner matches the review's own keys: a key that is not UTF-8 matches no
+/// field. A key read as text (a hook name, a parameter) is checked.
+struct KeyDeserializer<'a> {
+    raw: &'a [u8],
+    start: usize,
+}
+
+impl<'de> de::Deserializer<'de> for KeyDeserializer<'de> {
+    type Error = DeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match std::str::from_utf8(self.raw) {
+            Ok(text) => visitor.visit_borrowed_str(text),
+            Err(_) => Err(SyntaxError {
+                what: "invalid unicode code point",
+                at: self.start,
+            }
+            .into()),
+        }
+    }
+
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        visitor.visit_borrowed_bytes(self.raw)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct enum ignored_any
     }
 }
 
