@@ -188,9 +188,10 @@ answer=$(post_once "$WEBHOOK_PORT" "$WORK/backupbatch-1mib.json")
 post_once "$FLOOR_PORT" "$FIXTURE" >/dev/null
 
 compare "h2   3 KiB CREATE" h2 "$FIXTURE" "$N" "$C" "$M" "$ROUNDS"
-# The same size of body, refused right after it is read (kind "x": 400): the server's own
-# cost (TLS, HTTP, routing, body limits, metrics) without decoding and judging a review.
-python3 -c 'import sys; sys.stdout.write("{\"kind\":\"x\"}" + " " * (int(sys.argv[1]) - 12))' \
+# The same size of body, refused right after it is read (a JSON array, not an AdmissionReview:
+# 400 at its first byte): the server's own cost (TLS, HTTP, routing, body limits, metrics)
+# without decoding and judging a review.
+python3 -c 'import sys; sys.stdout.write("[" + " " * (int(sys.argv[1]) - 2) + "]")' \
     "$(wc -c <"$FIXTURE")" >"$WORK/refused.json"
 compare "h2   3 KiB refused (400)" h2 "$WORK/refused.json" "$N" "$C" "$M" "$ROUNDS" 4xx
 compare "h1.1 3 KiB CREATE" h1 "$FIXTURE" "$N" "$C" 1 "$ROUNDS"
