@@ -199,12 +199,16 @@ pub struct SpecHooks {
 
 /// The executors of one `hooks` block: (hook name, executor), in document order.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct HookSet(pub Vec<(String, Executor)>);
+pub struct HookSet(pub Vec<(&'static str, Executor)>);
 
 impl HookSet {
     /// The executor of hook `name`; the last one when a name is repeated, as JSON readers do.
     fn get(&self, name: &str) -> Option<&Executor> {
-        self.0.iter().rev().find(|(n, _)| n == name).map(|(_, e)| e)
+        self.0
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == name)
+            .map(|(_, e)| e)
     }
 }
 
@@ -460,7 +464,11 @@ impl<'de> Visitor<'de> for HookSetVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HookSet, A::Error> {
         let mut set = Vec::new();
-        while let Some(name) = map.next_key::<String>()? {
+        while let Some(HookName(name)) = map.next_key()? {
+            let Some(name) = name else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
             if let Hook(Some(executor)) = map.next_value()? {
                 set.push((name, executor));
             } else {
@@ -469,6 +477,36 @@ impl<'de> Visitor<'de> for HookSetVisitor {
             }
         }
         Ok(HookSet(set))
+    }
+}
+
+/// A key of `hooks`: the name when it is a hook of some kind (which ones count for an object
+/// depends on its kind, known later), none for any other key, whose value is skipped. Names are
+/// matched in place, so a hook costs no allocation for its name.
+struct HookName(Option<&'static str>);
+
+impl<'de> Deserialize<'de> for HookName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl Visitor<'_> for NameVisitor {
+            type Value = HookName;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a hook name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<HookName, E> {
+                self.visit_bytes(v.as_bytes())
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<HookName, E> {
+                Ok(HookName(
+                    BACKUP_HOOKS
+                        .iter()
+                        .chain(RESTORE_HOOKS)
+                        .find(|name| name.as_bytes() == v)
+                        .copied(),
+                ))
+            }
+        }
+        d.deserialize_identifier(NameVisitor)
     }
 }
 

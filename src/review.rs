@@ -429,7 +429,7 @@ mod tests {
             object.spec,
             SpecHooks {
                 hooks: HookSet(vec![(
-                    "postBackup".to_owned(),
+                    "postBackup",
                     Executor::Ref {
                         function: FunctionName::Named("f".to_owned()),
                         params: Params::Keys(vec!["a".to_owned()])

@@ -55,7 +55,13 @@ pub struct Key<'a> {
 impl<'a> Key<'a> {
     /// True when the key holds escapes (rare: the API server writes plain keys).
     fn escaped(&self) -> bool {
-        self.raw.contains(&b'\\')
+        // Keys are short: a plain loop, where `contains` would call memchr.
+        for &b in self.raw {
+            if b == b'\\' {
+                return true;
+            }
+        }
+        false
     }
 
     /// The key's bytes, for matching against field names; escapes are resolved.
