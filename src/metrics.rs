@@ -1,7 +1,9 @@
 //! Prometheus metrics: what an operator watches to know the webhook is healthy and fast.
 
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use kube::core::admission::Operation;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -10,6 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::hooks::StashKind;
 use crate::rules::Resolution;
 
 /// The review's outcome, as counted.
@@ -91,12 +94,21 @@ struct RejectLabels {
     code: u16,
 }
 
+/// (judged kind or none) x operation x verdict.
+const REVIEW_COUNTERS: usize = 6 * 4 * 3;
+/// source x result.
+const LOOKUP_COUNTERS: usize = 3 * 3;
+
 struct Inner {
     registry: Registry,
     reviews: Family<ReviewLabels, Counter>,
     rejected: Family<RejectLabels, Counter>,
     latency: Histogram,
     lookups: Family<LookupLabels, Counter>,
+    /// Each review and lookup counter, once created: label sets are few and fixed, and a
+    /// family lookup hashes every label on every call.
+    review_counters: [OnceLock<Counter>; REVIEW_COUNTERS],
+    lookup_counters: [OnceLock<Counter>; LOOKUP_COUNTERS],
     cache_size: Gauge,
     watch_errors: Counter,
     cert_expiry: Gauge<f64, AtomicU64>,
@@ -164,6 +176,8 @@ impl Default for Metrics {
             rejected,
             latency,
             lookups,
+            review_counters: std::array::from_fn(|_| OnceLock::new()),
+            lookup_counters: std::array::from_fn(|_| OnceLock::new()),
             cache_size,
             watch_errors,
             cert_expiry,
@@ -176,17 +190,36 @@ impl Metrics {
     /// that exists costs no allocation and a misrouted kind cannot grow the label set.
     pub fn record_review(
         &self,
-        kind: &'static str,
-        operation: &'static str,
+        kind: Option<StashKind>,
+        operation: &Operation,
         verdict: Verdict,
         seconds: f64,
     ) {
-        self.0
-            .reviews
-            .get_or_create(&ReviewLabels {
-                kind,
-                operation,
-                verdict: verdict.as_str(),
+        let kind_index = match kind {
+            Some(StashKind::BackupConfiguration) => 0,
+            Some(StashKind::RestoreSession) => 1,
+            Some(StashKind::BackupBatch) => 2,
+            Some(StashKind::RestoreBatch) => 3,
+            Some(StashKind::BackupBlueprint) => 4,
+            None => 5,
+        };
+        let operation_index = match operation {
+            Operation::Create => 0,
+            Operation::Update => 1,
+            Operation::Delete => 2,
+            Operation::Connect => 3,
+        };
+        let slot = (kind_index * 4 + operation_index) * 3 + verdict as usize;
+        self.0.review_counters[slot]
+            .get_or_init(|| {
+                self.0
+                    .reviews
+                    .get_or_create(&ReviewLabels {
+                        kind: kind.map_or("other", StashKind::as_str),
+                        operation: operation_label(operation),
+                        verdict: verdict.as_str(),
+                    })
+                    .clone()
             })
             .inc();
         self.0.latency.observe(seconds);
@@ -197,11 +230,15 @@ impl Metrics {
     }
 
     pub fn record_lookup(&self, source: LookupSource, result: LookupResult) {
-        self.0
-            .lookups
-            .get_or_create(&LookupLabels {
-                source: source.as_str(),
-                result: result.as_str(),
+        self.0.lookup_counters[source as usize * 3 + result as usize]
+            .get_or_init(|| {
+                self.0
+                    .lookups
+                    .get_or_create(&LookupLabels {
+                        source: source.as_str(),
+                        result: result.as_str(),
+                    })
+                    .clone()
             })
             .inc();
     }
@@ -224,5 +261,15 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.0.registry);
         out
+    }
+}
+
+/// An operation as the API server writes it, for labels and logs.
+pub fn operation_label(operation: &Operation) -> &'static str {
+    match operation {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
     }
 }

@@ -26,11 +26,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tracing::Instrument;
 
-use kube::core::admission::Operation;
-
 use crate::admission::Validator;
-use crate::hooks::StashKind;
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics};
 use crate::review;
 use crate::tls::TlsSource;
 
@@ -208,19 +205,13 @@ async fn answer(app: &App, body: &[u8], timeout: Option<Duration>) -> Response {
         .instrument(span.clone())
         .await;
     let elapsed = started.elapsed();
-    let kind_label = outcome.kind.map_or("other", StashKind::as_str);
-    let operation = match request.operation {
-        Operation::Create => "CREATE",
-        Operation::Update => "UPDATE",
-        Operation::Delete => "DELETE",
-        Operation::Connect => "CONNECT",
-    };
     app.metrics.record_review(
-        kind_label,
-        operation,
+        outcome.kind,
+        &request.operation,
         outcome.verdict,
         elapsed.as_secs_f64(),
     );
+    let operation = metrics::operation_label(&request.operation);
     span.in_scope(|| {
         tracing::info!(
             kind = %request.kind.kind,
