@@ -74,6 +74,25 @@ impl<'s, 'a> Deserializer<'s, 'a> {
         Deserializer { scanner, depth: 0 }
     }
 
+    /// The object or array that starts here: `visit` reads its entries, then it must be closed
+    /// with `close`.
+    fn container<T>(
+        &mut self,
+        close: u8,
+        visit: impl FnOnce(&mut Access<'_, 's, 'a>) -> Result<T, DeError>,
+    ) -> Result<T, DeError> {
+        self.enter()?;
+        self.scanner.pos += 1;
+        let mut access = Access {
+            de: self,
+            first: true,
+            done: false,
+        };
+        let value = visit(&mut access)?;
+        access.finish(close)?;
+        Ok(value)
+    }
+
     fn enter(&mut self) -> Result<(), DeError> {
         if self.depth == MAX_DEPTH {
             return Err(self.scanner.error("recursion limit exceeded").into());
@@ -162,30 +181,8 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'_, 'de> {
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match self.scanner.peek() {
             Some(b'"') => self.read_string(visitor),
-            Some(b'{') => {
-                self.enter()?;
-                self.scanner.pos += 1;
-                let mut access = Access {
-                    de: self,
-                    first: true,
-                    done: false,
-                };
-                let value = visitor.visit_map(&mut access)?;
-                access.finish(b'}')?;
-                Ok(value)
-            }
-            Some(b'[') => {
-                self.enter()?;
-                self.scanner.pos += 1;
-                let mut access = Access {
-                    de: self,
-                    first: true,
-                    done: false,
-                };
-                let value = visitor.visit_seq(&mut access)?;
-                access.finish(b']')?;
-                Ok(value)
-            }
+            Some(b'{') => self.container(b'}', |access| visitor.visit_map(access)),
+            Some(b'[') => self.container(b']', |access| visitor.visit_seq(access)),
             Some(b'n') => {
                 self.scanner.literal(b"null")?;
                 visitor.visit_unit()
