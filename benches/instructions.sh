@@ -19,24 +19,9 @@ h1) LOAD_FLAGS=(--h1 -c 4) ;;
     ;;
 esac
 FIXTURE=tests/fixtures/reviews/backupconfiguration-create.json
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 100); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+GRACE_TENTHS=100
+# shellcheck source=benches/common.sh
+source benches/common.sh
 
 for tool in valgrind callgrind_annotate h2load python3; do
     command -v "$tool" >/dev/null || {

@@ -23,26 +23,8 @@ RUN_TIMEOUT=${RUN_TIMEOUT:-120} # seconds allowed for one h2load run
 FIXTURE=tests/fixtures/reviews/backupconfiguration-create.json
 PATH_QUERY='/validate?timeout=5s'
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        # Bounded wait: 50 x 0.1 s, then SIGKILL.
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=benches/common.sh
+source benches/common.sh
 
 log() { printf '== %s\n' "$*" >&2; }
 die() {
