@@ -168,7 +168,14 @@ fn too_large(max: usize) -> String {
 
 /// The whole body, within the size limit and the request timeout; or the refusal to send.
 async fn read_body(app: &App, body: Limited<Body>) -> Result<Bytes, Response> {
-    match tokio::time::timeout(app.limits.request_timeout, body.collect()).await {
+    let mut collect = std::pin::pin!(body.collect());
+    // A review's body has usually arrived with its headers: read it without arming a timer,
+    // and arm one only for a body still on its way.
+    let collected = match futures::FutureExt::now_or_never(collect.as_mut()) {
+        Some(done) => Ok(done),
+        None => tokio::time::timeout(app.limits.request_timeout, collect).await,
+    };
+    match collected {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(refuse(
             app,
