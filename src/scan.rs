@@ -334,8 +334,7 @@ impl<'a> Scanner<'a> {
                     } else {
                         stack = (stack << 1) | 1;
                         depth += 1;
-                        self.string()?;
-                        self.expect(b':', "expected `:`")?;
+                        self.member_key()?;
                         continue;
                     }
                 }
@@ -369,8 +368,7 @@ impl<'a> Scanner<'a> {
                 match (self.peek(), in_object) {
                     (Some(b','), true) => {
                         self.pos += 1;
-                        self.string()?;
-                        self.expect(b':', "expected `:`")?;
+                        self.member_key()?;
                         break;
                     }
                     (Some(b','), false) => {
@@ -389,6 +387,25 @@ impl<'a> Scanner<'a> {
                 }
             }
         }
+    }
+
+    /// A member's key and its colon. The API server writes compact JSON, so the quote and the
+    /// colon are looked for right where they usually are before falling back to skipping
+    /// whitespace.
+    #[inline(always)]
+    fn member_key(&mut self) -> Result<Key<'a>, SyntaxError> {
+        let key = if self.bytes.get(self.pos) == Some(&b'"') {
+            self.pos += 1;
+            self.string_after_quote()?
+        } else {
+            self.string()?
+        };
+        if self.bytes.get(self.pos) == Some(&b':') {
+            self.pos += 1;
+        } else {
+            self.expect(b':', "expected `:`")?;
+        }
+        Ok(key)
     }
 
     /// The bytes of the value that starts here, checked and skipped.
@@ -418,8 +435,7 @@ impl<'a> Scanner<'a> {
             return Ok(());
         }
         loop {
-            let key = self.string()?;
-            self.expect(b':', "expected `:`")?;
+            let key = self.member_key()?;
             member(self, key)?;
             match self.peek() {
                 Some(b',') => self.pos += 1,
