@@ -4,10 +4,11 @@
 //! An AdmissionReview is mostly bytes this server never reads: `userInfo`, `options`, and in each
 //! object its `metadata`, whose last-applied annotation is the whole object again as an escaped
 //! string, and `managedFields`. Skipping those through serde's visitor machinery cost more than the
-//! rest of a review. This scanner finds string ends 64 bytes at a time (a bit mask per block of the
-//! body, built with SSE2 where there is SSE2) and checks the grammar as it goes (escapes, control
-//! characters, numbers, literals, nesting), so a malformed body is still refused; the values that
-//! are used are read by serde_json in place ([`Scanner::deserialize`]).
+//! rest of a review. This scanner finds string ends from bit masks built for the whole body in one
+//! pass, 64 bytes per mask (with AVX2 or SSE2), escapes resolved as they are built, and checks the
+//! grammar as it walks (escapes, control characters, numbers, literals, nesting), so a malformed
+//! body is still refused. The values that are used are built by their serde visitors through a
+//! `Deserializer` over the same scanner ([`Scanner::deserialize`], `de.rs`).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -174,7 +175,7 @@ impl<'a> Scanner<'a> {
         Ok(false)
     }
 
-    /// Reads the string that starts here: its raw bytes and whether they hold escapes.
+    /// Reads the string that starts here: its raw bytes, escapes unresolved.
     #[inline(always)]
     fn string(&mut self) -> Result<Key<'a>, SyntaxError> {
         self.expect(b'"', "expected a string")?;

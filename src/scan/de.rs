@@ -108,7 +108,7 @@ impl<'s, 'a> Deserializer<'s, 'a> {
         if !key.escaped() {
             return match std::str::from_utf8(key.raw) {
                 Ok(text) => visitor.visit_borrowed_str(text),
-                Err(_) => Err(self.invalid_unicode(start)),
+                Err(_) => Err(invalid_unicode(start)),
             };
         }
         // Escapes are rare in what is read; serde_json resolves them (and refuses lone
@@ -117,14 +117,6 @@ impl<'s, 'a> Deserializer<'s, 'a> {
             Ok(text) => visitor.visit_string(text),
             Err(err) => Err(DeError::Invalid(without_position(&err))),
         }
-    }
-
-    fn invalid_unicode(&self, start: usize) -> DeError {
-        SyntaxError {
-            what: "invalid unicode code point",
-            at: start,
-        }
-        .into()
     }
 
     fn read_number<V: Visitor<'a>>(&mut self, visitor: V) -> Result<V::Value, DeError> {
@@ -164,6 +156,15 @@ impl<'s, 'a> Deserializer<'s, 'a> {
             .into()),
         }
     }
+}
+
+/// A string that is not UTF-8, as serde_json words it; `start` is its opening quote.
+fn invalid_unicode(start: usize) -> DeError {
+    SyntaxError {
+        what: "invalid unicode code point",
+        at: start,
+    }
+    .into()
 }
 
 /// serde_json's message without its " at line L column C", which is within the value.
@@ -356,11 +357,7 @@ impl<'de> de::Deserializer<'de> for KeyDeserializer<'de> {
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match std::str::from_utf8(self.raw) {
             Ok(text) => visitor.visit_borrowed_str(text),
-            Err(_) => Err(SyntaxError {
-                what: "invalid unicode code point",
-                at: self.start,
-            }
-            .into()),
+            Err(_) => Err(invalid_unicode(self.start)),
         }
     }
 
