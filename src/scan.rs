@@ -45,7 +45,7 @@ pub struct Scanner<'a> {
     /// many, and its last-applied annotation is one long string full of escapes: with the masks
     /// built in one pass over the body and escapes resolved there, each string costs a shift and
     /// a count.
-    specials: Vec<u64>,
+    stops: Vec<u64>,
 }
 
 /// An object member's key as written: the bytes between the quotes.
@@ -95,7 +95,7 @@ impl<'a> Scanner<'a> {
         Scanner {
             bytes,
             pos: 0,
-            specials: string_stops(bytes),
+            stops: string_stops(bytes),
         }
     }
 
@@ -103,12 +103,12 @@ impl<'a> Scanner<'a> {
         SyntaxError { what, at: self.pos }
     }
 
-    /// The offset of the first special byte (see `specials`) at or after `pos`; `bytes.len()` or
+    /// The offset of the first stop (see `stops`) at or after `pos`; `bytes.len()` or
     /// more when there is none before the end.
     #[inline(always)]
-    fn next_special(&self) -> usize {
+    fn next_stop(&self) -> usize {
         let mut word = self.pos / 64;
-        let Some(&mask) = self.specials.get(word) else {
+        let Some(&mask) = self.stops.get(word) else {
             return self.bytes.len();
         };
         let rest = mask >> (self.pos % 64);
@@ -118,7 +118,7 @@ impl<'a> Scanner<'a> {
         loop {
             // The last word has a bit for the end of the body, so this stops there.
             word += 1;
-            match self.specials.get(word) {
+            match self.stops.get(word) {
                 Some(&0) => {}
                 Some(&mask) => return word * 64 + mask.trailing_zeros() as usize,
                 None => return self.bytes.len(),
@@ -186,8 +186,8 @@ impl<'a> Scanner<'a> {
     #[inline(always)]
     fn string_after_quote(&mut self) -> Result<Key<'a>, SyntaxError> {
         let start = self.pos;
-        let at = self.next_special();
-        // Escaped quotes are not special, so a quote here is the closing one.
+        let at = self.next_stop();
+        // Escaped quotes are not stops, so a quote here is the closing one.
         if self.bytes.get(at) == Some(&b'"') {
             self.pos = at + 1;
             return Ok(Key {
@@ -456,7 +456,7 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// The specials masks (see [`Scanner`]) of `bytes`, in one pass: 32 bytes per comparison where
+/// The stop masks (see [`Scanner`]) of `bytes`, in one pass: 32 bytes per comparison where
 /// the CPU has AVX2 (nearly every x86_64 server), 16 where it has SSE2.
 fn string_stops(bytes: &[u8]) -> Vec<u64> {
     #[cfg(target_arch = "x86_64")]
@@ -493,7 +493,7 @@ fn string_stops_with(bytes: &[u8], masks: impl Fn(&[u8; 64]) -> (u64, u64)) -> V
         ));
     }
     // The last, partial block: padded with zero bytes, which are control characters, so the end
-    // of the body stops a string like any special byte.
+    // of the body stops a string like any other stop.
     let mut padded = [0u8; 64];
     padded[..tail.len()].copy_from_slice(tail);
     let (quotes, backslashes) = masks(&padded);
@@ -507,22 +507,22 @@ fn string_stops_with(bytes: &[u8], masks: impl Fn(&[u8; 64]) -> (u64, u64)) -> V
     stops
 }
 
-/// The specials of the block at `start` from its quotes and control characters (`stops`) and
+/// The stops of the block at `start` from its quotes and control characters (`candidates`) and
 /// its backslashes: an escaped quote does not stop a string, an invalid escape does.
 #[inline(always)]
 fn resolve_escapes(
     bytes: &[u8],
     start: usize,
-    stops: u64,
+    candidates: u64,
     backslashes: u64,
     carry: &mut u64,
 ) -> u64 {
     if backslashes == 0 && *carry == 0 {
-        return stops;
+        return candidates;
     }
     let escaped = escaped_bits(backslashes, carry);
     // An escaped control character is not a valid escape, and is put back below.
-    let mut specials = stops & !escaped;
+    let mut stops = candidates & !escaped;
     // Each escape must be one JSON has: \" \\ \/ \b \f \n \r \t, or \u and four hex digits.
     let mut rest = escaped;
     while rest != 0 {
@@ -537,10 +537,10 @@ fn resolve_escapes(
             _ => false,
         };
         if !valid {
-            specials |= 1 << i;
+            stops |= 1 << i;
         }
     }
-    specials
+    stops
 }
 
 /// The characters that are escaped (follow an escaping backslash) in a block, given its
@@ -833,7 +833,7 @@ mod tests {
     }
 
     /// Whether byte `i` stops a string (see [`Scanner`]), one byte at a time.
-    fn special(bytes: &[u8], i: usize) -> bool {
+    fn stop(bytes: &[u8], i: usize) -> bool {
         let escaped = backslash_run_before(bytes, i) % 2 == 1;
         let b = bytes[i];
         if !escaped {
@@ -850,37 +850,31 @@ mod tests {
     }
 
     #[test]
-    fn finds_the_next_special_byte_from_every_offset() {
-        // Bytes near the specials in value must not count.
+    fn finds_the_next_stop_from_every_offset() {
+        // Bytes near the stops in value must not count.
         let filler = [
             b'a', b'!', b'#', b'[', b' ', 0x80, 0xff, b']', 0x7f, b'~', 0x20, b'u', b'0', b'n',
         ];
-        let specials = [b'"', b'\\', 0x00, 0x1f];
+        let stops = [b'"', b'\\', 0x00, 0x1f];
         for len in [0, 1, 7, 63, 64, 65, 127, 128, 130, 200, 300] {
             for every in [3, 50, 64, 70, 1000] {
                 let bytes: Vec<u8> = (0..len)
                     .map(|i| {
                         if i % every == every - 1 {
-                            specials[i % 4]
+                            stops[i % 4]
                         } else {
                             filler[i % filler.len()]
                         }
                     })
                     .collect();
-                // One scanner moving forward (reusing its block masks) and a fresh one per offset.
-                let mut walking = Scanner::new(&bytes);
+                let mut scanner = Scanner::new(&bytes);
                 for from in 0..=len {
-                    let want = (from..len).find(|&i| special(&bytes, i));
-                    let mut fresh = Scanner::new(&bytes);
-                    fresh.pos = from;
-                    walking.pos = from;
-                    for found in [fresh.next_special(), walking.next_special()] {
-                        match want {
-                            Some(at) => {
-                                assert_eq!(found, at, "len {len} every {every} from {from}")
-                            }
-                            None => assert!(found >= len, "len {len} every {every} from {from}"),
-                        }
+                    let want = (from..len).find(|&i| stop(&bytes, i));
+                    scanner.pos = from;
+                    let found = scanner.next_stop();
+                    match want {
+                        Some(at) => assert_eq!(found, at, "len {len} every {every} from {from}"),
+                        None => assert!(found >= len, "len {len} every {every} from {from}"),
                     }
                 }
             }
