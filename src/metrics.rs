@@ -95,7 +95,7 @@ struct RejectLabels {
 }
 
 /// (judged kind or none) x operation x verdict.
-const REVIEW_COUNTERS: usize = 6 * 4 * 3;
+const REVIEW_COUNTERS: usize = (StashKind::ALL.len() + 1) * 4 * 3;
 /// source x result.
 const LOOKUP_COUNTERS: usize = 3 * 3;
 
@@ -195,14 +195,7 @@ impl Metrics {
         verdict: Verdict,
         seconds: f64,
     ) {
-        let kind_index = match kind {
-            Some(StashKind::BackupConfiguration) => 0,
-            Some(StashKind::RestoreSession) => 1,
-            Some(StashKind::BackupBatch) => 2,
-            Some(StashKind::RestoreBatch) => 3,
-            Some(StashKind::BackupBlueprint) => 4,
-            None => 5,
-        };
+        let kind_index = kind.map_or(StashKind::ALL.len(), |k| k as usize);
         let operation_index = match operation {
             Operation::Create => 0,
             Operation::Update => 1,
@@ -271,5 +264,57 @@ pub fn operation_label(operation: &Operation) -> &'static str {
         Operation::Update => "UPDATE",
         Operation::Delete => "DELETE",
         Operation::Connect => "CONNECT",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counters are kept by slot: every label set must get its own.
+    #[test]
+    fn every_label_set_is_counted_apart() {
+        let metrics = Metrics::default();
+        let kinds = StashKind::ALL.into_iter().map(Some).chain([None]);
+        for kind in kinds {
+            for operation in [
+                Operation::Create,
+                Operation::Update,
+                Operation::Delete,
+                Operation::Connect,
+            ] {
+                for verdict in [Verdict::Allowed, Verdict::Warned, Verdict::Denied] {
+                    metrics.record_review(kind, &operation, verdict, 0.001);
+                }
+            }
+        }
+        for source in [LookupSource::Cache, LookupSource::Api, LookupSource::File] {
+            for result in [
+                LookupResult::Found,
+                LookupResult::NotFound,
+                LookupResult::Error,
+            ] {
+                metrics.record_lookup(source, result);
+            }
+        }
+        metrics.record_review(None, &Operation::Create, Verdict::Denied, 0.001);
+        let text = metrics.encode();
+        let counts = |prefix: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| l.starts_with(prefix))
+                .map(|l| l.rsplit_once(' ').map_or("", |(_, n)| n).to_owned())
+                .collect()
+        };
+        let reviews = counts("stash_webhook_reviews_total{");
+        assert_eq!(reviews.len(), REVIEW_COUNTERS);
+        assert_eq!(
+            reviews.iter().filter(|n| *n == "1").count(),
+            REVIEW_COUNTERS - 1
+        );
+        assert!(text.contains(
+            r#"stash_webhook_reviews_total{kind="other",operation="CREATE",verdict="denied"} 2"#
+        ));
+        let lookups = counts("stash_webhook_function_lookups_total{");
+        assert_eq!(lookups, vec!["1".to_owned(); LOOKUP_COUNTERS]);
     }
 }
