@@ -729,11 +729,10 @@ mod tests {
             .expect("the recorded review");
         for len in [0, 1, 63, 64, 65, 1000, review.len()] {
             let bytes = &review[..len.min(review.len())];
-            assert_eq!(
-                string_stops(bytes),
-                string_stops_with(bytes, masks64),
-                "first {len} bytes"
-            );
+            // Against the bytewise masks, so the test holds whichever set this CPU runs.
+            let want = string_stops_with(bytes, masks64_bytewise);
+            assert_eq!(string_stops(bytes), want, "first {len} bytes");
+            assert_eq!(string_stops_with(bytes, masks64), want, "first {len} bytes");
         }
     }
 
