@@ -15,6 +15,9 @@ use stash_webhook::{certs, EXAMPLE_FUNCTIONS};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
