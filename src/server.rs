@@ -1,29 +1,32 @@
 //! HTTPS: routes, request limits, the TLS accept loop and graceful shutdown. Thin on purpose:
 //! decode, review, encode, record.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use futures::future::{ready, Either, Ready};
+use futures::task::AtomicWaker;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::{Body as HttpBody, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use std::sync::atomic::AtomicU64;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
+use tower::ServiceExt;
 use tracing::Instrument;
 
 use crate::admission::Validator;
@@ -77,7 +80,10 @@ impl App {
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
-        .route("/validate", post(validate))
+        .route(
+            "/validate",
+            post(|State(app): State<Arc<App>>, request: Request| validate(app, request)),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(app)
@@ -125,12 +131,42 @@ fn api_server_timeout(query: Option<&str>) -> Option<Duration> {
         .and_then(|v| humantime::parse_duration(v).ok())
 }
 
+/// What every connection serves. `POST /validate`, the route all real traffic takes, goes straight
+/// to [`validate`], without the router's per-request matching, extensions and boxing; the rest
+/// (the probes, and the 404 and 405 answers) goes through the axum router, which routes
+/// `/validate` to the same function.
+#[derive(Clone)]
+struct Routes {
+    app: Arc<App>,
+    router: Router,
+}
+
+type RoutesFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl hyper::service::Service<hyper::Request<Incoming>> for Routes {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = RoutesFuture;
+
+    fn call(&self, request: hyper::Request<Incoming>) -> RoutesFuture {
+        if request.method() == Method::POST && request.uri().path() == "/validate" {
+            let answer = validate(self.app.clone(), request);
+            return Box::pin(async move { Ok(answer.await) });
+        }
+        Box::pin(self.router.clone().oneshot(request))
+    }
+}
+
 /// `/validate`. The checks that need only the headers run before the future is built, so the
-/// future axum boxes for every request holds the body and the review, not the whole request.
-fn validate(
-    State(app): State<Arc<App>>,
-    request: Request,
-) -> Either<Ready<Response>, impl Future<Output = Response>> {
+/// future boxed for every request holds the body and the review, not the whole request.
+fn validate<B>(
+    app: Arc<App>,
+    request: axum::http::Request<B>,
+) -> Either<Ready<Response>, impl Future<Output = Response>>
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     if !is_json(request.headers()) {
         return Either::Left(ready(refuse(
             &app,
@@ -167,7 +203,11 @@ fn too_large(max: usize) -> String {
 }
 
 /// The whole body, within the size limit and the request timeout; or the refusal to send.
-async fn read_body(app: &App, body: Limited<Body>) -> Result<Bytes, Response> {
+async fn read_body<B>(app: &App, body: Limited<B>) -> Result<Bytes, Response>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut collect = std::pin::pin!(body.collect());
     // A review's body has usually arrived with its headers: read it without arming a timer,
     // and arm one only for a body still on its way.
@@ -257,7 +297,10 @@ pub async fn serve_tls(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let limits = app.limits.clone();
-    let service = TowerToHyperService::new(router(app.clone()));
+    let service = Routes {
+        app: app.clone(),
+        router: router(app.clone()),
+    };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -344,17 +387,63 @@ pub async fn serve_tls(
 
 /// Drives one connection: to completion, or to a graceful close when the server drains or the
 /// connection has carried no bytes for `idle_timeout` (so idle clients cannot hold every slot).
+///
+/// The watchdog runs as its own task and asks for the close through a [`CloseSignal`], so a wake
+/// of the connection (every request, every frame) polls the connection and one flag, not the
+/// watchdog's timer and the drain channel as well.
 async fn serve_connection<C>(
     conn: C,
     activity: Activity,
     idle_timeout: Duration,
-    mut draining: watch::Receiver<bool>,
+    draining: watch::Receiver<bool>,
     peer: SocketAddr,
 ) where
     C: Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + GracefulClose,
 {
+    let signal = Arc::new(CloseSignal::default());
+    let watchdog = tokio::spawn(watch_connection(
+        signal.clone(),
+        activity,
+        idle_timeout,
+        draining,
+        peer,
+    ));
     tokio::pin!(conn);
     let mut closing = false;
+    let result = std::future::poll_fn(|cx| {
+        if !closing {
+            // Registered before the flag is read: a close asked for in between still wakes us.
+            signal.waker.register(cx.waker());
+            if signal.requested.load(Ordering::Acquire) {
+                closing = true;
+                conn.as_mut().close_gracefully();
+            }
+        }
+        conn.as_mut().poll(cx)
+    })
+    .await;
+    watchdog.abort();
+    if let Err(err) = result {
+        tracing::debug!(%peer, error = %err, "connection ended with an error");
+    }
+}
+
+/// A request, from a connection's watchdog to the connection, to close gracefully.
+#[derive(Default)]
+struct CloseSignal {
+    requested: AtomicBool,
+    waker: AtomicWaker,
+}
+
+/// Waits until the server drains or the connection has been idle for `idle_timeout`, then asks
+/// the connection to close.
+async fn watch_connection(
+    signal: Arc<CloseSignal>,
+    activity: Activity,
+    idle_timeout: Duration,
+    mut draining: watch::Receiver<bool>,
+    peer: SocketAddr,
+) {
     let mut check = tokio::time::interval(
         idle_timeout
             .min(Duration::from_secs(1))
@@ -363,26 +452,18 @@ async fn serve_connection<C>(
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(err) = result {
-                    tracing::debug!(%peer, error = %err, "connection ended with an error");
-                }
-                return;
-            }
-            changed = draining.wait_for(|d| *d), if !closing => {
-                let _ = changed;
-                closing = true;
-                conn.as_mut().close_gracefully();
-            }
-            _ = check.tick(), if !closing => {
+            // Draining, or the server is gone: either way, time to close.
+            _ = draining.wait_for(|d| *d) => break,
+            _ = check.tick() => {
                 if activity.idle_for() >= idle_timeout {
                     tracing::debug!(%peer, "closing idle connection");
-                    closing = true;
-                    conn.as_mut().close_gracefully();
+                    break;
                 }
             }
         }
     }
+    signal.requested.store(true, Ordering::Release);
+    signal.waker.wake();
 }
 
 /// A connection that can be asked to finish its in-flight requests and close.
