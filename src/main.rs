@@ -15,6 +15,8 @@ use stash_webhook::{certs, EXAMPLE_FUNCTIONS};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// Fewer instructions per review than the system allocator; the version and options, and what
+/// they cost in memory, are in Cargo.toml.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
