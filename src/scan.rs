@@ -46,23 +46,20 @@ pub struct Scanner<'a> {
     /// built in one pass over the body and escapes resolved there, each string costs a shift and
     /// a count.
     stops: Vec<u64>,
+    /// True when every byte of `bytes` is ASCII, so every part of it is UTF-8.
+    ascii: bool,
 }
 
 /// An object member's key as written: the bytes between the quotes.
 pub struct Key<'a> {
     raw: &'a [u8],
+    /// True when the key holds escapes (rare: the API server writes plain keys).
+    escaped: bool,
 }
 
 impl<'a> Key<'a> {
-    /// True when the key holds escapes (rare: the API server writes plain keys).
     fn escaped(&self) -> bool {
-        // Keys are short: a plain loop, where `contains` would call memchr.
-        for &b in self.raw {
-            if b == b'\\' {
-                return true;
-            }
-        }
-        false
+        self.escaped
     }
 
     /// The key's bytes, for matching against field names; escapes are resolved.
@@ -92,10 +89,35 @@ impl<'a> Key<'a> {
 
 impl<'a> Scanner<'a> {
     pub fn new(bytes: &'a [u8]) -> Self {
+        let masks = string_stops(bytes);
         Scanner {
             bytes,
             pos: 0,
-            stops: string_stops(bytes),
+            stops: masks.stops,
+            ascii: masks.ascii,
+        }
+    }
+
+    /// The text of `key`, a key this scanner gave, with no UTF-8 check: only when the whole
+    /// body is ASCII.
+    fn ascii_text(&self, key: &Key<'a>) -> Option<&'a str> {
+        if !self.ascii {
+            return None;
+        }
+        // Sliced from this scanner's own bytes, at the offset of `key`: whichever scanner `key`
+        // came from, the text is a part of this body.
+        let start = (key.raw.as_ptr() as usize).wrapping_sub(self.bytes.as_ptr() as usize);
+        let raw = self.bytes.get(start..start.checked_add(key.raw.len())?)?;
+        // SAFETY: `raw` is a part of `bytes`, every byte of which is ASCII (`string_stops` saw
+        // no byte with its high bit set), so it is valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(raw) })
+    }
+
+    /// The text of `key`, checked for UTF-8 only when the body is not all ASCII.
+    fn text_of(&self, key: &Key<'a>) -> Result<&'a str, std::str::Utf8Error> {
+        match self.ascii_text(key) {
+            Some(text) => Ok(text),
+            None => std::str::from_utf8(key.raw),
         }
     }
 
@@ -185,16 +207,26 @@ impl<'a> Scanner<'a> {
     /// The rest of a string whose opening quote has been consumed.
     #[inline(always)]
     fn string_after_quote(&mut self) -> Result<Key<'a>, SyntaxError> {
+        let start = self.pass_string()?;
+        let end = self.pos - 1;
+        Ok(Key {
+            raw: &self.bytes[start..end],
+            escaped: has_backslash(&self.bytes[start..end]),
+        })
+    }
+
+    /// Moves past the rest of a string whose opening quote has been consumed, and returns where
+    /// its contents start. For strings that are skipped: no [`Key`] is made.
+    #[inline(always)]
+    fn pass_string(&mut self) -> Result<usize, SyntaxError> {
         let start = self.pos;
         let at = self.next_stop();
         // Escaped quotes are not stops, so a quote here is the closing one.
         if self.bytes.get(at) == Some(&b'"') {
             self.pos = at + 1;
-            return Ok(Key {
-                raw: &self.bytes[start..at],
-            });
+            return Ok(start);
         }
-        self.string_from(start)
+        self.string_from(start).map(|_| start)
     }
 
     /// The string that starts at `start`, checked one byte at a time. Reached only when the
@@ -209,7 +241,10 @@ impl<'a> Scanner<'a> {
                 Some(b'"') => {
                     let raw = &self.bytes[start..self.pos];
                     self.pos += 1;
-                    return Ok(Key { raw });
+                    return Ok(Key {
+                        raw,
+                        escaped: has_backslash(raw),
+                    });
                 }
                 Some(b'\\') => {}
                 Some(&b) if b < 0x20 => {
@@ -335,7 +370,7 @@ impl<'a> Scanner<'a> {
                     } else {
                         stack = (stack << 1) | 1;
                         depth += 1;
-                        self.member_key()?;
+                        self.skip_member_key()?;
                         continue;
                     }
                 }
@@ -351,7 +386,7 @@ impl<'a> Scanner<'a> {
                 }
                 Some(b'"') => {
                     self.pos += 1;
-                    self.string_after_quote()?;
+                    self.pass_string()?;
                 }
                 Some(b't') => self.literal(b"true")?,
                 Some(b'f') => self.literal(b"false")?,
@@ -369,7 +404,7 @@ impl<'a> Scanner<'a> {
                 match (self.peek(), in_object) {
                     (Some(b','), true) => {
                         self.pos += 1;
-                        self.member_key()?;
+                        self.skip_member_key()?;
                         break;
                     }
                     (Some(b','), false) => {
@@ -395,12 +430,27 @@ impl<'a> Scanner<'a> {
     /// whitespace.
     #[inline(always)]
     fn member_key(&mut self) -> Result<Key<'a>, SyntaxError> {
-        let key = if self.bytes.get(self.pos) == Some(&b'"') {
+        self.key_and_colon(Self::string_after_quote)
+    }
+
+    /// [`Scanner::member_key`] for a member that is skipped.
+    #[inline(always)]
+    fn skip_member_key(&mut self) -> Result<(), SyntaxError> {
+        self.key_and_colon(|s| s.pass_string().map(drop))
+    }
+
+    /// A key, read by `rest` after its opening quote, and its colon.
+    #[inline(always)]
+    fn key_and_colon<T>(
+        &mut self,
+        rest: impl FnOnce(&mut Self) -> Result<T, SyntaxError>,
+    ) -> Result<T, SyntaxError> {
+        if self.bytes.get(self.pos) == Some(&b'"') {
             self.pos += 1;
-            self.string_after_quote()?
         } else {
-            self.string()?
-        };
+            self.expect(b'"', "expected a string")?;
+        }
+        let key = rest(self)?;
         if self.bytes.get(self.pos) == Some(&b':') {
             self.pos += 1;
         } else {
@@ -456,9 +506,40 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// The stop masks (see [`Scanner`]) of `bytes`, in one pass: 32 bytes per comparison where
-/// the CPU has AVX2 (nearly every x86_64 server), 16 where it has SSE2.
-fn string_stops(bytes: &[u8]) -> Vec<u64> {
+/// True when `raw` holds a backslash. Eight bytes at a time: strings that are read (keys, names)
+/// are short, and `contains` would call memchr.
+#[inline(always)]
+fn has_backslash(raw: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const BACKSLASHES: u64 = u64::from_ne_bytes([b'\\'; 8]);
+    let (words, rest) = raw.as_chunks::<8>();
+    for word in words {
+        // A zero byte of `v` is a backslash of `word`: the classic test for a zero byte.
+        let v = u64::from_ne_bytes(*word) ^ BACKSLASHES;
+        if v.wrapping_sub(ONES) & !v & HIGHS != 0 {
+            return true;
+        }
+    }
+    // Fewer than eight bytes: a plain loop.
+    for &b in rest {
+        if b == b'\\' {
+            return true;
+        }
+    }
+    false
+}
+
+/// What one pass over a body finds: see the fields of [`Scanner`].
+#[derive(Debug, PartialEq, Eq)]
+struct Masks {
+    stops: Vec<u64>,
+    ascii: bool,
+}
+
+/// The masks (see [`Scanner`]) of `bytes`, in one pass: 32 bytes per comparison where the CPU
+/// has AVX2 (nearly every x86_64 server), 16 where it has SSE2.
+fn string_stops(bytes: &[u8]) -> Masks {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above.
@@ -469,42 +550,53 @@ fn string_stops(bytes: &[u8]) -> Vec<u64> {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn string_stops_avx2(bytes: &[u8]) -> Vec<u64> {
+fn string_stops_avx2(bytes: &[u8]) -> Masks {
     string_stops_with(bytes, |chunk| masks64_avx2(chunk))
 }
 
-/// [`string_stops`] with `masks` giving a block's quotes and control characters, and its
-/// backslashes. Inlined into each caller, so the masks are computed in the caller's instruction
-/// set.
+/// [`string_stops`] with `masks` giving a block's [`BlockMasks`]. Inlined into each caller, so
+/// the masks are computed in the caller's instruction set.
 #[inline(always)]
-fn string_stops_with(bytes: &[u8], masks: impl Fn(&[u8; 64]) -> (u64, u64)) -> Vec<u64> {
+fn string_stops_with(bytes: &[u8], masks: impl Fn(&[u8; 64]) -> BlockMasks) -> Masks {
     let (blocks, tail) = bytes.as_chunks::<64>();
-    let mut stops = Vec::with_capacity(blocks.len() + 1);
+    let mut out = Masks {
+        stops: Vec::with_capacity(blocks.len() + 1),
+        ascii: true,
+    };
     // Whether the first byte of the next block is escaped by a backslash run before it.
     let mut carry = 0;
-    for (i, block) in blocks.iter().enumerate() {
-        let (quotes, backslashes) = masks(block);
-        stops.push(resolve_escapes(
-            bytes,
-            i * 64,
-            quotes,
-            backslashes,
-            &mut carry,
-        ));
+    for (i, chunk) in blocks.iter().enumerate() {
+        add_block(&mut out, bytes, i * 64, masks(chunk), &mut carry);
     }
     // The last, partial block: padded with zero bytes, which are control characters, so the end
     // of the body stops a string like any other stop.
     let mut padded = [0u8; 64];
     padded[..tail.len()].copy_from_slice(tail);
-    let (quotes, backslashes) = masks(&padded);
-    stops.push(resolve_escapes(
+    add_block(
+        &mut out,
         bytes,
         blocks.len() * 64,
-        quotes,
-        backslashes,
+        masks(&padded),
         &mut carry,
-    ));
-    stops
+    );
+    out
+}
+
+/// Adds the block at `start`, with masks `m`, to `out`.
+#[inline(always)]
+fn add_block(out: &mut Masks, bytes: &[u8], start: usize, m: BlockMasks, carry: &mut u64) {
+    out.ascii &= m.high == 0;
+    out.stops
+        .push(resolve_escapes(bytes, start, m.stops, m.backslashes, carry));
+}
+
+/// A 64-byte block's bits: its quotes and control characters (below 0x20), its backslashes, and
+/// its bytes that are not ASCII.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BlockMasks {
+    stops: u64,
+    backslashes: u64,
+    high: u64,
 }
 
 /// The stops of the block at `start` from its quotes and control characters (`candidates`) and
@@ -558,11 +650,10 @@ fn escaped_bits(backslashes: u64, carry: &mut u64) -> u64 {
     codes ^ (backslashes | first_escaped)
 }
 
-/// For a 64-byte chunk, the bits of its quotes and control characters (below 0x20), and the
-/// bits of its backslashes: sixteen bytes per comparison.
+/// A 64-byte chunk's [`BlockMasks`], sixteen bytes per comparison.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-fn masks64(chunk: &[u8; 64]) -> (u64, u64) {
+fn masks64(chunk: &[u8; 64]) -> BlockMasks {
     use std::arch::x86_64::{
         _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128,
         _mm_set1_epi8,
@@ -573,7 +664,7 @@ fn masks64(chunk: &[u8; 64]) -> (u64, u64) {
         let quote = _mm_set1_epi8(b'"' as i8);
         let backslash = _mm_set1_epi8(b'\\' as i8);
         let below = _mm_set1_epi8(0x1f);
-        let (mut stops, mut backslashes) = (0u64, 0u64);
+        let (mut stops, mut backslashes, mut high) = (0u64, 0u64, 0u64);
         for k in 0..4 {
             let v = _mm_loadu_si128(chunk.as_ptr().add(16 * k).cast());
             // Unsigned v <= 0x1f exactly where max(v, 0x1f) == 0x1f.
@@ -584,8 +675,13 @@ fn masks64(chunk: &[u8; 64]) -> (u64, u64) {
             stops |= u64::from(_mm_movemask_epi8(stop) as u16) << (16 * k);
             backslashes |=
                 u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, backslash)) as u16) << (16 * k);
+            high |= u64::from(_mm_movemask_epi8(v) as u16) << (16 * k);
         }
-        (stops, backslashes)
+        BlockMasks {
+            stops,
+            backslashes,
+            high,
+        }
     }
 }
 
@@ -593,7 +689,7 @@ fn masks64(chunk: &[u8; 64]) -> (u64, u64) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-fn masks64_avx2(chunk: &[u8; 64]) -> (u64, u64) {
+fn masks64_avx2(chunk: &[u8; 64]) -> BlockMasks {
     use std::arch::x86_64::{
         _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_max_epu8, _mm256_movemask_epi8,
         _mm256_or_si256, _mm256_set1_epi8,
@@ -601,7 +697,7 @@ fn masks64_avx2(chunk: &[u8; 64]) -> (u64, u64) {
     let quote = _mm256_set1_epi8(b'"' as i8);
     let backslash = _mm256_set1_epi8(b'\\' as i8);
     let below = _mm256_set1_epi8(0x1f);
-    let (mut stops, mut backslashes) = (0u64, 0u64);
+    let (mut stops, mut backslashes, mut high) = (0u64, 0u64, 0u64);
     for k in 0..2 {
         // SAFETY: reads 32 bytes at offset 0 or 32 of the 64-byte `chunk`, unaligned allowed.
         let v = unsafe { _mm256_loadu_si256(chunk.as_ptr().add(32 * k).cast()) };
@@ -612,27 +708,34 @@ fn masks64_avx2(chunk: &[u8; 64]) -> (u64, u64) {
         stops |= u64::from(_mm256_movemask_epi8(stop) as u32) << (32 * k);
         backslashes |=
             u64::from(_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, backslash)) as u32) << (32 * k);
+        high |= u64::from(_mm256_movemask_epi8(v) as u32) << (32 * k);
     }
-    (stops, backslashes)
+    BlockMasks {
+        stops,
+        backslashes,
+        high,
+    }
 }
 
 /// [`masks64`], one byte at a time.
 #[cfg(any(test, not(target_arch = "x86_64")))]
-fn masks64_bytewise(chunk: &[u8; 64]) -> (u64, u64) {
-    chunk
-        .iter()
-        .enumerate()
-        .fold((0, 0), |(stops, backslashes), (i, &b)| {
-            (
-                stops | (u64::from(b == b'"' || b < 0x20) << i),
-                backslashes | (u64::from(b == b'\\') << i),
-            )
-        })
+fn masks64_bytewise(chunk: &[u8; 64]) -> BlockMasks {
+    let mut masks = BlockMasks {
+        stops: 0,
+        backslashes: 0,
+        high: 0,
+    };
+    for (i, &b) in chunk.iter().enumerate() {
+        masks.stops |= u64::from(b == b'"' || b < 0x20) << i;
+        masks.backslashes |= u64::from(b == b'\\') << i;
+        masks.high |= u64::from(!b.is_ascii()) << i;
+    }
+    masks
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 #[inline]
-fn masks64(chunk: &[u8; 64]) -> (u64, u64) {
+fn masks64(chunk: &[u8; 64]) -> BlockMasks {
     masks64_bytewise(chunk)
 }
 
@@ -910,5 +1013,41 @@ mod tests {
                 ("kind".to_owned(), r#"{"x": [2]}"#.to_owned())
             ]
         );
+    }
+
+    #[test]
+    fn finds_backslashes_as_contains_does() {
+        for len in 0..40 {
+            for at in 0..=len {
+                let mut raw = vec![b'a'; len];
+                if at < len {
+                    raw[at] = b'\\';
+                }
+                // Bytes that differ from a backslash by one bit must not count.
+                raw.iter_mut().step_by(3).for_each(|b| {
+                    if *b != b'\\' {
+                        *b = b'\\' ^ 0x01;
+                    }
+                });
+                assert_eq!(has_backslash(&raw), raw.contains(&b'\\'), "{raw:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn reads_text_alike_with_and_without_bytes_beyond_ascii() {
+        // The same keys and values; the second body is not all ASCII, so its strings are
+        // checked for UTF-8 one by one rather than taken as ASCII.
+        let ascii = r#"{"name":"demo","params":{"a":"b"}}"#;
+        let beyond = r#"{"name":"demo","params":{"a":"b"},"note":"café"}"#;
+        for (body, ascii_only) in [(ascii, true), (beyond, false)] {
+            let mut s = Scanner::new(body.as_bytes());
+            assert_eq!(s.ascii, ascii_only, "{body}");
+            let value: serde_json::Value = s.deserialize().unwrap();
+            assert_eq!(
+                value,
+                serde_json::from_str::<serde_json::Value>(body).unwrap()
+            );
+        }
     }
 }

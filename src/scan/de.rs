@@ -106,7 +106,7 @@ impl<'s, 'a> Deserializer<'s, 'a> {
         let start = self.scanner.pos;
         let key = self.scanner.string()?;
         if !key.escaped() {
-            return match std::str::from_utf8(key.raw) {
+            return match self.scanner.text_of(&key) {
                 Ok(text) => visitor.visit_borrowed_str(text),
                 Err(_) => Err(invalid_unicode(start)),
             };
@@ -328,6 +328,7 @@ impl<'de> de::MapAccess<'de> for Access<'_, '_, 'de> {
         let value = if !key.escaped() {
             seed.deserialize(KeyDeserializer {
                 raw: key.raw,
+                text: scanner.ascii_text(&key),
                 start,
             })?
         } else {
@@ -348,6 +349,8 @@ impl<'de> de::MapAccess<'de> for Access<'_, '_, 'de> {
 /// field. A key read as text (a hook name, a parameter) is checked.
 struct KeyDeserializer<'a> {
     raw: &'a [u8],
+    /// The key's text when it needs no UTF-8 check (the body is all ASCII).
+    text: Option<&'a str>,
     start: usize,
 }
 
@@ -355,7 +358,7 @@ impl<'de> de::Deserializer<'de> for KeyDeserializer<'de> {
     type Error = DeError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        match std::str::from_utf8(self.raw) {
+        match self.text.map_or_else(|| std::str::from_utf8(self.raw), Ok) {
             Ok(text) => visitor.visit_borrowed_str(text),
             Err(_) => Err(invalid_unicode(self.start)),
         }
