@@ -430,33 +430,36 @@ impl<'a> Scanner<'a> {
     /// whitespace.
     #[inline(always)]
     fn member_key(&mut self) -> Result<Key<'a>, SyntaxError> {
-        self.key_and_colon(Self::string_after_quote)
+        self.key_quote()?;
+        let key = self.string_after_quote()?;
+        self.colon()?;
+        Ok(key)
     }
 
     /// [`Scanner::member_key`] for a member that is skipped.
     #[inline(always)]
     fn skip_member_key(&mut self) -> Result<(), SyntaxError> {
-        self.key_and_colon(|s| s.pass_string().map(drop))
+        self.key_quote()?;
+        self.pass_string()?;
+        self.colon()
     }
 
-    /// A key, read by `rest` after its opening quote, and its colon.
     #[inline(always)]
-    fn key_and_colon<T>(
-        &mut self,
-        rest: impl FnOnce(&mut Self) -> Result<T, SyntaxError>,
-    ) -> Result<T, SyntaxError> {
+    fn key_quote(&mut self) -> Result<(), SyntaxError> {
         if self.bytes.get(self.pos) == Some(&b'"') {
             self.pos += 1;
-        } else {
-            self.expect(b'"', "expected a string")?;
+            return Ok(());
         }
-        let key = rest(self)?;
+        self.expect(b'"', "expected a string")
+    }
+
+    #[inline(always)]
+    fn colon(&mut self) -> Result<(), SyntaxError> {
         if self.bytes.get(self.pos) == Some(&b':') {
             self.pos += 1;
-        } else {
-            self.expect(b':', "expected `:`")?;
+            return Ok(());
         }
-        Ok(key)
+        self.expect(b':', "expected `:`")
     }
 
     /// The bytes of the value that starts here, checked and skipped.
