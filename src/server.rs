@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -128,7 +128,13 @@ fn api_server_timeout(query: Option<&str>) -> Option<Duration> {
     query?
         .split('&')
         .find_map(|kv| kv.strip_prefix("timeout="))
-        .and_then(|v| humantime::parse_duration(v).ok())
+        .and_then(|v| {
+            // The API server writes whole seconds ("10s"): read those without the general parser.
+            let seconds = v.strip_suffix('s').and_then(|n| n.parse::<u64>().ok());
+            seconds
+                .map(Duration::from_secs)
+                .or_else(|| humantime::parse_duration(v).ok())
+        })
 }
 
 /// What every connection serves. `POST /validate`, the route all real traffic takes, goes straight
@@ -274,7 +280,15 @@ async fn answer(app: &App, body: &[u8], timeout: Option<Duration>) -> Response {
         )
     });
     match review::encode(version, &outcome.response) {
-        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Ok(json) => {
+            // Built directly: a static header value is neither checked nor copied per answer.
+            let mut response = Response::new(axum::body::Body::from(json));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
         // Serializing our own response cannot fail in practice; if it did, the API server
         // applies its failurePolicy to the 500.
         Err(err) => {
@@ -628,7 +642,16 @@ mod tests {
             api_server_timeout(Some("a=b&timeout=30s")),
             Some(Duration::from_secs(30))
         );
+        assert_eq!(
+            api_server_timeout(Some("timeout=500ms")),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            api_server_timeout(Some("timeout=1m30s")),
+            Some(Duration::from_secs(90))
+        );
         assert_eq!(api_server_timeout(Some("timeout=oops")), None);
+        assert_eq!(api_server_timeout(Some("timeout=s")), None);
         assert_eq!(api_server_timeout(None), None);
     }
 }
