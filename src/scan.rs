@@ -121,6 +121,10 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// Out of line and marked cold: errors are rare, and with their construction kept out of
+    /// the scanning loops the compiler keeps the common path's state in registers.
+    #[cold]
+    #[inline(never)]
     fn error(&self, what: &'static str) -> SyntaxError {
         SyntaxError { what, at: self.pos }
     }
