@@ -91,33 +91,43 @@ start_webhook() {
     wait_up "$port" "$LAST_PID"
 }
 
+# CPU time (user + system, in clock ticks) the process PID has used so far, from /proc/PID/stat
+# (fields 14 and 15, counted after the command name, which ends with the last ')').
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+TICKS_PER_S=$(getconf CLK_TCK)
+
 # KiB from /proc/PID/status: FIELD is VmHWM (peak RSS) or VmRSS.
 proc_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
-# run_h2load OUT PROTO PORT BODY N C M [EXPECT]: one h2load run in which every answer must be of
-# status class EXPECT (2xx unless given); writes "req/s p50_ms p99_ms" to OUT.
+# run_h2load OUT PROTO PORT BODY N C M [EXPECT [PID]]: one h2load run in which every answer must be
+# of status class EXPECT (2xx unless given); writes "req/s p50_ms p99_ms cpu_us" to OUT, cpu_us
+# being the CPU time the server PID used per request during the run (0 without PID).
 run_h2load() {
-    local out=$1 proto=$2 port=$3 body=$4 n=$5 c=$6 m=$7 expect=${8:-2xx}
+    local out=$1 proto=$2 port=$3 body=$4 n=$5 c=$6 m=$7 expect=${8:-2xx} pid=${9:-}
     local text=$WORK/h2load.txt reqlog=$WORK/h2load.reqs
     local args=(-n "$n" -c "$c" -m "$m" -d "$body" -H 'Content-Type: application/json' --log-file "$reqlog")
     if [[ $proto == h1 ]]; then args+=(--h1); fi
     rm -f "$reqlog"
+    local ticks_before=0 ticks_after=0
+    if [[ -n $pid ]]; then ticks_before=$(cpu_ticks "$pid"); fi
     timeout "$RUN_TIMEOUT" h2load "${args[@]}" "https://127.0.0.1:$port$PATH_QUERY" >"$text" 2>&1 ||
         { cat "$text" >&2; die "h2load failed or timed out ($proto, port $port)"; }
     local ok
     # "status codes: 20000 2xx, 0 3xx, 0 4xx, 0 5xx"
     ok=$(awk -v e="$expect" '/^status codes:/ { for (i = 3; i < NF; i += 2) { c = $(i + 1); sub(",", "", c); if (c == e) print $i } }' "$text")
     [[ $ok == "$n" ]] || { cat "$text" >&2; die "expected $n $expect answers, got ${ok:-none} ($proto, port $port)"; }
-    local rps
+    if [[ -n $pid ]]; then ticks_after=$(cpu_ticks "$pid"); fi
+    local rps cpu_us
     rps=$(awk '/^finished in/ { print $4 }' "$text")
+    cpu_us=$(awk -v t=$((ticks_after - ticks_before)) -v hz="$TICKS_PER_S" -v n="$n" 'BEGIN { printf "%.1f", t / hz / n * 1e6 }')
     # --log-file: one line per request, "start(us) status duration(us)".
-    cut -f3 "$reqlog" | sort -n | awk -v rps="$rps" '
+    cut -f3 "$reqlog" | sort -n | awk -v rps="$rps" -v cpu="$cpu_us" '
         { d[NR] = $1 }
         END {
             i50 = int(NR * 0.50); if (i50 < 1) i50 = 1
             i99 = int(NR * 0.99 + 0.999999); if (i99 > NR) i99 = NR
-            printf "%s %.3f %.3f\n", rps, d[i50] / 1000, d[i99] / 1000
+            printf "%s %.3f %.3f %s\n", rps, d[i50] / 1000, d[i99] / 1000, cpu
         }' >"$out"
 }
 
@@ -129,7 +139,7 @@ ROWS=$WORK/rows
 # compare LABEL PROTO BODY N C M ROUNDS [WEBHOOK_EXPECT]: interleaved rounds, floor then webhook;
 # appends rows. The floor always answers 2xx; the webhook answers WEBHOOK_EXPECT (2xx unless given).
 compare() {
-    local label=$1 proto=$2 body=$3 n=$4 c=$5 m=$6 rounds=$7 webhook_expect=${8:-2xx} server port expect r
+    local label=$1 proto=$2 body=$3 n=$4 c=$5 m=$6 rounds=$7 webhook_expect=${8:-2xx} server port expect pid r
     log "$label: warm-up"
     run_h2load "$WORK/warm" "$proto" "$FLOOR_PORT" "$body" "$((c * m * 4))" "$c" "$m"
     run_h2load "$WORK/warm" "$proto" "$WEBHOOK_PORT" "$body" "$((c * m * 4))" "$c" "$m" "$webhook_expect"
@@ -138,18 +148,19 @@ compare() {
     for r in $(seq "$rounds"); do
         for server in floor webhook; do
             if [[ $server == floor ]]; then
-                port=$FLOOR_PORT expect=2xx
+                port=$FLOOR_PORT expect=2xx pid=$FLOOR_PID
             else
-                port=$WEBHOOK_PORT expect=$webhook_expect
+                port=$WEBHOOK_PORT expect=$webhook_expect pid=$WEBHOOK_PID
             fi
             log "$label: $server, round $r/$rounds (-n $n -c $c -m $m)"
-            run_h2load "$WORK/one" "$proto" "$port" "$body" "$n" "$c" "$m" "$expect"
+            run_h2load "$WORK/one" "$proto" "$port" "$body" "$n" "$c" "$m" "$expect" "$pid"
             cat "$WORK/one" >>"$WORK/$server.runs"
         done
     done
     for server in floor webhook; do
-        printf '%s|%s|%s|%s|%s\n' "$label" "$server" "$(median "$WORK/$server.runs" 1)" \
-            "$(median "$WORK/$server.runs" 2)" "$(median "$WORK/$server.runs" 3)" >>"$ROWS"
+        printf '%s|%s|%s|%s|%s|%s\n' "$label" "$server" "$(median "$WORK/$server.runs" 1)" \
+            "$(median "$WORK/$server.runs" 2)" "$(median "$WORK/$server.runs" 3)" \
+            "$(median "$WORK/$server.runs" 4)" >>"$ROWS"
     done
 }
 
@@ -210,21 +221,23 @@ SCALE_REVIEWS=$((SCALE_BODIES * SCALE_REPEAT))
 # --- report --------------------------------------------------------------------------------------
 echo
 echo "webhook vs floor (loopback TLS; median of $ROUNDS interleaved runs, 1 for the 1 MiB body)"
-printf '%-24s %-8s %10s %9s %9s\n' scenario server 'req/s' 'p50 ms' 'p99 ms'
-awk -F'|' '{ printf "%-24s %-8s %10.0f %9.3f %9.3f\n", $1, $2, $3, $4, $5 }' "$ROWS"
+printf '%-24s %-8s %10s %9s %9s %11s\n' scenario server 'req/s' 'p50 ms' 'p99 ms' 'CPU us/req'
+awk -F'|' '{ printf "%-24s %-8s %10.0f %9.3f %9.3f %11.1f\n", $1, $2, $3, $4, $5, $6 }' "$ROWS"
 echo
 echo "ratios (targets: throughput >= 0.80 of floor, p99 <= 1.50x floor)"
 awk -F'|' '
-    $2 == "floor" { rps[$1] = $3; p99[$1] = $5; order[++n] = $1 }
-    $2 == "webhook" { wrps[$1] = $3; wp99[$1] = $5 }
+    $2 == "floor" { rps[$1] = $3; p99[$1] = $5; cpu[$1] = $6; order[++n] = $1 }
+    $2 == "webhook" { wrps[$1] = $3; wp99[$1] = $5; wcpu[$1] = $6 }
     END {
         for (i = 1; i <= n; i++) {
             s = order[i]; t = wrps[s] / rps[s]; l = wp99[s] / p99[s]
-            printf "%-24s throughput %.2f %-4s  p99 %.2fx %s\n", s, t, (t >= 0.8 ? "ok" : "MISS"), l, (l <= 1.5 ? "ok" : "MISS")
+            c = (cpu[s] > 0 ? sprintf("%.2fx", wcpu[s] / cpu[s]) : "-")
+            printf "%-24s throughput %.2f %-4s  p99 %.2fx %-4s  CPU per request %s\n", s, t, (t >= 0.8 ? "ok" : "MISS"), l, (l <= 1.5 ? "ok" : "MISS"), c
         }
     }' "$ROWS"
 echo "(targets apply to the CREATE rows; the refused row is the server without the review, the"
-echo " 1 MiB row what decoding a large object costs)"
+echo " 1 MiB row what decoding a large object costs; CPU us/req is the server's user + system time"
+echo " per request, h2load's own not included)"
 echo
 echo "peak RSS (VmHWM)"
 echo "  webhook after the 3 KiB runs:        $(mib "$HWM_SMALL") MiB"
