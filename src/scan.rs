@@ -5,10 +5,11 @@
 //! object its `metadata`, whose last-applied annotation is the whole object again as an escaped
 //! string, and `managedFields`. Skipping those through serde's visitor machinery cost more than the
 //! rest of a review. This scanner finds string ends from bit masks built for the whole body in one
-//! pass, 64 bytes per mask (with AVX2 or SSE2), escapes resolved as they are built, and checks the
-//! grammar as it walks (escapes, control characters, numbers, literals, nesting), so a malformed
-//! body is still refused. The values that are used are built by their serde visitors through a
-//! `Deserializer` over the same scanner ([`Scanner::deserialize`], `de.rs`).
+//! pass, 64 bytes per mask (with AVX2 or SSE2), escapes resolved as they are built; the same pass
+//! notes whether the body is all ASCII, in which case no string needs a UTF-8 check of its own.
+//! It checks the grammar as it walks (escapes, control characters, numbers, literals, nesting), so
+//! a malformed body is still refused. The values that are used are built by their serde visitors
+//! through a `Deserializer` over the same scanner ([`Scanner::deserialize`], `de.rs`).
 
 use std::borrow::Cow;
 use std::fmt;
