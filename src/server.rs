@@ -634,24 +634,16 @@ mod tests {
 
     #[test]
     fn reads_the_api_server_deadline() {
-        assert_eq!(
-            api_server_timeout(Some("timeout=5s")),
-            Some(Duration::from_secs(5))
-        );
-        assert_eq!(
-            api_server_timeout(Some("a=b&timeout=30s")),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(
-            api_server_timeout(Some("timeout=500ms")),
-            Some(Duration::from_millis(500))
-        );
-        assert_eq!(
-            api_server_timeout(Some("timeout=1m30s")),
-            Some(Duration::from_secs(90))
-        );
-        assert_eq!(api_server_timeout(Some("timeout=oops")), None);
-        assert_eq!(api_server_timeout(Some("timeout=s")), None);
-        assert_eq!(api_server_timeout(None), None);
+        for (query, want) in [
+            (Some("timeout=5s"), Some(Duration::from_secs(5))),
+            (Some("a=b&timeout=30s"), Some(Duration::from_secs(30))),
+            (Some("timeout=500ms"), Some(Duration::from_millis(500))),
+            (Some("timeout=1m30s"), Some(Duration::from_secs(90))),
+            (Some("timeout=oops"), None),
+            (Some("timeout=s"), None),
+            (None, None),
+        ] {
+            assert_eq!(api_server_timeout(query), want, "{query:?}");
+        }
     }
 }
