@@ -99,27 +99,21 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// The text of `key`, a key this scanner gave, with no UTF-8 check: only when the whole
-    /// body is ASCII.
-    fn ascii_text(&self, key: &Key<'a>) -> Option<&'a str> {
-        if !self.ascii {
-            return None;
+    /// The text of `raw`, a string this scanner read (a [`Key`]'s): checked for UTF-8 only when
+    /// the body is not all ASCII.
+    fn text_of(&self, raw: &'a [u8]) -> Result<&'a str, std::str::Utf8Error> {
+        if self.ascii {
+            // Sliced from this scanner's own bytes, at the offset of `raw`: wherever `raw` came
+            // from, the text is a part of this body.
+            let start = (raw.as_ptr() as usize).wrapping_sub(self.bytes.as_ptr() as usize);
+            let end = start.saturating_add(raw.len());
+            if let Some(own) = self.bytes.get(start..end) {
+                // SAFETY: `own` is a part of `bytes`, every byte of which is ASCII
+                // (`string_stops` saw no byte with its high bit set), so it is valid UTF-8.
+                return Ok(unsafe { std::str::from_utf8_unchecked(own) });
+            }
         }
-        // Sliced from this scanner's own bytes, at the offset of `key`: whichever scanner `key`
-        // came from, the text is a part of this body.
-        let start = (key.raw.as_ptr() as usize).wrapping_sub(self.bytes.as_ptr() as usize);
-        let raw = self.bytes.get(start..start.checked_add(key.raw.len())?)?;
-        // SAFETY: `raw` is a part of `bytes`, every byte of which is ASCII (`string_stops` saw
-        // no byte with its high bit set), so it is valid UTF-8.
-        Some(unsafe { std::str::from_utf8_unchecked(raw) })
-    }
-
-    /// The text of `key`, checked for UTF-8 only when the body is not all ASCII.
-    fn text_of(&self, key: &Key<'a>) -> Result<&'a str, std::str::Utf8Error> {
-        match self.ascii_text(key) {
-            Some(text) => Ok(text),
-            None => std::str::from_utf8(key.raw),
-        }
+        std::str::from_utf8(raw)
     }
 
     /// Out of line and marked cold: errors are rare, and with their construction kept out of

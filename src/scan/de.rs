@@ -106,7 +106,7 @@ impl<'s, 'a> Deserializer<'s, 'a> {
         let start = self.scanner.pos;
         let key = self.scanner.string()?;
         if !key.escaped() {
-            return match self.scanner.text_of(&key) {
+            return match self.scanner.text_of(key.raw) {
                 Ok(text) => visitor.visit_borrowed_str(text),
                 Err(_) => Err(invalid_unicode(start)),
             };
@@ -328,7 +328,7 @@ impl<'de> de::MapAccess<'de> for Access<'_, '_, 'de> {
         let value = if !key.escaped() {
             seed.deserialize(KeyDeserializer {
                 raw: key.raw,
-                text: scanner.ascii_text(&key),
+                scanner,
                 start,
             })?
         } else {
@@ -347,18 +347,18 @@ impl<'de> de::MapAccess<'de> for Access<'_, '_, 'de> {
 /// A key without escapes. Field names (`hooks`, `executor`, ...) are matched as bytes, with no
 /// UTF-8 check, as the scanner matches the review's own keys: a key that is not UTF-8 matches no
 /// field. A key read as text (a hook name, a parameter) is checked.
-struct KeyDeserializer<'a> {
+struct KeyDeserializer<'s, 'a> {
     raw: &'a [u8],
-    /// The key's text when it needs no UTF-8 check (the body is all ASCII).
-    text: Option<&'a str>,
+    /// The scanner that read the key, which knows whether its text needs a UTF-8 check.
+    scanner: &'s Scanner<'a>,
     start: usize,
 }
 
-impl<'de> de::Deserializer<'de> for KeyDeserializer<'de> {
+impl<'de> de::Deserializer<'de> for KeyDeserializer<'_, 'de> {
     type Error = DeError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        match self.text.map_or_else(|| std::str::from_utf8(self.raw), Ok) {
+        match self.scanner.text_of(self.raw) {
             Ok(text) => visitor.visit_borrowed_str(text),
             Err(_) => Err(invalid_unicode(self.start)),
         }
