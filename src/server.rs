@@ -78,10 +78,13 @@ impl App {
     }
 }
 
+/// Where the API server POSTs reviews.
+const VALIDATE: &str = "/validate";
+
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route(
-            "/validate",
+            VALIDATE,
             post(|State(app): State<Arc<App>>, request: Request| validate(app, request)),
         )
         .route("/healthz", get(|| async { "ok\n" }))
@@ -155,7 +158,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Routes {
     type Future = RoutesFuture;
 
     fn call(&self, request: hyper::Request<Incoming>) -> RoutesFuture {
-        if request.method() == Method::POST && request.uri().path() == "/validate" {
+        if request.method() == Method::POST && request.uri().path() == VALIDATE {
             let answer = validate(self.app.clone(), request);
             return Box::pin(async move { Ok(answer.await) });
         }
