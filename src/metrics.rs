@@ -94,10 +94,15 @@ struct RejectLabels {
     code: u16,
 }
 
-/// (judged kind or none) x operation x verdict.
-const REVIEW_COUNTERS: usize = (StashKind::ALL.len() + 1) * 4 * 3;
-/// source x result.
-const LOOKUP_COUNTERS: usize = 3 * 3;
+/// How many values each label takes: the judged kinds and "other"; CREATE, UPDATE, DELETE,
+/// CONNECT; allowed, warned, denied; cache, api, file; found, not found, error.
+const KINDS: usize = StashKind::ALL.len() + 1;
+const OPERATIONS: usize = 4;
+const VERDICTS: usize = 3;
+const SOURCES: usize = 3;
+const RESULTS: usize = 3;
+const REVIEW_COUNTERS: usize = KINDS * OPERATIONS * VERDICTS;
+const LOOKUP_COUNTERS: usize = SOURCES * RESULTS;
 
 struct Inner {
     registry: Registry,
@@ -202,7 +207,7 @@ impl Metrics {
             Operation::Delete => 2,
             Operation::Connect => 3,
         };
-        let slot = (kind_index * 4 + operation_index) * 3 + verdict as usize;
+        let slot = (kind_index * OPERATIONS + operation_index) * VERDICTS + verdict as usize;
         self.0.review_counters[slot]
             .get_or_init(|| {
                 self.0
@@ -223,7 +228,7 @@ impl Metrics {
     }
 
     pub fn record_lookup(&self, source: LookupSource, result: LookupResult) {
-        self.0.lookup_counters[source as usize * 3 + result as usize]
+        self.0.lookup_counters[source as usize * RESULTS + result as usize]
             .get_or_init(|| {
                 self.0
                     .lookups
