@@ -634,6 +634,50 @@ pub async fn serve_metrics(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::functions::FileSource;
+    use crate::rules::FailurePolicy;
+
+    /// `serve_tls` answers `POST /validate` itself; the router keeps the route too (so other
+    /// methods get 405), and must answer it the same way.
+    #[tokio::test]
+    async fn the_router_answers_reviews_as_the_direct_route_does() {
+        let metrics = Metrics::default();
+        let functions = FileSource::from_text(
+            crate::EXAMPLE_FUNCTIONS,
+            std::path::Path::new("functions.yaml"),
+            metrics.clone(),
+        )
+        .unwrap();
+        let validator = Validator::new(
+            Arc::new(functions),
+            FailurePolicy::Deny,
+            Duration::from_secs(2),
+        );
+        let app = App::new(validator, metrics, Limits::default());
+        let body = std::fs::read("tests/fixtures/reviews/backupconfiguration-create.json").unwrap();
+        let request = || {
+            axum::http::Request::post(VALIDATE)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(body.clone()))
+                .unwrap()
+        };
+        let read = |response: Response| async move {
+            let status = response.status();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (status, bytes)
+        };
+        let direct = read(validate(app.clone(), request()).await).await;
+        let routed = read(router(app).oneshot(request()).await.unwrap()).await;
+        assert_eq!(direct.0, StatusCode::OK);
+        assert!(
+            std::str::from_utf8(&direct.1)
+                .unwrap()
+                .contains(r#""uid":"2f4654dc-4eb5-4f5c-99a7-7fac85a06744","allowed":true"#),
+            "{:?}",
+            direct.1
+        );
+        assert_eq!(routed, direct);
+    }
 
     #[test]
     fn reads_the_api_server_deadline() {
