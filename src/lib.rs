@@ -6,6 +6,7 @@
 //! -> [`rules`] (pure verdict), with [`functions`] answering lookups.
 
 pub mod admission;
+pub mod alloc;
 pub mod certs;
 pub mod config;
 pub mod functions;

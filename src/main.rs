@@ -18,7 +18,7 @@ use tokio::sync::watch;
 /// Fewer instructions per review than the system allocator; the version and options, and what
 /// they cost in memory, are in Cargo.toml.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: stash_webhook::alloc::Mimalloc = stash_webhook::alloc::Mimalloc;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
