@@ -4,7 +4,7 @@
 # Every server it starts listens on 127.0.0.1 and is killed on exit. See benches/README.md.
 #
 # Knobs (environment): N (requests per run, 20000), C (connections, 16), M (HTTP/2 streams per
-# connection, 8), ROUNDS (runs per server and protocol, interleaved; the median is reported, 5),
+# connection, 8), ROUNDS (runs per server and protocol, interleaved; the medians are reported, 9),
 # BIG_N (requests with the 1 MiB body, 400), SCALE_FUNCTIONS (10000), SCALE_BODIES (100),
 # SCALE_NAMES (Functions named per body, 100), SCALE_REPEAT (POSTs of each body, 500).
 set -euo pipefail
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 N=${N:-20000}
 C=${C:-16}
 M=${M:-8}
-ROUNDS=${ROUNDS:-5}
+ROUNDS=${ROUNDS:-9}
 BIG_N=${BIG_N:-400}
 SCALE_FUNCTIONS=${SCALE_FUNCTIONS:-10000}
 SCALE_BODIES=${SCALE_BODIES:-100}
@@ -135,18 +135,23 @@ run_h2load() {
 median() { awk -v f="$2" '{ print $f }' "$1" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 ROWS=$WORK/rows
+RATIOS=$WORK/ratios
 : >"$ROWS"
+: >"$RATIOS"
 # compare LABEL PROTO BODY N C M ROUNDS [WEBHOOK_EXPECT]: interleaved rounds, floor then webhook;
 # appends rows. The floor always answers 2xx; the webhook answers WEBHOOK_EXPECT (2xx unless given).
 compare() {
-    local label=$1 proto=$2 body=$3 n=$4 c=$5 m=$6 rounds=$7 webhook_expect=${8:-2xx} server port expect pid r
+    local label=$1 proto=$2 body=$3 n=$4 c=$5 m=$6 rounds=$7 webhook_expect=${8:-2xx} server port expect pid r order
     log "$label: warm-up"
     run_h2load "$WORK/warm" "$proto" "$FLOOR_PORT" "$body" "$((c * m * 4))" "$c" "$m"
     run_h2load "$WORK/warm" "$proto" "$WEBHOOK_PORT" "$body" "$((c * m * 4))" "$c" "$m" "$webhook_expect"
     : >"$WORK/floor.runs"
     : >"$WORK/webhook.runs"
     for r in $(seq "$rounds"); do
-        for server in floor webhook; do
+        # Each round's two runs are back to back, and which goes first alternates, so a change in
+        # the machine's other load between them falls on either server as often.
+        if ((r % 2)); then order=(floor webhook); else order=(webhook floor); fi
+        for server in "${order[@]}"; do
             if [[ $server == floor ]]; then
                 port=$FLOOR_PORT expect=2xx pid=$FLOOR_PID
             else
@@ -162,6 +167,12 @@ compare() {
             "$(median "$WORK/$server.runs" 2)" "$(median "$WORK/$server.runs" 3)" \
             "$(median "$WORK/$server.runs" 4)" >>"$ROWS"
     done
+    # Each round's ratios, webhook over floor: throughput, p99, CPU per request.
+    paste -d' ' "$WORK/floor.runs" "$WORK/webhook.runs" |
+        awk '{ printf "%.4f %.4f %.4f\n", $5 / $1, $7 / $3, ($4 > 0 ? $8 / $4 : 0) }' >"$WORK/pairs"
+    printf '%s|%s|%s|%s|%s\n' "$label" "$(median "$WORK/pairs" 1)" "$(median "$WORK/pairs" 2)" \
+        "$(median "$WORK/pairs" 3)" "$(awk '{ t = t sprintf(" %.2f/%.2f", $1, $2) } END { print substr(t, 2) }' "$WORK/pairs")" \
+        >>"$RATIOS"
 }
 
 # --- webhook vs floor ----------------------------------------------------------------------------
@@ -224,17 +235,14 @@ echo "webhook vs floor (loopback TLS; median of $ROUNDS interleaved runs, 1 for 
 printf '%-24s %-8s %10s %9s %9s %11s\n' scenario server 'req/s' 'p50 ms' 'p99 ms' 'CPU us/req'
 awk -F'|' '{ printf "%-24s %-8s %10.0f %9.3f %9.3f %11.1f\n", $1, $2, $3, $4, $5, $6 }' "$ROWS"
 echo
-echo "ratios (targets: throughput >= 0.80 of floor, p99 <= 1.50x floor)"
-awk -F'|' '
-    $2 == "floor" { rps[$1] = $3; p99[$1] = $5; cpu[$1] = $6; order[++n] = $1 }
-    $2 == "webhook" { wrps[$1] = $3; wp99[$1] = $5; wcpu[$1] = $6 }
-    END {
-        for (i = 1; i <= n; i++) {
-            s = order[i]; t = wrps[s] / rps[s]; l = wp99[s] / p99[s]
-            c = (cpu[s] > 0 ? sprintf("%.2fx", wcpu[s] / cpu[s]) : "-")
-            printf "%-24s throughput %.2f %-4s  p99 %.2fx %-4s  CPU per request %s\n", s, t, (t >= 0.8 ? "ok" : "MISS"), l, (l <= 1.5 ? "ok" : "MISS"), c
-        }
-    }' "$ROWS"
+echo "ratios, webhook / floor: the median of the rounds' own ratios, each round's two runs back to back"
+echo "(targets: throughput >= 0.80 of floor, p99 <= 1.50x floor)"
+awk -F'|' '{
+        t = $2; l = $3
+        c = ($4 > 0 ? sprintf("%.2fx", $4) : "-")
+        printf "%-24s throughput %.2f %-4s  p99 %.2fx %-4s  CPU per request %s\n", $1, t, (t >= 0.8 ? "ok" : "MISS"), l, (l <= 1.5 ? "ok" : "MISS"), c
+        printf "%-24s   each round, throughput/p99: %s\n", "", $5
+    }' "$RATIOS"
 echo "(targets apply to the CREATE rows; the refused row is the server without the review, the"
 echo " 1 MiB row what decoding a large object costs; CPU us/req is the server's user + system time"
 echo " per request, h2load's own not included)"
