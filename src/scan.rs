@@ -561,35 +561,32 @@ fn string_stops_avx2(bytes: &[u8]) -> Masks {
 #[inline(always)]
 fn string_stops_with(bytes: &[u8], masks: impl Fn(&[u8; 64]) -> BlockMasks) -> Masks {
     let (blocks, tail) = bytes.as_chunks::<64>();
-    let mut out = Masks {
-        stops: Vec::with_capacity(blocks.len() + 1),
-        ascii: true,
-    };
-    // Whether the first byte of the next block is escaped by a backslash run before it.
-    let mut carry = 0;
-    for (i, chunk) in blocks.iter().enumerate() {
-        add_block(&mut out, bytes, i * 64, masks(chunk), &mut carry);
-    }
     // The last, partial block: padded with zero bytes, which are control characters, so the end
     // of the body stops a string like any other stop.
     let mut padded = [0u8; 64];
     padded[..tail.len()].copy_from_slice(tail);
-    add_block(
-        &mut out,
-        bytes,
-        blocks.len() * 64,
-        masks(&padded),
-        &mut carry,
+    let mut stops = Vec::with_capacity(blocks.len() + 1);
+    // Whether the first byte of the next block is escaped by a backslash run before it.
+    let mut carry = 0;
+    let mut high = 0;
+    let mut block = |start: usize, chunk: &[u8; 64]| {
+        let m = masks(chunk);
+        high |= m.high;
+        resolve_escapes(bytes, start, m.stops, m.backslashes, &mut carry)
+    };
+    // One `extend` over an iterator of known length: the vector's capacity is checked once,
+    // not per block.
+    stops.extend(
+        blocks
+            .iter()
+            .enumerate()
+            .map(|(i, chunk)| block(i * 64, chunk)),
     );
-    out
-}
-
-/// Adds the block at `start`, with masks `m`, to `out`.
-#[inline(always)]
-fn add_block(out: &mut Masks, bytes: &[u8], start: usize, m: BlockMasks, carry: &mut u64) {
-    out.ascii &= m.high == 0;
-    out.stops
-        .push(resolve_escapes(bytes, start, m.stops, m.backslashes, carry));
+    stops.push(block(blocks.len() * 64, &padded));
+    Masks {
+        stops,
+        ascii: high == 0,
+    }
 }
 
 /// A 64-byte block's bits: its quotes and control characters (below 0x20), its backslashes, and
