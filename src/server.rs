@@ -15,8 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
-use futures::future::{ready, Either, Ready};
+use futures::future::ready;
 use futures::task::AtomicWaker;
+use futures::FutureExt;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Body as HttpBody, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -85,7 +86,12 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route(
             VALIDATE,
-            post(|State(app): State<Arc<App>>, request: Request| validate(app, request)),
+            post(|State(app): State<Arc<App>>, request: Request| async move {
+                match validate(app, request) {
+                    Validate::Review(review) => review.await,
+                    Validate::Refused(refused) => refused,
+                }
+            }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -159,29 +165,41 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Routes {
 
     fn call(&self, request: hyper::Request<Incoming>) -> RoutesFuture {
         if request.method() == Method::POST && request.uri().path() == VALIDATE {
-            let answer = validate(self.app.clone(), request);
-            return Box::pin(async move { Ok(answer.await) });
+            // The review's future is boxed as it is, not inside another future: it is the
+            // largest thing a request allocates, and each layer around it is another copy.
+            return match validate(self.app.clone(), request) {
+                Validate::Review(review) => Box::pin(review.map(Ok)),
+                Validate::Refused(refused) => Box::pin(ready(Ok(refused))),
+            };
         }
         Box::pin(self.router.clone().oneshot(request))
     }
 }
 
+/// What `/validate` makes of a request before reading its body.
+enum Validate<F> {
+    /// The future that reads the body, reviews it and answers.
+    Review(F),
+    /// The answer that refuses the request on its headers alone.
+    Refused(Response),
+}
+
 /// `/validate`. The checks that need only the headers run before the future is built, so the
-/// future boxed for every request holds the body and the review, not the whole request.
+/// future holds the body and the review, not the whole request.
 fn validate<B>(
     app: Arc<App>,
     request: axum::http::Request<B>,
-) -> Either<Ready<Response>, impl Future<Output = Response>>
+) -> Validate<impl Future<Output = Response>>
 where
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     if !is_json(request.headers()) {
-        return Either::Left(ready(refuse(
+        return Validate::Refused(refuse(
             &app,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Content-Type must be application/json: POST an AdmissionReview as JSON".into(),
-        )));
+        ));
     }
     let max = app.limits.max_body_bytes;
     let declared = request
@@ -190,15 +208,11 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return Either::Left(ready(refuse(
-            &app,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            too_large(max),
-        )));
+        return Validate::Refused(refuse(&app, StatusCode::PAYLOAD_TOO_LARGE, too_large(max)));
     }
     let timeout = api_server_timeout(request.uri().query());
     let body = Limited::new(request.into_body(), max);
-    Either::Right(async move {
+    Validate::Review(async move {
         let body = match read_body(&app, body).await {
             Ok(body) => body,
             Err(refused) => return refused,
@@ -666,7 +680,10 @@ mod tests {
             let bytes = response.into_body().collect().await.unwrap().to_bytes();
             (status, bytes)
         };
-        let direct = read(validate(app.clone(), request()).await).await;
+        let direct = match validate(app.clone(), request()) {
+            Validate::Review(review) => read(review.await).await,
+            Validate::Refused(refused) => panic!("refused: {}", refused.status()),
+        };
         let routed = read(router(app).oneshot(request()).await.unwrap()).await;
         assert_eq!(direct.0, StatusCode::OK);
         assert!(
