@@ -125,9 +125,16 @@ fn refuse(app: &App, status: StatusCode, message: String) -> Response {
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return false;
+    };
+    // What the API server sends, matched before any parsing.
+    if value.as_bytes() == b"application/json" {
+        return true;
+    }
+    value
+        .to_str()
+        .ok()
         .and_then(|v| v.split(';').next())
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
 }
@@ -694,6 +701,34 @@ mod tests {
             direct.1
         );
         assert_eq!(routed, direct);
+    }
+
+    #[test]
+    fn takes_json_by_its_media_type_alone() {
+        for (value, json) in [
+            (&b"application/json"[..], true),
+            (b"application/json; charset=utf-8", true),
+            (b"Application/JSON", true),
+            (b" application/json ;charset=utf-8", true),
+            (b"application/jsonx", false),
+            (b"application/json-patch+json", false),
+            (b"text/yaml", false),
+            (b"", false),
+            (b"application/json\xff", false),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_bytes(value).unwrap(),
+            );
+            assert_eq!(
+                is_json(&headers),
+                json,
+                "{:?}",
+                String::from_utf8_lossy(value)
+            );
+        }
+        assert!(!is_json(&HeaderMap::new()), "no Content-Type");
     }
 
     #[test]
