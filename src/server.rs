@@ -209,12 +209,9 @@ where
         ));
     }
     let max = app.limits.max_body_bytes;
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
+    // A declared length (Content-Length, which hyper has already parsed and checked) is the
+    // body's lower bound: over the limit, the request is refused before a byte of it is read.
+    if request.body().size_hint().lower() > max as u64 {
         return Validate::Refused(refuse(&app, StatusCode::PAYLOAD_TOO_LARGE, too_large(max)));
     }
     let timeout = api_server_timeout(request.uri().query());

@@ -229,13 +229,20 @@ async fn refuses_oversized_bodies_declared_or_streamed() {
         "x".repeat(200 * 1024)
     );
 
-    // With Content-Length: refused before the body is read.
-    let response = webhook.post(&webhook.http1_client(), big.clone()).await;
-    assert_eq!(response.status(), 413);
-    assert_eq!(
-        response.text().await.unwrap(),
-        "the body is larger than the 65536 byte limit (--max-body-bytes)\n"
-    );
+    // With a declared length (Content-Length over HTTP/1.1, and over HTTP/2, where the client
+    // sends it too): refused before the body is read.
+    for (client, protocol) in [
+        (webhook.http1_client(), reqwest::Version::HTTP_11),
+        (webhook.client(), reqwest::Version::HTTP_2),
+    ] {
+        let response = webhook.post(&client, big.clone()).await;
+        assert_eq!(response.version(), protocol);
+        assert_eq!(response.status(), 413, "{protocol:?}");
+        assert_eq!(
+            response.text().await.unwrap(),
+            "the body is larger than the 65536 byte limit (--max-body-bytes)\n"
+        );
+    }
 
     // Chunked, with no length announced: cut off once the limit is crossed.
     let chunks: Vec<Result<String, std::io::Error>> = big
