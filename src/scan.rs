@@ -572,7 +572,7 @@ fn string_stops_with(bytes: &[u8], masks: impl Fn(&[u8; 64]) -> BlockMasks) -> M
     let mut block = |start: usize, chunk: &[u8; 64]| {
         let m = masks(chunk);
         high |= m.high;
-        resolve_escapes(bytes, start, m.stops, m.backslashes, &mut carry)
+        resolve_escapes(bytes, start, m, &mut carry)
     };
     // One `extend` over an iterator of known length: the vector's capacity is checked once,
     // not per block.
@@ -589,39 +589,37 @@ fn string_stops_with(bytes: &[u8], masks: impl Fn(&[u8; 64]) -> BlockMasks) -> M
     }
 }
 
-/// A 64-byte block's bits: its quotes and control characters (below 0x20), its backslashes, and
+/// A 64-byte block's bits: its quotes, its control characters (below 0x20), its backslashes, and
 /// its bytes that are not ASCII.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct BlockMasks {
-    stops: u64,
+    quotes: u64,
+    controls: u64,
     backslashes: u64,
     high: u64,
 }
 
-/// The stops of the block at `start` from its quotes and control characters (`candidates`) and
-/// its backslashes: an escaped quote does not stop a string, an invalid escape does.
+/// The stops of the block at `start`, with masks `m`: a quote stops a string unless it is
+/// escaped, a control character always does (escaped, it is not a valid escape), and so does an
+/// escape that JSON does not have.
 #[inline(always)]
-fn resolve_escapes(
-    bytes: &[u8],
-    start: usize,
-    candidates: u64,
-    backslashes: u64,
-    carry: &mut u64,
-) -> u64 {
-    if backslashes == 0 && *carry == 0 {
-        return candidates;
+fn resolve_escapes(bytes: &[u8], start: usize, m: BlockMasks, carry: &mut u64) -> u64 {
+    if m.backslashes == 0 && *carry == 0 {
+        return m.quotes | m.controls;
     }
-    let escaped = escaped_bits(backslashes, carry);
-    // An escaped control character is not a valid escape, and is put back below.
-    let mut stops = candidates & !escaped;
-    // Each escape must be one JSON has: \" \\ \/ \b \f \n \r \t, or \u and four hex digits.
-    let mut rest = escaped;
+    let escaped = escaped_bits(m.backslashes, carry);
+    let mut stops = (m.quotes & !escaped) | m.controls;
+    // An escaped quote or backslash is valid, and an escaped control character a stop already,
+    // so only the other escaped characters are looked at, one by one: each must be one of
+    // \/ \b \f \n \r \t, or \u and four hex digits. The last-applied annotation's escapes are
+    // nearly all quotes, and this loop seldom runs.
+    let mut rest = escaped & !(m.quotes | m.backslashes | m.controls);
     while rest != 0 {
         let i = rest.trailing_zeros() as usize;
         rest &= rest - 1;
         let at = start + i;
         let valid = match bytes.get(at) {
-            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => true,
+            Some(b'/' | b'b' | b'f' | b'n' | b'r' | b't') => true,
             Some(b'u') => bytes
                 .get(at + 1..at + 5)
                 .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)),
@@ -654,8 +652,7 @@ fn escaped_bits(backslashes: u64, carry: &mut u64) -> u64 {
 #[inline]
 fn masks64(chunk: &[u8; 64]) -> BlockMasks {
     use std::arch::x86_64::{
-        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128,
-        _mm_set1_epi8,
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_set1_epi8,
     };
     // SAFETY: SSE2 is part of the x86_64 baseline, so these instructions always exist; each load
     // reads 16 bytes at offset 0, 16, 32 or 48 of the 64-byte `chunk`, unaligned loads allowed.
@@ -663,24 +660,22 @@ fn masks64(chunk: &[u8; 64]) -> BlockMasks {
         let quote = _mm_set1_epi8(b'"' as i8);
         let backslash = _mm_set1_epi8(b'\\' as i8);
         let below = _mm_set1_epi8(0x1f);
-        let (mut stops, mut backslashes, mut high) = (0u64, 0u64, 0u64);
+        let mut m = BlockMasks {
+            quotes: 0,
+            controls: 0,
+            backslashes: 0,
+            high: 0,
+        };
         for k in 0..4 {
             let v = _mm_loadu_si128(chunk.as_ptr().add(16 * k).cast());
+            let bits = |eq| u64::from(_mm_movemask_epi8(eq) as u16) << (16 * k);
+            m.quotes |= bits(_mm_cmpeq_epi8(v, quote));
             // Unsigned v <= 0x1f exactly where max(v, 0x1f) == 0x1f.
-            let stop = _mm_or_si128(
-                _mm_cmpeq_epi8(v, quote),
-                _mm_cmpeq_epi8(_mm_max_epu8(v, below), below),
-            );
-            stops |= u64::from(_mm_movemask_epi8(stop) as u16) << (16 * k);
-            backslashes |=
-                u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, backslash)) as u16) << (16 * k);
-            high |= u64::from(_mm_movemask_epi8(v) as u16) << (16 * k);
+            m.controls |= bits(_mm_cmpeq_epi8(_mm_max_epu8(v, below), below));
+            m.backslashes |= bits(_mm_cmpeq_epi8(v, backslash));
+            m.high |= bits(v);
         }
-        BlockMasks {
-            stops,
-            backslashes,
-            high,
-        }
+        m
     }
 }
 
@@ -691,41 +686,42 @@ fn masks64(chunk: &[u8; 64]) -> BlockMasks {
 fn masks64_avx2(chunk: &[u8; 64]) -> BlockMasks {
     use std::arch::x86_64::{
         _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_max_epu8, _mm256_movemask_epi8,
-        _mm256_or_si256, _mm256_set1_epi8,
+        _mm256_set1_epi8,
     };
     let quote = _mm256_set1_epi8(b'"' as i8);
     let backslash = _mm256_set1_epi8(b'\\' as i8);
     let below = _mm256_set1_epi8(0x1f);
-    let (mut stops, mut backslashes, mut high) = (0u64, 0u64, 0u64);
+    let mut m = BlockMasks {
+        quotes: 0,
+        controls: 0,
+        backslashes: 0,
+        high: 0,
+    };
     for k in 0..2 {
         // SAFETY: reads 32 bytes at offset 0 or 32 of the 64-byte `chunk`, unaligned allowed.
         let v = unsafe { _mm256_loadu_si256(chunk.as_ptr().add(32 * k).cast()) };
-        let stop = _mm256_or_si256(
-            _mm256_cmpeq_epi8(v, quote),
-            _mm256_cmpeq_epi8(_mm256_max_epu8(v, below), below),
-        );
-        stops |= u64::from(_mm256_movemask_epi8(stop) as u32) << (32 * k);
-        backslashes |=
-            u64::from(_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, backslash)) as u32) << (32 * k);
-        high |= u64::from(_mm256_movemask_epi8(v) as u32) << (32 * k);
+        let bits = |eq| u64::from(_mm256_movemask_epi8(eq) as u32) << (32 * k);
+        m.quotes |= bits(_mm256_cmpeq_epi8(v, quote));
+        // Unsigned v <= 0x1f exactly where max(v, 0x1f) == 0x1f.
+        m.controls |= bits(_mm256_cmpeq_epi8(_mm256_max_epu8(v, below), below));
+        m.backslashes |= bits(_mm256_cmpeq_epi8(v, backslash));
+        m.high |= bits(v);
     }
-    BlockMasks {
-        stops,
-        backslashes,
-        high,
-    }
+    m
 }
 
 /// [`masks64`], one byte at a time.
 #[cfg(any(test, not(target_arch = "x86_64")))]
 fn masks64_bytewise(chunk: &[u8; 64]) -> BlockMasks {
     let mut masks = BlockMasks {
-        stops: 0,
+        quotes: 0,
+        controls: 0,
         backslashes: 0,
         high: 0,
     };
     for (i, &b) in chunk.iter().enumerate() {
-        masks.stops |= u64::from(b == b'"' || b < 0x20) << i;
+        masks.quotes |= u64::from(b == b'"') << i;
+        masks.controls |= u64::from(b < 0x20) << i;
         masks.backslashes |= u64::from(b == b'\\') << i;
         masks.high |= u64::from(!b.is_ascii()) << i;
     }
@@ -781,6 +777,7 @@ mod tests {
                 "control character (\\u0000-\\u001F) found while parsing a string at byte 2",
             ),
             ("\"\\x\"", "invalid escape at byte 1"),
+            ("\"\\\u{1}\"", "invalid escape at byte 1"),
             ("\"\\u12g4\"", "invalid escape at byte 1"),
             ("tru", "EOF while parsing a value at byte 3"),
             ("nul1", "expected value at byte 0"),
