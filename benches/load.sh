@@ -131,6 +131,17 @@ run_h2load() {
         }' >"$out"
 }
 
+# "p50 p99" in ms of the request durations (µs, one per line) in FILE
+percentiles() {
+    sort -n "$1" | awk '
+        { d[NR] = $1 }
+        END {
+            i50 = int(NR * 0.50); if (i50 < 1) i50 = 1
+            i99 = int(NR * 0.99 + 0.999999); if (i99 > NR) i99 = NR
+            printf "%.3f %.3f\n", d[i50] / 1000, d[i99] / 1000
+        }'
+}
+
 # median of the Nth field of the lines of FILE
 median() { awk -v f="$2" '{ print $f }' "$1" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
@@ -147,6 +158,8 @@ compare() {
     run_h2load "$WORK/warm" "$proto" "$WEBHOOK_PORT" "$body" "$((c * m * 4))" "$c" "$m" "$webhook_expect"
     : >"$WORK/floor.runs"
     : >"$WORK/webhook.runs"
+    : >"$WORK/floor.lat"
+    : >"$WORK/webhook.lat"
     for r in $(seq "$rounds"); do
         # Each round's two runs are back to back, and which goes first alternates, so a change in
         # the machine's other load between them falls on either server as often.
@@ -160,17 +173,26 @@ compare() {
             log "$label: $server, round $r/$rounds (-n $n -c $c -m $m)"
             run_h2load "$WORK/one" "$proto" "$port" "$body" "$n" "$c" "$m" "$expect" "$pid"
             cat "$WORK/one" >>"$WORK/$server.runs"
+            cut -f3 "$WORK/h2load.reqs" >>"$WORK/$server.lat"
         done
     done
+    # A server's p50 and p99 are those of all its requests in all rounds: a one-second run's p99
+    # turns on whether the machine stalled during that second, and the rounds, interleaved, see
+    # the same stalls.
+    local floor_lat webhook_lat
+    floor_lat=$(percentiles "$WORK/floor.lat")
+    webhook_lat=$(percentiles "$WORK/webhook.lat")
     for server in floor webhook; do
+        local lat=$floor_lat
+        if [[ $server == webhook ]]; then lat=$webhook_lat; fi
         printf '%s|%s|%s|%s|%s|%s\n' "$label" "$server" "$(median "$WORK/$server.runs" 1)" \
-            "$(median "$WORK/$server.runs" 2)" "$(median "$WORK/$server.runs" 3)" \
-            "$(median "$WORK/$server.runs" 4)" >>"$ROWS"
+            "${lat% *}" "${lat#* }" "$(median "$WORK/$server.runs" 4)" >>"$ROWS"
     done
     # Each round's ratios, webhook over floor: throughput, p99, CPU per request.
     paste -d' ' "$WORK/floor.runs" "$WORK/webhook.runs" |
         awk '{ printf "%.4f %.4f %.4f\n", $5 / $1, $7 / $3, ($4 > 0 ? $8 / $4 : 0) }' >"$WORK/pairs"
-    printf '%s|%s|%s|%s|%s\n' "$label" "$(median "$WORK/pairs" 1)" "$(median "$WORK/pairs" 2)" \
+    printf '%s|%s|%s|%s|%s\n' "$label" "$(median "$WORK/pairs" 1)" \
+        "$(awk -v w="${webhook_lat#* }" -v f="${floor_lat#* }" 'BEGIN { printf "%.4f", w / f }')" \
         "$(median "$WORK/pairs" 3)" "$(awk '{ t = t sprintf(" %.2f/%.2f", $1, $2) } END { print substr(t, 2) }' "$WORK/pairs")" \
         >>"$RATIOS"
 }
@@ -231,11 +253,13 @@ SCALE_REVIEWS=$((SCALE_BODIES * SCALE_REPEAT))
 
 # --- report --------------------------------------------------------------------------------------
 echo
-echo "webhook vs floor (loopback TLS; median of $ROUNDS interleaved runs, 1 for the 1 MiB body)"
+echo "webhook vs floor (loopback TLS; $ROUNDS interleaved rounds, 1 for the 1 MiB body; req/s and CPU:"
+echo "the median of the rounds; p50 and p99: of all the rounds' requests together)"
 printf '%-24s %-8s %10s %9s %9s %11s\n' scenario server 'req/s' 'p50 ms' 'p99 ms' 'CPU us/req'
 awk -F'|' '{ printf "%-24s %-8s %10.0f %9.3f %9.3f %11.1f\n", $1, $2, $3, $4, $5, $6 }' "$ROWS"
 echo
-echo "ratios, webhook / floor: the median of the rounds' own ratios, each round's two runs back to back"
+echo "ratios, webhook / floor: throughput and CPU, the median of the rounds' own ratios (each round's"
+echo "two runs back to back); p99, of the p99s of all the rounds' requests"
 echo "(targets: throughput >= 0.80 of floor, p99 <= 1.50x floor)"
 awk -F'|' '{
         t = $2; l = $3
