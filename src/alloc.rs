@@ -26,6 +26,23 @@ fn plain(size: usize, align: usize) -> bool {
     align <= PLAIN_ALIGN && align <= size
 }
 
+/// A new block for `layout`, from `plain_call` where that gives the alignment, else from
+/// `aligned_call`: `mi_malloc` and `mi_malloc_aligned`, or their zeroing twins.
+#[inline(always)]
+fn new_block(
+    layout: Layout,
+    plain_call: unsafe extern "C" fn(usize) -> *mut c_void,
+    aligned_call: unsafe extern "C" fn(usize, usize) -> *mut c_void,
+) -> *mut u8 {
+    if plain(layout.size(), layout.align()) {
+        // SAFETY: an FFI call with no precondition.
+        unsafe { plain_call(layout.size()).cast() }
+    } else {
+        // SAFETY: `align` is a power of two, as every `Layout`'s is.
+        unsafe { aligned_call(layout.size(), layout.align()).cast() }
+    }
+}
+
 // SAFETY: each method returns a block from mimalloc of at least the layout's size and with its
 // alignment (the plain calls only where `plain` holds, by mimalloc's guarantee above), or null;
 // `dealloc` and `realloc` take blocks from these same calls, which `mi_free` and the reallocs
@@ -33,24 +50,12 @@ fn plain(size: usize, align: usize) -> bool {
 unsafe impl GlobalAlloc for Mimalloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if plain(layout.size(), layout.align()) {
-            // SAFETY: an FFI call with no precondition.
-            unsafe { mi::mi_malloc(layout.size()).cast() }
-        } else {
-            // SAFETY: `align` is a power of two, as every `Layout`'s is.
-            unsafe { mi::mi_malloc_aligned(layout.size(), layout.align()).cast() }
-        }
+        new_block(layout, mi::mi_malloc, mi::mi_malloc_aligned)
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if plain(layout.size(), layout.align()) {
-            // SAFETY: as in `alloc`.
-            unsafe { mi::mi_zalloc(layout.size()).cast() }
-        } else {
-            // SAFETY: as in `alloc`.
-            unsafe { mi::mi_zalloc_aligned(layout.size(), layout.align()).cast() }
-        }
+        new_block(layout, mi::mi_zalloc, mi::mi_zalloc_aligned)
     }
 
     #[inline]
