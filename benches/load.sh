@@ -100,9 +100,25 @@ TICKS_PER_S=$(getconf CLK_TCK)
 proc_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
+# "p50 p99" in ms of the request durations (µs, one per line) in FILE
+percentiles() {
+    sort -n "$1" | awk '
+        { d[NR] = $1 }
+        END {
+            i50 = int(NR * 0.50); if (i50 < 1) i50 = 1
+            i99 = int(NR * 0.99 + 0.999999); if (i99 > NR) i99 = NR
+            printf "%.3f %.3f\n", d[i50] / 1000, d[i99] / 1000
+        }'
+}
+
+# The last run's request durations (µs, one per line), from h2load's --log-file, whose lines are
+# "start(us) status duration(us)".
+DURATIONS=$WORK/durations
+
 # run_h2load OUT PROTO PORT BODY N C M [EXPECT [PID]]: one h2load run in which every answer must be
 # of status class EXPECT (2xx unless given); writes "req/s p50_ms p99_ms cpu_us" to OUT, cpu_us
-# being the CPU time the server PID used per request during the run (0 without PID).
+# being the CPU time the server PID used per request during the run (0 without PID), and the
+# run's request durations to DURATIONS.
 run_h2load() {
     local out=$1 proto=$2 port=$3 body=$4 n=$5 c=$6 m=$7 expect=${8:-2xx} pid=${9:-}
     local text=$WORK/h2load.txt reqlog=$WORK/h2load.reqs
@@ -121,25 +137,8 @@ run_h2load() {
     local rps cpu_us
     rps=$(awk '/^finished in/ { print $4 }' "$text")
     cpu_us=$(awk -v t=$((ticks_after - ticks_before)) -v hz="$TICKS_PER_S" -v n="$n" 'BEGIN { printf "%.1f", t / hz / n * 1e6 }')
-    # --log-file: one line per request, "start(us) status duration(us)".
-    cut -f3 "$reqlog" | sort -n | awk -v rps="$rps" -v cpu="$cpu_us" '
-        { d[NR] = $1 }
-        END {
-            i50 = int(NR * 0.50); if (i50 < 1) i50 = 1
-            i99 = int(NR * 0.99 + 0.999999); if (i99 > NR) i99 = NR
-            printf "%s %.3f %.3f %s\n", rps, d[i50] / 1000, d[i99] / 1000, cpu
-        }' >"$out"
-}
-
-# "p50 p99" in ms of the request durations (µs, one per line) in FILE
-percentiles() {
-    sort -n "$1" | awk '
-        { d[NR] = $1 }
-        END {
-            i50 = int(NR * 0.50); if (i50 < 1) i50 = 1
-            i99 = int(NR * 0.99 + 0.999999); if (i99 > NR) i99 = NR
-            printf "%.3f %.3f\n", d[i50] / 1000, d[i99] / 1000
-        }'
+    cut -f3 "$reqlog" >"$DURATIONS"
+    echo "$rps $(percentiles "$DURATIONS") $cpu_us" >"$out"
 }
 
 # median of the Nth field of the lines of FILE
@@ -149,8 +148,8 @@ ROWS=$WORK/rows
 RATIOS=$WORK/ratios
 : >"$ROWS"
 : >"$RATIOS"
-# compare LABEL PROTO BODY N C M ROUNDS [WEBHOOK_EXPECT]: interleaved rounds, floor then webhook;
-# appends rows. The floor always answers 2xx; the webhook answers WEBHOOK_EXPECT (2xx unless given).
+# compare LABEL PROTO BODY N C M ROUNDS [WEBHOOK_EXPECT]: interleaved rounds of the floor and the
+# webhook; appends rows and ratios. The floor always answers 2xx; the webhook answers WEBHOOK_EXPECT (2xx unless given).
 compare() {
     local label=$1 proto=$2 body=$3 n=$4 c=$5 m=$6 rounds=$7 webhook_expect=${8:-2xx} server port expect pid r order
     log "$label: warm-up"
@@ -173,7 +172,7 @@ compare() {
             log "$label: $server, round $r/$rounds (-n $n -c $c -m $m)"
             run_h2load "$WORK/one" "$proto" "$port" "$body" "$n" "$c" "$m" "$expect" "$pid"
             cat "$WORK/one" >>"$WORK/$server.runs"
-            cut -f3 "$WORK/h2load.reqs" >>"$WORK/$server.lat"
+            cat "$DURATIONS" >>"$WORK/$server.lat"
         done
     done
     # A server's p50 and p99 are those of all its requests in all rounds: a one-second run's p99
