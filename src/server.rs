@@ -471,7 +471,8 @@ struct CloseSignal {
 }
 
 /// Waits until the server drains or the connection has been idle for `idle_timeout`, then asks
-/// the connection to close.
+/// the connection to close. Activity is seen on the watchdog's ticks (every second, or every
+/// `idle_timeout` when shorter), so an idle connection is closed up to two ticks late.
 async fn watch_connection(
     signal: Arc<CloseSignal>,
     activity: Activity,
@@ -485,12 +486,16 @@ async fn watch_connection(
             .max(Duration::from_millis(10)),
     );
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut seen, mut active_at) = (activity.moves(), Instant::now());
     loop {
         tokio::select! {
             // Draining, or the server is gone: either way, time to close.
             _ = draining.wait_for(|d| *d) => break,
             _ = check.tick() => {
-                if activity.idle_for() >= idle_timeout {
+                let moves = activity.moves();
+                if moves != seen {
+                    (seen, active_at) = (moves, Instant::now());
+                } else if active_at.elapsed() >= idle_timeout {
                     tracing::debug!(%peer, "closing idle connection");
                     break;
                 }
@@ -520,22 +525,22 @@ where
     }
 }
 
-/// When a connection last moved a byte, shared with its watchdog.
-#[derive(Clone)]
-struct Activity {
-    epoch: Instant,
-    last_ms: Arc<AtomicU64>,
-}
+/// How many reads and writes a connection has made that moved bytes, shared with its watchdog.
+/// The I/O path only counts, with no clock read per read or write; the watchdog, on its own
+/// ticks, notes when the count last changed.
+#[derive(Clone, Default)]
+struct Activity(Arc<AtomicU64>);
 
 impl Activity {
     fn touch(&self) {
-        self.last_ms
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        // One writer (the connection's I/O, polled by one task at a time): a load and a store
+        // count exactly, without a locked read-modify-write.
+        let moves = self.0.load(Ordering::Relaxed);
+        self.0.store(moves.wrapping_add(1), Ordering::Relaxed);
     }
 
-    fn idle_for(&self) -> Duration {
-        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-        self.epoch.elapsed().saturating_sub(last)
+    fn moves(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -547,10 +552,7 @@ struct Tracked<S> {
 
 impl<S> Tracked<S> {
     fn new(inner: S) -> (Self, Activity) {
-        let activity = Activity {
-            epoch: Instant::now(),
-            last_ms: Arc::new(AtomicU64::new(0)),
-        };
+        let activity = Activity::default();
         (
             Tracked {
                 inner,

@@ -115,6 +115,41 @@ async fn slow_bodies_get_408() {
     );
 }
 
+/// Reads one response to `GET /healthz` (its body is `ok`), failing if the connection closes first.
+async fn read_health(stream: &mut TlsStream<TcpStream>) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !out.ends_with(b"\r\n\r\nok\n") {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+            Ok(Ok(0)) => panic!("closed mid-use: {}", String::from_utf8_lossy(&out)),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Ok(Err(e)) => panic!("{e}: {}", String::from_utf8_lossy(&out)),
+            Err(_) => panic!("no answer within 5 s: {}", String::from_utf8_lossy(&out)),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn connections_in_use_are_not_closed_as_idle() {
+    let webhook = webhook(short_limits()).await;
+    let mut stream = raw_tls(&webhook).await;
+    // Four times the idle timeout of 400 ms, with a request every 150 ms, on one connection.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(1600) {
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let response = read_health(&mut stream).await;
+        assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    // Left alone, the same connection is then closed.
+    let (_, took) = read_until_closed(&mut stream).await;
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
 #[tokio::test]
 async fn idle_and_never_handshaking_connections_are_closed() {
     let webhook = webhook(short_limits()).await;
