@@ -59,6 +59,13 @@ pub struct Key<'a> {
 }
 
 impl<'a> Key<'a> {
+    fn new(raw: &'a [u8]) -> Self {
+        Key {
+            raw,
+            escaped: has_backslash(raw),
+        }
+    }
+
     fn escaped(&self) -> bool {
         self.escaped
     }
@@ -207,11 +214,7 @@ impl<'a> Scanner<'a> {
     #[inline(always)]
     fn string_after_quote(&mut self) -> Result<Key<'a>, SyntaxError> {
         let start = self.pass_string()?;
-        let end = self.pos - 1;
-        Ok(Key {
-            raw: &self.bytes[start..end],
-            escaped: has_backslash(&self.bytes[start..end]),
-        })
+        Ok(Key::new(&self.bytes[start..self.pos - 1]))
     }
 
     /// Moves past the rest of a string whose opening quote has been consumed, and returns where
@@ -240,10 +243,7 @@ impl<'a> Scanner<'a> {
                 Some(b'"') => {
                     let raw = &self.bytes[start..self.pos];
                     self.pos += 1;
-                    return Ok(Key {
-                        raw,
-                        escaped: has_backslash(raw),
-                    });
+                    return Ok(Key::new(raw));
                 }
                 Some(b'\\') => {}
                 Some(&b) if b < 0x20 => {
