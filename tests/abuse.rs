@@ -115,6 +115,26 @@ async fn slow_bodies_get_408() {
     );
 }
 
+#[tokio::test]
+async fn declared_oversized_bodies_are_refused_before_they_arrive() {
+    let webhook = webhook(short_limits()).await;
+    let mut stream = raw_tls(&webhook).await;
+    // Over the 8 MiB limit, and not one byte of the body sent: waiting for it would end in 408.
+    stream
+        .write_all(b"POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n")
+        .await
+        .unwrap();
+    let (response, _) = read_until_closed(&mut stream).await;
+    assert!(
+        response.starts_with("HTTP/1.1 413 Payload Too Large"),
+        "{response}"
+    );
+    assert!(
+        response.ends_with("the body is larger than the 8388608 byte limit (--max-body-bytes)\n"),
+        "{response}"
+    );
+}
+
 /// Reads one response to `GET /healthz` (its body is `ok`), failing if the connection closes first.
 async fn read_health(stream: &mut TlsStream<TcpStream>) -> String {
     let mut out = Vec::new();

@@ -230,7 +230,7 @@ async fn refuses_oversized_bodies_declared_or_streamed() {
     );
 
     // With a declared length (Content-Length over HTTP/1.1, and over HTTP/2, where the client
-    // sends it too): refused before the body is read.
+    // sends it too). That this refusal comes before the body is read is shown in tests/abuse.rs.
     for (client, protocol) in [
         (webhook.http1_client(), reqwest::Version::HTTP_11),
         (webhook.client(), reqwest::Version::HTTP_2),
