@@ -194,7 +194,7 @@ fn runtime() -> tokio::runtime::Runtime {
 async fn whole_path(validator: &Validator, body: &[u8]) -> Vec<u8> {
     let (version, request) = review::decode(body).expect("the body is a review");
     let outcome = validator.review(&request, API_SERVER_TIMEOUT).await;
-    review::encode(version, &outcome.response).expect("the answer encodes")
+    review::encode(version, &request.uid, &outcome.reply).expect("the answer encodes")
 }
 
 fn bench_case(c: &mut Criterion, name: &str, body: &[u8], validator: &Validator) {
@@ -202,12 +202,12 @@ fn bench_case(c: &mut Criterion, name: &str, body: &[u8], validator: &Validator)
     let (version, request) = review::decode(body).expect("the body is a review");
     let outcome = rt.block_on(validator.review(&request, API_SERVER_TIMEOUT));
     assert!(
-        outcome.response.allowed,
+        outcome.reply.allowed,
         "{name}: expected an allowed review, got {:?}",
-        outcome.response.result.message
+        outcome.reply.message
     );
     assert!(outcome.judged, "{name}: expected a judged review");
-    let response = outcome.response;
+    let reply = outcome.reply;
 
     let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Bytes(body.len() as u64));
@@ -225,7 +225,14 @@ fn bench_case(c: &mut Criterion, name: &str, body: &[u8], validator: &Validator)
             .iter(|| validator.review(black_box(&request), API_SERVER_TIMEOUT))
     });
     group.bench_function("encode", |b| {
-        b.iter(|| review::encode(black_box(version), black_box(&response)).expect("encodes"))
+        b.iter(|| {
+            review::encode(
+                black_box(version),
+                black_box(&request.uid),
+                black_box(&reply),
+            )
+            .expect("encodes")
+        })
     });
     group.bench_function("whole", |b| {
         b.to_async(&rt)

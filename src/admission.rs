@@ -1,18 +1,17 @@
 //! One review, start to finish: which requests are judged, the Function lookups they need, and
-//! the AdmissionResponse. Knows nothing of HTTP.
+//! the reply. Knows nothing of HTTP.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
-use kube::core::admission::{AdmissionResponse, Operation};
-use kube::core::Status;
+use kube::core::admission::Operation;
 
 use crate::functions::{FunctionSource, NameMap};
 use crate::hooks::{executor_refs, StashKind};
 use crate::metrics;
-use crate::review::{self, Request};
+use crate::review::{Reply, Request};
 use crate::rules::{self, FailurePolicy, Resolution};
 
 /// How many Function lookups one review runs at once (a BackupBatch can name many Functions).
@@ -29,7 +28,7 @@ pub struct Validator {
 /// A review's answer and how it is counted.
 #[derive(Debug)]
 pub struct Outcome {
-    pub response: AdmissionResponse,
+    pub reply: Reply,
     pub verdict: metrics::Verdict,
     /// False for requests this server lets through without judging (DELETE, unknown kinds).
     pub judged: bool,
@@ -66,7 +65,7 @@ impl Validator {
     pub async fn review(&self, req: &Request<'_>, api_server_timeout: Option<Duration>) -> Outcome {
         let kind = StashKind::from_gvk(&req.kind.group, &req.kind.version, &req.kind.kind);
         let allow = |judged| Outcome {
-            response: review::allow(req),
+            reply: Reply::allow(),
             verdict: metrics::Verdict::Allowed,
             judged,
             kind,
@@ -86,7 +85,6 @@ impl Validator {
         };
         let Some(object) = &req.object else {
             return deny(
-                req,
                 kind,
                 format!(
                     "{kind} {} has no object to judge: the request is malformed",
@@ -132,16 +130,14 @@ impl Validator {
             self.on_lookup_failure,
         );
         if !verdict.allowed() {
-            let mut outcome = deny(req, kind, verdict.message());
-            if !verdict.warnings.is_empty() {
-                outcome.response.warnings = Some(verdict.warnings);
-            }
+            let mut outcome = deny(kind, verdict.message());
+            outcome.reply.warnings = verdict.warnings;
             return outcome;
         }
         let mut outcome = allow(true);
         if !verdict.warnings.is_empty() {
             outcome.verdict = metrics::Verdict::Warned;
-            outcome.response.warnings = Some(verdict.warnings);
+            outcome.reply.warnings = verdict.warnings;
         }
         outcome
     }
@@ -172,12 +168,9 @@ impl Validator {
 }
 
 /// A denial as kubectl shows it: `Error from server (Forbidden): ... denied the request: MESSAGE`.
-fn deny(req: &Request<'_>, kind: StashKind, message: String) -> Outcome {
-    let mut response = review::allow(req);
-    response.allowed = false;
-    response.result = Status::failure(&message, "Forbidden").with_code(403);
+fn deny(kind: StashKind, message: String) -> Outcome {
     Outcome {
-        response,
+        reply: Reply::deny(message),
         verdict: metrics::Verdict::Denied,
         judged: true,
         kind: Some(kind),

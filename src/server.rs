@@ -296,11 +296,11 @@ async fn answer(app: &App, body: &[u8], timeout: Option<Duration>) -> Response {
             judged = outcome.judged,
             verdict = ?outcome.verdict,
             latency_us = elapsed.as_micros() as u64,
-            denial = %outcome.response.result.message,
+            denial = %outcome.reply.message,
             "review"
         )
     });
-    match review::encode(version, &outcome.response) {
+    match review::encode(version, &request.uid, &outcome.reply) {
         Ok(json) => {
             // Built directly: a static header value is neither checked nor copied per answer.
             let mut response = Response::new(axum::body::Body::from(json));

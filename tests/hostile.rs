@@ -44,7 +44,7 @@ fn check(validator: &Validator, body: &[u8]) -> Result<(), TestCaseError> {
                 .unwrap();
             let outcome =
                 runtime.block_on(validator.review(&request, Some(Duration::from_secs(5))));
-            let encoded = review::encode(version, &outcome.response).unwrap();
+            let encoded = review::encode(version, &request.uid, &outcome.reply).unwrap();
             let answer: Value = serde_json::from_slice(&encoded).unwrap();
             prop_assert_eq!(answer["kind"].as_str(), Some("AdmissionReview"));
             prop_assert_eq!(answer["apiVersion"].as_str(), Some(version.api_version()));
