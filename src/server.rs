@@ -341,6 +341,9 @@ pub async fn serve_tls(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.request_timeout)
+        // Head and body flattened into one buffer, one write into TLS: rustls takes a vectored
+        // write slice by slice, which costs more than copying an answer of a few hundred bytes.
+        .writev(false)
         .keep_alive(true);
     builder
         .http2()
