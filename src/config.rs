@@ -91,7 +91,9 @@ pub struct ServeArgs {
     #[arg(long, env = "STASH_WEBHOOK_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
-    /// Time allowed for a TLS handshake, then to receive a request's headers, then its body.
+    /// Time allowed for a TLS handshake, then to receive a request's headers, then its body. The
+    /// headers' deadline is checked on the connection's watchdog ticks, so it can pass up to one
+    /// tick (at most a second) late.
     #[arg(long, env = "STASH_WEBHOOK_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
 

@@ -35,6 +35,10 @@ use crate::metrics::{self, Metrics};
 use crate::review;
 use crate::tls::TlsSource;
 
+mod deadline;
+
+use deadline::Deadlines;
+
 /// Limits that protect the server from slow, large or many clients.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -337,9 +341,9 @@ pub async fn serve_tls(
         router: router(app.clone()),
     };
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1.1's timer is the connection's own (see `deadline`), set per connection below.
     builder
         .http1()
-        .timer(TokioTimer::new())
         .header_read_timeout(limits.request_timeout)
         // Head and body flattened into one buffer, one write into TLS: rustls takes a vectored
         // write slice by slice, which costs more than copying an answer of a few hundred bytes.
@@ -401,10 +405,26 @@ pub async fn serve_tls(
                     }
                 };
             let (io, activity) = Tracked::new(stream);
+            let deadlines = Deadlines::new();
+            let mut builder = (*builder).clone();
+            builder.http1().timer(deadlines.clone());
             let conn = builder
                 .serve_connection(TokioIo::new(io), service)
                 .into_owned();
-            serve_connection(conn, activity, limits.idle_timeout, draining, peer).await;
+            let watch = Watch {
+                activity,
+                deadlines,
+                idle_timeout: limits.idle_timeout,
+                // Often enough to see a header deadline pass soon after it does.
+                tick: limits
+                    .idle_timeout
+                    .min(limits.request_timeout)
+                    .min(Duration::from_secs(1))
+                    .max(Duration::from_millis(10)),
+                draining,
+                peer,
+            };
+            serve_connection(conn, watch).await;
         });
     }
 
@@ -423,29 +443,29 @@ pub async fn serve_tls(
     Ok(())
 }
 
+/// What a connection's watchdog watches, and how often it looks.
+struct Watch {
+    activity: Activity,
+    deadlines: Deadlines,
+    idle_timeout: Duration,
+    tick: Duration,
+    draining: watch::Receiver<bool>,
+    peer: SocketAddr,
+}
+
 /// Drives one connection: to completion, or to a graceful close when the server drains or the
 /// connection has carried no bytes for `idle_timeout` (so idle clients cannot hold every slot).
 ///
 /// The watchdog runs as its own task and asks for the close through a [`CloseSignal`], so a wake
 /// of the connection (every request, every frame) polls the connection and one flag, not the
 /// watchdog's timer and the drain channel as well.
-async fn serve_connection<C>(
-    conn: C,
-    activity: Activity,
-    idle_timeout: Duration,
-    draining: watch::Receiver<bool>,
-    peer: SocketAddr,
-) where
+async fn serve_connection<C>(conn: C, watch: Watch)
+where
     C: Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + GracefulClose,
 {
+    let peer = watch.peer;
     let signal = Arc::new(CloseSignal::default());
-    let watchdog = tokio::spawn(watch_connection(
-        signal.clone(),
-        activity,
-        idle_timeout,
-        draining,
-        peer,
-    ));
+    let watchdog = tokio::spawn(watch_connection(signal.clone(), watch));
     tokio::pin!(conn);
     let mut closing = false;
     let result = std::future::poll_fn(|cx| {
@@ -474,20 +494,20 @@ struct CloseSignal {
 }
 
 /// Waits until the server drains or the connection has been idle for `idle_timeout`, then asks
-/// the connection to close. Activity is seen on the watchdog's ticks (every second, or every
-/// `idle_timeout` when shorter), so an idle connection is closed up to two ticks late.
-async fn watch_connection(
-    signal: Arc<CloseSignal>,
-    activity: Activity,
-    idle_timeout: Duration,
-    mut draining: watch::Receiver<bool>,
-    peer: SocketAddr,
-) {
-    let mut check = tokio::time::interval(
-        idle_timeout
-            .min(Duration::from_secs(1))
-            .max(Duration::from_millis(10)),
-    );
+/// the connection to close; on each tick, also advances the connection's [`Deadlines`].
+/// Activity is seen on the watchdog's ticks (every second, or more often for shorter timeouts),
+/// so an idle connection is closed up to two ticks late, and a header deadline is seen up to one
+/// tick late.
+async fn watch_connection(signal: Arc<CloseSignal>, watch: Watch) {
+    let Watch {
+        activity,
+        deadlines,
+        idle_timeout,
+        tick,
+        mut draining,
+        peer,
+    } = watch;
+    let mut check = tokio::time::interval(tick);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut seen, mut active_at) = (activity.moves(), Instant::now());
     loop {
@@ -495,6 +515,7 @@ async fn watch_connection(
             // Draining, or the server is gone: either way, time to close.
             _ = draining.wait_for(|d| *d) => break,
             _ = check.tick() => {
+                deadlines.tick();
                 let moves = activity.moves();
                 if moves != seen {
                     (seen, active_at) = (moves, Instant::now());

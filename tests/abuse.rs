@@ -96,6 +96,44 @@ async fn slow_headers_are_cut_off() {
     assert!(took < Duration::from_secs(5), "{took:?}");
 }
 
+/// Headers sent a byte every 50 ms keep the connection from ever being idle, so only the
+/// deadline for the headers (--request-timeout) can end them.
+#[tokio::test]
+async fn trickled_headers_are_cut_off_though_never_idle() {
+    let webhook = webhook(Limits {
+        idle_timeout: Duration::from_secs(60),
+        ..short_limits()
+    })
+    .await;
+    let stream = raw_tls(&webhook).await;
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let start = Instant::now();
+    let trickle = tokio::spawn(async move {
+        let head = b"POST /validate HTTP/1.1\r\nHost: localhost\r\nX-Slow: ";
+        for byte in head.iter().chain(std::iter::repeat(&b'a')) {
+            if writer.write_all(&[*byte]).await.is_err() || writer.flush().await.is_err() {
+                return;
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), reader.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(_)) => {}
+            Err(_) => panic!("trickled headers kept the connection open for 10 s"),
+        }
+    }
+    let took = start.elapsed();
+    trickle.abort();
+    // 400 ms for the headers, seen on a watchdog tick at most 400 ms later; the rest is slack.
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}
+
 /// A request that sends its headers and then stops short of the body it declared: a declared
 /// length within the limit waits for the body and gets 408; one over the limit is refused at once,
 /// before any of it arrives (waiting for it would end in 408 too).
