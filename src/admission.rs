@@ -105,8 +105,7 @@ impl Validator {
         // Names the source knows in memory (the cache, a file) are answered here, with no
         // future per name; only the rest wait for the API server, a few at a time.
         let names = rules::names_to_resolve(&refs);
-        let mut resolutions: NameMap<&str, Resolution> =
-            NameMap::with_capacity_and_hasher(names.len(), Default::default());
+        let mut resolutions = Resolutions::with_capacity(names.len());
         let mut pending = Vec::new();
         for name in names {
             match self.source.resolve_now(name) {
@@ -149,7 +148,7 @@ impl Validator {
         &'a self,
         names: Vec<&'a str>,
         budget: Duration,
-        resolutions: &mut NameMap<&'a str, Resolution>,
+        resolutions: &mut Resolutions<'a>,
     ) {
         // Futures built in a loop rather than a `.map()` closure: a closure over borrowed names
         // trips the compiler's higher-ranked `Send` inference for the axum handler.
@@ -163,6 +162,44 @@ impl Validator {
         let mut answers = futures::stream::iter(lookups).buffer_unordered(LOOKUP_CONCURRENCY);
         while let Some((name, resolution)) = answers.next().await {
             resolutions.insert(name, resolution);
+        }
+    }
+}
+
+/// The answers for one review's Function names, each name once. A review usually names one or
+/// two Functions: for those a list searched in order costs less than a hash map (no table to
+/// allocate, hash into and free). A BackupBatch can name many, and gets the map.
+enum Resolutions<'a> {
+    Few(Vec<(&'a str, Resolution)>),
+    Many(NameMap<&'a str, Resolution>),
+}
+
+impl<'a> Resolutions<'a> {
+    /// Up to this many names, a list.
+    const FEW: usize = 16;
+
+    fn with_capacity(names: usize) -> Self {
+        if names <= Self::FEW {
+            Resolutions::Few(Vec::with_capacity(names))
+        } else {
+            Resolutions::Many(NameMap::with_capacity_and_hasher(names, Default::default()))
+        }
+    }
+
+    /// Adds the answer for `name`, which has none yet.
+    fn insert(&mut self, name: &'a str, resolution: Resolution) {
+        match self {
+            Resolutions::Few(list) => list.push((name, resolution)),
+            Resolutions::Many(map) => {
+                map.insert(name, resolution);
+            }
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&Resolution> {
+        match self {
+            Resolutions::Few(list) => list.iter().find(|(n, _)| *n == name).map(|(_, r)| r),
+            Resolutions::Many(map) => map.get(name),
         }
     }
 }
