@@ -145,7 +145,16 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 /// The API server's own deadline for this call, sent as `?timeout=5s`.
 fn api_server_timeout(query: Option<&str>) -> Option<Duration> {
-    query?
+    let query = query?;
+    // What the API server sends: `timeout=` and whole seconds, alone. Read without splitting.
+    let plain = query
+        .strip_prefix("timeout=")
+        .and_then(|v| v.strip_suffix('s'))
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    if let Some(seconds) = plain.and_then(|n| n.parse::<u64>().ok()) {
+        return Some(Duration::from_secs(seconds));
+    }
+    query
         .split('&')
         .find_map(|kv| kv.strip_prefix("timeout="))
         .and_then(|v| {
@@ -763,6 +772,9 @@ mod tests {
             (Some("timeout=1m30s"), Some(Duration::from_secs(90))),
             (Some("timeout=oops"), None),
             (Some("timeout=s"), None),
+            (Some("timeout=5s&a=s"), Some(Duration::from_secs(5))),
+            (Some("timeout=99999999999999999999s"), None),
+            (Some("timeout=-5s"), None),
             (None, None),
         ] {
             assert_eq!(api_server_timeout(query), want, "{query:?}");
