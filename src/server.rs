@@ -14,7 +14,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::future::ready;
 use futures::task::AtomicWaker;
 use futures::FutureExt;
@@ -211,7 +211,7 @@ fn validate<B>(
     request: axum::http::Request<B>,
 ) -> Validate<impl Future<Output = Response>>
 where
-    B: HttpBody<Data = Bytes> + Send + 'static,
+    B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     if !is_json(request.headers()) {
@@ -245,10 +245,10 @@ fn too_large(max: usize) -> String {
 /// The whole body, within the size limit and the request timeout; or the refusal to send.
 async fn read_body<B>(app: &App, body: Limited<B>) -> Result<Bytes, Response>
 where
-    B: HttpBody<Data = Bytes>,
+    B: HttpBody<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut collect = std::pin::pin!(body.collect());
+    let mut collect = std::pin::pin!(collect(body));
     // A review's body has usually arrived with its headers: read it without arming a timer,
     // and arm one only for a body still on its way.
     let collected = match futures::FutureExt::now_or_never(collect.as_mut()) {
@@ -256,7 +256,7 @@ where
         None => tokio::time::timeout(app.limits.request_timeout, collect).await,
     };
     match collected {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Ok(body)) => Ok(body),
         Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(refuse(
             app,
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -276,6 +276,30 @@ where
             ),
         )),
     }
+}
+
+/// The body's data, trailers ignored. A review's body usually comes in one frame, which is taken
+/// as it is; more frames are joined in one buffer.
+async fn collect<B: HttpBody<Data = Bytes> + Unpin>(mut body: B) -> Result<Bytes, B::Error> {
+    let mut first = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        if let Some(joined) = &mut joined {
+            joined.extend_from_slice(&data);
+        } else if first.is_empty() {
+            first = data;
+        } else {
+            let hint = usize::try_from(body.size_hint().lower()).unwrap_or(0);
+            let mut buffer = BytesMut::with_capacity(first.len() + data.len() + hint);
+            buffer.extend_from_slice(&first);
+            buffer.extend_from_slice(&data);
+            joined = Some(buffer);
+        }
+    }
+    Ok(joined.map_or(first, BytesMut::freeze))
 }
 
 /// Decodes, reviews and encodes one body, and records the review.
@@ -733,6 +757,34 @@ mod tests {
             direct.1
         );
         assert_eq!(routed, direct);
+    }
+
+    #[tokio::test]
+    async fn collects_a_body_of_one_frame_as_it_is_and_joins_more() {
+        use http_body_util::StreamBody;
+        use hyper::body::Frame;
+
+        let body = |frames: Vec<Frame<Bytes>>| {
+            StreamBody::new(futures::stream::iter(
+                frames.into_iter().map(Ok::<_, Infallible>),
+            ))
+        };
+        let one = Bytes::from_static(b"{\"kind\":\"AdmissionReview\"}");
+        let got = collect(body(vec![Frame::data(one.clone())])).await.unwrap();
+        assert_eq!(got, one);
+        assert_eq!(got.as_ptr(), one.as_ptr(), "one frame is not copied");
+
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-t", HeaderValue::from_static("1"));
+        let frames = vec![
+            Frame::data(Bytes::from_static(b"ab")),
+            Frame::data(Bytes::new()),
+            Frame::data(Bytes::from_static(b"cd")),
+            Frame::trailers(trailers),
+            Frame::data(Bytes::from_static(b"ef")),
+        ];
+        assert_eq!(collect(body(frames)).await.unwrap(), "abcdef");
+        assert_eq!(collect(body(Vec::new())).await.unwrap(), "");
     }
 
     #[test]
