@@ -29,7 +29,11 @@ static VALIDATOR: LazyLock<Validator> = LazyLock::new(|| {
         Metrics::default(),
     )
     .expect("the example Functions load");
-    Validator::new(Arc::new(source), FailurePolicy::Deny, Duration::from_secs(1))
+    Validator::new(
+        Arc::new(source),
+        FailurePolicy::Deny,
+        Duration::from_secs(1),
+    )
 });
 
 fuzz_target!(|data: &[u8]| {
@@ -37,8 +41,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let outcome = RUNTIME.block_on(VALIDATOR.review(&request, Some(Duration::from_secs(5))));
-    let encoded = review::encode(version, &outcome.response).expect("a response always encodes");
+    let encoded =
+        review::encode(version, &request.uid, &outcome.reply).expect("a response always encodes");
     let answer: serde_json::Value = serde_json::from_slice(&encoded).expect("the answer is JSON");
-    assert_eq!(answer["response"]["uid"].as_str(), Some(request.uid.as_str()));
+    assert_eq!(
+        answer["response"]["uid"].as_str(),
+        Some(request.uid.as_str())
+    );
     assert!(answer["response"]["allowed"].is_boolean());
 });
