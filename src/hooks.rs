@@ -10,6 +10,8 @@ use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+use crate::scan::{DeError, Key, Scanner};
+
 /// The API group whose kinds carry hooks.
 pub const STASH_GROUP: &str = "stash.appscode.com";
 /// The only served version of the hook-bearing kinds.
@@ -212,13 +214,6 @@ impl HookSet {
     }
 }
 
-impl SpecHooks {
-    /// Reads a spec given as JSON, the same tolerant way a review's spec is decoded.
-    pub fn from_value(spec: &Value) -> Self {
-        SpecHooks::deserialize(spec).unwrap_or_default()
-    }
-}
-
 /// Every executor reference in an object's spec hooks, in document order of the kind's hook
 /// names. Hooks without `executor` yield nothing.
 pub fn executor_refs(kind: StashKind, spec: &SpecHooks) -> Vec<ExecutorRef<'_>> {
@@ -269,9 +264,11 @@ fn executor_path(member: Option<usize>, hook_name: &str) -> FieldPath {
     FieldPath(path)
 }
 
-// Decoding. Every visitor accepts any JSON value: a shape other than the expected one is
-// recorded (an executor or field of the wrong type, for the rules to report) or skipped (a
-// `hooks`, hook or `members` that is not a map or list), never an error.
+// Decoding, straight from the scanner over the review's body. Every shape is accepted: a shape
+// other than the expected one is recorded (an executor or field of the wrong type, for the rules
+// to report) or passed over (a `hooks`, hook or `members` that is not a map or list), never an
+// error. Only JSON that is not JSON is refused. `depth` is how many containers of the spec the
+// walk has entered, for the nesting limit of what it skips.
 
 /// Accepts any value and keeps only its JSON type, as the rules name it.
 struct TypeName;
@@ -313,368 +310,160 @@ impl<'de> Visitor<'de> for TypeName {
     }
 }
 
-/// A value read by a visitor that handles maps (or lists) and names any other type found.
-macro_rules! other_types {
-    ($wrap:expr) => {
-        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-            TypeName.visit_bool(v).map($wrap)
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            TypeName.visit_i64(v).map($wrap)
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            TypeName.visit_u64(v).map($wrap)
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-            TypeName.visit_f64(v).map($wrap)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            TypeName.visit_unit().map($wrap)
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            TypeName.visit_none().map($wrap)
-        }
-    };
-}
+/// The JSON type of any value, read (and checked) as serde reads a value of that type.
+struct TypeOf(&'static str);
 
-impl<'de> Deserialize<'de> for SpecHooks {
+impl<'de> Deserialize<'de> for TypeOf {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(d.deserialize_any(SpecVisitor { members: true })?
-            .unwrap_or_default())
+        d.deserialize_any(TypeName).map(TypeOf)
     }
 }
 
-/// A spec (`members: true`) or a member of one: its `hooks`, and for a spec its `members`; none
-/// when it is not a map.
-struct SpecVisitor {
-    members: bool,
+/// Reads the value at the scanner as a map with `member`, or, when it is not a map, only its type.
+fn map_or_type<'a>(
+    s: &mut Scanner<'a>,
+    depth: u32,
+    member: impl FnMut(&mut Scanner<'a>, Key<'a>) -> Result<(), DeError>,
+) -> Result<Result<(), &'static str>, DeError> {
+    if s.next_byte() == Some(b'{') {
+        s.object(member)?;
+        return Ok(Ok(()));
+    }
+    Ok(Err(s.deserialize_at::<TypeOf>(depth)?.0))
 }
 
-#[derive(Deserialize)]
-#[serde(field_identifier, rename_all = "camelCase")]
-enum SpecKey {
-    Hooks,
-    Members,
-    #[serde(other)]
-    Other,
-}
-
-impl<'de> Visitor<'de> for SpecVisitor {
-    type Value = Option<SpecHooks>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
+impl SpecHooks {
+    /// Reads a spec given as JSON, as a review's spec is read.
+    pub fn from_value(spec: &Value) -> Self {
+        let text = spec.to_string();
+        SpecHooks::read(&mut Scanner::new(text.as_bytes())).unwrap_or_default()
     }
 
-    other_types!(|_| None);
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        TypeName.visit_seq(seq).map(|_| None)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+    /// Reads the spec at the scanner: its `hooks` and the `hooks` of each of its `members`.
+    pub fn read(s: &mut Scanner<'_>) -> Result<Self, DeError> {
         let mut spec = SpecHooks::default();
-        while let Some(key) = map.next_key::<SpecKey>()? {
-            match key {
-                SpecKey::Hooks => spec.hooks = map.next_value::<HookSet>()?,
-                SpecKey::Members if self.members => spec.members = map.next_value::<Members>()?.0,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+        let _ = map_or_type(s, 0, |s, key| {
+            match &*key.bytes() {
+                b"hooks" => spec.hooks = HookSet::read(s, 1)?,
+                b"members" => spec.members = read_members(s, 1)?,
+                _ => s.skip_at(1)?,
             }
-        }
-        Ok(Some(spec))
+            Ok(())
+        })?;
+        Ok(spec)
     }
 }
 
-struct Members(Vec<HookSet>);
-
-impl<'de> Deserialize<'de> for Members {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(MembersVisitor)
+/// `members`: one [`HookSet`] per element when it is a list (an element that is not a map has
+/// none, and keeps its place, so field paths stay right); none when it is not a list.
+fn read_members(s: &mut Scanner<'_>, depth: u32) -> Result<Vec<HookSet>, DeError> {
+    if s.next_byte() != Some(b'[') {
+        s.deserialize_at::<TypeOf>(depth)?;
+        return Ok(Vec::new());
     }
+    let mut members = Vec::new();
+    s.array(|s| {
+        let mut hooks = HookSet::default();
+        let _ = map_or_type(s, depth + 1, |s, key| {
+            match &*key.bytes() {
+                b"hooks" => hooks = HookSet::read(s, depth + 2)?,
+                _ => s.skip_at(depth + 2)?,
+            }
+            Ok(())
+        })?;
+        members.push(hooks);
+        Ok::<_, DeError>(())
+    })?;
+    Ok(members)
 }
 
-struct MembersVisitor;
-
-impl<'de> Visitor<'de> for MembersVisitor {
-    type Value = Members;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    other_types!(|_| Members(Vec::new()));
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Members, E> {
-        Ok(Members(Vec::new()))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Members, A::Error> {
-        TypeName.visit_map(map).map(|_| Members(Vec::new()))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Members, A::Error> {
-        // Every element keeps its place, so field paths (`members[i]`) stay right.
-        let mut members = Vec::new();
-        while let Some(Member(hooks)) = seq.next_element()? {
-            members.push(hooks);
-        }
-        Ok(Members(members))
-    }
-}
-
-struct Member(HookSet);
-
-impl<'de> Deserialize<'de> for Member {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let spec = d.deserialize_any(SpecVisitor { members: false })?;
-        Ok(Member(spec.map(|s| s.hooks).unwrap_or_default()))
-    }
-}
-
-impl<'de> Deserialize<'de> for HookSet {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(HookSetVisitor)
-    }
-}
-
-struct HookSetVisitor;
-
-impl<'de> Visitor<'de> for HookSetVisitor {
-    type Value = HookSet;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    other_types!(|_| HookSet::default());
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<HookSet, E> {
-        Ok(HookSet::default())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<HookSet, A::Error> {
-        TypeName.visit_seq(seq).map(|_| HookSet::default())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HookSet, A::Error> {
+impl HookSet {
+    /// A `hooks` block: each hook of some kind (which ones count for an object depends on its
+    /// kind, known later) with its executor; any other key is passed over. Names are matched in
+    /// place, so a hook costs no allocation for its name.
+    fn read(s: &mut Scanner<'_>, depth: u32) -> Result<HookSet, DeError> {
         let mut set = Vec::new();
-        while let Some(HookName(name)) = map.next_key()? {
+        let _ = map_or_type(s, depth, |s, key| {
+            let key = key.bytes();
+            let name = BACKUP_HOOKS
+                .iter()
+                .chain(RESTORE_HOOKS)
+                .find(|name| name.as_bytes() == &*key)
+                .copied();
             let Some(name) = name else {
-                map.next_value::<IgnoredAny>()?;
-                continue;
+                return Ok(s.skip_at(depth + 1)?);
             };
-            if let Hook(Some(executor)) = map.next_value()? {
+            if let Some(executor) = read_hook(s, depth + 1)? {
                 set.push((name, executor));
             } else {
                 // A later hook of the same name without an executor replaces an earlier one.
                 set.retain(|(n, _)| *n != name);
             }
-        }
+            Ok(())
+        })?;
         Ok(HookSet(set))
-    }
-}
-
-/// A key of `hooks`: the name when it is a hook of some kind (which ones count for an object
-/// depends on its kind, known later), none for any other key, whose value is skipped. Names are
-/// matched in place, so a hook costs no allocation for its name.
-struct HookName(Option<&'static str>);
-
-impl<'de> Deserialize<'de> for HookName {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct NameVisitor;
-        impl Visitor<'_> for NameVisitor {
-            type Value = HookName;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a hook name")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<HookName, E> {
-                self.visit_bytes(v.as_bytes())
-            }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<HookName, E> {
-                Ok(HookName(
-                    BACKUP_HOOKS
-                        .iter()
-                        .chain(RESTORE_HOOKS)
-                        .find(|name| name.as_bytes() == v)
-                        .copied(),
-                ))
-            }
-        }
-        d.deserialize_identifier(NameVisitor)
     }
 }
 
 /// One hook, reduced to its executor: none when the hook is not a map, or has no executor or a
 /// null one.
-struct Hook(Option<Executor>);
-
-#[derive(Deserialize)]
-#[serde(field_identifier, rename_all = "camelCase")]
-enum HookKey {
-    Executor,
-    #[serde(other)]
-    Other,
-}
-
-impl<'de> Deserialize<'de> for Hook {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(HookVisitor)
-    }
-}
-
-struct HookVisitor;
-
-impl<'de> Visitor<'de> for HookVisitor {
-    type Value = Hook;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    other_types!(|_| Hook(None));
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Hook, E> {
-        Ok(Hook(None))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Hook, A::Error> {
-        TypeName.visit_seq(seq).map(|_| Hook(None))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Hook, A::Error> {
-        let mut executor = None;
-        while let Some(key) = map.next_key::<HookKey>()? {
-            match key {
-                HookKey::Executor => executor = map.next_value::<MaybeExecutor>()?.0,
-                HookKey::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
+fn read_hook(s: &mut Scanner<'_>, depth: u32) -> Result<Option<Executor>, DeError> {
+    let mut executor = None;
+    let _ = map_or_type(s, depth, |s, key| {
+        match &*key.bytes() {
+            b"executor" => executor = read_executor(s, depth + 1)?,
+            _ => s.skip_at(depth + 1)?,
         }
-        Ok(Hook(executor))
-    }
+        Ok(())
+    })?;
+    Ok(executor)
 }
 
 /// `executor`: none when null.
-struct MaybeExecutor(Option<Executor>);
-
-impl<'de> Deserialize<'de> for MaybeExecutor {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ExecutorVisitor)
-    }
-}
-
-struct ExecutorVisitor;
-
-#[derive(Deserialize)]
-#[serde(field_identifier, rename_all = "camelCase")]
-enum ExecutorKey {
-    FunctionName,
-    Params,
-    #[serde(other)]
-    Other,
-}
-
-impl<'de> Visitor<'de> for ExecutorVisitor {
-    type Value = MaybeExecutor;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    other_types!(|t| MaybeExecutor((t != "null").then_some(Executor::WrongType(t))));
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<MaybeExecutor, E> {
-        Ok(MaybeExecutor(Some(Executor::WrongType("a string"))))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<MaybeExecutor, A::Error> {
-        TypeName
-            .visit_seq(seq)
-            .map(|t| MaybeExecutor(Some(Executor::WrongType(t))))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MaybeExecutor, A::Error> {
-        let mut function = FunctionName::Missing;
-        let mut params = Params::Absent;
-        while let Some(key) = map.next_key::<ExecutorKey>()? {
-            match key {
-                ExecutorKey::FunctionName => function = map.next_value::<FunctionName>()?,
-                ExecutorKey::Params => params = map.next_value::<Params>()?,
-                ExecutorKey::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
+fn read_executor(s: &mut Scanner<'_>, depth: u32) -> Result<Option<Executor>, DeError> {
+    let mut function = FunctionName::Missing;
+    let mut params = Params::Absent;
+    let read = map_or_type(s, depth, |s, key| {
+        match &*key.bytes() {
+            b"functionName" => function = read_function_name(s, depth + 1)?,
+            b"params" => params = read_params(s, depth + 1)?,
+            _ => s.skip_at(depth + 1)?,
         }
-        Ok(MaybeExecutor(Some(Executor::Ref { function, params })))
-    }
+        Ok(())
+    })?;
+    Ok(match read {
+        Ok(()) => Some(Executor::Ref { function, params }),
+        Err("null") => None,
+        Err(other) => Some(Executor::WrongType(other)),
+    })
 }
 
-impl<'de> Deserialize<'de> for FunctionName {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = FunctionName;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            other_types!(|t| if t == "null" {
-                FunctionName::Missing
-            } else {
-                FunctionName::WrongType(t)
-            });
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<FunctionName, E> {
-                Ok(FunctionName::Named(v.to_owned()))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<FunctionName, A::Error> {
-                TypeName.visit_seq(seq).map(FunctionName::WrongType)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FunctionName, A::Error> {
-                TypeName.visit_map(map).map(FunctionName::WrongType)
-            }
-        }
-        d.deserialize_any(V)
+fn read_function_name(s: &mut Scanner<'_>, depth: u32) -> Result<FunctionName, DeError> {
+    if s.next_byte() == Some(b'"') {
+        return Ok(FunctionName::Named(s.deserialize_at::<String>(depth)?));
     }
+    Ok(match s.deserialize_at::<TypeOf>(depth)?.0 {
+        "null" => FunctionName::Missing,
+        other => FunctionName::WrongType(other),
+    })
 }
 
-impl<'de> Deserialize<'de> for Params {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Params;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            other_types!(|t| if t == "null" {
-                Params::Absent
-            } else {
-                Params::WrongType(t)
-            });
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Params, E> {
-                Ok(Params::WrongType("a string"))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Params, A::Error> {
-                TypeName.visit_seq(seq).map(Params::WrongType)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Params, A::Error> {
-                // Sorted and each once, as a JSON map holds them.
-                let mut keys: Vec<String> = Vec::new();
-                while let Some((key, IgnoredAny)) = map.next_entry::<String, IgnoredAny>()? {
-                    keys.push(key);
-                }
-                keys.sort_unstable();
-                keys.dedup();
-                Ok(Params::Keys(keys))
-            }
+/// `params`: only the keys are judged; sorted and each once, as a JSON map holds them.
+fn read_params(s: &mut Scanner<'_>, depth: u32) -> Result<Params, DeError> {
+    let mut keys: Vec<String> = Vec::new();
+    let read = map_or_type(s, depth, |s, key| {
+        keys.push(s.key_text(&key)?.into_owned());
+        Ok(s.skip_at(depth + 1)?)
+    })?;
+    Ok(match read {
+        Ok(()) => {
+            keys.sort_unstable();
+            keys.dedup();
+            Params::Keys(keys)
         }
-        d.deserialize_any(V)
-    }
+        Err("null") => Params::Absent,
+        Err(other) => Params::WrongType(other),
+    })
 }
 
 #[cfg(test)]
@@ -755,13 +544,12 @@ mod tests {
 
     #[test]
     fn repeated_keys_read_as_a_json_map_holds_them() {
-        let spec: SpecHooks = serde_json::from_str(
-            r#"{"hooks": {"preBackup": {"executor": {"functionName": "first"}},
+        // Repeated keys cannot be written as a `Value`: read from the text.
+        let text = r#"{"hooks": {"preBackup": {"executor": {"functionName": "first"}},
                           "preBackup": {"executor": {"functionName": "last", "params": {"b": 1, "a": 2, "b": 3}}},
                           "postBackup": {"executor": {"functionName": "gone"}},
-                          "postBackup": {"exec": ["/bin/true"]}}}"#,
-        )
-        .unwrap();
+                          "postBackup": {"exec": ["/bin/true"]}}}"#;
+        let spec = SpecHooks::read(&mut Scanner::new(text.as_bytes())).unwrap();
         let refs = executor_refs(StashKind::BackupConfiguration, &spec);
         assert_eq!(refs.len(), 1);
         assert_eq!(

@@ -210,7 +210,16 @@ fn field<'a, T: Deserialize<'a>>(
     scanner: &mut Scanner<'a>,
     name: &'static str,
 ) -> Result<T, ReviewError> {
-    scanner.deserialize().map_err(|err| match err {
+    field_with(scanner, name, Scanner::deserialize)
+}
+
+/// [`field`], read by `read`.
+fn field_with<'a, T>(
+    scanner: &mut Scanner<'a>,
+    name: &'static str,
+    read: impl FnOnce(&mut Scanner<'a>) -> Result<T, DeError>,
+) -> Result<T, ReviewError> {
+    read(scanner).map_err(|err| match err {
         DeError::Syntax(err) => ReviewError::Syntax(err),
         DeError::Invalid(message) => ReviewError::Field {
             field: name,
@@ -323,7 +332,11 @@ fn read_object(s: &mut Scanner<'_>, name: &'static str) -> Result<Option<Object>
     };
     let mut spec = None;
     s.object(|s, key| match &*key.bytes() {
-        b"spec" => set(&mut spec, s, spec_name),
+        b"spec" => once(
+            &mut spec,
+            field_with(s, spec_name, SpecHooks::read)?,
+            spec_name,
+        ),
         _ => Ok(s.skip()?),
     })?;
     Ok(Some(Object {

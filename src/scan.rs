@@ -8,8 +8,9 @@
 //! pass, 64 bytes per mask (with AVX2 or SSE2), escapes resolved as they are built; the same pass
 //! notes whether the body is all ASCII, in which case no string needs a UTF-8 check of its own.
 //! It checks the grammar as it walks (escapes, control characters, numbers, literals, nesting), so
-//! a malformed body is still refused. The values that are used are built by their serde visitors
-//! through a `Deserializer` over the same scanner ([`Scanner::deserialize`], `de.rs`).
+//! a malformed body is still refused. The values that are used are read by walks over the same
+//! scanner ([`Scanner::object`], [`Scanner::array`]: a spec's hooks, `hooks.rs`), or built by
+//! their serde visitors through a `Deserializer` over it ([`Scanner::deserialize`], `de.rs`).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -473,7 +474,41 @@ impl<'a> Scanner<'a> {
     /// are built by their serde visitors straight from the body, and what those visitors ignore
     /// is skipped by this scanner.
     pub fn deserialize<T: serde::Deserialize<'a>>(&mut self) -> Result<T, DeError> {
-        T::deserialize(&mut de::Deserializer::new(self))
+        self.deserialize_at(0)
+    }
+
+    /// [`Scanner::deserialize`] for a value already `depth` containers deep (of the walk that
+    /// reached it), which count towards the nesting limit.
+    pub fn deserialize_at<T: serde::Deserialize<'a>>(&mut self, depth: u32) -> Result<T, DeError> {
+        T::deserialize(&mut de::Deserializer::at_depth(self, depth))
+    }
+
+    /// [`Scanner::skip`] for a value already `depth` containers deep.
+    pub fn skip_at(&mut self, depth: u32) -> Result<(), SyntaxError> {
+        self.skip_nested(depth)
+    }
+
+    /// The first byte of the next value (whitespace skipped), which tells its type; nothing is
+    /// consumed.
+    pub fn next_byte(&mut self) -> Option<u8> {
+        self.peek()
+    }
+
+    /// A key's text, escapes resolved, as serde_json reads a map's key into a `String`: one
+    /// without escapes must be UTF-8, or it is refused at its opening quote.
+    pub fn key_text(&self, key: &Key<'a>) -> Result<Cow<'a, str>, SyntaxError> {
+        if key.escaped() {
+            return Ok(key.text());
+        }
+        self.text_of(key.raw).map(Cow::Borrowed).map_err(|_| {
+            let quote = (key.raw.as_ptr() as usize)
+                .wrapping_sub(self.bytes.as_ptr() as usize)
+                .wrapping_sub(1);
+            SyntaxError {
+                what: "invalid unicode code point",
+                at: quote,
+            }
+        })
     }
 
     /// Walks the object that starts here, calling `member` with each key; `member` must consume
@@ -498,6 +533,37 @@ impl<'a> Scanner<'a> {
                 }
                 Some(_) => return Err(self.error("expected `,` or `}`").into()),
                 None => return Err(self.error("EOF while parsing an object").into()),
+            }
+        }
+    }
+
+    /// Walks the array that starts here, calling `element` at each element; `element` must
+    /// consume it.
+    pub fn array<E: From<SyntaxError>>(
+        &mut self,
+        mut element: impl FnMut(&mut Self) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.expect(b'[', "expected a list")?;
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            element(self)?;
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    // `[1,]` is refused where the value should be.
+                    if self.peek() == Some(b']') {
+                        return Err(self.error("expected value").into());
+                    }
+                }
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                Some(_) => return Err(self.error("expected `,` or `]`").into()),
+                None => return Err(self.error("EOF while parsing a list").into()),
             }
         }
     }

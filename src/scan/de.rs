@@ -1,7 +1,7 @@
-//! A serde `Deserializer` over the [`Scanner`]: the fields a review is read for (its identity and
-//! each object's `spec`) are built by their serde visitors straight from the body, and whatever
-//! those visitors ignore (a hook's `exec`, most of a spec) is skipped by the scanner instead of by
-//! a second JSON parser. Errors read as serde_json's do: a value of the wrong type is
+//! A serde `Deserializer` over the [`Scanner`]: the fields a review is read for (its identity, and
+//! within a spec's hooks the values of a shape other than expected) are built by their serde
+//! visitors straight from the body, and whatever those visitors ignore is skipped by the scanner
+//! instead of by a second JSON parser. Errors read as serde_json's do: a value of the wrong type is
 //! "invalid type: integer `3`, expected a string", JSON that is not JSON is a [`SyntaxError`] with
 //! its byte offset in the body.
 
@@ -70,8 +70,9 @@ pub struct Deserializer<'s, 'a> {
 }
 
 impl<'s, 'a> Deserializer<'s, 'a> {
-    pub fn new(scanner: &'s mut Scanner<'a>) -> Self {
-        Deserializer { scanner, depth: 0 }
+    /// Reads the value at the scanner's position, `depth` containers deep.
+    pub fn at_depth(scanner: &'s mut Scanner<'a>, depth: u32) -> Self {
+        Deserializer { scanner, depth }
     }
 
     /// The object or array that starts here: `visit` reads its entries, then it must be closed
