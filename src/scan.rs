@@ -136,25 +136,8 @@ impl<'a> Scanner<'a> {
     /// more when there is none before the end.
     #[inline(always)]
     fn next_stop(&self) -> usize {
-        let mut word = self.pos / 64;
-        let Some(&mask) = self.stops.get(word) else {
-            return self.bytes.len();
-        };
-        let rest = mask >> (self.pos % 64);
-        if rest != 0 {
-            return self.pos + rest.trailing_zeros() as usize;
-        }
-        loop {
-            // The last word has a bit for the end of the body, so this stops there.
-            word += 1;
-            match self.stops.get(word) {
-                Some(&0) => {}
-                Some(&mask) => return word * 64 + mask.trailing_zeros() as usize,
-                None => return self.bytes.len(),
-            }
-        }
+        stop_in(&self.stops, self.bytes.len(), self.pos)
     }
-
     #[inline(always)]
     fn whitespace(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.pos) {
@@ -353,76 +336,161 @@ impl<'a> Scanner<'a> {
 
     /// [`Scanner::skip`] for a value already `outer` containers deep, which count towards the
     /// nesting limit.
+    ///
+    /// The walk keeps its position in a local and reads the body and the stops through locals, so
+    /// they stay in registers: skipping is most of what a review's decoding does (a
+    /// `managedFields` entry is dozens of `"f:name":{}` members). The position is written back
+    /// before anything that reads it (a number, a literal, an error) and at the end.
     fn skip_nested(&mut self, outer: u32) -> Result<(), SyntaxError> {
+        // Most values skipped alone are strings: those need no walk.
+        if self.bytes.get(self.pos) == Some(&b'"') {
+            self.pos += 1;
+            return self.pass_string().map(drop);
+        }
+        // Lent to the walk, so it can hold them in registers while it changes the position.
+        let stops = std::mem::take(&mut self.stops);
+        let skipped = self.skip_walk(&stops, outer);
+        self.stops = stops;
+        skipped
+    }
+
+    /// [`Scanner::skip_nested`] with the stops lent.
+    fn skip_walk(&mut self, stops: &[u64], outer: u32) -> Result<(), SyntaxError> {
+        let bytes = self.bytes;
+        let mut pos = self.pos;
         let mut stack: u128 = 0;
         let mut depth: u32 = 0;
         let limit = MAX_DEPTH.saturating_sub(outer);
+        // The byte at `pos` after any whitespace, `pos` moved onto it.
+        macro_rules! next {
+            () => {{
+                match bytes.get(pos) {
+                    // Compact JSON, the API server's: the byte is there, no whitespace before it.
+                    Some(&b) if b > b' ' => Some(b),
+                    _ => {
+                        while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(pos) {
+                            pos += 1;
+                        }
+                        bytes.get(pos).copied()
+                    }
+                }
+            }};
+        }
+        // Fails at `pos`.
+        macro_rules! fail {
+            ($what:expr) => {{
+                self.pos = pos;
+                return Err(self.error($what));
+            }};
+        }
+        // Moves past the string whose opening quote is at `pos`.
+        macro_rules! string {
+            () => {{
+                let at = stop_in(stops, bytes.len(), pos + 1);
+                if bytes.get(at) == Some(&b'"') {
+                    pos = at + 1;
+                } else {
+                    self.pos = pos + 1;
+                    self.string_from(pos + 1)?;
+                    pos = self.pos;
+                }
+            }};
+        }
+        // A member's key and colon, from `pos`.
+        macro_rules! key {
+            () => {{
+                match next!() {
+                    Some(b'"') => string!(),
+                    Some(_) => fail!("expected a string"),
+                    None => fail!("EOF while parsing a value"),
+                }
+                match next!() {
+                    Some(b':') => pos += 1,
+                    Some(_) => fail!("expected `:`"),
+                    None => fail!("EOF while parsing a value"),
+                }
+            }};
+        }
         loop {
-            // A value.
-            match self.peek() {
-                Some(b'{') | Some(b'[') if depth == limit => {
-                    return Err(self.error("recursion limit exceeded"))
+            // A value: a string or an object most often, so those are looked for first.
+            let b = next!();
+            if b == Some(b'"') {
+                string!();
+            } else if b == Some(b'{') {
+                if depth == limit {
+                    fail!("recursion limit exceeded");
                 }
-                Some(b'{') => {
-                    self.pos += 1;
-                    if self.peek() == Some(b'}') {
-                        self.pos += 1;
-                    } else {
-                        stack = (stack << 1) | 1;
-                        depth += 1;
-                        self.skip_member_key()?;
-                        continue;
+                pos += 1;
+                if next!() == Some(b'}') {
+                    pos += 1;
+                } else {
+                    stack = (stack << 1) | 1;
+                    depth += 1;
+                    key!();
+                    continue;
+                }
+            } else {
+                match b {
+                    Some(b'[') if depth == limit => fail!("recursion limit exceeded"),
+                    Some(b'[') => {
+                        pos += 1;
+                        if next!() == Some(b']') {
+                            pos += 1;
+                        } else {
+                            stack <<= 1;
+                            depth += 1;
+                            continue;
+                        }
                     }
-                }
-                Some(b'[') => {
-                    self.pos += 1;
-                    if self.peek() == Some(b']') {
-                        self.pos += 1;
-                    } else {
-                        stack <<= 1;
-                        depth += 1;
-                        continue;
+                    Some(b't') => self.literal_at(&mut pos, b"true")?,
+                    Some(b'f') => self.literal_at(&mut pos, b"false")?,
+                    Some(b'n') => self.literal_at(&mut pos, b"null")?,
+                    Some(b'-' | b'0'..=b'9') => {
+                        self.pos = pos;
+                        self.number()?;
+                        pos = self.pos;
                     }
+                    Some(_) => fail!("expected value"),
+                    None => fail!("EOF while parsing a value"),
                 }
-                Some(b'"') => {
-                    self.pos += 1;
-                    self.pass_string()?;
-                }
-                Some(b't') => self.literal(b"true")?,
-                Some(b'f') => self.literal(b"false")?,
-                Some(b'n') => self.literal(b"null")?,
-                Some(b'-' | b'0'..=b'9') => self.number()?,
-                Some(_) => return Err(self.error("expected value")),
-                None => return Err(self.error("EOF while parsing a value")),
             }
             // After a value: close containers, or move to the next member.
             loop {
                 if depth == 0 {
+                    self.pos = pos;
                     return Ok(());
                 }
                 let in_object = stack & 1 == 1;
-                match (self.peek(), in_object) {
+                match (next!(), in_object) {
                     (Some(b','), true) => {
-                        self.pos += 1;
-                        self.skip_member_key()?;
+                        pos += 1;
+                        key!();
                         break;
                     }
                     (Some(b','), false) => {
-                        self.pos += 1;
+                        pos += 1;
                         break;
                     }
                     (Some(b'}'), true) | (Some(b']'), false) => {
-                        self.pos += 1;
+                        pos += 1;
                         stack >>= 1;
                         depth -= 1;
                     }
-                    (Some(_), true) => return Err(self.error("expected `,` or `}`")),
-                    (Some(_), false) => return Err(self.error("expected `,` or `]`")),
-                    (None, true) => return Err(self.error("EOF while parsing an object")),
-                    (None, false) => return Err(self.error("EOF while parsing a list")),
+                    (Some(_), true) => fail!("expected `,` or `}`"),
+                    (Some(_), false) => fail!("expected `,` or `]`"),
+                    (None, true) => fail!("EOF while parsing an object"),
+                    (None, false) => fail!("EOF while parsing a list"),
                 }
             }
         }
+    }
+
+    /// [`Scanner::literal`] at `pos`, which it moves past the literal.
+    fn literal_at(&mut self, pos: &mut usize, word: &'static [u8]) -> Result<(), SyntaxError> {
+        self.pos = *pos;
+        self.literal(word)?;
+        *pos = self.pos;
+        Ok(())
     }
 
     /// A member's key and its colon. The API server writes compact JSON, so the quote and the
@@ -434,14 +502,6 @@ impl<'a> Scanner<'a> {
         let key = self.string_after_quote()?;
         self.colon()?;
         Ok(key)
-    }
-
-    /// [`Scanner::member_key`] for a member that is skipped.
-    #[inline(always)]
-    fn skip_member_key(&mut self) -> Result<(), SyntaxError> {
-        self.key_quote()?;
-        self.pass_string()?;
-        self.colon()
     }
 
     #[inline(always)]
@@ -571,6 +631,29 @@ impl<'a> Scanner<'a> {
     /// True when the next value is an object (without consuming anything).
     pub fn at_object(&mut self) -> bool {
         self.peek() == Some(b'{')
+    }
+}
+
+/// The offset of the first stop at or after `pos` in a body of `len` bytes with `stops` (see
+/// [`Scanner`]); `len` or more when there is none before the end.
+#[inline(always)]
+fn stop_in(stops: &[u64], len: usize, pos: usize) -> usize {
+    let mut word = pos / 64;
+    let Some(&mask) = stops.get(word) else {
+        return len;
+    };
+    let rest = mask >> (pos % 64);
+    if rest != 0 {
+        return pos + rest.trailing_zeros() as usize;
+    }
+    loop {
+        // The last word has a bit for the end of the body, so this stops there.
+        word += 1;
+        match stops.get(word) {
+            Some(&0) => {}
+            Some(&mask) => return word * 64 + mask.trailing_zeros() as usize,
+            None => return len,
+        }
     }
 }
 
