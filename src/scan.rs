@@ -416,10 +416,7 @@ impl<'a> Scanner<'a> {
             let b = next!();
             if b == Some(b'"') {
                 string!();
-            } else if b == Some(b'{') {
-                if depth == limit {
-                    fail!("recursion limit exceeded");
-                }
+            } else if b == Some(b'{') && depth < limit {
                 pos += 1;
                 if next!() == Some(b'}') {
                     pos += 1;
@@ -431,7 +428,8 @@ impl<'a> Scanner<'a> {
                 }
             } else {
                 match b {
-                    Some(b'[') if depth == limit => fail!("recursion limit exceeded"),
+                    // An object here is one at the nesting limit.
+                    Some(b'{' | b'[') if depth == limit => fail!("recursion limit exceeded"),
                     Some(b'[') => {
                         pos += 1;
                         if next!() == Some(b']') {
