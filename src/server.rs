@@ -278,6 +278,9 @@ where
     }
 }
 
+/// The most a body's buffer is sized for before the bytes arrive; past it, it grows as they do.
+const PRESIZE_MAX: usize = 64 * 1024;
+
 /// The body's data, trailers ignored. A review's body usually comes in one frame, which is taken
 /// as it is; more frames are joined in one buffer.
 async fn collect<B: HttpBody<Data = Bytes> + Unpin>(mut body: B) -> Result<Bytes, B::Error> {
@@ -287,13 +290,23 @@ async fn collect<B: HttpBody<Data = Bytes> + Unpin>(mut body: B) -> Result<Bytes
         let Ok(data) = frame?.into_data() else {
             continue;
         };
+        if data.is_empty() {
+            continue;
+        }
         if let Some(joined) = &mut joined {
             joined.extend_from_slice(&data);
         } else if first.is_empty() {
             first = data;
         } else {
-            let hint = usize::try_from(body.size_hint().lower()).unwrap_or(0);
-            let mut buffer = BytesMut::with_capacity(first.len() + data.len() + hint);
+            // Sized by what has arrived and what the client says is to come, but never more up
+            // front than `PRESIZE_MAX`: a declared length costs the client nothing to send.
+            let hint = usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX);
+            let size = first
+                .len()
+                .saturating_add(data.len())
+                .saturating_add(hint)
+                .min(PRESIZE_MAX);
+            let mut buffer = BytesMut::with_capacity(size);
             buffer.extend_from_slice(&first);
             buffer.extend_from_slice(&data);
             joined = Some(buffer);
@@ -374,10 +387,10 @@ pub async fn serve_tls(
         router: router(app.clone()),
     };
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    // HTTP/1.1's timer is the connection's own (see `deadline`), set per connection below.
+    // HTTP/1.1's header-read deadline and the timer that keeps it are the connection's own (see
+    // `deadline`): both are set on each connection's copy of this builder.
     builder
         .http1()
-        .header_read_timeout(limits.request_timeout)
         // Head and body flattened into one buffer, one write into TLS: rustls takes a vectored
         // write slice by slice, which costs more than copying an answer of a few hundred bytes.
         .writev(false)
@@ -440,7 +453,10 @@ pub async fn serve_tls(
             let (io, activity) = Tracked::new(stream);
             let deadlines = Deadlines::new();
             let mut builder = (*builder).clone();
-            builder.http1().timer(deadlines.clone());
+            builder
+                .http1()
+                .timer(deadlines.clone())
+                .header_read_timeout(limits.request_timeout);
             let conn = builder
                 .serve_connection(TokioIo::new(io), service)
                 .into_owned();
@@ -527,10 +543,12 @@ struct CloseSignal {
 }
 
 /// Waits until the server drains or the connection has been idle for `idle_timeout`, then asks
-/// the connection to close; on each tick, also advances the connection's [`Deadlines`].
-/// Activity is seen on the watchdog's ticks (every second, or more often for shorter timeouts),
-/// so an idle connection is closed up to two ticks late, and a header deadline is seen up to one
-/// tick late.
+/// the connection to close; on each tick, before and after, also advances the connection's
+/// [`Deadlines`] (a connection asked to close still waits for a request it is reading the head
+/// of, and only the header deadline ends one that never completes). Activity is seen on the
+/// watchdog's ticks (every second, or more often for shorter timeouts), so an idle connection is
+/// closed up to two ticks late, and a header deadline is seen up to one tick late. The task ends
+/// when the connection does, which aborts it.
 async fn watch_connection(signal: Arc<CloseSignal>, watch: Watch) {
     let Watch {
         activity,
@@ -561,6 +579,10 @@ async fn watch_connection(signal: Arc<CloseSignal>, watch: Watch) {
     }
     signal.requested.store(true, Ordering::Release);
     signal.waker.wake();
+    loop {
+        check.tick().await;
+        deadlines.tick();
+    }
 }
 
 /// A connection that can be asked to finish its in-flight requests and close.
@@ -785,6 +807,16 @@ mod tests {
         ];
         assert_eq!(collect(body(frames)).await.unwrap(), "abcdef");
         assert_eq!(collect(body(Vec::new())).await.unwrap(), "");
+
+        // Over the limit, whether in one frame or across several: the limit's own error.
+        for frames in [vec!["abcdefg"], vec!["abc", "defg"]] {
+            let frames = frames
+                .into_iter()
+                .map(|f| Frame::data(Bytes::from(f)))
+                .collect();
+            let err = collect(Limited::new(body(frames), 6)).await.unwrap_err();
+            assert!(err.downcast_ref::<LengthLimitError>().is_some(), "{err}");
+        }
     }
 
     #[test]

@@ -134,6 +134,25 @@ async fn trickled_headers_are_cut_off_though_never_idle() {
     assert!(took < Duration::from_secs(3), "{took:?}");
 }
 
+/// A stalled first request head outlives the idle close, which waits for the request: the
+/// header deadline still ends it, though the idle timeout is the shorter.
+#[tokio::test]
+async fn a_stalled_head_is_cut_off_when_the_idle_timeout_is_shorter() {
+    let webhook = webhook(Limits {
+        request_timeout: Duration::from_millis(800),
+        idle_timeout: Duration::from_millis(200),
+        ..Limits::default()
+    })
+    .await;
+    let mut stream = raw_tls(&webhook).await;
+    stream
+        .write_all(b"POST /validate HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    let (_, took) = read_until_closed(&mut stream).await;
+    assert!(took < Duration::from_secs(4), "{took:?}");
+}
+
 /// A request that sends its headers and then stops short of the body it declared: a declared
 /// length within the limit waits for the body and gets 408; one over the limit is refused at once,
 /// before any of it arrives (waiting for it would end in 408 too).

@@ -4,8 +4,9 @@
 //! With tokio's timer each costs a timer-wheel entry (a lock to insert it, another to remove it)
 //! and about a thousand instructions, as much as the rest of the server's per-request extras
 //! together. The connection's watchdog ticks anyway (it closes idle connections), so here a
-//! deadline is a number the watchdog compares against its clock on each tick: arming one is two
-//! atomic stores. The price is precision: a deadline is seen up to one watchdog tick late.
+//! deadline is a number the watchdog compares against its clock on each tick: arming one is an
+//! atomic store and a waker's registration, with no lock and no shared structure. The price is
+//! precision: a deadline is seen up to one watchdog tick late.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -62,7 +63,14 @@ impl Deadlines {
 
 impl hyper::rt::Timer for Deadlines {
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        self.sleep_until(Instant::now() + duration)
+        match Instant::now().checked_add(duration) {
+            Some(deadline) => self.sleep_until(deadline),
+            // Beyond what an `Instant` can hold: a sleep that never ends.
+            None => Box::pin(DeadlineSleep {
+                state: self.0.clone(),
+                at: UNARMED - 1,
+            }),
+        }
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
@@ -136,14 +144,14 @@ mod tests {
         let flag = Arc::new(Flag(Default::default()));
         let waker = std::task::Waker::from(flag.clone());
         let mut cx = Context::from_waker(&waker);
-        let mut sleep = deadlines.sleep(Duration::from_millis(30));
+        let mut sleep = deadlines.sleep(Duration::from_millis(500));
 
         assert_eq!(sleep.as_mut().poll(&mut cx), Poll::Pending);
         deadlines.tick();
         assert_eq!(sleep.as_mut().poll(&mut cx), Poll::Pending, "too early");
         assert!(!flag.0.load(Ordering::SeqCst), "woken before its deadline");
 
-        std::thread::sleep(Duration::from_millis(40));
+        std::thread::sleep(Duration::from_millis(600));
         assert_eq!(
             sleep.as_mut().poll(&mut cx),
             Poll::Pending,
@@ -161,20 +169,34 @@ mod tests {
         let waker = std::task::Waker::from(flag.clone());
         let mut cx = Context::from_waker(&waker);
 
-        let mut first = deadlines.sleep(Duration::ZERO);
+        let mut first = deadlines.sleep(Duration::from_millis(1));
         assert_eq!(first.as_mut().poll(&mut cx), Poll::Pending);
         drop(first);
+        std::thread::sleep(Duration::from_millis(5));
         deadlines.tick();
         assert!(!flag.0.load(Ordering::SeqCst), "woken for a dropped sleep");
 
         let mut old = deadlines.sleep(Duration::from_secs(60));
         assert_eq!(old.as_mut().poll(&mut cx), Poll::Pending);
-        let mut new = deadlines.sleep(Duration::ZERO);
+        let mut new = deadlines.sleep(Duration::from_millis(1));
         assert_eq!(new.as_mut().poll(&mut cx), Poll::Pending);
         drop(old);
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(5));
         deadlines.tick();
         assert!(flag.0.load(Ordering::SeqCst), "the successor was disarmed");
         assert_eq!(new.as_mut().poll(&mut cx), Poll::Ready(()));
+    }
+
+    #[test]
+    fn a_sleep_past_what_an_instant_holds_never_ends() {
+        let deadlines = Deadlines::new();
+        let flag = Arc::new(Flag(Default::default()));
+        let waker = std::task::Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut sleep = deadlines.sleep(Duration::MAX);
+        assert_eq!(sleep.as_mut().poll(&mut cx), Poll::Pending);
+        deadlines.tick();
+        assert_eq!(sleep.as_mut().poll(&mut cx), Poll::Pending);
+        assert!(!flag.0.load(Ordering::SeqCst));
     }
 }
