@@ -175,11 +175,8 @@ enum Resolutions<'a> {
 }
 
 impl<'a> Resolutions<'a> {
-    /// Up to this many names, a list.
-    const FEW: usize = 16;
-
     fn with_capacity(names: usize) -> Self {
-        if names <= Self::FEW {
+        if names <= rules::FEW_NAMES {
             Resolutions::Few(Vec::with_capacity(names))
         } else {
             Resolutions::Many(NameMap::with_capacity_and_hasher(names, Default::default()))

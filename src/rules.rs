@@ -131,10 +131,13 @@ pub fn judge<'a>(
 }
 
 /// The distinct Function names that `judge` will ask about, each once.
+/// Up to this many, names are kept in a list searched in order rather than a hash set or map:
+/// a typical object names one or two Functions.
+pub const FEW_NAMES: usize = 16;
+
 pub fn names_to_resolve<'a>(refs: &[ExecutorRef<'a>]) -> Vec<&'a str> {
     let mut names = Vec::with_capacity(refs.len());
-    // A set only pays off for many names; a typical object names one or two.
-    if refs.len() <= 16 {
+    if refs.len() <= FEW_NAMES {
         for name in refs.iter().filter_map(ExecutorRef::function_name) {
             if !names.contains(&name) {
                 names.push(name);

@@ -138,6 +138,7 @@ impl<'a> Scanner<'a> {
     fn next_stop(&self) -> usize {
         stop_in(&self.stops, self.bytes.len(), self.pos)
     }
+
     #[inline(always)]
     fn whitespace(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.pos) {
@@ -331,17 +332,17 @@ impl<'a> Scanner<'a> {
     /// Skips one value of any shape, checking it. Iterative: nesting is tracked in a bit stack
     /// (1 = object, 0 = array), so hostile depth cannot overflow the thread's stack.
     pub fn skip(&mut self) -> Result<(), SyntaxError> {
-        self.skip_nested(0)
+        self.skip_at(0)
     }
 
-    /// [`Scanner::skip`] for a value already `outer` containers deep, which count towards the
-    /// nesting limit.
+    /// [`Scanner::skip`] for a value already `outer` containers deep (of the walk that reached
+    /// it), which count towards the nesting limit.
     ///
     /// The walk keeps its position in a local and reads the body and the stops through locals, so
     /// they stay in registers: skipping is most of what a review's decoding does (a
     /// `managedFields` entry is dozens of `"f:name":{}` members). The position is written back
     /// before anything that reads it (a number, a literal, an error) and at the end.
-    fn skip_nested(&mut self, outer: u32) -> Result<(), SyntaxError> {
+    pub fn skip_at(&mut self, outer: u32) -> Result<(), SyntaxError> {
         // Most values skipped alone are strings: those need no walk.
         if self.bytes.get(self.pos) == Some(&b'"') {
             self.pos += 1;
@@ -354,7 +355,7 @@ impl<'a> Scanner<'a> {
         skipped
     }
 
-    /// [`Scanner::skip_nested`] with the stops lent.
+    /// [`Scanner::skip_at`] with the stops lent.
     fn skip_walk(&mut self, stops: &[u64], outer: u32) -> Result<(), SyntaxError> {
         let bytes = self.bytes;
         let mut pos = self.pos;
@@ -539,11 +540,6 @@ impl<'a> Scanner<'a> {
     /// reached it), which count towards the nesting limit.
     pub fn deserialize_at<T: serde::Deserialize<'a>>(&mut self, depth: u32) -> Result<T, DeError> {
         T::deserialize(&mut de::Deserializer::at_depth(self, depth))
-    }
-
-    /// [`Scanner::skip`] for a value already `depth` containers deep.
-    pub fn skip_at(&mut self, depth: u32) -> Result<(), SyntaxError> {
-        self.skip_nested(depth)
     }
 
     /// The first byte of the next value (whitespace skipped), which tells its type; nothing is

@@ -245,12 +245,12 @@ fn lookups_get_at_most_half_the_api_servers_deadline() {
 
 #[test]
 fn answers_are_found_by_name_in_a_short_list_as_in_a_map() {
-    for count in [0, 1, 3, Resolutions::FEW, Resolutions::FEW + 1, 40] {
+    for count in [0, 1, 3, rules::FEW_NAMES, rules::FEW_NAMES + 1, 40] {
         let names: Vec<String> = (0..count).map(|i| format!("fn-{i}")).collect();
         let mut resolutions = Resolutions::with_capacity(count);
         assert_eq!(
             matches!(resolutions, Resolutions::Few(_)),
-            count <= Resolutions::FEW,
+            count <= rules::FEW_NAMES,
             "{count}"
         );
         for (i, name) in names.iter().enumerate() {

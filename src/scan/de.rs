@@ -211,7 +211,7 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'_, 'de> {
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        self.scanner.skip_nested(self.depth)?;
+        self.scanner.skip_at(self.depth)?;
         visitor.visit_unit()
     }
 
@@ -345,9 +345,9 @@ impl<'de> de::MapAccess<'de> for Access<'_, '_, 'de> {
     }
 }
 
-/// A key without escapes. Field names (`hooks`, `executor`, ...) are matched as bytes, with no
-/// UTF-8 check, as the scanner matches the review's own keys: a key that is not UTF-8 matches no
-/// field. A key read as text (a hook name, a parameter) is checked.
+/// A key without escapes. Field names (`uid`, `group`, ...) are matched as bytes, with no UTF-8
+/// check, as the scanner matches the review's own keys: a key that is not UTF-8 matches no field.
+/// A key read as text (of a map read whole, or skipped by a visitor) is checked.
 struct KeyDeserializer<'s, 'a> {
     raw: &'a [u8],
     /// The scanner that read the key, which knows whether its text needs a UTF-8 check.
