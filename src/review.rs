@@ -347,7 +347,7 @@ fn read_object(s: &mut Scanner<'_>, name: &'static str) -> Result<Option<Object>
 /// What this server answers a review: allowed, or denied with a message, and any warnings. Kept
 /// this small on purpose: most answers are a plain allow, written without building kube's
 /// `AdmissionResponse` (some 400 bytes, moved with the review's future, and three allocations).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub allowed: bool,
     /// Why the request is denied, as kubectl shows it after `denied the request: `; empty when
@@ -361,7 +361,8 @@ impl Reply {
     pub fn allow() -> Self {
         Reply {
             allowed: true,
-            ..Reply::default()
+            message: String::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -541,6 +542,14 @@ mod tests {
                 "warnings": ["w1", "w2"]
             })
         );
+        // Without warnings, no `warnings` field at all.
+        let out: serde_json::Value = serde_json::from_slice(
+            &encode(ReviewVersion::V1, "u-1", &Reply::deny("no".into())).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(out["response"]["allowed"], false);
+        assert_eq!(out["response"]["status"]["message"], "no");
+        assert!(out["response"].get("warnings").is_none(), "{out}");
     }
 
     #[test]
