@@ -542,6 +542,40 @@ mod tests {
         }
     }
 
+    /// Nesting counts from the spec, through the containers the walk reads, into what it skips:
+    /// refused where a plain skip of the same spec is refused, at the same byte.
+    #[test]
+    fn nesting_is_limited_as_a_skip_of_the_spec_limits_it() {
+        let (mut passed, mut refused) = (0, 0);
+        for inner in 120..=130 {
+            for (open, close) in [
+                (r#"{"hooks": {"preBackup": {"exec": "#, "}}}"),
+                (
+                    r#"{"members": [{"hooks": {"postBackup": {"executor": {"params": {"a": "#,
+                    "}}}}}]}",
+                ),
+            ] {
+                let text = format!("{open}{}{}{close}", "[".repeat(inner), "]".repeat(inner));
+                let read = SpecHooks::read(&mut Scanner::new(text.as_bytes()))
+                    .map(drop)
+                    .map_err(|e| e.to_string());
+                let skipped = Scanner::new(text.as_bytes())
+                    .skip()
+                    .map_err(|e| e.to_string());
+                assert_eq!(read, skipped, "{inner} in {open}");
+                if read.is_ok() {
+                    passed += 1;
+                } else {
+                    refused += 1;
+                }
+            }
+        }
+        assert!(
+            passed > 0 && refused > 0,
+            "{passed} passed, {refused} refused"
+        );
+    }
+
     #[test]
     fn repeated_keys_read_as_a_json_map_holds_them() {
         // Repeated keys cannot be written as a `Value`: read from the text.

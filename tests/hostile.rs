@@ -148,7 +148,8 @@ fn arb_json() -> impl Strategy<Value = Value> {
         ]
         .prop_map(|s| Value::String(s.to_owned())),
     ];
-    leaf.prop_recursive(4, 48, 6, |inner| {
+    // Deep enough for spec -> hooks -> hook -> executor -> params -> value.
+    leaf.prop_recursive(6, 64, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
             prop::collection::vec(
@@ -159,7 +160,12 @@ fn arb_json() -> impl Strategy<Value = Value> {
                         Just("executor".to_owned()),
                         Just("params".to_owned()),
                         Just("hooks".to_owned()),
-                        Just("postBackup".to_owned())
+                        Just("members".to_owned()),
+                        Just("exec".to_owned()),
+                        Just("preBackup".to_owned()),
+                        Just("postBackup".to_owned()),
+                        Just("preRestore".to_owned()),
+                        Just("postRestore".to_owned())
                     ],
                     inner
                 ),
