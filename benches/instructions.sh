@@ -68,7 +68,7 @@ count() {
         callgrind_annotate --inclusive=yes "$WORK/$name.out" |
             awk -v n="$N" '
                 /review::decode \[/ { gsub(",", "", $1); printf "  of which review::decode          %8d\n", $1 / n }
-                /scan::Scanner::skip_nested \[/ { gsub(",", "", $1); printf "    skipping unread values        %8d\n", $1 / n }
+                /scan::Scanner::skip_at \[/ { gsub(",", "", $1); printf "    skipping unread values        %8d\n", $1 / n }
                 /Validator::review::\{\{closure\}\} \[/ { gsub(",", "", $1); printf "  of which Validator::review      %8d\n", $1 / n }
                 /review::encode \[/ { gsub(",", "", $1); printf "  of which review::encode          %8d\n", $1 / n }'
     fi
