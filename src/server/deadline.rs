@@ -138,11 +138,16 @@ mod tests {
         }
     }
 
+    /// A waker that raises a flag.
+    fn flag() -> (Arc<Flag>, std::task::Waker) {
+        let flag = Arc::new(Flag(Default::default()));
+        (flag.clone(), std::task::Waker::from(flag))
+    }
+
     #[test]
     fn a_sleep_ends_on_the_first_tick_after_its_deadline_and_is_woken_for_it() {
         let deadlines = Deadlines::new();
-        let flag = Arc::new(Flag(Default::default()));
-        let waker = std::task::Waker::from(flag.clone());
+        let (flag, waker) = flag();
         let mut cx = Context::from_waker(&waker);
         let mut sleep = deadlines.sleep(Duration::from_millis(500));
 
@@ -165,8 +170,7 @@ mod tests {
     #[test]
     fn a_dropped_sleep_is_not_woken_and_does_not_disarm_its_successor() {
         let deadlines = Deadlines::new();
-        let flag = Arc::new(Flag(Default::default()));
-        let waker = std::task::Waker::from(flag.clone());
+        let (flag, waker) = flag();
         let mut cx = Context::from_waker(&waker);
 
         let mut first = deadlines.sleep(Duration::from_millis(1));
@@ -190,8 +194,7 @@ mod tests {
     #[test]
     fn a_sleep_past_what_an_instant_holds_never_ends() {
         let deadlines = Deadlines::new();
-        let flag = Arc::new(Flag(Default::default()));
-        let waker = std::task::Waker::from(flag.clone());
+        let (flag, waker) = flag();
         let mut cx = Context::from_waker(&waker);
         let mut sleep = deadlines.sleep(Duration::MAX);
         assert_eq!(sleep.as_mut().poll(&mut cx), Poll::Pending);
