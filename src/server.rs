@@ -457,9 +457,8 @@ pub async fn serve_tls(
                 .http1()
                 .timer(deadlines.clone())
                 .header_read_timeout(limits.request_timeout);
-            let conn = builder
-                .serve_connection(TokioIo::new(io), service)
-                .into_owned();
+            // Borrowed by the connection for as long as this task runs: no second copy.
+            let conn = builder.serve_connection(TokioIo::new(io), service);
             let watch = Watch {
                 activity,
                 deadlines,
@@ -590,7 +589,7 @@ pub trait GracefulClose {
     fn close_gracefully(self: std::pin::Pin<&mut Self>);
 }
 
-impl<I, S, E> GracefulClose for auto::Connection<'static, I, S, E>
+impl<I, S, E> GracefulClose for auto::Connection<'_, I, S, E>
 where
     S: hyper::service::HttpService<hyper::body::Incoming>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
