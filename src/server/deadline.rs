@@ -59,6 +59,14 @@ impl Deadlines {
         let since = at.saturating_duration_since(self.0.base);
         u64::try_from(since.as_nanos()).unwrap_or(UNARMED - 1)
     }
+
+    /// A sleep until `at` (nanoseconds after `base`).
+    fn sleep_at(&self, at: u64) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(DeadlineSleep {
+            state: self.0.clone(),
+            at,
+        })
+    }
 }
 
 impl hyper::rt::Timer for Deadlines {
@@ -66,18 +74,12 @@ impl hyper::rt::Timer for Deadlines {
         match Instant::now().checked_add(duration) {
             Some(deadline) => self.sleep_until(deadline),
             // Beyond what an `Instant` can hold: a sleep that never ends.
-            None => Box::pin(DeadlineSleep {
-                state: self.0.clone(),
-                at: UNARMED - 1,
-            }),
+            None => self.sleep_at(UNARMED - 1),
         }
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        Box::pin(DeadlineSleep {
-            state: self.0.clone(),
-            at: self.nanos(deadline),
-        })
+        self.sleep_at(self.nanos(deadline))
     }
 }
 
