@@ -248,6 +248,7 @@ fn set<'a, T: Deserialize<'a>>(
 
 fn read_review(body: &[u8]) -> Result<Envelope<'_>, ReviewError> {
     let mut scanner = Scanner::new(body);
+    scanner.utf8()?;
     let (mut kind, mut api_version, mut request) = (None, None, None);
     scanner.object(|s, key| match &*key.bytes() {
         b"kind" => set::<Option<Text>>(&mut kind, s, "kind"),
@@ -672,6 +673,12 @@ mod tests {
                 r#"{"uid":"a","kind":{"kind":"X"},"operation":"CREATE","object":{"spec":{"hooks":1}}"#
             ),
             "the body is not a valid AdmissionReview: EOF while parsing an object at byte 153"
+        );
+        // Latin-1 in a field nobody reads: JSON is UTF-8, so the body is refused all the same.
+        let latin1 = b"{\"kind\":\"AdmissionReview\",\"apiVersion\":\"admission.k8s.io/v1\",\"request\":{\"userInfo\":{\"username\":\"jos\xe9\"}}}";
+        assert_eq!(
+            decode(latin1).map(|_| ()).unwrap_err().to_string(),
+            "the body is not a valid AdmissionReview: invalid UTF-8 at byte 99"
         );
         assert_eq!(
             review("7"),

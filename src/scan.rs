@@ -107,6 +107,22 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// Checks that the whole body is UTF-8, as JSON must be. The strings a walk reads are
+    /// checked as they are read; this covers the ones it skips (serde_json does not check those
+    /// either), so a body with invalid UTF-8 anywhere is refused, not half-read. Free for a body
+    /// that is all ASCII, which the mask pass already knows.
+    pub fn utf8(&self) -> Result<(), SyntaxError> {
+        if self.ascii {
+            return Ok(());
+        }
+        std::str::from_utf8(self.bytes)
+            .map(drop)
+            .map_err(|err| SyntaxError {
+                what: "invalid UTF-8",
+                at: err.valid_up_to(),
+            })
+    }
+
     /// The text of `raw`, a string this scanner read (a [`Key`]'s): checked for UTF-8 only when
     /// the body is not all ASCII.
     fn text_of(&self, raw: &'a [u8]) -> Result<&'a str, std::str::Utf8Error> {
@@ -1171,6 +1187,37 @@ mod tests {
                 assert_eq!(has_backslash(&raw), raw.contains(&b'\\'), "{raw:?}");
             }
         }
+    }
+
+    #[test]
+    fn refuses_bodies_that_are_not_utf8_wherever_the_bad_byte_is() {
+        let cases: [(&[u8], Result<(), SyntaxError>); 4] = [
+            (br#"{"a":"plain"}"#, Ok(())),
+            ("{\"a\":\"caf\u{e9}\"}".as_bytes(), Ok(())),
+            // Latin-1, in a string no walk reads.
+            (
+                b"{\"a\":\"caf\xe9\"}",
+                Err(SyntaxError {
+                    what: "invalid UTF-8",
+                    at: 9,
+                }),
+            ),
+            // A sequence cut short by the end of the body.
+            (
+                b"{\"a\":\"\xe2\x82",
+                Err(SyntaxError {
+                    what: "invalid UTF-8",
+                    at: 6,
+                }),
+            ),
+        ];
+        for (body, expected) in cases {
+            let s = Scanner::new(body);
+            assert_eq!(s.utf8(), expected, "{}", String::from_utf8_lossy(body));
+        }
+        // The walk alone passes over the Latin-1 string, as serde_json's skipping does.
+        let mut s = Scanner::new(b"{\"a\":\"caf\xe9\"}");
+        assert_eq!(s.skip().and_then(|()| s.end()), Ok(()));
     }
 
     #[test]
