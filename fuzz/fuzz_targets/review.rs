@@ -1,6 +1,7 @@
 //! Fuzzes the decode-and-judge path the server runs for every POST /validate: any input must
-//! either be refused by `review::decode` (the server answers 400) or produce a well-formed
-//! AdmissionReview answering the request's uid. A panic or a malformed answer is a crash.
+//! either be refused by `review::decode` (the server answers 400; so is every body that is not
+//! UTF-8) or produce a well-formed AdmissionReview answering the request's uid. A panic or a
+//! malformed answer is a crash.
 
 #![no_main]
 
@@ -40,6 +41,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok((version, request)) = review::decode(data) else {
         return;
     };
+    // JSON is UTF-8: a body that is not is refused wherever the bad byte is.
+    assert!(std::str::from_utf8(data).is_ok(), "a body that is not UTF-8 was accepted");
     let outcome = RUNTIME.block_on(VALIDATOR.review(&request, Some(Duration::from_secs(5))));
     let encoded =
         review::encode(version, &request.uid, &outcome.reply).expect("a response always encodes");
