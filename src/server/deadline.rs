@@ -140,6 +140,12 @@ mod tests {
         }
     }
 
+    impl Flag {
+        fn raised(&self) -> bool {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
     /// A waker that raises a flag.
     fn flag() -> (Arc<Flag>, std::task::Waker) {
         let flag = Arc::new(Flag(Default::default()));
@@ -156,7 +162,7 @@ mod tests {
         assert_eq!(sleep.as_mut().poll(&mut cx), Poll::Pending);
         deadlines.tick();
         assert_eq!(sleep.as_mut().poll(&mut cx), Poll::Pending, "too early");
-        assert!(!flag.0.load(Ordering::SeqCst), "woken before its deadline");
+        assert!(!flag.raised(), "woken before its deadline");
 
         std::thread::sleep(Duration::from_millis(600));
         assert_eq!(
@@ -165,7 +171,7 @@ mod tests {
             "ended with no tick after the deadline"
         );
         deadlines.tick();
-        assert!(flag.0.load(Ordering::SeqCst), "not woken by the tick");
+        assert!(flag.raised(), "not woken by the tick");
         assert_eq!(sleep.as_mut().poll(&mut cx), Poll::Ready(()));
     }
 
@@ -180,7 +186,7 @@ mod tests {
         drop(first);
         std::thread::sleep(Duration::from_millis(5));
         deadlines.tick();
-        assert!(!flag.0.load(Ordering::SeqCst), "woken for a dropped sleep");
+        assert!(!flag.raised(), "woken for a dropped sleep");
 
         let mut old = deadlines.sleep(Duration::from_secs(60));
         assert_eq!(old.as_mut().poll(&mut cx), Poll::Pending);
@@ -189,7 +195,7 @@ mod tests {
         drop(old);
         std::thread::sleep(Duration::from_millis(5));
         deadlines.tick();
-        assert!(flag.0.load(Ordering::SeqCst), "the successor was disarmed");
+        assert!(flag.raised(), "the successor was disarmed");
         assert_eq!(new.as_mut().poll(&mut cx), Poll::Ready(()));
     }
 
@@ -202,6 +208,6 @@ mod tests {
         assert_eq!(sleep.as_mut().poll(&mut cx), Poll::Pending);
         deadlines.tick();
         assert_eq!(sleep.as_mut().poll(&mut cx), Poll::Pending);
-        assert!(!flag.0.load(Ordering::SeqCst));
+        assert!(!flag.raised(), "woken for a sleep that never ends");
     }
 }
