@@ -130,11 +130,11 @@ pub fn judge<'a>(
     verdict
 }
 
-/// The distinct Function names that `judge` will ask about, each once.
 /// Up to this many, names are kept in a list searched in order rather than a hash set or map:
 /// a typical object names one or two Functions.
 pub const FEW_NAMES: usize = 16;
 
+/// The distinct Function names that `judge` will ask about, each once.
 pub fn names_to_resolve<'a>(refs: &[ExecutorRef<'a>]) -> Vec<&'a str> {
     let mut names = Vec::with_capacity(refs.len());
     if refs.len() <= FEW_NAMES {
