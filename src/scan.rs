@@ -6,7 +6,8 @@
 //! string, and `managedFields`. Skipping those through serde's visitor machinery cost more than the
 //! rest of a review. This scanner finds string ends from bit masks built for the whole body in one
 //! pass, 64 bytes per mask (with AVX2 or SSE2), escapes resolved as they are built; the same pass
-//! notes whether the body is all ASCII, in which case no string needs a UTF-8 check of its own.
+//! notes whether the body is all ASCII, in which case (as once the whole body is checked) no string
+//! needs a UTF-8 check of its own.
 //! It checks the grammar as it walks (escapes, control characters, numbers, literals, nesting), so
 //! a malformed body is still refused. The values that are used are read by walks over the same
 //! scanner ([`Scanner::object`], [`Scanner::array`]: a spec's hooks, `hooks.rs`), or built by
@@ -48,8 +49,10 @@ pub struct Scanner<'a> {
     /// built in one pass over the body and escapes resolved there, each string costs a shift and
     /// a count.
     stops: Vec<u64>,
-    /// True when every byte of `bytes` is ASCII, so every part of it is UTF-8.
-    ascii: bool,
+    /// The whole body as text, once it is known to be UTF-8: from the start when it is all ASCII
+    /// (the mask pass tells), or after [`Scanner::utf8`]. The strings read from it then need no
+    /// UTF-8 check of their own.
+    text: Option<&'a str>,
 }
 
 /// An object member's key as written: the bytes between the quotes.
@@ -99,42 +102,48 @@ impl<'a> Key<'a> {
 impl<'a> Scanner<'a> {
     pub fn new(bytes: &'a [u8]) -> Self {
         let masks = string_stops(bytes);
+        let text = if masks.ascii {
+            // SAFETY: every byte of `bytes` is ASCII (`string_stops` saw no byte with its high
+            // bit set), and ASCII is UTF-8.
+            Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+        } else {
+            None
+        };
         Scanner {
             bytes,
             pos: 0,
             stops: masks.stops,
-            ascii: masks.ascii,
+            text,
         }
     }
 
     /// Checks that the whole body is UTF-8, as JSON must be. The strings a walk reads are
     /// checked as they are read; this covers the ones it skips (serde_json does not check those
-    /// either), so a body with invalid UTF-8 anywhere is refused, not half-read. Free for a body
-    /// that is all ASCII, which the mask pass already knows.
-    pub fn utf8(&self) -> Result<(), SyntaxError> {
-        if self.ascii {
+    /// either), so a body with invalid UTF-8 anywhere is refused, not half-read; after it, no
+    /// string read needs a check of its own. Free for a body that is all ASCII, which the mask
+    /// pass already knows.
+    pub fn utf8(&mut self) -> Result<(), SyntaxError> {
+        if self.text.is_some() {
             return Ok(());
         }
-        std::str::from_utf8(self.bytes)
-            .map(drop)
-            .map_err(|err| SyntaxError {
-                what: "invalid UTF-8",
-                at: err.valid_up_to(),
-            })
+        let text = std::str::from_utf8(self.bytes).map_err(|err| SyntaxError {
+            what: "invalid UTF-8",
+            at: err.valid_up_to(),
+        })?;
+        self.text = Some(text);
+        Ok(())
     }
 
-    /// The text of `raw`, a string this scanner read (a [`Key`]'s): checked for UTF-8 only when
-    /// the body is not all ASCII.
+    /// The text of `raw`, a string this scanner read (a [`Key`]'s): checked for UTF-8 only while
+    /// the body as a whole is not known to be.
     fn text_of(&self, raw: &'a [u8]) -> Result<&'a str, std::str::Utf8Error> {
-        if self.ascii {
-            // Sliced from this scanner's own bytes, at the offset of `raw`: wherever `raw` came
-            // from, the text is a part of this body.
+        if let Some(text) = self.text {
+            // The same range of the body's text, at the offset of `raw`; `get` checks that the
+            // range is within it and on character boundaries.
             let start = (raw.as_ptr() as usize).wrapping_sub(self.bytes.as_ptr() as usize);
             let end = start.saturating_add(raw.len());
-            if let Some(own) = self.bytes.get(start..end) {
-                // SAFETY: `own` is a part of `bytes`, every byte of which is ASCII
-                // (`string_stops` saw no byte with its high bit set), so it is valid UTF-8.
-                return Ok(unsafe { std::str::from_utf8_unchecked(own) });
+            if let Some(own) = text.get(start..end) {
+                return Ok(own);
             }
         }
         std::str::from_utf8(raw)
@@ -1212,8 +1221,10 @@ mod tests {
             ),
         ];
         for (body, expected) in cases {
-            let s = Scanner::new(body);
+            let mut s = Scanner::new(body);
             assert_eq!(s.utf8(), expected, "{}", String::from_utf8_lossy(body));
+            // Once checked, the body is known to be text.
+            assert_eq!(s.text.is_some(), expected.is_ok());
         }
         // The walk alone passes over the Latin-1 string, as serde_json's skipping does.
         let mut s = Scanner::new(b"{\"a\":\"caf\xe9\"}");
@@ -1223,12 +1234,19 @@ mod tests {
     #[test]
     fn reads_text_alike_with_and_without_bytes_beyond_ascii() {
         // The same keys and values; the second body is not all ASCII, so its strings are
-        // checked for UTF-8 one by one rather than taken as ASCII.
+        // checked for UTF-8 one by one, unless the body was checked as a whole first.
         let ascii = r#"{"name":"demo","params":{"a":"b"}}"#;
         let beyond = r#"{"name":"demo","params":{"a":"b"},"note":"café"}"#;
-        for (body, ascii_only) in [(ascii, true), (beyond, false)] {
+        for (body, checked_first, known_text) in [
+            (ascii, false, true),
+            (beyond, false, false),
+            (beyond, true, true),
+        ] {
             let mut s = Scanner::new(body.as_bytes());
-            assert_eq!(s.ascii, ascii_only, "{body}");
+            if checked_first {
+                s.utf8().unwrap();
+            }
+            assert_eq!(s.text.is_some(), known_text, "{body}");
             let value: serde_json::Value = s.deserialize().unwrap();
             assert_eq!(
                 value,
