@@ -333,10 +333,10 @@ fn map_or_type<'a>(
 }
 
 impl SpecHooks {
-    /// Reads a spec given as JSON, as a review's spec is read.
-    pub fn from_value(spec: &Value) -> Self {
+    /// Reads a spec given as JSON, as a review's spec is read, with the same errors.
+    pub fn from_value(spec: &Value) -> Result<Self, DeError> {
         let text = spec.to_string();
-        SpecHooks::read(&mut Scanner::new(text.as_bytes())).unwrap_or_default()
+        SpecHooks::read(&mut Scanner::new(text.as_bytes()))
     }
 
     /// Reads the spec at the scanner: its `hooks` and the `hooks` of each of its `members`.
@@ -472,7 +472,7 @@ mod tests {
     use serde_json::json;
 
     fn paths(kind: StashKind, obj: Value) -> Vec<String> {
-        executor_refs(kind, &SpecHooks::from_value(&obj["spec"]))
+        executor_refs(kind, &SpecHooks::from_value(&obj["spec"]).unwrap())
             .into_iter()
             .map(|r| r.path.to_string())
             .collect()
@@ -601,7 +601,7 @@ mod tests {
             "preBackup": {"executor": {"functionName": "fn", "params": {"a": "b", "c": "d"}}},
             "postBackup": {"executor": "fn"}
         }}});
-        let spec = SpecHooks::from_value(&obj["spec"]);
+        let spec = SpecHooks::from_value(&obj["spec"]).unwrap();
         let refs = executor_refs(StashKind::BackupConfiguration, &spec);
         assert_eq!(
             *refs[0].executor,
@@ -613,7 +613,7 @@ mod tests {
         assert_eq!(*refs[1].executor, Executor::WrongType("a string"));
 
         let obj = json!({"spec": {"hooks": {"preBackup": {"executor": {"functionName": 3, "params": ["a"]}}}}});
-        let spec = SpecHooks::from_value(&obj["spec"]);
+        let spec = SpecHooks::from_value(&obj["spec"]).unwrap();
         let refs = executor_refs(StashKind::BackupConfiguration, &spec);
         assert_eq!(
             *refs[0].executor,

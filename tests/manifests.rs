@@ -555,7 +555,7 @@ fn examples_are_judged_as_their_readme_says() {
                 object["kind"].as_str().expect("kind"),
             )
             .unwrap_or_else(|| panic!("{file_name}: not a judged kind"));
-            let spec = SpecHooks::from_value(&object["spec"]);
+            let spec = SpecHooks::from_value(&object["spec"]).unwrap();
             let refs = executor_refs(kind, &spec);
             assert!(
                 !refs.is_empty(),

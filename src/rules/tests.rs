@@ -32,9 +32,9 @@ fn lookups() -> HashMap<String, Resolution> {
 
 fn run(new: Value, old: Option<Value>, policy: FailurePolicy) -> Verdict {
     let l = lookups();
-    let new = SpecHooks::from_value(&new);
+    let new = SpecHooks::from_value(&new).unwrap();
     let old = old
-        .map(|old| SpecHooks::from_value(&old))
+        .map(|old| SpecHooks::from_value(&old).unwrap())
         .unwrap_or_default();
     judge(&refs(&new), &refs(&old), |n| l.get(n), policy)
 }
@@ -202,7 +202,7 @@ fn each_name_is_resolved_once() {
         "preBackup": {"executor": {"functionName": "a"}},
         "postBackup": {"executor": {"functionName": "a"}}
     }});
-    let spec = SpecHooks::from_value(&spec);
+    let spec = SpecHooks::from_value(&spec).unwrap();
     assert_eq!(names_to_resolve(&refs(&spec)), ["a"]);
 }
 
