@@ -9,6 +9,24 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::rules::FailurePolicy;
 
+/// The longest time any duration flag takes.
+const LONGEST: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// A duration flag, in humantime's syntax ("10s", "2m", "1h 30m"), above zero and at most a year.
+/// Zero would fail every handshake, lookup or check at once (and a zero interval stops the
+/// timer); far beyond a year, adding it to the clock overflows, which the HTTP stack would not
+/// survive.
+fn duration(text: &str) -> Result<Duration, String> {
+    let value = humantime::parse_duration(text).map_err(|err| err.to_string())?;
+    if value.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    if value > LONGEST {
+        return Err("must be at most a year (365d)".into());
+    }
+    Ok(value)
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "stash-webhook",
@@ -64,7 +82,7 @@ pub struct ServeArgs {
     pub client_ca: Option<PathBuf>,
 
     /// How often to check the certificate, key and client CA files for changes.
-    #[arg(long, env = "STASH_WEBHOOK_CERT_RELOAD_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "STASH_WEBHOOK_CERT_RELOAD_INTERVAL", default_value = "10s", value_parser = duration)]
     pub cert_reload_interval: Duration,
 
     /// Read Functions from this file (YAML or JSON: one Function, several documents, or a List)
@@ -74,7 +92,7 @@ pub struct ServeArgs {
 
     /// Longest time one Function lookup against the API may take. It is also capped at half of
     /// the API server's own webhook timeout (sent as ?timeout=).
-    #[arg(long, env = "STASH_WEBHOOK_LOOKUP_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "STASH_WEBHOOK_LOOKUP_TIMEOUT", default_value = "2s", value_parser = duration)]
     pub lookup_timeout: Duration,
 
     /// What to do when a Function cannot be looked up (forbidden, timeout, API down): deny the
@@ -93,13 +111,14 @@ pub struct ServeArgs {
 
     /// Time allowed for a TLS handshake, then to receive a request's headers, then its body. The
     /// headers' deadline is checked on the connection's watchdog ticks, so it can pass up to one
-    /// tick (at most a second) late.
-    #[arg(long, env = "STASH_WEBHOOK_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    /// tick (at most a second) late. Over HTTP/1.1 it runs from the moment the server waits for a
+    /// request's headers, so a kept-alive connection idle between requests is closed after it.
+    #[arg(long, env = "STASH_WEBHOOK_REQUEST_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub request_timeout: Duration,
 
     /// Close a connection that has moved no byte for this long, so idle clients cannot hold every
-    /// connection slot.
-    #[arg(long, env = "STASH_WEBHOOK_IDLE_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
+    /// connection slot. Over HTTP/1.1 a shorter --request-timeout closes an idle connection first.
+    #[arg(long, env = "STASH_WEBHOOK_IDLE_TIMEOUT", default_value = "120s", value_parser = duration)]
     pub idle_timeout: Duration,
 
     /// Most TLS connections served at once; more wait to be accepted.
@@ -111,7 +130,7 @@ pub struct ServeArgs {
     pub metrics_listen: Option<SocketAddr>,
 
     /// On SIGTERM or SIGINT, how long in-flight reviews may take to finish before exit.
-    #[arg(long, env = "STASH_WEBHOOK_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "STASH_WEBHOOK_SHUTDOWN_GRACE", default_value = "20s", value_parser = duration)]
     pub shutdown_grace: Duration,
 
     /// Log format.
@@ -147,4 +166,45 @@ pub struct CertsArgs {
     /// Validity of the serving certificate, in days (the CA gets ten times as long).
     #[arg(long, env = "STASH_WEBHOOK_CERT_DAYS", default_value_t = 365)]
     pub days: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> Result<ServeArgs, String> {
+        let argv = ["stash-webhook", "serve", "--dev"].iter().chain(args);
+        match Cli::try_parse_from(argv)
+            .map_err(|err| err.to_string())?
+            .command
+        {
+            Command::Serve(serve) => Ok(*serve),
+            Command::Certs(_) => Err("not serve".into()),
+        }
+    }
+
+    #[test]
+    fn durations_must_be_above_zero_and_at_most_a_year() {
+        let args = serve(&["--request-timeout", "1h 30m", "--idle-timeout", "365d"]).unwrap();
+        assert_eq!(args.request_timeout, Duration::from_secs(5400));
+        assert_eq!(args.idle_timeout, LONGEST);
+        for (flag, value, why) in [
+            ("--request-timeout", "0s", "must be longer than zero"),
+            ("--cert-reload-interval", "0s", "must be longer than zero"),
+            ("--idle-timeout", "366d", "must be at most a year (365d)"),
+            (
+                "--lookup-timeout",
+                "9999999999y",
+                "must be at most a year (365d)",
+            ),
+            ("--shutdown-grace", "soon", "expected number at 0"),
+        ] {
+            let err = serve(&[flag, value]).unwrap_err();
+            assert!(
+                err.contains(&format!("invalid value '{value}' for '{flag} <"))
+                    && err.contains(why),
+                "{flag} {value}: {err}"
+            );
+        }
+    }
 }
