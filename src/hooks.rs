@@ -319,17 +319,18 @@ impl<'de> Deserialize<'de> for TypeOf {
     }
 }
 
-/// Reads the value at the scanner as a map with `member`, or, when it is not a map, only its type.
+/// Reads the value at the scanner as a map with `member`, or, when it is not a map, only its
+/// type, which is returned.
 fn map_or_type<'a>(
     s: &mut Scanner<'a>,
     depth: u32,
     member: impl FnMut(&mut Scanner<'a>, Key<'a>) -> Result<(), DeError>,
-) -> Result<Result<(), &'static str>, DeError> {
+) -> Result<Option<&'static str>, DeError> {
     if s.next_byte() == Some(b'{') {
         s.object(member)?;
-        return Ok(Ok(()));
+        return Ok(None);
     }
-    Ok(Err(s.deserialize_at::<TypeOf>(depth)?.0))
+    Ok(Some(s.deserialize_at::<TypeOf>(depth)?.0))
 }
 
 impl SpecHooks {
@@ -342,7 +343,7 @@ impl SpecHooks {
     /// Reads the spec at the scanner: its `hooks` and the `hooks` of each of its `members`.
     pub fn read(s: &mut Scanner<'_>) -> Result<Self, DeError> {
         let mut spec = SpecHooks::default();
-        let _ = map_or_type(s, 0, |s, key| {
+        map_or_type(s, 0, |s, key| {
             match &*key.bytes() {
                 b"hooks" => spec.hooks = HookSet::read(s, 1)?,
                 b"members" => spec.members = read_members(s, 1)?,
@@ -364,7 +365,7 @@ fn read_members(s: &mut Scanner<'_>, depth: u32) -> Result<Vec<HookSet>, DeError
     let mut members = Vec::new();
     s.array(|s| {
         let mut hooks = HookSet::default();
-        let _ = map_or_type(s, depth + 1, |s, key| {
+        map_or_type(s, depth + 1, |s, key| {
             match &*key.bytes() {
                 b"hooks" => hooks = HookSet::read(s, depth + 2)?,
                 _ => s.skip_at(depth + 2)?,
@@ -383,7 +384,7 @@ impl HookSet {
     /// place, so a hook costs no allocation for its name.
     fn read(s: &mut Scanner<'_>, depth: u32) -> Result<HookSet, DeError> {
         let mut set = Vec::new();
-        let _ = map_or_type(s, depth, |s, key| {
+        map_or_type(s, depth, |s, key| {
             let key = key.bytes();
             let name = BACKUP_HOOKS
                 .iter()
@@ -409,7 +410,7 @@ impl HookSet {
 /// null one.
 fn read_hook(s: &mut Scanner<'_>, depth: u32) -> Result<Option<Executor>, DeError> {
     let mut executor = None;
-    let _ = map_or_type(s, depth, |s, key| {
+    map_or_type(s, depth, |s, key| {
         match &*key.bytes() {
             b"executor" => executor = read_executor(s, depth + 1)?,
             _ => s.skip_at(depth + 1)?,
@@ -432,9 +433,9 @@ fn read_executor(s: &mut Scanner<'_>, depth: u32) -> Result<Option<Executor>, De
         Ok(())
     })?;
     Ok(match read {
-        Ok(()) => Some(Executor::Ref { function, params }),
-        Err("null") => None,
-        Err(other) => Some(Executor::WrongType(other)),
+        None => Some(Executor::Ref { function, params }),
+        Some("null") => None,
+        Some(other) => Some(Executor::WrongType(other)),
     })
 }
 
@@ -456,13 +457,13 @@ fn read_params(s: &mut Scanner<'_>, depth: u32) -> Result<Params, DeError> {
         Ok(s.skip_at(depth + 1)?)
     })?;
     Ok(match read {
-        Ok(()) => {
+        None => {
             keys.sort_unstable();
             keys.dedup();
             Params::Keys(keys)
         }
-        Err("null") => Params::Absent,
-        Err(other) => Params::WrongType(other),
+        Some("null") => Params::Absent,
+        Some(other) => Params::WrongType(other),
     })
 }
 
