@@ -400,6 +400,13 @@ pub async fn serve_tls(
         .timer(TokioTimer::new())
         .keep_alive_interval(Duration::from_secs(30))
         .max_concurrent_streams(256);
+    // How often each connection's watchdog looks: often enough to see a header deadline pass
+    // soon after it does.
+    let tick = limits
+        .idle_timeout
+        .min(limits.request_timeout)
+        .min(Duration::from_secs(1))
+        .max(Duration::from_millis(10));
     let builder = Arc::new(builder);
     let max_connections = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let permits = Arc::new(Semaphore::new(max_connections));
@@ -452,6 +459,8 @@ pub async fn serve_tls(
                 };
             let (io, activity) = Tracked::new(stream);
             let deadlines = Deadlines::new();
+            // Copied here, on the connection's own task and only after its handshake, rather than
+            // in the accept loop.
             let mut builder = (*builder).clone();
             builder
                 .http1()
@@ -463,12 +472,7 @@ pub async fn serve_tls(
                 activity,
                 deadlines,
                 idle_timeout: limits.idle_timeout,
-                // Often enough to see a header deadline pass soon after it does.
-                tick: limits
-                    .idle_timeout
-                    .min(limits.request_timeout)
-                    .min(Duration::from_secs(1))
-                    .max(Duration::from_millis(10)),
+                tick,
                 draining,
                 peer,
             };
