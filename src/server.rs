@@ -146,24 +146,18 @@ fn is_json(headers: &HeaderMap) -> bool {
 /// The API server's own deadline for this call, sent as `?timeout=5s`.
 fn api_server_timeout(query: Option<&str>) -> Option<Duration> {
     let query = query?;
-    // What the API server sends: `timeout=` and whole seconds, alone. Read without splitting.
-    let plain = query
-        .strip_prefix("timeout=")
-        .and_then(|v| v.strip_suffix('s'))
-        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-    if let Some(seconds) = plain.and_then(|n| n.parse::<u64>().ok()) {
-        return Some(Duration::from_secs(seconds));
+    // What the API server sends is `timeout=` alone: found without splitting the query.
+    let value = match query.strip_prefix("timeout=") {
+        Some(value) if !value.contains('&') => value,
+        _ => query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("timeout="))?,
+    };
+    // And whole seconds ("10s"): read without the general parser.
+    match value.strip_suffix('s').and_then(|n| n.parse::<u64>().ok()) {
+        Some(seconds) => Some(Duration::from_secs(seconds)),
+        None => humantime::parse_duration(value).ok(),
     }
-    query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("timeout="))
-        .and_then(|v| {
-            // The API server writes whole seconds ("10s"): read those without the general parser.
-            let seconds = v.strip_suffix('s').and_then(|n| n.parse::<u64>().ok());
-            seconds
-                .map(Duration::from_secs)
-                .or_else(|| humantime::parse_duration(v).ok())
-        })
 }
 
 /// What every connection serves. `POST /validate`, the route all real traffic takes, goes straight
