@@ -268,7 +268,7 @@ fn read_review(body: &[u8]) -> Result<Envelope<'_>, ReviewError> {
 }
 
 fn read_request<'a>(s: &mut Scanner<'a>) -> Result<Request<'a>, ReviewError> {
-    if !s.at_object() {
+    if s.next_byte() != Some(b'{') {
         let found = field::<Value>(s, "request")?;
         return Err(ReviewError::Field {
             field: "request",
@@ -319,7 +319,7 @@ fn read_object(s: &mut Scanner<'_>, name: &'static str) -> Result<Option<Object>
     if s.null()? {
         return Ok(None);
     }
-    if !s.at_object() {
+    if s.next_byte() != Some(b'{') {
         let found = field::<Value>(s, name)?;
         return Err(ReviewError::Field {
             field: name,

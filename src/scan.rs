@@ -416,7 +416,6 @@ impl<'a> Scanner<'a> {
                 if bytes.get(at) == Some(&b'"') {
                     pos = at + 1;
                 } else {
-                    self.pos = pos + 1;
                     self.string_from(pos + 1)?;
                     pos = self.pos;
                 }
@@ -547,7 +546,8 @@ impl<'a> Scanner<'a> {
     }
 
     /// The bytes of the value that starts here, checked and skipped.
-    pub fn value(&mut self) -> Result<&'a [u8], SyntaxError> {
+    #[cfg(test)]
+    fn value(&mut self) -> Result<&'a [u8], SyntaxError> {
         self.whitespace();
         let start = self.pos;
         self.skip()?;
@@ -591,7 +591,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Walks the object that starts here, calling `member` with each key; `member` must consume
-    /// the value (with [`Scanner::skip`], [`Scanner::value`] or another walk).
+    /// the value (with [`Scanner::skip`], [`Scanner::deserialize`] or another walk).
     pub fn object<E: From<SyntaxError>>(
         &mut self,
         mut member: impl FnMut(&mut Self, Key<'a>) -> Result<(), E>,
@@ -645,11 +645,6 @@ impl<'a> Scanner<'a> {
                 None => return Err(self.error("EOF while parsing a list").into()),
             }
         }
-    }
-
-    /// True when the next value is an object (without consuming anything).
-    pub fn at_object(&mut self) -> bool {
-        self.peek() == Some(b'{')
     }
 }
 
