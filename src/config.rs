@@ -111,13 +111,13 @@ pub struct ServeArgs {
 
     /// Time allowed for a TLS handshake, then to receive a request's headers, then its body. The
     /// headers' deadline is checked on the connection's watchdog ticks, so it can pass up to one
-    /// tick (at most a second) late. Over HTTP/1.1 it runs from the moment the server waits for a
-    /// request's headers, so a kept-alive connection idle between requests is closed after it.
+    /// tick (at most a second) late. A kept-alive connection's next request gets this from its
+    /// first byte: the wait for it is --idle-timeout's.
     #[arg(long, env = "STASH_WEBHOOK_REQUEST_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub request_timeout: Duration,
 
-    /// Close a connection that has moved no byte for this long, so idle clients cannot hold every
-    /// connection slot. Over HTTP/1.1 a shorter --request-timeout closes an idle connection first.
+    /// Close a connection that has moved no byte for this long (one kept alive between requests
+    /// too), so idle clients cannot hold every connection slot.
     #[arg(long, env = "STASH_WEBHOOK_IDLE_TIMEOUT", default_value = "120s", value_parser = duration)]
     pub idle_timeout: Duration,
 

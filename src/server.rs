@@ -452,7 +452,7 @@ pub async fn serve_tls(
                     }
                 };
             let (io, activity) = Tracked::new(stream);
-            let deadlines = Deadlines::new();
+            let deadlines = Deadlines::new(activity.clone(), limits.request_timeout);
             // Copied here, on the connection's own task and only after its handshake, rather than
             // in the accept loop.
             let mut builder = (*builder).clone();
@@ -601,23 +601,43 @@ where
     }
 }
 
-/// How many reads and writes a connection has made that moved bytes, shared with its watchdog.
-/// The I/O path only counts, with no clock read per read or write; the watchdog, on its own
-/// ticks, notes when the count last changed.
+/// How many reads and writes a connection has made that moved bytes, and how many of those were
+/// reads; shared with its watchdog (idle is no move) and its header deadline (a head has begun
+/// once a byte is read). The I/O path only counts, with no clock read per read or write; the
+/// watchdog, on its own ticks, notes when the counts last changed.
 #[derive(Clone, Default)]
-struct Activity(Arc<AtomicU64>);
+struct Activity(Arc<Counts>);
+
+#[derive(Default)]
+struct Counts {
+    moves: AtomicU64,
+    reads: AtomicU64,
+}
 
 impl Activity {
-    fn touch(&self) {
-        // One writer (the connection's I/O, polled by one task at a time): a load and a store
-        // count exactly, without a locked read-modify-write.
-        let moves = self.0.load(Ordering::Relaxed);
-        self.0.store(moves.wrapping_add(1), Ordering::Relaxed);
+    fn read(&self) {
+        bump(&self.0.moves);
+        bump(&self.0.reads);
+    }
+
+    fn wrote(&self) {
+        bump(&self.0.moves);
     }
 
     fn moves(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.moves.load(Ordering::Relaxed)
     }
+
+    fn reads(&self) -> u64 {
+        self.0.reads.load(Ordering::Relaxed)
+    }
+}
+
+/// Adds one to a count with one writer (the connection's I/O, polled by one task at a time): a
+/// load and a store count exactly, without a locked read-modify-write.
+fn bump(count: &AtomicU64) {
+    let n = count.load(Ordering::Relaxed);
+    count.store(n.wrapping_add(1), Ordering::Relaxed);
 }
 
 /// An I/O stream that records activity on every read and write.
@@ -649,7 +669,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
         let before = buf.filled().len();
         let result = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            this.activity.touch();
+            this.activity.read();
         }
         result
     }
@@ -664,7 +684,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
         let this = self.get_mut();
         let result = std::pin::Pin::new(&mut this.inner).poll_write(cx, data);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
+            this.activity.wrote();
         }
         result
     }
@@ -691,7 +711,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
         let this = self.get_mut();
         let result = std::pin::Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
+            this.activity.wrote();
         }
         result
     }

@@ -106,16 +106,9 @@ async fn stalled_heads_are_cut_off() {
     }
 }
 
-/// Headers sent a byte every 50 ms keep the connection from ever being idle, so only the
-/// deadline for the headers (--request-timeout) can end them.
-#[tokio::test]
-async fn trickled_headers_are_cut_off_though_never_idle() {
-    let webhook = webhook(Limits {
-        idle_timeout: Duration::from_secs(60),
-        ..short_limits()
-    })
-    .await;
-    let stream = raw_tls(&webhook).await;
+/// Sends a request head a byte every 50 ms, without end, from now on; returns how long until the
+/// server closed the connection.
+async fn trickle_head_until_closed(stream: TlsStream<TcpStream>) -> Duration {
     let (mut reader, mut writer) = tokio::io::split(stream);
     let start = Instant::now();
     let trickle = tokio::spawn(async move {
@@ -138,10 +131,62 @@ async fn trickled_headers_are_cut_off_though_never_idle() {
             Err(_) => panic!("trickled headers kept the connection open for 10 s"),
         }
     }
-    let took = start.elapsed();
     trickle.abort();
+    start.elapsed()
+}
+
+/// Headers sent a byte every 50 ms keep the connection from ever being idle, so only the
+/// deadline for the headers (--request-timeout) can end them.
+#[tokio::test]
+async fn trickled_headers_are_cut_off_though_never_idle() {
+    let webhook = webhook(Limits {
+        idle_timeout: Duration::from_secs(60),
+        ..short_limits()
+    })
+    .await;
+    let took = trickle_head_until_closed(raw_tls(&webhook).await).await;
     // 400 ms for the headers, seen on a watchdog tick at most 400 ms later; the rest is slack.
     assert!(took < Duration::from_secs(3), "{took:?}");
+}
+
+/// Between requests, an HTTP/1.1 connection that is kept alive waits for the idle timeout, not
+/// the headers' deadline; that deadline runs from the first byte of the next request, and still
+/// ends headers that never finish.
+#[tokio::test]
+async fn kept_alive_connections_wait_for_the_idle_timeout_then_headers_get_their_deadline() {
+    let webhook = webhook(Limits {
+        request_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_secs(3),
+        ..Limits::default()
+    })
+    .await;
+    let get = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+    // Quiet between requests for three times the headers' deadline: still served.
+    let mut stream = raw_tls(&webhook).await;
+    stream.write_all(get).await.unwrap();
+    assert!(read_health(&mut stream)
+        .await
+        .starts_with("HTTP/1.1 200 OK"));
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    stream.write_all(get).await.unwrap();
+    assert!(read_health(&mut stream)
+        .await
+        .starts_with("HTTP/1.1 200 OK"));
+    // Left alone, closed by the idle timeout (3 s, seen on 300 ms ticks), not before.
+    let (_, took) = read_until_closed(&mut stream).await;
+    assert!(took > Duration::from_millis(2500), "{took:?}");
+
+    // After a quiet spell, a next request's headers that never finish are cut off by their
+    // deadline: 300 ms from their first byte, seen up to a tick late; far sooner than idling.
+    let mut stream = raw_tls(&webhook).await;
+    stream.write_all(get).await.unwrap();
+    assert!(read_health(&mut stream)
+        .await
+        .starts_with("HTTP/1.1 200 OK"));
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let took = trickle_head_until_closed(stream).await;
+    assert!(took < Duration::from_millis(2000), "{took:?}");
 }
 
 /// A request that sends its headers and then stops short of the body it declared: a declared

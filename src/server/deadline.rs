@@ -4,9 +4,17 @@
 //! With tokio's timer each costs a timer-wheel entry (a lock to insert it, another to remove it)
 //! and about a thousand instructions, as much as the rest of the server's per-request extras
 //! together. The connection's watchdog ticks anyway (it closes idle connections), so here a
-//! deadline is a number the watchdog compares against its clock on each tick: arming one is an
-//! atomic store and a waker's registration, with no lock and no shared structure. The price is
+//! deadline is a number the watchdog compares against its clock on each tick: arming one is a few
+//! atomic stores and a waker's registration, with no lock and no shared structure. The price is
 //! precision: a deadline is seen up to one watchdog tick late.
+//!
+//! hyper arms the deadline as soon as it waits for a request's head, so on its own it would close
+//! a kept-alive connection that is merely quiet between requests after the headers' time, not the
+//! idle timeout. Here, as in Go's server, the wait for a next request is the idle timeout's: while
+//! no byte of that head has been read, the watchdog moves its deadline on with the clock, and the
+//! headers get their time from their first byte. A connection's first head is not waited for so:
+//! its deadline runs from the handshake, and a client that connects and sends nothing is cut off
+//! by it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,8 +25,13 @@ use std::time::{Duration, Instant};
 
 use futures::task::AtomicWaker;
 
+use super::Activity;
+
 /// No deadline is armed.
 const UNARMED: u64 = u64::MAX;
+
+/// The number of a connection's first sleep, the one for its first request's head.
+const FIRST: u64 = 0;
 
 /// One connection's deadlines: a [`hyper::rt::Timer`] for its HTTP/1.1 side, and the clock its
 /// watchdog advances with [`Deadlines::tick`].
@@ -30,28 +43,64 @@ struct State {
     base: Instant,
     /// The watchdog's clock: the time of its last tick. A deadline at or before it has passed.
     ticked: AtomicU64,
-    /// The deadline of the sleep that waits to be woken, or [`UNARMED`].
+    /// The deadline of the sleep that waits to be woken, or [`UNARMED`]; moved on by the watchdog
+    /// while a head that is not the first has not begun.
     armed: AtomicU64,
+    /// The number of the sleep that armed `armed`.
+    armed_by: AtomicU64,
+    /// The connection's reads when the sleep that armed `armed` was made (as hyper began to wait
+    /// for its head): more since, and the head has begun.
+    reads_at_arm: AtomicU64,
+    /// Sleeps made so far, which numbers them.
+    made: AtomicU64,
+    /// The connection's reads and writes.
+    activity: Activity,
+    /// How long a head may take from its first byte (`--request-timeout`), in nanoseconds.
+    window: u64,
     waker: AtomicWaker,
 }
 
 impl Deadlines {
-    pub(super) fn new() -> Self {
+    /// Deadlines for a connection whose I/O counts `activity`, with `window` for each head.
+    pub(super) fn new(activity: Activity, window: Duration) -> Self {
         Deadlines(Arc::new(State {
             base: Instant::now(),
             ticked: AtomicU64::new(0),
             armed: AtomicU64::new(UNARMED),
+            armed_by: AtomicU64::new(FIRST),
+            reads_at_arm: AtomicU64::new(0),
+            made: AtomicU64::new(FIRST),
+            activity,
+            window: u64::try_from(window.as_nanos()).unwrap_or(UNARMED - 1),
             waker: AtomicWaker::new(),
         }))
     }
 
-    /// Advances the clock to now and wakes the sleep whose deadline has passed, if any. Called
-    /// on each of the watchdog's ticks.
+    /// Advances the clock to now; moves the armed deadline on if its head has not begun (and is
+    /// not the first), or wakes its sleep if it has passed. Called on each of the watchdog's
+    /// ticks.
     pub(super) fn tick(&self) {
+        let state = &*self.0;
         let now = self.nanos(Instant::now());
-        self.0.ticked.store(now, Ordering::SeqCst);
-        if self.0.armed.load(Ordering::SeqCst) <= now {
-            self.0.waker.wake();
+        state.ticked.store(now, Ordering::SeqCst);
+        let armed = state.armed.load(Ordering::SeqCst);
+        if armed == UNARMED {
+            return;
+        }
+        let waiting = state.armed_by.load(Ordering::Acquire) != FIRST
+            && state.activity.reads() == state.reads_at_arm.load(Ordering::Acquire);
+        if waiting {
+            // Only if still the same deadline: one the connection has since disarmed or
+            // replaced is left as it is.
+            let moved = now.saturating_add(state.window).min(UNARMED - 1);
+            if moved > armed {
+                let _ =
+                    state
+                        .armed
+                        .compare_exchange(armed, moved, Ordering::SeqCst, Ordering::Relaxed);
+            }
+        } else if armed <= now {
+            state.waker.wake();
         }
     }
 
@@ -62,9 +111,15 @@ impl Deadlines {
 
     /// A sleep until `at` (nanoseconds after `base`).
     fn sleep_at(&self, at: u64) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        // One writer, the connection's task, as for the activity counts.
+        let number = self.0.made.load(Ordering::Relaxed);
+        self.0.made.store(number + 1, Ordering::Relaxed);
         Box::pin(DeadlineSleep {
-            state: self.0.clone(),
             at,
+            number,
+            reads: self.0.activity.reads(),
+            armed: false,
+            state: self.0.clone(),
         })
     }
 }
@@ -83,29 +138,41 @@ impl hyper::rt::Timer for Deadlines {
     }
 }
 
-/// A sleep until `at`, done once the watchdog's clock has reached it.
+/// A sleep until `at`, done once the watchdog's clock has reached it (or the later time the
+/// watchdog moved it to). Armed when first polled: hyper makes one for every head, and drops it
+/// unpolled when the head is there already.
 struct DeadlineSleep {
-    state: Arc<State>,
     at: u64,
-}
-
-impl DeadlineSleep {
-    fn passed(&self) -> bool {
-        self.state.ticked.load(Ordering::SeqCst) >= self.at
-    }
+    number: u64,
+    /// The connection's reads when this sleep was made.
+    reads: u64,
+    armed: bool,
+    state: Arc<State>,
 }
 
 impl Future for DeadlineSleep {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.passed() {
-            return Poll::Ready(());
+        let this = self.get_mut();
+        let state = &*this.state;
+        // Registered before arming: a tick that sees the deadline armed has a waker to wake.
+        state.waker.register(cx.waker());
+        if !this.armed {
+            this.armed = true;
+            // Before the deadline, so a watchdog that sees the deadline sees these with it.
+            state.reads_at_arm.store(this.reads, Ordering::Release);
+            state.armed_by.store(this.number, Ordering::Release);
+            state.armed.store(this.at, Ordering::SeqCst);
         }
-        self.state.waker.register(cx.waker());
-        self.state.armed.store(self.at, Ordering::SeqCst);
-        // A tick between the first look and arming saw nothing armed: look again.
-        if self.passed() {
+        // As the watchdog may have moved it; this sleep's own if another sleep armed since (hyper
+        // keeps one at a time, so that is not expected).
+        let deadline = if state.armed_by.load(Ordering::Acquire) == this.number {
+            state.armed.load(Ordering::SeqCst)
+        } else {
+            this.at
+        };
+        if state.ticked.load(Ordering::SeqCst) >= deadline {
             return Poll::Ready(());
         }
         Poll::Pending
@@ -116,13 +183,10 @@ impl hyper::rt::Sleep for DeadlineSleep {}
 
 impl Drop for DeadlineSleep {
     fn drop(&mut self) {
-        // Disarmed only if it is still this sleep's deadline: a sleep that replaced it keeps its.
-        let _ = self.state.armed.compare_exchange(
-            self.at,
-            UNARMED,
-            Ordering::SeqCst,
-            Ordering::Relaxed,
-        );
+        // Disarmed only if this sleep armed it: a sleep that replaced it keeps its deadline.
+        if self.armed && self.state.armed_by.load(Ordering::Acquire) == self.number {
+            self.state.armed.store(UNARMED, Ordering::SeqCst);
+        }
     }
 }
 
@@ -146,6 +210,15 @@ mod tests {
         }
     }
 
+    /// A connection's deadlines, each head with 500 ms from its first byte, and its I/O counts.
+    fn deadlines() -> (Deadlines, Activity) {
+        let activity = Activity::default();
+        (
+            Deadlines::new(activity.clone(), Duration::from_millis(500)),
+            activity,
+        )
+    }
+
     /// A waker that raises a flag.
     fn flag() -> (Arc<Flag>, std::task::Waker) {
         let flag = Arc::new(Flag(Default::default()));
@@ -154,7 +227,8 @@ mod tests {
 
     #[test]
     fn a_sleep_ends_on_the_first_tick_after_its_deadline_and_is_woken_for_it() {
-        let deadlines = Deadlines::new();
+        // The connection's first head, not waited for: its time runs from now, bytes or not.
+        let (deadlines, _) = deadlines();
         let (flag, waker) = flag();
         let mut cx = Context::from_waker(&waker);
         let mut sleep = deadlines.sleep(Duration::from_millis(500));
@@ -177,7 +251,7 @@ mod tests {
 
     #[test]
     fn a_dropped_sleep_is_not_woken_and_does_not_disarm_its_successor() {
-        let deadlines = Deadlines::new();
+        let (deadlines, activity) = deadlines();
         let (flag, waker) = flag();
         let mut cx = Context::from_waker(&waker);
 
@@ -191,6 +265,8 @@ mod tests {
         let mut old = deadlines.sleep(Duration::from_secs(60));
         assert_eq!(old.as_mut().poll(&mut cx), Poll::Pending);
         let mut new = deadlines.sleep(Duration::from_millis(1));
+        // Its head has begun: a byte of it is read.
+        activity.read();
         assert_eq!(new.as_mut().poll(&mut cx), Poll::Pending);
         drop(old);
         std::thread::sleep(Duration::from_millis(5));
@@ -201,7 +277,7 @@ mod tests {
 
     #[test]
     fn a_sleep_past_what_an_instant_holds_never_ends() {
-        let deadlines = Deadlines::new();
+        let (deadlines, _) = deadlines();
         let (flag, waker) = flag();
         let mut cx = Context::from_waker(&waker);
         let mut sleep = deadlines.sleep(Duration::MAX);
@@ -209,5 +285,33 @@ mod tests {
         deadlines.tick();
         assert_eq!(sleep.as_mut().poll(&mut cx), Poll::Pending);
         assert!(!flag.raised(), "woken for a sleep that never ends");
+    }
+
+    #[test]
+    fn a_later_head_is_waited_for_until_its_first_byte_then_gets_its_time() {
+        let (deadlines, activity) = deadlines();
+        let (flag, waker) = flag();
+        let mut cx = Context::from_waker(&waker);
+        // The connection's first head came at once.
+        drop(deadlines.sleep(Duration::from_millis(500)));
+
+        // The next one: nothing of it for twice its time, and it is still waited for.
+        let mut sleep = deadlines.sleep(Duration::from_millis(500));
+        assert_eq!(sleep.as_mut().poll(&mut cx), Poll::Pending);
+        for _ in 0..4 {
+            std::thread::sleep(Duration::from_millis(250));
+            deadlines.tick();
+        }
+        assert!(!flag.raised(), "woken for a head that has not begun");
+        assert_eq!(sleep.as_mut().poll(&mut cx), Poll::Pending);
+
+        // Its first byte: from then on, 500 ms, seen on the first tick after.
+        activity.read();
+        deadlines.tick();
+        assert_eq!(sleep.as_mut().poll(&mut cx), Poll::Pending, "too early");
+        std::thread::sleep(Duration::from_millis(600));
+        deadlines.tick();
+        assert!(flag.raised(), "not woken once its time was up");
+        assert_eq!(sleep.as_mut().poll(&mut cx), Poll::Ready(()));
     }
 }
