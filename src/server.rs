@@ -452,7 +452,7 @@ pub async fn serve_tls(
                     }
                 };
             let (io, activity) = Tracked::new(stream);
-            let deadlines = Deadlines::new(activity.clone(), limits.request_timeout);
+            let deadlines = Deadlines::new(activity.clone(), limits.request_timeout, tick);
             // Copied here, on the connection's own task and only after its handshake, rather than
             // in the accept loop.
             let mut builder = (*builder).clone();
@@ -541,8 +541,8 @@ struct CloseSignal {
 
 /// Waits until the server drains or the connection has been idle for `idle_timeout`, then asks
 /// the connection to close; on each tick, before and after, also advances the connection's
-/// [`Deadlines`] (a connection asked to close still waits for a request it is reading the head
-/// of, and only the header deadline ends one that never completes). Activity is seen on the
+/// [`Deadlines`] (a connection asked to close still waits for its first request if it is reading
+/// that request's head, and only the header deadline ends one that never completes). Activity is seen on the
 /// watchdog's ticks (every second, or more often for shorter timeouts), so an idle connection is
 /// closed up to two ticks late, and a header deadline is seen up to one tick late. The task ends
 /// when the connection does, which aborts it.

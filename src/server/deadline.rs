@@ -11,10 +11,11 @@
 //! hyper arms the deadline as soon as it waits for a request's head, so on its own it would close
 //! a kept-alive connection that is merely quiet between requests after the headers' time, not the
 //! idle timeout. Here, as in Go's server, the wait for a next request is the idle timeout's: while
-//! no byte of that head has been read, the watchdog moves its deadline on with the clock, and the
-//! headers get their time from their first byte. A connection's first head is not waited for so:
-//! its deadline runs from the handshake, and a client that connects and sends nothing is cut off
-//! by it.
+//! no byte of that head has been read, the watchdog moves its deadline on with the clock, a tick
+//! ahead, so the headers get at least their time from their first byte (and the tick the deadline
+//! is seen on, at most one more). Bytes of a next head read together with the request before it
+//! do not start its clock: such a head, if it stalls, is closed as idle. A connection's first
+//! head is not waited for so: hyper arms its deadline once it begins to read it, as usual.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -55,14 +56,16 @@ struct State {
     made: AtomicU64,
     /// The connection's reads and writes.
     activity: Activity,
-    /// How long a head may take from its first byte (`--request-timeout`), in nanoseconds.
-    window: u64,
+    /// How far ahead of the clock the watchdog keeps the deadline of a head that has not begun,
+    /// in nanoseconds: the headers' time, and a tick.
+    ahead: u64,
     waker: AtomicWaker,
 }
 
 impl Deadlines {
-    /// Deadlines for a connection whose I/O counts `activity`, with `window` for each head.
-    pub(super) fn new(activity: Activity, window: Duration) -> Self {
+    /// Deadlines for a connection whose I/O counts `activity`, with `window` for each head from
+    /// its first byte, advanced by a watchdog that ticks every `tick`.
+    pub(super) fn new(activity: Activity, window: Duration, tick: Duration) -> Self {
         Deadlines(Arc::new(State {
             base: Instant::now(),
             ticked: AtomicU64::new(0),
@@ -71,7 +74,7 @@ impl Deadlines {
             reads_at_arm: AtomicU64::new(0),
             made: AtomicU64::new(FIRST),
             activity,
-            window: u64::try_from(window.as_nanos()).unwrap_or(UNARMED - 1),
+            ahead: u64::try_from(window.saturating_add(tick).as_nanos()).unwrap_or(UNARMED - 1),
             waker: AtomicWaker::new(),
         }))
     }
@@ -92,7 +95,7 @@ impl Deadlines {
         if waiting {
             // Only if still the same deadline: one the connection has since disarmed or
             // replaced is left as it is.
-            let moved = now.saturating_add(state.window).min(UNARMED - 1);
+            let moved = now.saturating_add(state.ahead).min(UNARMED - 1);
             if moved > armed {
                 let _ =
                     state
@@ -165,6 +168,11 @@ impl Future for DeadlineSleep {
             state.armed_by.store(this.number, Ordering::Release);
             state.armed.store(this.at, Ordering::SeqCst);
         }
+        // A head that has not begun (and is not the first) is waited for: this count is exact
+        // here, on the task that reads, where the watchdog's may lag.
+        if this.number != FIRST && state.activity.reads() == this.reads {
+            return Poll::Pending;
+        }
         // As the watchdog may have moved it; this sleep's own if another sleep armed since (hyper
         // keeps one at a time, so that is not expected).
         let deadline = if state.armed_by.load(Ordering::Acquire) == this.number {
@@ -210,13 +218,15 @@ mod tests {
         }
     }
 
-    /// A connection's deadlines, each head with 500 ms from its first byte, and its I/O counts.
-    fn deadlines() -> (Deadlines, Activity) {
+    /// A connection's deadlines, each head with `window` from its first byte on a watchdog that
+    /// ticks every `tick`, and its I/O counts.
+    fn deadlines_with(window: Duration, tick: Duration) -> (Deadlines, Activity) {
         let activity = Activity::default();
-        (
-            Deadlines::new(activity.clone(), Duration::from_millis(500)),
-            activity,
-        )
+        (Deadlines::new(activity.clone(), window, tick), activity)
+    }
+
+    fn deadlines() -> (Deadlines, Activity) {
+        deadlines_with(Duration::from_millis(500), Duration::from_millis(250))
     }
 
     /// A waker that raises a flag.
@@ -289,27 +299,35 @@ mod tests {
 
     #[test]
     fn a_later_head_is_waited_for_until_its_first_byte_then_gets_its_time() {
-        let (deadlines, activity) = deadlines();
+        // Ticks of a second, each simulated by a call to `tick`.
+        let second = Duration::from_secs(1);
+        let (deadlines, activity) = deadlines_with(second, second);
         let (flag, waker) = flag();
         let mut cx = Context::from_waker(&waker);
         // The connection's first head came at once.
-        drop(deadlines.sleep(Duration::from_millis(500)));
+        drop(deadlines.sleep(second));
 
-        // The next one: nothing of it for twice its time, and it is still waited for.
-        let mut sleep = deadlines.sleep(Duration::from_millis(500));
+        // The next one: nothing of it for more than its time, and it is still waited for, though
+        // the connection's task is woken and polls it.
+        let mut sleep = deadlines.sleep(second);
         assert_eq!(sleep.as_mut().poll(&mut cx), Poll::Pending);
-        for _ in 0..4 {
-            std::thread::sleep(Duration::from_millis(250));
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(500));
             deadlines.tick();
+            assert_eq!(sleep.as_mut().poll(&mut cx), Poll::Pending);
         }
         assert!(!flag.raised(), "woken for a head that has not begun");
-        assert_eq!(sleep.as_mut().poll(&mut cx), Poll::Pending);
 
-        // Its first byte: from then on, 500 ms, seen on the first tick after.
+        // Its first byte, half a tick after the last: it has its whole second from there (the
+        // deadline was kept a tick ahead), and is cut off on the first tick after.
+        std::thread::sleep(Duration::from_millis(500));
         activity.read();
         deadlines.tick();
+        std::thread::sleep(Duration::from_millis(700));
+        deadlines.tick();
+        assert!(!flag.raised(), "woken before the head had its time");
         assert_eq!(sleep.as_mut().poll(&mut cx), Poll::Pending, "too early");
-        std::thread::sleep(Duration::from_millis(600));
+        std::thread::sleep(Duration::from_millis(1000));
         deadlines.tick();
         assert!(flag.raised(), "not woken once its time was up");
         assert_eq!(sleep.as_mut().poll(&mut cx), Poll::Ready(()));
