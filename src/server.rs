@@ -392,7 +392,9 @@ pub async fn serve_tls(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .keep_alive_interval(Duration::from_secs(30))
+        // No keep-alive pings: hyper's server sends them to idle connections too, and a peer's
+        // answer is traffic, so no HTTP/2 connection would ever be idle for --idle-timeout. A
+        // dead peer moves no byte and is closed as idle.
         .max_concurrent_streams(256);
     // How often each connection's watchdog looks: often enough to see a header deadline pass
     // soon after it does.
@@ -451,11 +453,20 @@ pub async fn serve_tls(
                         return;
                     }
                 };
+            // The protocol agreed in the handshake (ALPN), served without reading the first bytes
+            // to tell: the connection's first request head is then under its deadline at once.
+            let alpn = stream.get_ref().1.alpn_protocol();
+            let (h1_only, h2_only) = (alpn == Some(b"http/1.1"), alpn == Some(b"h2"));
             let (io, activity) = Tracked::new(stream);
             let deadlines = Deadlines::new(activity.clone(), limits.request_timeout, tick);
             // Copied here, on the connection's own task and only after its handshake, rather than
-            // in the accept loop.
+            // in the accept loop. The shared builder names no version, so each copy may name one.
             let mut builder = (*builder).clone();
+            if h1_only {
+                builder = builder.http1_only();
+            } else if h2_only {
+                builder = builder.http2_only();
+            }
             builder
                 .http1()
                 .timer(deadlines.clone())

@@ -15,7 +15,8 @@
 //! ahead, so the headers get at least their time from their first byte (and the tick the deadline
 //! is seen on, at most one more). Bytes of a next head read together with the request before it
 //! do not start its clock: such a head, if it stalls, is closed as idle. A connection's first
-//! head is not waited for so: hyper arms its deadline once it begins to read it, as usual.
+//! head is not waited for so: its deadline runs from the handshake (the protocol agreed there by
+//! ALPN, hyper reads the head at once), and a client that connects and sends nothing is cut off.
 
 use std::future::Future;
 use std::pin::Pin;
