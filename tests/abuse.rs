@@ -160,19 +160,11 @@ async fn kept_alive_connections_wait_for_the_idle_timeout_then_headers_get_their
         ..Limits::default()
     })
     .await;
-    let get = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
-
     // Quiet between requests for three times the headers' deadline: still served.
     let mut stream = raw_tls(&webhook).await;
-    stream.write_all(get).await.unwrap();
-    assert!(read_health(&mut stream)
-        .await
-        .starts_with("HTTP/1.1 200 OK"));
+    assert_served(&mut stream).await;
     tokio::time::sleep(Duration::from_millis(900)).await;
-    stream.write_all(get).await.unwrap();
-    assert!(read_health(&mut stream)
-        .await
-        .starts_with("HTTP/1.1 200 OK"));
+    assert_served(&mut stream).await;
     // Left alone, closed by the idle timeout (3 s, seen on 300 ms ticks), not before.
     let (_, took) = read_until_closed(&mut stream).await;
     assert!(took > Duration::from_millis(2500), "{took:?}");
@@ -181,10 +173,7 @@ async fn kept_alive_connections_wait_for_the_idle_timeout_then_headers_get_their
     // deadline: at least 300 ms from their first byte, at most a tick more, seen up to a tick
     // late; far sooner than idling (the trickle never lets the connection be idle anyway).
     let mut stream = raw_tls(&webhook).await;
-    stream.write_all(get).await.unwrap();
-    assert!(read_health(&mut stream)
-        .await
-        .starts_with("HTTP/1.1 200 OK"));
+    assert_served(&mut stream).await;
     tokio::time::sleep(Duration::from_millis(900)).await;
     let took = trickle_head_until_closed(stream).await;
     assert!(
@@ -240,6 +229,16 @@ async fn read_health(stream: &mut TlsStream<TcpStream>) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Sends `GET /healthz` on the connection and checks it is answered 200.
+async fn assert_served(stream: &mut TlsStream<TcpStream>) {
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let response = read_health(stream).await;
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+}
+
 #[tokio::test]
 async fn connections_in_use_are_not_closed_as_idle() {
     let webhook = webhook(short_limits()).await;
@@ -247,12 +246,7 @@ async fn connections_in_use_are_not_closed_as_idle() {
     // Four times the idle timeout of 400 ms, with a request every 150 ms, on one connection.
     let start = Instant::now();
     while start.elapsed() < Duration::from_millis(1600) {
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            .await
-            .unwrap();
-        let response = read_health(&mut stream).await;
-        assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+        assert_served(&mut stream).await;
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     // Left alone, the same connection is then closed.
