@@ -9,6 +9,24 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::rules::FailurePolicy;
 
+/// `--on-lookup-failure`: the flag's values for [`FailurePolicy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnLookupFailure {
+    /// Deny the object: nothing unverified gets in (the safe default).
+    Deny,
+    /// Allow the object with a warning naming the Function that could not be verified.
+    Allow,
+}
+
+impl From<OnLookupFailure> for FailurePolicy {
+    fn from(flag: OnLookupFailure) -> Self {
+        match flag {
+            OnLookupFailure::Deny => FailurePolicy::Deny,
+            OnLookupFailure::Allow => FailurePolicy::Allow,
+        }
+    }
+}
+
 /// The longest time any duration flag takes.
 const LONGEST: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
@@ -90,8 +108,8 @@ pub struct ServeArgs {
     #[arg(long, env = "STASH_WEBHOOK_FUNCTIONS_FILE")]
     pub functions_file: Option<PathBuf>,
 
-    /// Longest time one Function lookup against the API may take. It is also capped at half of
-    /// the API server's own webhook timeout (sent as ?timeout=).
+    /// Longest time the Function lookups of one review, together, may take against the API. It
+    /// is also capped at half of the API server's own webhook timeout (sent as ?timeout=).
     #[arg(long, env = "STASH_WEBHOOK_LOOKUP_TIMEOUT", default_value = "2s", value_parser = duration)]
     pub lookup_timeout: Duration,
 
@@ -103,21 +121,21 @@ pub struct ServeArgs {
         value_enum,
         default_value = "deny"
     )]
-    pub on_lookup_failure: FailurePolicy,
+    pub on_lookup_failure: OnLookupFailure,
 
     /// Largest request body accepted, in bytes; larger ones get 413 without being read whole.
     #[arg(long, env = "STASH_WEBHOOK_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
-    /// Time allowed for a TLS handshake, then to receive a request's headers, then its body. The
-    /// headers' deadline is checked on the connection's watchdog ticks, so it can pass up to one
-    /// tick (at most a second) late. A kept-alive connection's next request gets this from its
-    /// first byte: the wait for it is --idle-timeout's.
+    /// Time allowed for a TLS handshake, then to receive a request's headers, then its body. An
+    /// HTTP/1.1 connection kept alive between requests is closed when no next request arrives
+    /// within it (clients open a new one).
     #[arg(long, env = "STASH_WEBHOOK_REQUEST_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub request_timeout: Duration,
 
-    /// Close a connection that has moved no byte for this long (one kept alive between requests
-    /// too), so idle clients cannot hold every connection slot.
+    /// Close a connection on which nothing has been read, or nothing could be written, for this
+    /// long (an idle HTTP/2 connection, a client that stops reading), so idle clients cannot hold
+    /// every connection slot.
     #[arg(long, env = "STASH_WEBHOOK_IDLE_TIMEOUT", default_value = "120s", value_parser = duration)]
     pub idle_timeout: Duration,
 

@@ -1,24 +1,22 @@
 //! The `stash-webhook` binary: parses flags and wires the library together.
 
+#![forbid(unsafe_code)]
+
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use stash_webhook::admission::Validator;
 use stash_webhook::config::{CertsArgs, Cli, Command, LogFormat, ServeArgs};
 use stash_webhook::functions::{ClusterSource, FileSource, FunctionSource};
+use stash_webhook::http::{self, App, Limits};
 use stash_webhook::metrics::Metrics;
-use stash_webhook::server::{self, App, Limits};
 use stash_webhook::tls::{TlsFiles, TlsSource};
+use stash_webhook::validator::Validator;
 use stash_webhook::{certs, EXAMPLE_FUNCTIONS};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-
-/// Fewer instructions per review than the system allocator; the version and options, and what
-/// they cost in memory, are in Cargo.toml.
-#[global_allocator]
-static ALLOCATOR: stash_webhook::alloc::Mimalloc = stash_webhook::alloc::Mimalloc;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -40,6 +38,8 @@ fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
         .with_context(|| format!("invalid --log filter {filter:?}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour codes only for a terminal: a file or a log pipeline would store them as text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -118,7 +118,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     )?;
     let _reloader = tls.clone().spawn_reloader(args.cert_reload_interval);
 
-    let validator = Validator::new(source, args.on_lookup_failure, args.lookup_timeout);
+    let validator = Validator::new(source, args.on_lookup_failure.into(), args.lookup_timeout);
     let limits = Limits {
         max_body_bytes: args.max_body_bytes,
         request_timeout: args.request_timeout,
@@ -138,7 +138,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen for metrics on {addr}"))?;
             tracing::info!(%addr, "metrics on http://{addr}/metrics");
-            Some(tokio::spawn(server::serve_metrics(
+            Some(tokio::spawn(http::serve_metrics(
                 listener,
                 metrics.clone(),
                 stopped(stop_rx.clone()),
@@ -155,7 +155,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
-    server::serve_tls(listener, tls, app, stopped(stop_rx)).await?;
+    http::serve_tls(listener, tls, app, stopped(stop_rx)).await?;
     if let Some(task) = metrics_task {
         task.abort();
     }

@@ -1,7 +1,6 @@
 //! Prometheus metrics: what an operator watches to know the webhook is healthy and fast.
 
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use kube::core::admission::Operation;
 
@@ -12,8 +11,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::hooks::StashKind;
 use crate::rules::Resolution;
+use crate::stash::StashKind;
 
 /// The review's outcome, as counted.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
@@ -94,29 +93,16 @@ struct RejectLabels {
     code: u16,
 }
 
-/// How many values each label takes: the judged kinds and "other"; CREATE, UPDATE, DELETE,
-/// CONNECT; allowed, warned, denied; cache, api, file; found, not found, error.
-const KINDS: usize = StashKind::ALL.len() + 1;
-const OPERATIONS: usize = 4;
-const VERDICTS: usize = 3;
-const SOURCES: usize = 3;
-const RESULTS: usize = 3;
-const REVIEW_COUNTERS: usize = KINDS * OPERATIONS * VERDICTS;
-const LOOKUP_COUNTERS: usize = SOURCES * RESULTS;
-
+/// The process's metrics, each a prometheus-client family or metric registered once.
 struct Inner {
     registry: Registry,
     reviews: Family<ReviewLabels, Counter>,
     rejected: Family<RejectLabels, Counter>,
     latency: Histogram,
     lookups: Family<LookupLabels, Counter>,
-    /// Each review and lookup counter, once created: label sets are few and fixed, and a
-    /// family lookup hashes every label on every call.
-    review_counters: [OnceLock<Counter>; REVIEW_COUNTERS],
-    lookup_counters: [OnceLock<Counter>; LOOKUP_COUNTERS],
     cache_size: Gauge,
     watch_errors: Counter,
-    cert_expiry: Gauge<f64, AtomicU64>,
+    cert_not_after: Gauge,
 }
 
 /// A cheap, clonable handle on the process's metrics.
@@ -169,11 +155,13 @@ impl Default for Metrics {
             "Errors from the Function watch (each followed by a retry with backoff)",
             watch_errors.clone(),
         );
-        let cert_expiry = Gauge::<f64, AtomicU64>::default();
+        // A timestamp rather than the seconds left: it stays true between reloads, and an alert
+        // computes what is left (`... - time() < 14 * 86400`), as cert-manager's metrics do.
+        let cert_not_after = Gauge::default();
         registry.register(
-            "certificate_expiry_seconds",
-            "Seconds until the serving certificate expires",
-            cert_expiry.clone(),
+            "certificate_not_after_timestamp_seconds",
+            "When the serving certificate expires (its notAfter), in seconds since the Unix epoch",
+            cert_not_after.clone(),
         );
         Metrics(Arc::new(Inner {
             registry,
@@ -181,18 +169,16 @@ impl Default for Metrics {
             rejected,
             latency,
             lookups,
-            review_counters: std::array::from_fn(|_| OnceLock::new()),
-            lookup_counters: std::array::from_fn(|_| OnceLock::new()),
             cache_size,
             watch_errors,
-            cert_expiry,
+            cert_not_after,
         }))
     }
 }
 
 impl Metrics {
-    /// Counts a review. Labels are static strings (the judged kinds, or "other"), so a counter
-    /// that exists costs no allocation and a misrouted kind cannot grow the label set.
+    /// Counts a review. Labels are static strings (the judged kinds, or "other"), so a misrouted
+    /// kind cannot grow the label set.
     pub fn record_review(
         &self,
         kind: Option<StashKind>,
@@ -200,24 +186,12 @@ impl Metrics {
         verdict: Verdict,
         seconds: f64,
     ) {
-        let kind_index = kind.map_or(StashKind::ALL.len(), |k| k as usize);
-        let operation_index = match operation {
-            Operation::Create => 0,
-            Operation::Update => 1,
-            Operation::Delete => 2,
-            Operation::Connect => 3,
-        };
-        let slot = (kind_index * OPERATIONS + operation_index) * VERDICTS + verdict as usize;
-        self.0.review_counters[slot]
-            .get_or_init(|| {
-                self.0
-                    .reviews
-                    .get_or_create(&ReviewLabels {
-                        kind: kind.map_or("other", StashKind::as_str),
-                        operation: operation_label(operation),
-                        verdict: verdict.as_str(),
-                    })
-                    .clone()
+        self.0
+            .reviews
+            .get_or_create(&ReviewLabels {
+                kind: kind.map_or("other", StashKind::as_str),
+                operation: operation_label(operation),
+                verdict: verdict.as_str(),
             })
             .inc();
         self.0.latency.observe(seconds);
@@ -228,15 +202,11 @@ impl Metrics {
     }
 
     pub fn record_lookup(&self, source: LookupSource, result: LookupResult) {
-        self.0.lookup_counters[source as usize * RESULTS + result as usize]
-            .get_or_init(|| {
-                self.0
-                    .lookups
-                    .get_or_create(&LookupLabels {
-                        source: source.as_str(),
-                        result: result.as_str(),
-                    })
-                    .clone()
+        self.0
+            .lookups
+            .get_or_create(&LookupLabels {
+                source: source.as_str(),
+                result: result.as_str(),
             })
             .inc();
     }
@@ -249,11 +219,12 @@ impl Metrics {
         self.0.watch_errors.inc();
     }
 
-    pub fn set_cert_expiry_seconds(&self, seconds: f64) {
-        self.0.cert_expiry.set(seconds);
+    /// The serving certificate's notAfter, in seconds since the Unix epoch.
+    pub fn set_cert_not_after(&self, timestamp: i64) {
+        self.0.cert_not_after.set(timestamp);
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The OpenMetrics text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
@@ -276,50 +247,33 @@ pub fn operation_label(operation: &Operation) -> &'static str {
 mod tests {
     use super::*;
 
-    /// Counters are kept by slot: every label set must get its own.
     #[test]
-    fn every_label_set_is_counted_apart() {
+    fn each_label_set_is_counted_apart() {
         let metrics = Metrics::default();
-        let kinds = StashKind::ALL.into_iter().map(Some).chain([None]);
-        for kind in kinds {
-            for operation in [
-                Operation::Create,
-                Operation::Update,
-                Operation::Delete,
-                Operation::Connect,
-            ] {
-                for verdict in [Verdict::Allowed, Verdict::Warned, Verdict::Denied] {
-                    metrics.record_review(kind, &operation, verdict, 0.001);
-                }
-            }
-        }
-        for source in [LookupSource::Cache, LookupSource::Api, LookupSource::File] {
-            for result in [
-                LookupResult::Found,
-                LookupResult::NotFound,
-                LookupResult::Error,
-            ] {
-                metrics.record_lookup(source, result);
-            }
-        }
-        metrics.record_review(None, &Operation::Create, Verdict::Denied, 0.001);
-        let text = metrics.encode();
-        let counts = |prefix: &str| -> Vec<String> {
-            text.lines()
-                .filter(|l| l.starts_with(prefix))
-                .map(|l| l.rsplit_once(' ').map_or("", |(_, n)| n).to_owned())
-                .collect()
-        };
-        let reviews = counts("stash_webhook_reviews_total{");
-        assert_eq!(reviews.len(), REVIEW_COUNTERS);
-        assert_eq!(
-            reviews.iter().filter(|n| *n == "1").count(),
-            REVIEW_COUNTERS - 1
+        metrics.record_review(
+            Some(StashKind::BackupBatch),
+            &Operation::Create,
+            Verdict::Denied,
+            0.001,
         );
-        assert!(text.contains(
-            r#"stash_webhook_reviews_total{kind="other",operation="CREATE",verdict="denied"} 2"#
-        ));
-        let lookups = counts("stash_webhook_function_lookups_total{");
-        assert_eq!(lookups, vec!["1".to_owned(); LOOKUP_COUNTERS]);
+        metrics.record_review(
+            Some(StashKind::BackupBatch),
+            &Operation::Create,
+            Verdict::Denied,
+            0.001,
+        );
+        metrics.record_review(None, &Operation::Update, Verdict::Allowed, 0.001);
+        metrics.record_lookup(LookupSource::Api, LookupResult::NotFound);
+        metrics.set_cert_not_after(1_800_000_000);
+        let text = metrics.encode();
+        for line in [
+            r#"stash_webhook_reviews_total{kind="BackupBatch",operation="CREATE",verdict="denied"} 2"#,
+            r#"stash_webhook_reviews_total{kind="other",operation="UPDATE",verdict="allowed"} 1"#,
+            r#"stash_webhook_function_lookups_total{source="api",result="not_found"} 1"#,
+            "stash_webhook_review_duration_seconds_count 3",
+            "stash_webhook_certificate_not_after_timestamp_seconds 1800000000",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
     }
 }

@@ -4,8 +4,8 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use crate::hooks::{Executor, ExecutorRef, FieldPath, FunctionName, Params};
 use crate::image::{self, ImageError};
+use crate::stash::{json_type, Executor, ExecutorRef, FieldPath, FunctionName, Params};
 
 const LIST_FUNCTIONS: &str = "list them with: kubectl get functions.stash.appscode.com";
 
@@ -31,11 +31,11 @@ impl Container {
             Some(serde_json::Value::String(s)) => match image::validate(s) {
                 Ok(()) => Container::Valid,
                 Err(error) => Container::InvalidImage {
-                    image: s.clone(),
+                    image: shown(s),
                     error,
                 },
             },
-            Some(other) => Container::ImageNotAString(crate::hooks::json_type(other)),
+            Some(other) => Container::ImageNotAString(json_type(other)),
         }
     }
 }
@@ -50,7 +50,7 @@ pub enum Resolution {
 }
 
 /// What to do when a Function cannot be looked up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FailurePolicy {
     /// Deny the object: nothing unverified gets in (the safe default).
     #[default]
@@ -65,6 +65,14 @@ pub struct Problem {
     pub path: FieldPath,
     pub what: String,
     pub fix: String,
+}
+
+impl Problem {
+    /// The hook the problem is in (`spec.members[3].hooks.preBackup`).
+    fn hook(&self) -> &str {
+        let path = self.path.as_str();
+        path.split_once(".executor").map_or(path, |(hook, _)| hook)
+    }
 }
 
 impl fmt::Display for Problem {
@@ -85,15 +93,80 @@ impl Verdict {
         self.denials.is_empty()
     }
 
-    /// The denial text: one line per problem, field path first. kubectl prints it after
+    /// The denial text: one line per problem, field path first, at most [`MAX_LINES`] of them and
+    /// then a line counting the rest. kubectl prints it after
     /// `admission webhook "NAME" denied the request: `.
     pub fn message(&self) -> String {
-        self.denials
-            .iter()
-            .map(Problem::to_string)
-            .collect::<Vec<_>>()
-            .join("\n")
+        let lines: Vec<String> = self.denials.iter().map(Problem::to_string).collect();
+        let hooks = |problems: &[Problem]| {
+            problems
+                .iter()
+                .map(|p| p.hook())
+                .collect::<HashSet<_>>()
+                .len()
+        };
+        let rest = self.denials.get(MAX_LINES..).unwrap_or_default();
+        capped(lines, "problems", Some(hooks(rest))).join("\n")
     }
+
+    /// The warnings, at most [`MAX_LINES`] of them and then one counting the rest.
+    pub fn capped_warnings(self) -> Vec<String> {
+        capped(self.warnings, "warnings", None)
+    }
+}
+
+/// The most problems, or warnings, listed in one answer: a BackupBatch with thousands of broken
+/// members would otherwise get a denial of thousands of lines, in kubectl and in every audit log
+/// that records it.
+pub const MAX_LINES: usize = 20;
+
+/// The first [`MAX_LINES`] of `lines`, then one line counting the rest (`what`: "problems" or
+/// "warnings"), and how many hooks they are in when that is known.
+fn capped(mut lines: Vec<String>, what: &str, rest_hooks: Option<usize>) -> Vec<String> {
+    if lines.len() <= MAX_LINES {
+        return lines;
+    }
+    let more = lines.len() - MAX_LINES;
+    lines.truncate(MAX_LINES);
+    let hooks = match rest_hooks {
+        Some(1) => " in 1 more hook".to_owned(),
+        Some(n) => format!(" in {n} more hooks"),
+        None => String::new(),
+    };
+    lines.push(format!(
+        "... and {more} more {what}{hooks}, not listed: fix these and apply again to see the rest"
+    ));
+    lines
+}
+
+/// How much of a value from the object a message echoes: enough to recognise it.
+const SHOWN_CHARS: usize = 100;
+
+/// `value` as a message shows it: whole when short, else its start and how long it is.
+pub fn shown(value: &str) -> String {
+    match value.char_indices().nth(SHOWN_CHARS) {
+        None => value.to_owned(),
+        Some((cut, _)) => format!(
+            "{}... ({} characters)",
+            &value[..cut],
+            value.chars().count()
+        ),
+    }
+}
+
+/// Kubernetes names a Function as it names most objects: a lowercase RFC 1123 subdomain, at most
+/// 253 characters. A name that is not one cannot exist, so it is denied without a lookup.
+pub fn valid_object_name(name: &str) -> bool {
+    let label_ok = |label: &str| {
+        let bytes = label.as_bytes();
+        !bytes.is_empty()
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+            && bytes[0] != b'-'
+            && bytes[bytes.len() - 1] != b'-'
+    };
+    name.len() <= 253 && name.split('.').all(label_ok)
 }
 
 /// Judges the references of an object. `old_refs` are those of the stored object on UPDATE
@@ -130,28 +203,14 @@ pub fn judge<'a>(
     verdict
 }
 
-/// Up to this many, names are kept in a list searched in order rather than a hash set or map:
-/// a typical object names one or two Functions.
-pub const FEW_NAMES: usize = 16;
-
-/// The distinct Function names that `judge` will ask about, each once.
+/// The distinct Function names that `judge` will ask about, each once: those that can be object
+/// names at all.
 pub fn names_to_resolve<'a>(refs: &[ExecutorRef<'a>]) -> Vec<&'a str> {
-    let mut names = Vec::with_capacity(refs.len());
-    if refs.len() <= FEW_NAMES {
-        for name in refs.iter().filter_map(ExecutorRef::function_name) {
-            if !names.contains(&name) {
-                names.push(name);
-            }
-        }
-        return names;
-    }
-    let mut seen = HashSet::with_capacity(refs.len());
-    names.extend(
-        refs.iter()
-            .filter_map(ExecutorRef::function_name)
-            .filter(|name| seen.insert(*name)),
-    );
-    names
+    let mut seen = HashSet::new();
+    refs.iter()
+        .filter_map(ExecutorRef::function_name)
+        .filter(|name| valid_object_name(name) && seen.insert(*name))
+        .collect()
 }
 
 enum Found {
@@ -204,6 +263,14 @@ fn problems<'a>(
         )),
         FunctionName::Named(name) if name.is_empty() => out.push((
             problem(name_path(), "must not be empty".into(), name_fix()),
+            Subject::Function,
+        )),
+        FunctionName::Named(name) if !valid_object_name(name) => out.push((
+            problem(
+                name_path(),
+                format!("\"{}\" is not a valid Function name: Kubernetes names are lowercase letters, digits, '-' and '.', start and end with a letter or digit, and are at most 253 characters", shown(name)),
+                name_fix(),
+            ),
             Subject::Function,
         )),
         FunctionName::Named(name) => {
@@ -261,13 +328,13 @@ fn problems<'a>(
                 let what = if key.is_empty() {
                     "parameter name must not be empty".to_owned()
                 } else if !valid_param_name(key) {
-                    format!("parameter name \"{key}\" is invalid")
+                    format!("parameter name \"{}\" is invalid", shown(key))
                 } else {
                     continue;
                 };
                 out.push((
                     problem(
-                        params_path().key(key),
+                        params_path().key(&shown(key)),
                         what,
                         "use letters, digits and '_', not starting with a digit, since the Function reads it as ${NAME}".into(),
                     ),

@@ -178,20 +178,16 @@ fn build(
     let mut config = builder.with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
 
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default();
-    metrics.set_cert_expiry_seconds(not_after - now);
+    metrics.set_cert_not_after(not_after);
     Ok(Arc::new(config))
 }
 
 /// The certificate's notAfter, in seconds since the epoch.
-fn not_after(path: &Path, cert: &CertificateDer<'_>) -> Result<f64, TlsError> {
+fn not_after(path: &Path, cert: &CertificateDer<'_>) -> Result<i64, TlsError> {
     let (_, parsed) =
         x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| TlsError::X509 {
             path: path.to_owned(),
             reason: e.to_string(),
         })?;
-    Ok(parsed.validity().not_after.timestamp() as f64)
+    Ok(parsed.validity().not_after.timestamp())
 }

@@ -4,7 +4,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use stash_webhook::server::Limits;
+use stash_webhook::http::Limits;
 use support::{create_naming, fixture, Options, Webhook, FUNCTIONS};
 
 const GHOST: &str = "spec.hooks.preBackup.executor.functionName: Function \"ghost\" not found: create the Function, or fix the name (list them with: kubectl get functions.stash.appscode.com)";
@@ -146,7 +146,7 @@ async fn refuses_bad_requests_with_a_clear_4xx() {
     );
 
     let (status, text) = refused(post(
-        r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v2","request":{}}"#,
+        r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v2","request":{"uid":"u","kind":{"kind":"X"},"operation":"CREATE"}}"#,
     ))
     .await;
     assert_eq!(

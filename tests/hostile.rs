@@ -1,6 +1,7 @@
 //! Hostile input, property-tested: arbitrary bytes, arbitrary JSON and arbitrary mutations of
-//! recorded reviews never panic the decode-and-judge path, and always yield either a well-formed
+//! recorded reviews never panic the decode-and-judge path; each yields either a well-formed
 //! AdmissionReview answering the request's uid, or a decode error (which the server sends as 400).
+//! Whatever decodes is read as serde_json reads the same text into a `Value`.
 
 mod support;
 
@@ -9,15 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
-use stash_webhook::admission::Validator;
 use stash_webhook::functions::FileSource;
-use stash_webhook::hooks::{json_type, Executor, FunctionName, HookSet, Params, SpecHooks};
 use stash_webhook::metrics::Metrics;
 use stash_webhook::review;
 use stash_webhook::rules::FailurePolicy;
-use stash_webhook::scan::Scanner;
+use stash_webhook::stash::{json_type, Executor, FunctionName, Hooks, Params, SpecHooks};
+use stash_webhook::validator::Validator;
 use support::{fixture, FUNCTIONS};
 
 fn validator() -> Validator {
@@ -29,53 +28,99 @@ fn validator() -> Validator {
     )
 }
 
-/// Runs one body through the path the server runs, and checks the outcome is well-formed.
+/// How a refused body's 400 begins: each names what is wrong.
+const REFUSALS: [&str; 5] = [
+    "the body is not a valid AdmissionReview: ",
+    "the body is empty: ",
+    "the body is not a JSON object: ",
+    "kind is ",
+    "apiVersion ",
+];
+
+/// Runs one body through the path the server runs, and checks the outcome: a refusal that says
+/// what is wrong, or an answer to the request that was read as serde_json reads it.
 fn check(validator: &Validator, body: &[u8]) -> Result<(), TestCaseError> {
-    // The scanner under `decode` is as strict as serde_json: what serde_json refuses as JSON,
-    // decode refuses too; and so is a body that is not UTF-8, which serde_json lets through
-    // where it only skips a string.
-    let is_json =
-        serde_json::from_slice::<IgnoredAny>(body).is_ok() && std::str::from_utf8(body).is_ok();
-    prop_assert!(is_json || review::decode(body).is_err());
-    match review::decode(body) {
-        Err(err) => prop_assert!(!err.to_string().is_empty()),
-        Ok((version, request)) => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let outcome =
-                runtime.block_on(validator.review(&request, Some(Duration::from_secs(5))));
-            let encoded = review::encode(version, &request.uid, &outcome.reply).unwrap();
-            let answer: Value = serde_json::from_slice(&encoded).unwrap();
-            prop_assert_eq!(answer["kind"].as_str(), Some("AdmissionReview"));
-            prop_assert_eq!(answer["apiVersion"].as_str(), Some(version.api_version()));
-            prop_assert_eq!(
-                answer["response"]["uid"].as_str(),
-                Some(request.uid.as_str())
+    let as_json = std::str::from_utf8(body)
+        .ok()
+        .and_then(|text| serde_json::from_str::<Value>(text).ok());
+    let (version, request) = match review::decode(body) {
+        Err(err) => {
+            let text = err.to_string();
+            prop_assert!(
+                REFUSALS.iter().any(|r| text.starts_with(r))
+                    || text == "the AdmissionReview has no request: the API server sends one in every call",
+                "{}",
+                text
             );
-            let allowed = answer["response"]["allowed"].as_bool();
-            prop_assert!(allowed.is_some());
-            if allowed == Some(false) {
-                let message = answer["response"]["status"]["message"]
-                    .as_str()
-                    .unwrap_or_default();
-                prop_assert!(!message.is_empty());
-                for line in message.lines() {
-                    prop_assert!(
-                        line.starts_with("spec.") || line.contains(" has no object to judge"),
-                        "{}",
-                        line
-                    );
-                }
+            // What is JSON is never refused as cut short.
+            if let (Some(_), review::ReviewError::Json(err)) = (&as_json, &err) {
+                prop_assert_ne!(
+                    err.inner().classify(),
+                    serde_json::error::Category::Eof,
+                    "{}",
+                    text
+                );
             }
+            return Ok(());
+        }
+        Ok(decoded) => decoded,
+    };
+    // Decoded, so it is JSON, and was read as serde_json reads it.
+    let Some(value) = as_json else {
+        return Err(TestCaseError::fail("decoded a body serde_json refuses"));
+    };
+    prop_assert_eq!(Some(&*request.uid), value["request"]["uid"].as_str());
+    prop_assert_eq!(
+        &*request.kind.kind,
+        value["request"]["kind"]["kind"]
+            .as_str()
+            .unwrap_or_default()
+    );
+    let spec_of = |object: &str| match value["request"].get(object) {
+        None | Some(Value::Null) => None,
+        Some(object) => Some(hooks_of(object.get("spec").unwrap_or(&Value::Null))),
+    };
+    prop_assert_eq!(
+        request.object.as_ref().map(|o| o.spec.clone()),
+        spec_of("object")
+    );
+    prop_assert_eq!(
+        request.old_object.as_ref().map(|o| o.spec.clone()),
+        spec_of("oldObject")
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let outcome = runtime.block_on(validator.review(&request, Some(Duration::from_secs(5))));
+    let reply = outcome.reply.clone();
+    let encoded = review::encode(version, &request.uid, outcome.reply).unwrap();
+    let answer: Value = serde_json::from_slice(&encoded).unwrap();
+    prop_assert_eq!(answer["kind"].as_str(), Some("AdmissionReview"));
+    prop_assert_eq!(answer["apiVersion"].as_str(), Some(version.api_version()));
+    prop_assert_eq!(answer["response"]["uid"].as_str(), Some(&*request.uid));
+    prop_assert_eq!(answer["response"]["allowed"].as_bool(), Some(reply.allowed));
+    if !reply.allowed {
+        let message = answer["response"]["status"]["message"]
+            .as_str()
+            .unwrap_or_default();
+        prop_assert!(!message.is_empty());
+        for line in message.lines() {
+            prop_assert!(
+                line.starts_with("spec.")
+                    || line.starts_with("... and ")
+                    || line.contains(" has no object to judge"),
+                "{}",
+                line
+            );
         }
     }
     Ok(())
 }
 
 /// The hooks of `spec` as the README states the rules read them, from a `Value`: a reference for
-/// the scanner's reader, written apart from it.
+/// the decoder, written apart from it.
 fn hooks_of(spec: &Value) -> SpecHooks {
     fn executor(hook: &Value) -> Option<Executor> {
         match hook.get("executor")? {
@@ -99,30 +144,25 @@ fn hooks_of(spec: &Value) -> SpecHooks {
             other => Some(Executor::WrongType(json_type(other))),
         }
     }
-    fn hook_set(hooks: Option<&Value>) -> HookSet {
-        let names = ["preBackup", "postBackup", "preRestore", "postRestore"];
+    fn hooks(hooks: Option<&Value>) -> Hooks {
         let Some(Value::Object(hooks)) = hooks else {
-            return HookSet::default();
+            return Hooks::default();
         };
-        HookSet(
-            hooks
-                .iter()
-                .filter_map(|(name, hook)| {
-                    let name = names.into_iter().find(|n| n == name)?;
-                    Some((name, executor(hook)?))
-                })
-                .collect(),
-        )
+        let get = |name: &str| hooks.get(name).and_then(executor);
+        Hooks {
+            pre_backup: get("preBackup"),
+            post_backup: get("postBackup"),
+            pre_restore: get("preRestore"),
+            post_restore: get("postRestore"),
+        }
     }
     let Value::Object(spec) = spec else {
         return SpecHooks::default();
     };
     SpecHooks {
-        hooks: hook_set(spec.get("hooks")),
+        hooks: hooks(spec.get("hooks")),
         members: match spec.get("members") {
-            Some(Value::Array(members)) => {
-                members.iter().map(|m| hook_set(m.get("hooks"))).collect()
-            }
+            Some(Value::Array(members)) => members.iter().map(|m| hooks(m.get("hooks"))).collect(),
             _ => Vec::new(),
         },
     }
@@ -246,9 +286,18 @@ fn arb_edit() -> impl Strategy<Value = Edit> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
 
+    /// Arbitrary bytes, put where the decoder reads: in place of part of a recorded review.
     #[test]
-    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-        check(&validator(), &bytes)?;
+    fn arbitrary_bytes_in_a_recorded_review_never_panic(
+        bytes in prop::collection::vec(any::<u8>(), 0..64),
+        at in any::<usize>(),
+        len in 0usize..32,
+    ) {
+        let mut body = fixture("backupconfiguration-create").into_bytes();
+        let at = at % body.len();
+        let end = (at + len).min(body.len());
+        body.splice(at..end, bytes);
+        check(&validator(), &body)?;
     }
 
     #[test]
@@ -260,6 +309,20 @@ proptest! {
     fn arbitrary_requests_in_a_valid_envelope_never_panic(request in arb_json()) {
         let body = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request});
         check(&validator(), &serde_json::to_vec(&body).unwrap())?;
+    }
+
+    /// Any spec, in a valid request: decoded (and so compared by `check` with the reference
+    /// reading), judged and answered.
+    #[test]
+    fn arbitrary_specs_are_read_as_serde_json_reads_them(spec in arb_json(), kind in 0usize..5, pretty in any::<bool>()) {
+        let kind = ["BackupConfiguration", "RestoreSession", "BackupBatch", "RestoreBatch", "BackupBlueprint"][kind];
+        let mut review: Value = serde_json::from_str(&fixture("backupconfiguration-update")).unwrap();
+        review["request"]["kind"]["kind"] = kind.into();
+        review["request"]["object"]["spec"] = spec;
+        let body = if pretty { serde_json::to_vec_pretty(&review) } else { serde_json::to_vec(&review) }.unwrap();
+        let (_, request) = review::decode(&body).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(request.object.is_some());
+        check(&validator(), &body)?;
     }
 
     #[test]
@@ -281,42 +344,11 @@ proptest! {
         check(&validator(), &serde_json::to_vec(&review).unwrap())?;
     }
 
+    /// Syntax broken in every way a byte can break it: refused exactly when serde_json refuses it
+    /// (checked in `check`), never a panic.
     #[test]
-    fn scanner_accepts_exactly_what_serde_json_accepts(bytes in syntax_mutated_review()) {
-        let mut scanner = Scanner::new(&bytes);
-        let scanned = scanner.skip().and_then(|()| scanner.end());
-        let parsed = serde_json::from_slice::<IgnoredAny>(&bytes);
-        prop_assert_eq!(scanned.is_ok(), parsed.is_ok(), "scanner {:?}, serde_json {:?}", scanned, parsed.err());
-    }
-
-    #[test]
-    fn scanner_reads_values_as_serde_json_reads_them(value in arb_json(), pretty in any::<bool>()) {
-        let text = if pretty {
-            serde_json::to_vec_pretty(&value).unwrap()
-        } else {
-            serde_json::to_vec(&value).unwrap()
-        };
-        let mut scanner = Scanner::new(&text);
-        // The value written, exactly: floats are parsed correctly rounded (std's parser), where
-        // serde_json's default parser may be one bit off.
-        prop_assert_eq!(scanner.deserialize::<Value>().ok(), Some(value.clone()));
-        prop_assert_eq!(scanner.end(), Ok(()));
-        // The hooks the rules see: the same read by the scanner from the text as read from the
-        // value by `hooks_of`.
-        let mut scanner = Scanner::new(&text);
-        prop_assert_eq!(SpecHooks::read(&mut scanner).ok(), Some(hooks_of(&value)));
-        prop_assert_eq!(scanner.end(), Ok(()));
-    }
-
-    #[test]
-    fn scanner_reads_exactly_what_serde_json_reads(bytes in syntax_mutated_review()) {
-        let mut scanner = Scanner::new(&bytes);
-        let read = scanner
-            .deserialize::<Value>()
-            .map_err(|e| e.to_string())
-            .and_then(|v| scanner.end().map(|()| v).map_err(|e| e.to_string()));
-        let parsed = serde_json::from_slice::<Value>(&bytes);
-        prop_assert_eq!(read.as_ref().ok(), parsed.as_ref().ok(), "scanner {:?}, serde_json {:?}", read.as_ref().err(), parsed.as_ref().err());
+    fn syntax_mutated_reviews_never_panic(bytes in syntax_mutated_review()) {
+        check(&validator(), &bytes)?;
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::process::Command;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use stash_webhook::hooks::{executor_refs, SpecHooks, StashKind, STASH_GROUP, STASH_VERSION};
 use stash_webhook::rules::{judge, names_to_resolve, Container, FailurePolicy, Resolution};
+use stash_webhook::stash::{executor_refs, SpecHooks, StashKind, STASH_GROUP, STASH_VERSION};
 
 const NAMESPACE: &str = "stash-system";
 const NAME: &str = "stash-webhook";

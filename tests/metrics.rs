@@ -16,7 +16,7 @@ async fn metrics_count_reviews_lookups_and_refusals() {
     let webhook = Webhook::start(Arc::new(source), metrics.clone(), Options::default()).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics_addr = listener.local_addr().unwrap();
-    tokio::spawn(stash_webhook::server::serve_metrics(
+    tokio::spawn(stash_webhook::http::serve_metrics(
         listener,
         metrics,
         std::future::pending(),
@@ -59,12 +59,18 @@ async fn metrics_count_reviews_lookups_and_refusals() {
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
     }
-    // The test certificate is valid for one day.
-    let expiry: f64 = text
+    // The test certificate is valid for one day: it expires a day from now, give or take the
+    // test's own run time and the certificate's backdating.
+    let not_after: i64 = text
         .lines()
-        .find_map(|l| l.strip_prefix("stash_webhook_certificate_expiry_seconds "))
+        .find_map(|l| l.strip_prefix("stash_webhook_certificate_not_after_timestamp_seconds "))
         .unwrap()
         .parse()
         .unwrap();
-    assert!((80_000.0..=86_400.0).contains(&expiry), "{expiry}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let left = not_after - now;
+    assert!((80_000..=86_400).contains(&left), "{left}");
 }

@@ -10,11 +10,11 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use stash_webhook::admission::Validator;
 use stash_webhook::functions::FileSource;
 use stash_webhook::metrics::Metrics;
 use stash_webhook::review;
 use stash_webhook::rules::FailurePolicy;
+use stash_webhook::validator::Validator;
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_current_thread()
@@ -45,11 +45,11 @@ fuzz_target!(|data: &[u8]| {
     assert!(std::str::from_utf8(data).is_ok(), "a body that is not UTF-8 was accepted");
     let outcome = RUNTIME.block_on(VALIDATOR.review(&request, Some(Duration::from_secs(5))));
     let encoded =
-        review::encode(version, &request.uid, &outcome.reply).expect("a response always encodes");
+        review::encode(version, &request.uid, outcome.reply).expect("a response always encodes");
     let answer: serde_json::Value = serde_json::from_slice(&encoded).expect("the answer is JSON");
     assert_eq!(
         answer["response"]["uid"].as_str(),
-        Some(request.uid.as_str())
+        Some(&*request.uid)
     );
     assert!(answer["response"]["allowed"].is_boolean());
 });

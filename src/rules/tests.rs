@@ -1,5 +1,5 @@
 use super::*;
-use crate::hooks::{executor_refs, SpecHooks, StashKind};
+use crate::stash::{executor_refs, SpecHooks, StashKind};
 use serde_json::{json, Value};
 
 fn refs(spec: &SpecHooks) -> Vec<ExecutorRef<'_>> {
@@ -74,6 +74,10 @@ fn each_denial_reason_has_its_message() {
         (
             json!("good"),
             "spec.hooks.preBackup.executor: must be a map, got a string: write executor: {functionName: NAME, params: {KEY: VALUE}}".to_owned(),
+        ),
+        (
+            json!({"functionName": "My_Hook"}),
+            format!("spec.hooks.preBackup.executor.functionName: \"My_Hook\" is not a valid Function name: Kubernetes names are lowercase letters, digits, '-' and '.', start and end with a letter or digit, and are at most 253 characters: name the Function that runs this hook ({list})"),
         ),
         (
             json!({"functionName": "ghost"}),
@@ -214,4 +218,106 @@ fn parameter_names_are_shell_variable_names() {
     for bad in ["", "1a", "a-b", "a.b", "a b", "${a}", "é"] {
         assert!(!valid_param_name(bad), "{bad}");
     }
+}
+
+#[test]
+fn function_names_must_be_object_names() {
+    for (name, valid) in [
+        ("mysql-hook-executor", true),
+        ("a", true),
+        ("a.b-c.d9", true),
+        ("9to5", true),
+        ("", false),
+        ("-a", false),
+        ("a-", false),
+        ("a..b", false),
+        (".a", false),
+        ("A", false),
+        ("a_b", false),
+        ("a b", false),
+        ("é", false),
+    ] {
+        assert_eq!(valid_object_name(name), valid, "{name:?}");
+    }
+    assert!(valid_object_name(&"a".repeat(253)));
+    assert!(!valid_object_name(&"a".repeat(254)));
+}
+
+#[test]
+fn a_name_that_cannot_exist_is_not_looked_up_and_is_echoed_cut() {
+    let long = "x".repeat(100_000);
+    let spec = SpecHooks::from_value(&pre(json!({"functionName": long}))).unwrap();
+    assert!(names_to_resolve(&refs(&spec)).is_empty());
+    let message = denial(pre(json!({"functionName": "X".repeat(300)})));
+    assert!(
+        message.starts_with(&format!(
+            "spec.hooks.preBackup.executor.functionName: \"{}... (300 characters)\" is not a valid Function name",
+            "X".repeat(100)
+        )),
+        "{message}"
+    );
+    assert!(message.len() < 500, "{}", message.len());
+}
+
+#[test]
+fn long_denials_list_twenty_problems_then_count_the_rest() {
+    // A BackupBatch with 30 members, each with two broken hooks.
+    let member = json!({"hooks": {
+        "preBackup": {"executor": {"functionName": "ghost"}},
+        "postBackup": {"executor": {"functionName": "no-image"}}
+    }});
+    let spec = json!({"members": vec![member; 30]});
+    let l = lookups();
+    let spec = SpecHooks::from_value(&spec).unwrap();
+    let verdict = judge(
+        &executor_refs(StashKind::BackupBatch, &spec),
+        &[],
+        |n| l.get(n),
+        FailurePolicy::Deny,
+    );
+    assert_eq!(verdict.denials.len(), 60);
+    let message = verdict.message();
+    let lines: Vec<&str> = message.lines().collect();
+    assert_eq!(lines.len(), 21);
+    assert!(
+        lines[19].starts_with(
+            "spec.members[9].hooks.postBackup.executor.functionName: Function \"no-image\""
+        ),
+        "{}",
+        lines[19]
+    );
+    assert_eq!(
+        lines[20],
+        "... and 40 more problems in 40 more hooks, not listed: fix these and apply again to see the rest"
+    );
+}
+
+#[test]
+fn long_warning_lists_are_capped_too() {
+    let verdict = Verdict {
+        denials: Vec::new(),
+        warnings: (0..25).map(|i| format!("w{i}")).collect(),
+    };
+    let warnings = verdict.capped_warnings();
+    assert_eq!(warnings.len(), 21);
+    assert_eq!(warnings[19], "w19");
+    assert_eq!(
+        warnings[20],
+        "... and 5 more warnings, not listed: fix these and apply again to see the rest"
+    );
+    let few = Verdict {
+        denials: Vec::new(),
+        warnings: vec!["w".into(); 20],
+    };
+    assert_eq!(few.capped_warnings(), vec!["w".to_owned(); 20]);
+}
+
+#[test]
+fn values_echoed_in_messages_are_cut_to_a_readable_length() {
+    assert_eq!(shown("short"), "short");
+    assert_eq!(shown(&"é".repeat(100)), "é".repeat(100));
+    assert_eq!(
+        shown(&"é".repeat(101)),
+        format!("{}... (101 characters)", "é".repeat(100))
+    );
 }

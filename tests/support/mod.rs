@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use stash_webhook::admission::Validator;
 use stash_webhook::functions::{FileSource, FunctionSource};
+use stash_webhook::http::{self, App, Limits};
 use stash_webhook::metrics::Metrics;
 use stash_webhook::rules::FailurePolicy;
-use stash_webhook::server::{self, App, Limits};
 use stash_webhook::tls::{TlsFiles, TlsSource};
+use stash_webhook::validator::Validator;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -111,7 +111,7 @@ impl Webhook {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve_tls(listener, tls.clone(), app, async {
+        let task = tokio::spawn(http::serve_tls(listener, tls.clone(), app, async {
             let _ = stopped.await;
         }));
         Webhook {

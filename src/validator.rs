@@ -1,6 +1,7 @@
-//! One review, start to finish: which requests are judged, the Function lookups they need, and
-//! the reply. Knows nothing of HTTP.
+//! One review, start to finish: which requests are judged, the Function lookups they need (under
+//! one deadline for the whole review), and the reply. Knows nothing of HTTP.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,11 +9,11 @@ use futures::future::BoxFuture;
 use futures::StreamExt;
 use kube::core::admission::Operation;
 
-use crate::functions::{FunctionSource, NameMap};
-use crate::hooks::{executor_refs, StashKind};
+use crate::functions::FunctionSource;
 use crate::metrics;
 use crate::review::{Reply, Request};
 use crate::rules::{self, FailurePolicy, Resolution};
+use crate::stash::{executor_refs, StashKind};
 
 /// How many Function lookups one review runs at once (a BackupBatch can name many Functions).
 const LOOKUP_CONCURRENCY: usize = 16;
@@ -102,10 +103,43 @@ impl Validator {
             _ => Vec::new(),
         };
 
-        // Names the source knows in memory (the cache, a file) are answered here, with no
-        // future per name; only the rest wait for the API server, a few at a time.
-        let names = rules::names_to_resolve(&refs);
-        let mut resolutions = Resolutions::with_capacity(names.len());
+        let resolutions = self
+            .resolve(
+                rules::names_to_resolve(&refs),
+                self.lookup_budget(api_server_timeout),
+            )
+            .await;
+        let verdict = rules::judge(
+            &refs,
+            &old_refs,
+            |name| resolutions.get(name),
+            self.on_lookup_failure,
+        );
+        if !verdict.allowed() {
+            let mut outcome = deny(kind, verdict.message());
+            outcome.reply.warnings = verdict.capped_warnings();
+            return outcome;
+        }
+        let mut outcome = allow(true);
+        if !verdict.warnings.is_empty() {
+            outcome.verdict = metrics::Verdict::Warned;
+            outcome.reply.warnings = verdict.capped_warnings();
+        }
+        outcome
+    }
+}
+
+impl Validator {
+    /// What the source says of each of `names`. Names it knows in memory are answered at once;
+    /// the rest are looked up a few at a time, all within one `budget`: a name still unanswered
+    /// when it runs out is "could not be verified", so the review is answered in time however
+    /// many names it holds.
+    async fn resolve<'a>(
+        &self,
+        names: Vec<&'a str>,
+        budget: Duration,
+    ) -> HashMap<&'a str, Resolution> {
+        let mut resolutions = HashMap::with_capacity(names.len());
         let mut pending = Vec::new();
         for name in names {
             match self.source.resolve_now(name) {
@@ -115,89 +149,33 @@ impl Validator {
                 None => pending.push(name),
             }
         }
-        if !pending.is_empty() {
-            let budget = self.lookup_budget(api_server_timeout);
-            // Boxed: only reviews that wait for the API server pay for this state, and every
-            // review's future stays small (axum boxes it per request).
-            Box::pin(self.resolve_pending(pending, budget, &mut resolutions)).await;
+        if pending.is_empty() {
+            return resolutions;
         }
-
-        let verdict = rules::judge(
-            &refs,
-            &old_refs,
-            |name| resolutions.get(name),
-            self.on_lookup_failure,
-        );
-        if !verdict.allowed() {
-            let mut outcome = deny(kind, verdict.message());
-            outcome.reply.warnings = verdict.warnings;
-            return outcome;
-        }
-        let mut outcome = allow(true);
-        if !verdict.warnings.is_empty() {
-            outcome.verdict = metrics::Verdict::Warned;
-            outcome.reply.warnings = verdict.warnings;
-        }
-        outcome
-    }
-}
-
-impl Validator {
-    /// Looks `names` up through the source, a few at a time, into `resolutions`.
-    async fn resolve_pending<'a>(
-        &'a self,
-        names: Vec<&'a str>,
-        budget: Duration,
-        resolutions: &mut Resolutions<'a>,
-    ) {
-        // Futures built in a loop rather than a `.map()` closure: a closure over borrowed names
-        // trips the compiler's higher-ranked `Send` inference for the axum handler.
+        // Built in a loop, not by a `.map()` closure over borrowed names, which trips the
+        // compiler's higher-ranked `Send` inference for the axum handler.
         let mut lookups: Vec<BoxFuture<'_, (&str, Resolution)>> = Vec::new();
-        for name in names {
+        for &name in &pending {
             let source = &self.source;
-            lookups.push(Box::pin(async move {
-                (name, source.resolve(name, budget).await)
-            }));
+            lookups.push(Box::pin(async move { (name, source.resolve(name).await) }));
         }
         let mut answers = futures::stream::iter(lookups).buffer_unordered(LOOKUP_CONCURRENCY);
-        while let Some((name, resolution)) = answers.next().await {
-            resolutions.insert(name, resolution);
-        }
-    }
-}
-
-/// The answers for one review's Function names, each name once. A review usually names one or
-/// two Functions: for those a list searched in order costs less than a hash map (no table to
-/// allocate, hash into and free). A BackupBatch can name many, and gets the map.
-enum Resolutions<'a> {
-    Few(Vec<(&'a str, Resolution)>),
-    Many(NameMap<&'a str, Resolution>),
-}
-
-impl<'a> Resolutions<'a> {
-    fn with_capacity(names: usize) -> Self {
-        if names <= rules::FEW_NAMES {
-            Resolutions::Few(Vec::with_capacity(names))
-        } else {
-            Resolutions::Many(NameMap::with_capacity_and_hasher(names, Default::default()))
-        }
-    }
-
-    /// Adds the answer for `name`, which has none yet.
-    fn insert(&mut self, name: &'a str, resolution: Resolution) {
-        match self {
-            Resolutions::Few(list) => list.push((name, resolution)),
-            Resolutions::Many(map) => {
-                map.insert(name, resolution);
+        let collect = async {
+            while let Some((name, resolution)) = answers.next().await {
+                resolutions.insert(name, resolution);
             }
+        };
+        // Running out of time leaves the names not yet answered without an answer, given below.
+        let _ = tokio::time::timeout(budget, collect).await;
+        for name in pending {
+            resolutions.entry(name).or_insert_with(|| {
+                Resolution::Unverified(format!(
+                    "the Kubernetes API did not answer within {} ms",
+                    budget.as_millis()
+                ))
+            });
         }
-    }
-
-    fn get(&self, name: &str) -> Option<&Resolution> {
-        match self {
-            Resolutions::Few(list) => list.iter().find(|(n, _)| *n == name).map(|(_, r)| r),
-            Resolutions::Many(map) => map.get(name),
-        }
+        resolutions
     }
 }
 

@@ -242,32 +242,3 @@ fn lookups_get_at_most_half_the_api_servers_deadline() {
         Duration::from_millis(500)
     );
 }
-
-#[test]
-fn answers_are_found_by_name_in_a_short_list_as_in_a_map() {
-    for count in [0, 1, 3, rules::FEW_NAMES, rules::FEW_NAMES + 1, 40] {
-        let names: Vec<String> = (0..count).map(|i| format!("fn-{i}")).collect();
-        let mut resolutions = Resolutions::with_capacity(count);
-        assert_eq!(
-            matches!(resolutions, Resolutions::Few(_)),
-            count <= rules::FEW_NAMES,
-            "{count}"
-        );
-        for (i, name) in names.iter().enumerate() {
-            let resolution = if i % 2 == 0 {
-                Resolution::NotFound
-            } else {
-                Resolution::Unverified(name.clone())
-            };
-            resolutions.insert(name, resolution);
-        }
-        for (i, name) in names.iter().enumerate() {
-            match resolutions.get(name) {
-                Some(Resolution::NotFound) => assert_eq!(i % 2, 0, "{name}"),
-                Some(Resolution::Unverified(why)) => assert_eq!(why, name),
-                other => panic!("{name} of {count}: {other:?}"),
-            }
-        }
-        assert!(resolutions.get("fn-missing").is_none(), "{count}");
-    }
-}

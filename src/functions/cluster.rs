@@ -1,0 +1,193 @@
+//! Functions from the Kubernetes API: a watch-backed cache, and a live GET to confirm every
+//! would-be denial.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client};
+
+use super::{FunctionObject, FunctionSource};
+use crate::metrics::{LookupResult, LookupSource, Metrics};
+use crate::rules::{Container, Resolution};
+
+/// Functions from the Kubernetes API: a watch keeps a map of name -> [`Container`] current, and
+/// lookups answer from it with no API call. The cache may lag the API server, so it is trusted to
+/// allow but never to deny: a miss, or a Function it holds as unusable, is confirmed with one live
+/// GET. That is what keeps `kubectl apply -f dir/` (Function and BackupConfiguration together)
+/// from being wrongly denied.
+pub struct ClusterSource {
+    api: Api<FunctionObject>,
+    cache: Arc<Cache>,
+    metrics: Metrics,
+}
+
+#[derive(Default)]
+struct Cache {
+    functions: RwLock<HashMap<String, Container>>,
+    synced: AtomicBool,
+}
+
+impl Cache {
+    fn len(&self) -> usize {
+        self.functions.read().map(|m| m.len()).unwrap_or_default()
+    }
+
+    /// True when the cache holds `name` as a usable Function; no clone of what it holds.
+    fn is_valid(&self, name: &str) -> bool {
+        self.functions
+            .read()
+            .is_ok_and(|m| matches!(m.get(name), Some(Container::Valid)))
+    }
+
+    fn apply(&self, f: impl FnOnce(&mut HashMap<String, Container>)) -> usize {
+        match self.functions.write() {
+            Ok(mut m) => {
+                f(&mut m);
+                m.len()
+            }
+            // A poisoned lock means a panic while writing; recover the map rather than stop caching.
+            Err(poisoned) => {
+                let mut m = poisoned.into_inner();
+                f(&mut m);
+                m.len()
+            }
+        }
+    }
+}
+
+impl ClusterSource {
+    /// Starts watching Functions on `client`. The watch runs until the returned source is dropped
+    /// with its task aborted, re-listing as kube's watcher decides (on 410 Gone, after errors).
+    pub fn start(client: Client, metrics: Metrics) -> (Self, tokio::task::JoinHandle<()>) {
+        let api: Api<FunctionObject> = Api::all(client);
+        let cache = Arc::new(Cache::default());
+        let task = tokio::spawn(run_watch(api.clone(), cache.clone(), metrics.clone()));
+        (
+            ClusterSource {
+                api,
+                cache,
+                metrics,
+            },
+            task,
+        )
+    }
+
+    async fn live_get(&self, name: &str) -> Resolution {
+        let resolution = match self.api.get_opt(name).await {
+            Ok(Some(function)) => Resolution::Found(function.container()),
+            Ok(None) => Resolution::NotFound,
+            Err(err) => Resolution::Unverified(describe_api_error(&err)),
+        };
+        self.metrics
+            .record_lookup(LookupSource::Api, LookupResult::of(&resolution));
+        resolution
+    }
+}
+
+impl FunctionSource for ClusterSource {
+    fn resolve<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Resolution> {
+        async move {
+            if let Some(found) = self.resolve_now(name) {
+                return found;
+            }
+            self.live_get(name).await
+        }
+        .boxed()
+    }
+
+    /// Only a usable Function is final from the cache; anything else is confirmed live.
+    fn resolve_now(&self, name: &str) -> Option<Resolution> {
+        if !self.cache.is_valid(name) {
+            return None;
+        }
+        let found = Resolution::Found(Container::Valid);
+        self.metrics
+            .record_lookup(LookupSource::Cache, LookupResult::of(&found));
+        Some(found)
+    }
+
+    fn is_ready(&self) -> bool {
+        self.cache.synced.load(Ordering::Acquire)
+    }
+
+    fn len(&self) -> usize {
+        self.cache.len()
+    }
+}
+
+/// Turns a failed lookup into words an admin can act on.
+fn describe_api_error(err: &kube::Error) -> String {
+    match err {
+        kube::Error::Api(status) if status.code == 403 => format!(
+            "the Kubernetes API refused the lookup (403 Forbidden: {}); grant the webhook's ServiceAccount get, list and watch on functions.stash.appscode.com",
+            status.message
+        ),
+        kube::Error::Api(status) => format!(
+            "the Kubernetes API answered {} {} ({})",
+            status.code, status.reason, status.message
+        ),
+        other => format!("the Kubernetes API could not be reached ({other})"),
+    }
+}
+
+async fn run_watch(api: Api<FunctionObject>, cache: Arc<Cache>, metrics: Metrics) {
+    let config = watcher::Config::default();
+    let mut events = watcher::watcher(api, config).default_backoff().boxed();
+    let mut initial: HashMap<String, Container> = HashMap::new();
+    let mut last_error: Option<Instant> = None;
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(Event::Init) => initial.clear(),
+            Ok(Event::InitApply(f)) => {
+                if let Some(name) = f.metadata.name.clone() {
+                    initial.insert(name, f.container());
+                }
+            }
+            Ok(Event::InitDone) => {
+                let fresh = std::mem::take(&mut initial);
+                let n = cache.apply(|m| *m = fresh);
+                metrics.set_cached_functions(n);
+                if !cache.synced.swap(true, Ordering::AcqRel) {
+                    tracing::info!(functions = n, "Function cache synced");
+                } else {
+                    tracing::info!(functions = n, "Function cache re-listed");
+                }
+            }
+            Ok(Event::Apply(f)) => {
+                if let Some(name) = f.metadata.name.clone() {
+                    let container = f.container();
+                    let n = cache.apply(|m| {
+                        m.insert(name, container);
+                    });
+                    metrics.set_cached_functions(n);
+                }
+            }
+            Ok(Event::Delete(f)) => {
+                if let Some(name) = &f.metadata.name {
+                    let n = cache.apply(|m| {
+                        m.remove(name);
+                    });
+                    metrics.set_cached_functions(n);
+                }
+            }
+            Err(err) => {
+                metrics.record_watch_error();
+                // Log the first error of a burst at warn, the rest at debug, so an outage does
+                // not flood the log while the watcher backs off and retries.
+                let quiet = last_error.is_some_and(|t| t.elapsed() < Duration::from_secs(60));
+                if quiet {
+                    tracing::debug!(error = %err, "Function watch failed; retrying");
+                } else {
+                    tracing::warn!(error = %err, "Function watch failed; retrying with backoff, lookups fall back to live GETs");
+                    last_error = Some(Instant::now());
+                }
+            }
+        }
+    }
+}

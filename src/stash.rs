@@ -1,0 +1,587 @@
+//! The Stash kinds this webhook judges, where their hooks are, and every executor reference found
+//! in an object, with its field path.
+//!
+//! Decoding is deliberately tolerant: only `hooks.*.executor` is read. A hook, a `hooks` block or a
+//! `members` list of an unexpected shape is skipped, never rejected, because the API evolves (the
+//! design proposal itself writes `exec` as a plain list) and the CRD schema is the API server's job.
+
+use std::fmt;
+
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+/// The API group whose kinds carry hooks.
+pub const STASH_GROUP: &str = "stash.appscode.com";
+/// The only served version of the hook-bearing kinds.
+pub const STASH_VERSION: &str = "v1beta1";
+
+const BACKUP_HOOKS: &[&str] = &["preBackup", "postBackup"];
+const RESTORE_HOOKS: &[&str] = &["preRestore", "postRestore"];
+
+/// A Stash kind whose objects carry hooks, and so are judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StashKind {
+    BackupConfiguration,
+    RestoreSession,
+    BackupBatch,
+    RestoreBatch,
+    BackupBlueprint,
+}
+
+impl StashKind {
+    /// Every judged kind, in a stable order (manifests, metrics and tests use it).
+    pub const ALL: [StashKind; 5] = [
+        StashKind::BackupConfiguration,
+        StashKind::RestoreSession,
+        StashKind::BackupBatch,
+        StashKind::RestoreBatch,
+        StashKind::BackupBlueprint,
+    ];
+
+    /// The judged kind for a group/version/kind, or `None` for anything this server does not judge.
+    pub fn from_gvk(group: &str, version: &str, kind: &str) -> Option<Self> {
+        if group != STASH_GROUP || version != STASH_VERSION {
+            return None;
+        }
+        Self::ALL.into_iter().find(|k| k.as_str() == kind)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StashKind::BackupConfiguration => "BackupConfiguration",
+            StashKind::RestoreSession => "RestoreSession",
+            StashKind::BackupBatch => "BackupBatch",
+            StashKind::RestoreBatch => "RestoreBatch",
+            StashKind::BackupBlueprint => "BackupBlueprint",
+        }
+    }
+
+    /// The plural resource name, as webhook rules, RBAC and API paths name it.
+    pub fn plural(self) -> &'static str {
+        match self {
+            StashKind::BackupConfiguration => "backupconfigurations",
+            StashKind::RestoreSession => "restoresessions",
+            StashKind::BackupBatch => "backupbatches",
+            StashKind::RestoreBatch => "restorebatches",
+            StashKind::BackupBlueprint => "backupblueprints",
+        }
+    }
+
+    fn hook_names(self) -> &'static [&'static str] {
+        match self {
+            StashKind::RestoreSession | StashKind::RestoreBatch => RESTORE_HOOKS,
+            _ => BACKUP_HOOKS,
+        }
+    }
+
+    fn has_members(self) -> bool {
+        matches!(self, StashKind::BackupBatch | StashKind::RestoreBatch)
+    }
+}
+
+impl fmt::Display for StashKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A field path in the notation the API server uses in its own errors
+/// (`spec.members[1].hooks.postBackup.executor.functionName`, map keys as `params[key]`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FieldPath(String);
+
+impl FieldPath {
+    pub fn child(&self, name: &str) -> Self {
+        let mut path = String::with_capacity(self.0.len() + 1 + name.len());
+        path.push_str(&self.0);
+        path.push('.');
+        path.push_str(name);
+        FieldPath(path)
+    }
+
+    pub fn key(&self, key: &str) -> Self {
+        FieldPath(format!("{}[{}]", self.0, key))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The JSON type of a value, for messages about a value of the wrong shape.
+pub fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a map",
+    }
+}
+
+/// What an executor says about the Function that runs its hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FunctionName {
+    Named(String),
+    Missing,
+    /// Present but not a string; carries the JSON type found.
+    WrongType(&'static str),
+}
+
+/// An executor's `params`: only the keys are judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Params {
+    Absent,
+    Keys(Vec<String>),
+    /// Present but not a map; carries the JSON type found.
+    WrongType(&'static str),
+}
+
+/// The executor of one hook, as written in the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Executor {
+    Ref {
+        function: FunctionName,
+        params: Params,
+    },
+    /// `executor` is present but is not a map; carries the JSON type found.
+    WrongType(&'static str),
+}
+
+/// One hook's executor, borrowed from the decoded spec, and where it is (`path` points at the
+/// `executor` field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutorRef<'a> {
+    pub path: FieldPath,
+    pub executor: &'a Executor,
+}
+
+impl<'a> ExecutorRef<'a> {
+    /// The Function this executor names, when it names one.
+    pub fn function_name(&self) -> Option<&'a str> {
+        match self.executor {
+            Executor::Ref {
+                function: FunctionName::Named(name),
+                ..
+            } if !name.is_empty() => Some(name),
+            _ => None,
+        }
+    }
+}
+
+/// The hooks of a spec, as decoded: of `spec.hooks` and of each `spec.members[i].hooks`, each
+/// hook's executor. Which hooks count depends on the kind, known only once the whole review is
+/// read, so all four are kept here and picked by [`executor_refs`].
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+pub struct SpecHooks {
+    #[serde(default, deserialize_with = "map_or_default")]
+    pub hooks: Hooks,
+    /// One entry per element of `spec.members` when it is a list, in order (field paths use the
+    /// index); empty otherwise.
+    #[serde(default, deserialize_with = "members")]
+    pub members: Vec<Hooks>,
+}
+
+/// The executors of one `hooks` block; a hook without one is `None`.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hooks {
+    #[serde(default, deserialize_with = "hook_executor")]
+    pub pre_backup: Option<Executor>,
+    #[serde(default, deserialize_with = "hook_executor")]
+    pub post_backup: Option<Executor>,
+    #[serde(default, deserialize_with = "hook_executor")]
+    pub pre_restore: Option<Executor>,
+    #[serde(default, deserialize_with = "hook_executor")]
+    pub post_restore: Option<Executor>,
+}
+
+impl Hooks {
+    /// The executor of the hook named `name`, as the API names it (`preBackup`, ...).
+    pub fn get(&self, name: &str) -> Option<&Executor> {
+        match name {
+            "preBackup" => self.pre_backup.as_ref(),
+            "postBackup" => self.post_backup.as_ref(),
+            "preRestore" => self.pre_restore.as_ref(),
+            "postRestore" => self.post_restore.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// Every executor reference in an object's spec hooks, in document order of the kind's hook
+/// names. Hooks without `executor` yield nothing.
+pub fn executor_refs(kind: StashKind, spec: &SpecHooks) -> Vec<ExecutorRef<'_>> {
+    let mut refs = Vec::new();
+    collect_hooks(kind, &spec.hooks, None, &mut refs);
+    if kind.has_members() {
+        for (i, member) in spec.members.iter().enumerate() {
+            collect_hooks(kind, member, Some(i), &mut refs);
+        }
+    }
+    refs
+}
+
+fn collect_hooks<'a>(
+    kind: StashKind,
+    hooks: &'a Hooks,
+    member: Option<usize>,
+    out: &mut Vec<ExecutorRef<'a>>,
+) {
+    for &hook_name in kind.hook_names() {
+        if let Some(executor) = hooks.get(hook_name) {
+            let path = match member {
+                None => format!("spec.hooks.{hook_name}.executor"),
+                Some(i) => format!("spec.members[{i}].hooks.{hook_name}.executor"),
+            };
+            out.push(ExecutorRef {
+                path: FieldPath(path),
+                executor,
+            });
+        }
+    }
+}
+
+// Decoding: serde derive structs over serde_json, reading of the spec only `hooks`, the `hooks` of
+// each of `members`, and of each hook only `executor`; serde skips everything else without building
+// it. Every shape is accepted: an `executor` of the wrong shape is recorded for the rules to
+// report, a `hooks`, hook or `members` of the wrong shape is passed over. Only text that is not JSON
+// (or a field given twice in one map, which serde refuses) fails the decode.
+
+/// A value read as `T` when it has the shape `T` is read from, else nothing: the CRD schema, not
+/// this webhook, decides which shapes the API server stores.
+struct Lenient<T>(Option<T>);
+
+/// Which JSON container a decoded type is read from.
+trait Shape {
+    const LIST: bool;
+}
+
+impl<T> Shape for Vec<T> {
+    const LIST: bool = true;
+}
+
+impl<'de, T: Deserialize<'de> + Shape> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LenientVisitor(std::marker::PhantomData))
+    }
+}
+
+struct LenientVisitor<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Deserialize<'de> + Shape> Visitor<'de> for LenientVisitor<T> {
+    type Value = Lenient<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Lenient<T>, A::Error> {
+        if T::LIST {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            return Ok(Lenient(None));
+        }
+        T::deserialize(de::value::MapAccessDeserializer::new(map)).map(|t| Lenient(Some(t)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Lenient<T>, A::Error> {
+        if !T::LIST {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(Lenient(None));
+        }
+        T::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(|t| Lenient(Some(t)))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Lenient<T>, E> {
+        Ok(Lenient(None))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Lenient<T>, E> {
+        Ok(Lenient(None))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Lenient<T>, E> {
+        Ok(Lenient(None))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Lenient<T>, E> {
+        Ok(Lenient(None))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Lenient<T>, E> {
+        Ok(Lenient(None))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Lenient<T>, E> {
+        Ok(Lenient(None))
+    }
+}
+
+/// A map-shaped field, or its default when it is missing or of another shape.
+fn map_or_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Shape + Default,
+{
+    Ok(Lenient::<T>::deserialize(d)?.0.unwrap_or_default())
+}
+
+/// An object's `spec`: its hooks, or none when it is missing or not a map.
+pub fn spec_hooks<'de, D: Deserializer<'de>>(d: D) -> Result<SpecHooks, D::Error> {
+    map_or_default(d)
+}
+
+impl Shape for SpecHooks {
+    const LIST: bool = false;
+}
+
+impl Shape for Hooks {
+    const LIST: bool = false;
+}
+
+/// One hook, of which only the executor is read.
+#[derive(Default, Deserialize)]
+struct Hook {
+    /// Kept as JSON: an executor is small, and its shape is judged by [`Executor::from_value`].
+    #[serde(default)]
+    executor: Option<Value>,
+}
+
+impl Shape for Hook {
+    const LIST: bool = false;
+}
+
+/// `hooks.<name>`: its executor, none when the hook is not a map or has no (or a null) executor.
+fn hook_executor<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Executor>, D::Error> {
+    let hook: Hook = map_or_default(d)?;
+    Ok(hook.executor.map(Executor::from_value))
+}
+
+/// One element of `members`, of which only the hooks are read.
+#[derive(Default, Deserialize)]
+struct Member {
+    #[serde(default, deserialize_with = "map_or_default")]
+    hooks: Hooks,
+}
+
+impl Shape for Member {
+    const LIST: bool = false;
+}
+
+/// `members`: one [`Hooks`] per element when it is a list (an element that is not a map has none,
+/// and keeps its place, so field paths stay right); none when it is not a list.
+fn members<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Hooks>, D::Error> {
+    let members: Vec<Lenient<Member>> = map_or_default(d)?;
+    Ok(members
+        .into_iter()
+        .map(|m| m.0.unwrap_or_default().hooks)
+        .collect())
+}
+
+impl Executor {
+    /// An `executor` as written: a map with `functionName` and `params`, or a value of another
+    /// shape, recorded with its JSON type for the denial.
+    pub fn from_value(value: Value) -> Executor {
+        let Value::Object(mut fields) = value else {
+            return Executor::WrongType(json_type(&value));
+        };
+        let function = match fields.remove("functionName") {
+            None | Some(Value::Null) => FunctionName::Missing,
+            Some(Value::String(name)) => FunctionName::Named(name),
+            Some(other) => FunctionName::WrongType(json_type(&other)),
+        };
+        let params = match fields.remove("params") {
+            None | Some(Value::Null) => Params::Absent,
+            // serde_json's map is ordered by key: the keys come sorted, each once.
+            Some(Value::Object(params)) => {
+                Params::Keys(params.into_iter().map(|(k, _)| k).collect())
+            }
+            Some(other) => Params::WrongType(json_type(&other)),
+        };
+        Executor::Ref { function, params }
+    }
+}
+
+impl SpecHooks {
+    /// Reads a spec given as JSON, as a review's spec is read.
+    pub fn from_value(spec: &Value) -> Result<Self, serde_json::Error> {
+        map_or_default(spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn paths(kind: StashKind, obj: Value) -> Vec<String> {
+        executor_refs(kind, &SpecHooks::from_value(&obj["spec"]).unwrap())
+            .into_iter()
+            .map(|r| r.path.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn finds_every_hook_location_of_a_backup_batch() {
+        let obj = json!({"spec": {
+            "hooks": {"preBackup": {"executor": {"functionName": "a"}}, "postBackup": {"executor": {"functionName": "b"}}},
+            "members": [
+                {"hooks": {"postBackup": {"executor": {"functionName": "c"}}}},
+                {"target": {}},
+                {"hooks": {"preBackup": {"executor": {"functionName": "d"}}}}
+            ]
+        }});
+        assert_eq!(
+            paths(StashKind::BackupBatch, obj),
+            [
+                "spec.hooks.preBackup.executor",
+                "spec.hooks.postBackup.executor",
+                "spec.members[0].hooks.postBackup.executor",
+                "spec.members[2].hooks.preBackup.executor",
+            ]
+        );
+    }
+
+    #[test]
+    fn restore_kinds_read_restore_hooks_only() {
+        let obj = json!({"spec": {"hooks": {
+            "preBackup": {"executor": {"functionName": "ignored"}},
+            "preRestore": {"executor": {"functionName": "a"}},
+            "postRestore": {"executor": {"functionName": "b"}}
+        }}});
+        assert_eq!(
+            paths(StashKind::RestoreSession, obj),
+            [
+                "spec.hooks.preRestore.executor",
+                "spec.hooks.postRestore.executor"
+            ]
+        );
+    }
+
+    #[test]
+    fn members_are_read_only_for_batches() {
+        let obj = json!({"spec": {"members": [{"hooks": {"preBackup": {"executor": {"functionName": "a"}}}}]}});
+        assert!(paths(StashKind::BackupConfiguration, obj.clone()).is_empty());
+        assert_eq!(
+            paths(StashKind::BackupBatch, obj),
+            ["spec.members[0].hooks.preBackup.executor"]
+        );
+    }
+
+    #[test]
+    fn unexpected_shapes_elsewhere_are_skipped() {
+        for obj in [
+            json!({}),
+            json!({"spec": null}),
+            json!({"spec": {"hooks": []}}),
+            json!({"spec": {"hooks": {"preBackup": ["/bin/sh", "-c", "true"]}}}),
+            json!({"spec": {"hooks": {"preBackup": {"exec": ["/bin/sh"], "executor": null}}}}),
+            json!({"spec": {"members": {"not": "a list"}}}),
+        ] {
+            assert!(
+                paths(StashKind::BackupBatch, obj.clone()).is_empty(),
+                "{obj}"
+            );
+        }
+    }
+
+    /// Duplicate keys behave as serde_json's readers make them: a field of a struct given twice is
+    /// refused (a spec, a hooks block, a hook), a map keeps the last value (an executor, params).
+    #[test]
+    fn duplicate_keys_behave_as_serde_json_reads_them() {
+        let read = |text: &str| serde_json::from_str::<SpecHooks>(text).map_err(|e| e.to_string());
+        assert_eq!(
+            read(r#"{"hooks": {"preBackup": {}, "preBackup": {}}}"#).unwrap_err(),
+            "duplicate field `preBackup` at line 1 column 39"
+        );
+        assert_eq!(
+            read(r#"{"hooks": {}, "hooks": {}}"#).unwrap_err(),
+            "duplicate field `hooks` at line 1 column 21"
+        );
+        assert_eq!(
+            read(r#"{"hooks": {"preBackup": {"executor": null, "executor": {}}}}"#).unwrap_err(),
+            "duplicate field `executor` at line 1 column 53"
+        );
+        let spec = read(
+            r#"{"hooks": {"preBackup": {"executor": {"functionName": "first", "functionName": "last",
+                                                  "params": {"b": 1, "a": 2, "b": 3}}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            spec.hooks.pre_backup,
+            Some(Executor::Ref {
+                function: FunctionName::Named("last".into()),
+                params: Params::Keys(vec!["a".into(), "b".into()])
+            })
+        );
+    }
+
+    /// Deep nesting never overflows the stack: what is skipped, serde_json skips without
+    /// recursing; what is read (an executor) is refused past serde_json's recursion limit.
+    #[test]
+    fn deep_nesting_is_skipped_or_refused() {
+        let nested = |open: &str, close: &str| {
+            format!("{open}{}{}{close}", "[".repeat(10_000), "]".repeat(10_000))
+        };
+        let skipped = nested(r#"{"hooks": {"preBackup": {"exec": "#, "}}}");
+        assert_eq!(
+            serde_json::from_str::<SpecHooks>(&skipped).unwrap(),
+            SpecHooks::default()
+        );
+        let read = nested(
+            r#"{"hooks": {"preBackup": {"executor": {"params": "#,
+            "}}}}",
+        );
+        let err = serde_json::from_str::<SpecHooks>(&read).unwrap_err();
+        assert!(
+            err.to_string().starts_with("recursion limit exceeded"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn reads_executor_fields_and_their_shapes() {
+        let obj = json!({"spec": {"hooks": {
+            "preBackup": {"executor": {"functionName": "fn", "params": {"a": "b", "c": "d"}}},
+            "postBackup": {"executor": "fn"}
+        }}});
+        let spec = SpecHooks::from_value(&obj["spec"]).unwrap();
+        let refs = executor_refs(StashKind::BackupConfiguration, &spec);
+        assert_eq!(
+            *refs[0].executor,
+            Executor::Ref {
+                function: FunctionName::Named("fn".into()),
+                params: Params::Keys(vec!["a".into(), "c".into()])
+            }
+        );
+        assert_eq!(*refs[1].executor, Executor::WrongType("a string"));
+
+        let obj = json!({"spec": {"hooks": {"preBackup": {"executor": {"functionName": 3, "params": ["a"]}}}}});
+        let spec = SpecHooks::from_value(&obj["spec"]).unwrap();
+        let refs = executor_refs(StashKind::BackupConfiguration, &spec);
+        assert_eq!(
+            *refs[0].executor,
+            Executor::Ref {
+                function: FunctionName::WrongType("a number"),
+                params: Params::WrongType("a list")
+            }
+        );
+    }
+
+    #[test]
+    fn kinds_are_matched_by_group_version_and_kind() {
+        assert_eq!(
+            StashKind::from_gvk("stash.appscode.com", "v1beta1", "RestoreBatch"),
+            Some(StashKind::RestoreBatch)
+        );
+        assert_eq!(
+            StashKind::from_gvk("stash.appscode.com", "v1beta1", "Function"),
+            None
+        );
+        assert_eq!(StashKind::from_gvk("apps", "v1beta1", "BackupBatch"), None);
+        assert_eq!(
+            StashKind::from_gvk("stash.appscode.com", "v1alpha1", "BackupBatch"),
+            None
+        );
+    }
+}
