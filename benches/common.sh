@@ -2,8 +2,8 @@
 # cleaned up however the script ends.
 #
 # Sets WORK (a fresh temporary directory) and PIDS (append every background process to it). On
-# exit, each process gets SIGTERM, then up to GRACE_TENTHS tenths of a second (default 50; 100
-# where a server runs under valgrind, which takes longer to write its counts), then SIGKILL.
+# exit, each process gets SIGTERM, then up to GRACE_TENTHS tenths of a second (default 50), then
+# SIGKILL.
 
 WORK=$(mktemp -d)
 PIDS=()
