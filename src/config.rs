@@ -123,6 +123,12 @@ pub struct ServeArgs {
     )]
     pub on_lookup_failure: OnLookupFailure,
 
+    /// Variables this cluster's Stash provides to a hook's Function beyond those it always does
+    /// (README lists them), comma-separated: a Function may read them without a default, and a
+    /// hook need not set them in params.
+    #[arg(long, env = "STASH_WEBHOOK_EXTRA_VARIABLES", value_delimiter = ',')]
+    pub extra_variables: Vec<String>,
+
     /// Largest request body accepted, in bytes; larger ones get 413 without being read whole.
     #[arg(long, env = "STASH_WEBHOOK_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,

@@ -12,6 +12,7 @@ use stash_webhook::config::{CertsArgs, Cli, Command, LogFormat, ServeArgs};
 use stash_webhook::functions::{ClusterSource, FileSource, FunctionSource};
 use stash_webhook::http::{self, App, Limits};
 use stash_webhook::metrics::Metrics;
+use stash_webhook::rules::Policy;
 use stash_webhook::tls::{TlsFiles, TlsSource};
 use stash_webhook::validator::Validator;
 use stash_webhook::{certs, EXAMPLE_FUNCTIONS};
@@ -118,7 +119,11 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     )?;
     let _reloader = tls.clone().spawn_reloader(args.cert_reload_interval);
 
-    let validator = Validator::new(source, args.on_lookup_failure.into(), args.lookup_timeout);
+    let policy = Policy {
+        on_lookup_failure: args.on_lookup_failure.into(),
+        extra_variables: args.extra_variables.clone(),
+    };
+    let validator = Validator::new(source, policy, args.lookup_timeout);
     let limits = Limits {
         max_body_bytes: args.max_body_bytes,
         request_timeout: args.request_timeout,

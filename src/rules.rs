@@ -3,7 +3,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
+use crate::functions::variables::{self, Variable};
 use crate::image::{self, ImageError};
 use crate::stash::{json_type, Executor, ExecutorRef, FieldPath, FunctionName, Params};
 
@@ -28,14 +30,47 @@ impl Container {
         match image {
             None | Some(serde_json::Value::Null) => Container::NoImage,
             Some(serde_json::Value::String(s)) if s.is_empty() => Container::NoImage,
-            Some(serde_json::Value::String(s)) => match image::validate(s) {
-                Ok(()) => Container::Valid,
-                Err(error) => Container::InvalidImage {
-                    image: shown(s),
-                    error,
-                },
-            },
+            // Stash fills in the variables an image reads before the Job runs: what is judged is
+            // the rest of it.
+            Some(serde_json::Value::String(s)) => {
+                match image::validate(&variables::with_placeholders(s, "x")) {
+                    Ok(()) => Container::Valid,
+                    Err(error) => Container::InvalidImage {
+                        image: shown(s),
+                        error,
+                    },
+                }
+            }
             Some(other) => Container::ImageNotAString(json_type(other)),
+        }
+    }
+}
+
+/// What the rules know of one Function: whether it can run a hook, and the variables it reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Function {
+    pub container: Container,
+    /// Every `${NAME}` the Function reads, each once, with whether it has a default.
+    pub variables: Vec<Variable>,
+}
+
+impl Function {
+    /// What the rules need of a Function given as JSON: its image, and the variables its whole
+    /// object reads (Stash substitutes the object's JSON, keys included).
+    pub fn from_object(object: &serde_json::Value) -> Self {
+        Function {
+            container: Container::from_image(object.get("spec").and_then(|s| s.get("image"))),
+            variables: variables::of_json(object),
+        }
+    }
+}
+
+impl From<Container> for Function {
+    /// A Function that reads no variables.
+    fn from(container: Container) -> Self {
+        Function {
+            container,
+            variables: Vec::new(),
         }
     }
 }
@@ -43,10 +78,41 @@ impl Container {
 /// What the Function source found for one name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {
-    Found(Container),
+    Found(Arc<Function>),
     NotFound,
     /// The lookup failed (forbidden, timed out, API unreachable); carries why, for the user.
     Unverified(String),
+}
+
+impl Resolution {
+    /// A Function found, with what is known of it.
+    pub fn found(function: impl Into<Function>) -> Self {
+        Resolution::Found(Arc::new(function.into()))
+    }
+}
+
+/// How the rules are applied: what the operator chose.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    pub on_lookup_failure: FailurePolicy,
+    /// Variables this cluster's Stash provides beyond those it always does
+    /// ([`variables::STASH_VARIABLES`]).
+    pub extra_variables: Vec<String>,
+}
+
+impl From<FailurePolicy> for Policy {
+    fn from(on_lookup_failure: FailurePolicy) -> Self {
+        Policy {
+            on_lookup_failure,
+            extra_variables: Vec::new(),
+        }
+    }
+}
+
+impl Policy {
+    fn provides(&self, name: &str) -> bool {
+        variables::provided_by_stash(name) || self.extra_variables.iter().any(|v| v == name)
+    }
 }
 
 /// What to do when a Function cannot be looked up.
@@ -177,17 +243,20 @@ pub fn judge<'a>(
     refs: &[ExecutorRef],
     old_refs: &[ExecutorRef],
     resolve: impl Fn(&str) -> Option<&'a Resolution>,
-    on_lookup_failure: FailurePolicy,
+    policy: &Policy,
 ) -> Verdict {
+    let on_lookup_failure = policy.on_lookup_failure;
     let unchanged = Unchanged::from(old_refs);
     let mut verdict = Verdict::default();
     for r in refs {
-        for (problem, subject) in problems(r, &resolve) {
+        for (problem, subject) in problems(r, &resolve, policy) {
             let kept = match &subject {
                 Subject::Function => unchanged.function(r),
                 Subject::Param(key) => unchanged.param(&r.path, key),
+                Subject::Executor => unchanged.executor(r),
             };
             match problem {
+                Found::Warning(text) => verdict.warnings.push(text),
                 Found::Problem(p) if kept => verdict.warnings.push(format!(
                     "{}: {}; allowed because this reference is unchanged, but the hook will fail until it is fixed",
                     p.path, p.what
@@ -216,16 +285,22 @@ pub fn names_to_resolve<'a>(refs: &[ExecutorRef<'a>]) -> Vec<&'a str> {
 enum Found {
     Problem(Problem),
     Unverified(Problem),
+    /// Allowed as it is, with this warning.
+    Warning(String),
 }
 
+/// What a problem is about, for ratcheting: the reference to the Function, one parameter, or the
+/// whole executor (which parameters it gives the Function it names).
 enum Subject {
     Function,
     Param(String),
+    Executor,
 }
 
 fn problems<'a>(
     r: &ExecutorRef,
     resolve: &impl Fn(&str) -> Option<&'a Resolution>,
+    policy: &Policy,
 ) -> Vec<(Found, Subject)> {
     let mut out = Vec::new();
     let problem =
@@ -274,29 +349,20 @@ fn problems<'a>(
             Subject::Function,
         )),
         FunctionName::Named(name) => {
-            let edit = || format!("kubectl edit functions.stash.appscode.com {name}");
             let found = match resolve(name) {
                 None => Some(Found::Unverified(Problem {
                     path: name_path(),
                     what: format!("Function \"{name}\" could not be verified: it was not looked up"),
                     fix: "retry".into(),
                 })),
-                Some(Resolution::Found(Container::Valid)) => None,
-                Some(Resolution::Found(Container::NoImage)) => Some(problem(
-                    name_path(),
-                    format!("Function \"{name}\" has no container image (its spec.image is not set)"),
-                    format!("give the Function an image ({}), or name another Function", edit()),
-                )),
-                Some(Resolution::Found(Container::ImageNotAString(found))) => Some(problem(
-                    name_path(),
-                    format!("Function \"{name}\" has an invalid container image: spec.image must be a string, got {found}"),
-                    format!("fix spec.image on the Function ({})", edit()),
-                )),
-                Some(Resolution::Found(Container::InvalidImage { image, error })) => Some(problem(
-                    name_path(),
-                    format!("Function \"{name}\" has an invalid container image \"{image}\": {error}"),
-                    format!("fix spec.image on the Function ({})", edit()),
-                )),
+                Some(Resolution::Found(function)) => {
+                    // The Function's own problem first, then what its parameters lack.
+                    if let Some((what, fix)) = container_problem(name, &function.container) {
+                        out.push((problem(name_path(), what, fix), Subject::Function));
+                    }
+                    out.extend(parameter_problems(r, name, params, function, policy));
+                    None
+                }
                 Some(Resolution::NotFound) => Some(problem(
                     name_path(),
                     format!("Function \"{name}\" not found"),
@@ -344,6 +410,88 @@ fn problems<'a>(
         }
     }
     out
+}
+
+/// What is wrong with a Function's container, and the fix; none when it can run a hook.
+fn container_problem(name: &str, container: &Container) -> Option<(String, String)> {
+    let edit = format!("kubectl edit functions.stash.appscode.com {name}");
+    Some(match container {
+        Container::Valid => return None,
+        Container::NoImage => (
+            format!("Function \"{name}\" has no container image (its spec.image is not set)"),
+            format!("give the Function an image ({edit}), or name another Function"),
+        ),
+        Container::ImageNotAString(found) => (
+            format!("Function \"{name}\" has an invalid container image: spec.image must be a string, got {found}"),
+            format!("fix spec.image on the Function ({edit})"),
+        ),
+        Container::InvalidImage { image, error } => (
+            format!("Function \"{name}\" has an invalid container image \"{image}\": {error}"),
+            format!("fix spec.image on the Function ({edit})"),
+        ),
+    })
+}
+
+/// The variables `function` reads that this executor leaves unset (denials: Stash fails the Job
+/// with `ValueNotFoundError`), and the parameters it sets that the Function never reads
+/// (warnings: most likely a misspelt name).
+fn parameter_problems(
+    r: &ExecutorRef,
+    name: &str,
+    params: &Params,
+    function: &Function,
+    policy: &Policy,
+) -> Vec<(Found, Subject)> {
+    let keys: &[String] = match params {
+        Params::Keys(keys) => keys,
+        // A `params` of the wrong shape is reported on its own; nothing here can be told.
+        Params::WrongType(_) => return Vec::new(),
+        Params::Absent => &[],
+    };
+    let mut out = Vec::new();
+    for variable in &function.variables {
+        let set = keys.contains(&variable.name);
+        if variable.has_default || set || policy.provides(&variable.name) {
+            continue;
+        }
+        let var = shown(&variable.name);
+        out.push((
+            Found::Problem(Problem {
+                path: r.path.child("params"),
+                what: format!("Function \"{name}\" reads ${{{var}}}, which this hook does not set and Stash does not provide"),
+                fix: format!("add params.{var}, or give it a default in the Function (${{{var}:=...}})"),
+            }),
+            Subject::Executor,
+        ));
+    }
+    let read: Vec<&str> = function.variables.iter().map(|v| v.name.as_str()).collect();
+    for key in keys {
+        if read.contains(&key.as_str()) || !valid_param_name(key) {
+            continue;
+        }
+        out.push((
+            Found::Warning(format!(
+                "{}: Function \"{name}\" does not read ${{{}}} ({}): check the name",
+                r.path.child("params").key(&shown(key)),
+                shown(key),
+                what_it_reads(key, &read),
+            )),
+            Subject::Param(key.clone()),
+        ));
+    }
+    out
+}
+
+/// "it reads A, B", the closest to `key` first, at most five; or "it reads no variables".
+fn what_it_reads(key: &str, read: &[&str]) -> String {
+    if read.is_empty() {
+        return "it reads no variables".to_owned();
+    }
+    let mut names = read.to_vec();
+    names.sort_by_key(|name| (variables::distance(key, name), *name));
+    let shown_names: Vec<String> = names.iter().take(5).map(|n| shown(n)).collect();
+    let more = if names.len() > 5 { ", ..." } else { "" };
+    format!("it reads {}{more}", shown_names.join(", "))
 }
 
 /// Parameters are substituted into the Function's command and args as `${NAME}`, so a name must be
@@ -396,6 +544,11 @@ impl Unchanged<'_> {
             (Some(old @ Executor::WrongType(_)), new) => *old == new,
             _ => false,
         }
+    }
+
+    /// The same hook had the same executor before: the same Function and the same parameters.
+    fn executor(&self, r: &ExecutorRef) -> bool {
+        self.functions.get(&r.path) == Some(&r.executor)
     }
 
     fn param(&self, path: &FieldPath, key: &str) -> bool {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
@@ -12,7 +12,7 @@ use kube::core::admission::Operation;
 use crate::functions::FunctionSource;
 use crate::metrics;
 use crate::review::{Reply, Request};
-use crate::rules::{self, FailurePolicy, Resolution};
+use crate::rules::{self, Policy, Resolution};
 use crate::stash::{executor_refs, StashKind};
 
 /// How many Function lookups one review runs at once (a BackupBatch can name many Functions).
@@ -22,7 +22,7 @@ const LOOKUP_CONCURRENCY: usize = 16;
 #[derive(Clone)]
 pub struct Validator {
     source: Arc<dyn FunctionSource>,
-    on_lookup_failure: FailurePolicy,
+    policy: Policy,
     lookup_timeout: Duration,
 }
 
@@ -40,12 +40,12 @@ pub struct Outcome {
 impl Validator {
     pub fn new(
         source: Arc<dyn FunctionSource>,
-        on_lookup_failure: FailurePolicy,
+        policy: impl Into<Policy>,
         lookup_timeout: Duration,
     ) -> Self {
         Validator {
             source,
-            on_lookup_failure,
+            policy: policy.into(),
             lookup_timeout,
         }
     }
@@ -103,18 +103,19 @@ impl Validator {
             _ => Vec::new(),
         };
 
-        let resolutions = self
-            .resolve(
-                rules::names_to_resolve(&refs),
-                self.lookup_budget(api_server_timeout),
-            )
-            .await;
-        let verdict = rules::judge(
-            &refs,
-            &old_refs,
-            |name| resolutions.get(name),
-            self.on_lookup_failure,
-        );
+        let deadline = Deadline::after(self.lookup_budget(api_server_timeout));
+        let names = rules::names_to_resolve(&refs);
+        let (mut resolutions, remembered) = self.resolve(names, deadline).await;
+        let judge = |resolutions: &HashMap<&str, Resolution>| {
+            rules::judge(&refs, &old_refs, |name| resolutions.get(name), &self.policy)
+        };
+        let mut verdict = judge(&resolutions);
+        // A cache is trusted to allow, never to deny: what it answered is looked up again, in
+        // the time left, before a denial that rests on it is sent.
+        if !verdict.allowed() && self.source.memory_may_lag() && !remembered.is_empty() {
+            resolutions.extend(self.look_up(remembered, deadline).await);
+            verdict = judge(&resolutions);
+        }
         if !verdict.allowed() {
             let mut outcome = deny(kind, verdict.message());
             outcome.reply.warnings = verdict.capped_warnings();
@@ -130,52 +131,81 @@ impl Validator {
 }
 
 impl Validator {
-    /// What the source says of each of `names`. Names it knows in memory are answered at once;
-    /// the rest are looked up a few at a time, all within one `budget`: a name still unanswered
-    /// when it runs out is "could not be verified", so the review is answered in time however
-    /// many names it holds.
+    /// What the source says of each of `names`, and which of them it answered from memory.
+    /// Names it knows in memory are answered at once; the rest are looked up before `deadline`.
     async fn resolve<'a>(
         &self,
         names: Vec<&'a str>,
-        budget: Duration,
-    ) -> HashMap<&'a str, Resolution> {
+        deadline: Deadline,
+    ) -> (HashMap<&'a str, Resolution>, Vec<&'a str>) {
         let mut resolutions = HashMap::with_capacity(names.len());
+        let mut remembered = Vec::new();
         let mut pending = Vec::new();
         for name in names {
             match self.source.resolve_now(name) {
                 Some(resolution) => {
                     resolutions.insert(name, resolution);
+                    remembered.push(name);
                 }
                 None => pending.push(name),
             }
         }
-        if pending.is_empty() {
-            return resolutions;
+        if !pending.is_empty() {
+            resolutions.extend(self.look_up(pending, deadline).await);
         }
+        (resolutions, remembered)
+    }
+
+    /// The source's authoritative answer for each of `names`, a few at a time, all before
+    /// `deadline`: a name still unanswered when it passes is "could not be verified", so the
+    /// review is answered in time however many names it holds.
+    async fn look_up<'a>(
+        &self,
+        names: Vec<&'a str>,
+        deadline: Deadline,
+    ) -> HashMap<&'a str, Resolution> {
+        let mut answered = HashMap::with_capacity(names.len());
         // Built in a loop, not by a `.map()` closure over borrowed names, which trips the
         // compiler's higher-ranked `Send` inference for the axum handler.
         let mut lookups: Vec<BoxFuture<'_, (&str, Resolution)>> = Vec::new();
-        for &name in &pending {
+        for &name in &names {
             let source = &self.source;
             lookups.push(Box::pin(async move { (name, source.resolve(name).await) }));
         }
         let mut answers = futures::stream::iter(lookups).buffer_unordered(LOOKUP_CONCURRENCY);
         let collect = async {
             while let Some((name, resolution)) = answers.next().await {
-                resolutions.insert(name, resolution);
+                answered.insert(name, resolution);
             }
         };
         // Running out of time leaves the names not yet answered without an answer, given below.
-        let _ = tokio::time::timeout(budget, collect).await;
-        for name in pending {
-            resolutions.entry(name).or_insert_with(|| {
+        let _ = tokio::time::timeout_at(deadline.at.into(), collect).await;
+        let budget = deadline.budget;
+        for name in names {
+            answered.entry(name).or_insert_with(|| {
                 Resolution::Unverified(format!(
                     "the Kubernetes API did not answer within {} ms",
                     budget.as_millis()
                 ))
             });
         }
-        resolutions
+        answered
+    }
+}
+
+/// When one review's lookups must be done by, and the budget that set it (for messages).
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    budget: Duration,
+}
+
+impl Deadline {
+    fn after(budget: Duration) -> Self {
+        Deadline {
+            at: Instant::now() + budget,
+            budget,
+        }
     }
 }
 

@@ -270,3 +270,29 @@ async fn health_and_readiness() {
     let readyz = client.get(webhook.url("/readyz")).send().await.unwrap();
     assert_eq!(readyz.status(), 200);
 }
+
+/// Parameters over HTTPS, with Functions from a file: a variable the Function reads that the
+/// hook leaves unset is denied; a parameter it never reads is a warning kubectl prints.
+#[tokio::test]
+async fn parameters_are_checked_against_the_variables_the_function_reads() {
+    let webhook = Webhook::with_functions(
+        r#"
+apiVersion: stash.appscode.com/v1beta1
+kind: Function
+metadata: {name: mysql-hook-executor}
+spec: {image: "appscode/mysql-hook:8.0.14", args: ["--param-a=${a}", "--out=${outputDir}"]}
+"#,
+    )
+    .await;
+    // The recorded review sets params a and c.
+    let r = webhook.review(fixture("backupconfiguration-create")).await;
+    assert_eq!(r["allowed"], false);
+    assert_eq!(
+        r["status"]["message"],
+        "spec.hooks.preBackup.executor.params: Function \"mysql-hook-executor\" reads ${outputDir}, which this hook does not set and Stash does not provide: add params.outputDir, or give it a default in the Function (${outputDir:=...})"
+    );
+    assert_eq!(
+        r["warnings"],
+        serde_json::json!(["spec.hooks.preBackup.executor.params[c]: Function \"mysql-hook-executor\" does not read ${c} (it reads a, outputDir): check the name"])
+    );
+}

@@ -258,6 +258,63 @@ async fn one_deadline_bounds_all_the_lookups_of_a_review() {
     );
 }
 
+/// The variables a Function reads come from the watch, and a denial for a variable left unset is
+/// confirmed with one live GET first (the cache may lag); an edit of the Function is seen without
+/// a restart.
+#[tokio::test]
+async fn parameters_are_judged_against_the_function_as_it_is_now() {
+    let c = synced(Options::default(), |api| {
+        api.put_function_spec(
+            "pg-dump",
+            json!({"image": "postgres:16", "args": ["--out=${outputDir}", "--level=${level}"]}),
+        )
+    })
+    .await;
+    let naming = |params: Value| {
+        let mut review: Value =
+            serde_json::from_str(&fixture("backupconfiguration-create")).unwrap();
+        review["request"]["object"]["spec"]["hooks"]["preBackup"]["executor"] =
+            json!({"functionName": "pg-dump", "params": params});
+        review.to_string()
+    };
+    let source = c.source.clone();
+    eventually(WAIT, "pg-dump in the cache", || {
+        let source = source.clone();
+        async move { source.resolve_now("pg-dump").is_some() }
+    })
+    .await;
+
+    // Everything given: allowed from the cache, no API call.
+    let gets = c.api.counters().gets();
+    let r = c
+        .webhook
+        .review(naming(json!({"outputDir": "/b", "level": "9"})))
+        .await;
+    assert_eq!(r["allowed"], true);
+    assert_eq!(c.api.counters().gets(), gets);
+
+    // `level` left unset: denied, after one live GET to confirm what the cache said.
+    let r = c.webhook.review(naming(json!({"outputDir": "/b"}))).await;
+    assert_eq!(r["allowed"], false);
+    assert_eq!(
+        message(&r),
+        "spec.hooks.preBackup.executor.params: Function \"pg-dump\" reads ${level}, which this hook does not set and Stash does not provide: add params.level, or give it a default in the Function (${level:=...})"
+    );
+    assert_eq!(c.api.counters().gets(), gets + 1);
+
+    // The Function is edited to give `level` a default: the same object is then allowed.
+    c.api.put_function_spec(
+        "pg-dump",
+        json!({"image": "postgres:16", "args": ["--out=${outputDir}", "--level=${level:=6}"]}),
+    );
+    let webhook = &c.webhook;
+    eventually(WAIT, "the edited Function to be judged", || {
+        let body = naming(json!({"outputDir": "/b"}));
+        async move { webhook.review(body).await["allowed"] == true }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn api_server_errors_are_reported() {
     let c = synced(Options::default(), with_mysql).await;

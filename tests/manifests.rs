@@ -565,13 +565,13 @@ fn examples_are_judged_as_their_readme_says() {
                 .into_iter()
                 .map(|name| {
                     let resolution = match functions.get(name) {
-                        Some(container) => Resolution::Found(container.clone()),
+                        Some(container) => Resolution::found(container.clone()),
                         None => Resolution::NotFound,
                     };
                     (name, resolution)
                 })
                 .collect();
-            let verdict = judge(&refs, &[], |n| resolved.get(n), FailurePolicy::Deny);
+            let verdict = judge(&refs, &[], |n| resolved.get(n), &FailurePolicy::Deny.into());
             if file_name.ends_with("-valid.yaml") {
                 assert!(verdict.allowed(), "{file_name}: {}", verdict.message());
             } else {

@@ -14,12 +14,12 @@ use kube::{Api, Client};
 
 use super::{FunctionObject, FunctionSource};
 use crate::metrics::{LookupResult, LookupSource, Metrics};
-use crate::rules::{Container, Resolution};
+use crate::rules::{Container, Function, Resolution};
 
-/// Functions from the Kubernetes API: a watch keeps a map of name -> [`Container`] current, and
+/// Functions from the Kubernetes API: a watch keeps a map of name -> [`Function`] current, and
 /// lookups answer from it with no API call. The cache may lag the API server, so it is trusted to
-/// allow but never to deny: a miss, or a Function it holds as unusable, is confirmed with one live
-/// GET. That is what keeps `kubectl apply -f dir/` (Function and BackupConfiguration together)
+/// allow but never to deny: a miss, a Function it holds as unusable, or a verdict that denies on
+/// what it holds, is confirmed with one live GET. That is what keeps `kubectl apply -f dir/` (Function and BackupConfiguration together)
 /// from being wrongly denied.
 pub struct ClusterSource {
     api: Api<FunctionObject>,
@@ -29,7 +29,7 @@ pub struct ClusterSource {
 
 #[derive(Default)]
 struct Cache {
-    functions: RwLock<HashMap<String, Container>>,
+    functions: RwLock<HashMap<String, Arc<Function>>>,
     synced: AtomicBool,
 }
 
@@ -38,14 +38,16 @@ impl Cache {
         self.functions.read().map(|m| m.len()).unwrap_or_default()
     }
 
-    /// True when the cache holds `name` as a usable Function; no clone of what it holds.
-    fn is_valid(&self, name: &str) -> bool {
-        self.functions
-            .read()
-            .is_ok_and(|m| matches!(m.get(name), Some(Container::Valid)))
+    /// What the cache holds for `name`, when it is a usable Function.
+    fn usable(&self, name: &str) -> Option<Arc<Function>> {
+        let functions = self.functions.read().ok()?;
+        functions
+            .get(name)
+            .filter(|f| f.container == Container::Valid)
+            .cloned()
     }
 
-    fn apply(&self, f: impl FnOnce(&mut HashMap<String, Container>)) -> usize {
+    fn apply(&self, f: impl FnOnce(&mut HashMap<String, Arc<Function>>)) -> usize {
         match self.functions.write() {
             Ok(mut m) => {
                 f(&mut m);
@@ -80,7 +82,7 @@ impl ClusterSource {
 
     async fn live_get(&self, name: &str) -> Resolution {
         let resolution = match self.api.get_opt(name).await {
-            Ok(Some(function)) => Resolution::Found(function.container()),
+            Ok(Some(object)) => Resolution::Found(object.function),
             Ok(None) => Resolution::NotFound,
             Err(err) => Resolution::Unverified(describe_api_error(&err)),
         };
@@ -92,24 +94,19 @@ impl ClusterSource {
 
 impl FunctionSource for ClusterSource {
     fn resolve<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Resolution> {
-        async move {
-            if let Some(found) = self.resolve_now(name) {
-                return found;
-            }
-            self.live_get(name).await
-        }
-        .boxed()
+        self.live_get(name).boxed()
     }
 
-    /// Only a usable Function is final from the cache; anything else is confirmed live.
+    /// Only a usable Function is answered from the cache; anything else is looked up live.
     fn resolve_now(&self, name: &str) -> Option<Resolution> {
-        if !self.cache.is_valid(name) {
-            return None;
-        }
-        let found = Resolution::Found(Container::Valid);
+        let found = Resolution::Found(self.cache.usable(name)?);
         self.metrics
             .record_lookup(LookupSource::Cache, LookupResult::of(&found));
         Some(found)
+    }
+
+    fn memory_may_lag(&self) -> bool {
+        true
     }
 
     fn is_ready(&self) -> bool {
@@ -139,14 +136,14 @@ fn describe_api_error(err: &kube::Error) -> String {
 async fn run_watch(api: Api<FunctionObject>, cache: Arc<Cache>, metrics: Metrics) {
     let config = watcher::Config::default();
     let mut events = watcher::watcher(api, config).default_backoff().boxed();
-    let mut initial: HashMap<String, Container> = HashMap::new();
+    let mut initial: HashMap<String, Arc<Function>> = HashMap::new();
     let mut last_error: Option<Instant> = None;
     while let Some(event) = events.next().await {
         match event {
             Ok(Event::Init) => initial.clear(),
             Ok(Event::InitApply(f)) => {
                 if let Some(name) = f.metadata.name.clone() {
-                    initial.insert(name, f.container());
+                    initial.insert(name, f.function);
                 }
             }
             Ok(Event::InitDone) => {
@@ -161,9 +158,9 @@ async fn run_watch(api: Api<FunctionObject>, cache: Arc<Cache>, metrics: Metrics
             }
             Ok(Event::Apply(f)) => {
                 if let Some(name) = f.metadata.name.clone() {
-                    let container = f.container();
+                    let function = f.function;
                     let n = cache.apply(|m| {
-                        m.insert(name, container);
+                        m.insert(name, function);
                     });
                     metrics.set_cached_functions(n);
                 }

@@ -11,12 +11,13 @@ use thiserror::Error;
 
 use super::{FunctionObject, FunctionSource};
 use crate::metrics::{LookupResult, LookupSource, Metrics};
-use crate::rules::{Container, Resolution};
+use crate::rules::{Function, Resolution};
+use std::sync::Arc;
 
 /// Functions read once from a file: the source for `--functions-file` and `--dev`.
 #[derive(Debug, Default)]
 pub struct FileSource {
-    functions: HashMap<String, Container>,
+    functions: HashMap<String, Arc<Function>>,
     metrics: Metrics,
 }
 
@@ -94,7 +95,7 @@ impl FileSource {
                 let Some(name) = object.metadata.name.clone().filter(|n| !n.is_empty()) else {
                     return Err(not_a_function("a Function has no metadata.name".into()));
                 };
-                functions.insert(name, object.container());
+                functions.insert(name, object.function);
             }
         }
         metrics.set_cached_functions(functions.len());
@@ -105,7 +106,7 @@ impl FileSource {
 impl FileSource {
     fn lookup(&self, name: &str) -> Resolution {
         let resolution = match self.functions.get(name) {
-            Some(container) => Resolution::Found(container.clone()),
+            Some(function) => Resolution::Found(function.clone()),
             None => Resolution::NotFound,
         };
         self.metrics
@@ -123,6 +124,10 @@ impl FunctionSource for FileSource {
         Some(self.lookup(name))
     }
 
+    fn memory_may_lag(&self) -> bool {
+        false
+    }
+
     fn is_ready(&self) -> bool {
         true
     }
@@ -135,6 +140,7 @@ impl FunctionSource for FileSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::Container;
 
     fn load(text: &str) -> Result<FileSource, FunctionsFileError> {
         FileSource::from_text(text, Path::new("test.yaml"), Metrics::default())
@@ -150,11 +156,11 @@ mod tests {
         assert_eq!(source.len(), 2);
         assert_eq!(
             source.resolve("a").await,
-            Resolution::Found(Container::Valid)
+            Resolution::found(Container::Valid)
         );
         assert_eq!(
             source.resolve("b").await,
-            Resolution::Found(Container::NoImage)
+            Resolution::found(Container::NoImage)
         );
         assert_eq!(source.resolve("c").await, Resolution::NotFound);
     }

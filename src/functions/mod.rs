@@ -6,15 +6,17 @@
 
 mod cluster;
 mod file;
+pub mod variables;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use crate::rules::{Container, Resolution};
+use crate::rules::{Function, Resolution};
 use crate::stash::{STASH_GROUP, STASH_VERSION};
 
 pub use cluster::ClusterSource;
@@ -22,13 +24,17 @@ pub use file::{FileSource, FunctionsFileError};
 
 /// Answers "what is Function NAME?" for the rules.
 pub trait FunctionSource: Send + Sync + 'static {
-    /// Resolves one Function name. The caller bounds the time it may take.
+    /// The authoritative answer for one name (for a cluster, a live GET). The caller bounds the
+    /// time it may take.
     fn resolve<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Resolution>;
-    /// Answers from memory when the answer is final, without waiting; `None` means "call
+    /// An answer from memory, without waiting, when there is one to trust; `None` means "call
     /// [`FunctionSource::resolve`]". Most reviews are answered this way, so it must stay cheap.
     fn resolve_now(&self, _name: &str) -> Option<Resolution> {
         None
     }
+    /// True when answers from memory may lag the truth (a watch cache): they are then trusted to
+    /// allow, and a verdict that denies on them is confirmed with [`FunctionSource::resolve`].
+    fn memory_may_lag(&self) -> bool;
     /// True once the source can answer from a complete view (file loaded, cache synced).
     fn is_ready(&self) -> bool;
     /// How many Functions the source holds.
@@ -38,42 +44,34 @@ pub trait FunctionSource: Send + Sync + 'static {
     }
 }
 
-/// A Function as this webhook reads it: its name, resourceVersion and image, nothing else.
-/// Decoding only these fields keeps the watch cheap and the cache small.
-#[derive(Debug, Clone, Deserialize)]
+/// A Function as this webhook reads it: its name and resourceVersion, and what the rules need of
+/// it (image validity, the variables it reads), worked out once when it is decoded. Nothing else
+/// of the object is kept, so the watch cache stays small.
+#[derive(Debug, Clone)]
 pub struct FunctionObject {
-    #[serde(deserialize_with = "slim_meta", default)]
     pub metadata: ObjectMeta,
-    #[serde(default)]
-    pub spec: FunctionSpec,
+    pub function: Arc<Function>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct FunctionSpec {
-    /// Kept as raw JSON so a Function with a malformed image is reported, not dropped from the watch.
-    #[serde(default)]
-    pub image: Option<Value>,
-}
-
-impl FunctionObject {
-    pub fn container(&self) -> Container {
-        Container::from_image(self.spec.image.as_ref())
+impl<'de> Deserialize<'de> for FunctionObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Whole, as JSON: the variables a Function reads may be anywhere in it.
+        let object = Value::deserialize(d)?;
+        let text = |path: &str| {
+            object
+                .pointer(path)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        Ok(FunctionObject {
+            metadata: ObjectMeta {
+                name: text("/metadata/name"),
+                resource_version: text("/metadata/resourceVersion"),
+                ..ObjectMeta::default()
+            },
+            function: Arc::new(Function::from_object(&object)),
+        })
     }
-}
-
-fn slim_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Slim {
-        name: Option<String>,
-        resource_version: Option<String>,
-    }
-    let slim = Slim::deserialize(d)?;
-    Ok(ObjectMeta {
-        name: slim.name,
-        resource_version: slim.resource_version,
-        ..ObjectMeta::default()
-    })
 }
 
 impl kube::Resource for FunctionObject {

@@ -10,17 +10,33 @@ fn pre(executor: Value) -> Value {
     json!({"hooks": {"preBackup": {"exec": {"command": ["/bin/sh"]}, "executor": executor}}})
 }
 
+/// A Function that reads `outputDir` and `level` (no defaults), `PG_VERSION` (a default) and
+/// `NAMESPACE` (Stash provides it).
+fn pg_dump() -> Resolution {
+    Resolution::found(Function::from_object(&json!({"spec": {
+        "image": "postgres:${PG_VERSION:=16}",
+        "args": ["--out=${outputDir}", "--level=${level}", "--ns=${NAMESPACE}"]
+    }})))
+}
+
 fn lookups() -> HashMap<String, Resolution> {
     HashMap::from([
-        ("good".to_owned(), Resolution::Found(Container::Valid)),
-        ("no-image".to_owned(), Resolution::Found(Container::NoImage)),
+        ("pg-dump".to_owned(), pg_dump()),
+        (
+            "needs-cluster-id".to_owned(),
+            Resolution::found(Function::from_object(
+                &json!({"spec": {"image": "x", "args": ["${CLUSTER_ID}"]}}),
+            )),
+        ),
+        ("good".to_owned(), Resolution::found(Container::Valid)),
+        ("no-image".to_owned(), Resolution::found(Container::NoImage)),
         (
             "bad-image".to_owned(),
-            Resolution::Found(Container::from_image(Some(&json!("Mysql Hook")))),
+            Resolution::found(Container::from_image(Some(&json!("Mysql Hook")))),
         ),
         (
             "number-image".to_owned(),
-            Resolution::Found(Container::from_image(Some(&json!(7)))),
+            Resolution::found(Container::from_image(Some(&json!(7)))),
         ),
         ("ghost".to_owned(), Resolution::NotFound),
         (
@@ -36,7 +52,7 @@ fn run(new: Value, old: Option<Value>, policy: FailurePolicy) -> Verdict {
     let old = old
         .map(|old| SpecHooks::from_value(&old).unwrap())
         .unwrap_or_default();
-    judge(&refs(&new), &refs(&old), |n| l.get(n), policy)
+    judge(&refs(&new), &refs(&old), |n| l.get(n), &policy.into())
 }
 
 fn denial(new: Value) -> String {
@@ -48,7 +64,7 @@ fn denial(new: Value) -> String {
 #[test]
 fn allows_a_valid_executor() {
     let v = run(
-        pre(json!({"functionName": "good", "params": {"a": "b", "_c9": "d"}})),
+        pre(json!({"functionName": "pg-dump", "params": {"outputDir": "/tmp", "level": "9"}})),
         None,
         FailurePolicy::Deny,
     );
@@ -273,7 +289,7 @@ fn long_denials_list_twenty_problems_then_count_the_rest() {
         &executor_refs(StashKind::BackupBatch, &spec),
         &[],
         |n| l.get(n),
-        FailurePolicy::Deny,
+        &FailurePolicy::Deny.into(),
     );
     assert_eq!(verdict.denials.len(), 60);
     let message = verdict.message();
@@ -320,4 +336,87 @@ fn values_echoed_in_messages_are_cut_to_a_readable_length() {
         shown(&"é".repeat(101)),
         format!("{}... (101 characters)", "é".repeat(100))
     );
+}
+
+#[test]
+fn variables_the_function_reads_without_a_value_are_denied_one_line_each() {
+    assert_eq!(
+        denial(pre(json!({"functionName": "pg-dump", "params": {"level": "9"}}))),
+        "spec.hooks.preBackup.executor.params: Function \"pg-dump\" reads ${outputDir}, which this hook does not set and Stash does not provide: add params.outputDir, or give it a default in the Function (${outputDir:=...})"
+    );
+    assert_eq!(
+        denial(pre(json!({"functionName": "pg-dump"}))),
+        "spec.hooks.preBackup.executor.params: Function \"pg-dump\" reads ${outputDir}, which this hook does not set and Stash does not provide: add params.outputDir, or give it a default in the Function (${outputDir:=...})\n\
+         spec.hooks.preBackup.executor.params: Function \"pg-dump\" reads ${level}, which this hook does not set and Stash does not provide: add params.level, or give it a default in the Function (${level:=...})"
+    );
+}
+
+#[test]
+fn parameters_the_function_never_reads_are_warnings_naming_the_closest() {
+    let v = run(
+        pre(
+            json!({"functionName": "pg-dump", "params": {"outptDir": "/tmp", "outputDir": "/tmp", "level": "9"}}),
+        ),
+        None,
+        FailurePolicy::Deny,
+    );
+    assert!(v.allowed());
+    assert_eq!(
+        v.warnings,
+        ["spec.hooks.preBackup.executor.params[outptDir]: Function \"pg-dump\" does not read ${outptDir} (it reads outputDir, level, NAMESPACE, PG_VERSION): check the name"]
+    );
+}
+
+#[test]
+fn variables_the_operator_says_stash_provides_need_no_parameter() {
+    let l = lookups();
+    let spec = SpecHooks::from_value(&pre(json!({"functionName": "needs-cluster-id"}))).unwrap();
+    let strict = judge(&refs(&spec), &[], |n| l.get(n), &FailurePolicy::Deny.into());
+    assert_eq!(
+        strict.message(),
+        "spec.hooks.preBackup.executor.params: Function \"needs-cluster-id\" reads ${CLUSTER_ID}, which this hook does not set and Stash does not provide: add params.CLUSTER_ID, or give it a default in the Function (${CLUSTER_ID:=...})"
+    );
+    let policy = Policy {
+        extra_variables: vec!["CLUSTER_ID".into()],
+        ..Policy::default()
+    };
+    assert_eq!(
+        judge(&refs(&spec), &[], |n| l.get(n), &policy),
+        Verdict::default()
+    );
+}
+
+#[test]
+fn members_of_a_batch_are_checked_for_parameters_too() {
+    let l = lookups();
+    let spec = SpecHooks::from_value(&json!({"members": [
+        {"hooks": {"preBackup": {"executor": {"functionName": "pg-dump", "params": {"outputDir": "/a", "level": "1"}}}}},
+        {"hooks": {"postBackup": {"executor": {"functionName": "pg-dump", "params": {"outputDir": "/b"}}}}}
+    ]}))
+    .unwrap();
+    let v = judge(
+        &executor_refs(StashKind::BackupBatch, &spec),
+        &[],
+        |n| l.get(n),
+        &FailurePolicy::Deny.into(),
+    );
+    assert_eq!(
+        v.message(),
+        "spec.members[1].hooks.postBackup.executor.params: Function \"pg-dump\" reads ${level}, which this hook does not set and Stash does not provide: add params.level, or give it a default in the Function (${level:=...})"
+    );
+}
+
+#[test]
+fn an_unchanged_executor_missing_a_parameter_is_a_warning_on_update() {
+    let old = pre(json!({"functionName": "pg-dump", "params": {"level": "9"}}));
+    let kept = run(old.clone(), Some(old.clone()), FailurePolicy::Deny);
+    assert!(kept.allowed());
+    assert_eq!(
+        kept.warnings,
+        ["spec.hooks.preBackup.executor.params: Function \"pg-dump\" reads ${outputDir}, which this hook does not set and Stash does not provide; allowed because this reference is unchanged, but the hook will fail until it is fixed"]
+    );
+    // Changing which parameters it sets, but still not outputDir, is judged as new.
+    let changed =
+        pre(json!({"functionName": "pg-dump", "params": {"level": "9", "format": "tar"}}));
+    assert!(!run(changed, Some(old), FailurePolicy::Deny).allowed());
 }

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::*;
 use crate::functions::FileSource;
 use crate::metrics::Metrics;
+use crate::rules::FailurePolicy;
 
 const FUNCTIONS: &str = r#"
 apiVersion: stash.appscode.com/v1beta1

@@ -145,16 +145,22 @@ impl ApiServer {
         &self.shared.counters
     }
 
-    /// Creates or replaces a Function; `image: None` makes one without a container image.
+    /// Creates or replaces a Function reading `${a}`; `image: None` makes one without a container
+    /// image.
     pub fn put_function(&self, name: &str, image: Option<&str>) {
-        let mut store = self.shared.store.lock().unwrap();
-        store.rv += 1;
-        let rv = store.rv;
-        let existed = store.functions.contains_key(name);
         let mut spec = json!({"args": ["--param-a=${a}"]});
         if let Some(image) = image {
             spec["image"] = json!(image);
         }
+        self.put_function_spec(name, spec);
+    }
+
+    /// Creates or replaces a Function with this `spec`.
+    pub fn put_function_spec(&self, name: &str, spec: Value) {
+        let mut store = self.shared.store.lock().unwrap();
+        store.rv += 1;
+        let rv = store.rv;
+        let existed = store.functions.contains_key(name);
         let object = json!({
             "apiVersion": "stash.appscode.com/v1beta1",
             "kind": "Function",

@@ -230,7 +230,7 @@ pub const FUNCTIONS: &str = r#"
 apiVersion: stash.appscode.com/v1beta1
 kind: Function
 metadata: {name: mysql-hook-executor}
-spec: {image: "appscode/mysql-hook:8.0.14", args: ["--param-a=${a}"]}
+spec: {image: "appscode/mysql-hook:8.0.14", args: ["--param-a=${a}", "--param-c=${c}"]}
 ---
 apiVersion: stash.appscode.com/v1beta1
 kind: Function

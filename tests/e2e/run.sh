@@ -1,0 +1,327 @@
+#!/usr/bin/env bash
+# End-to-end tests: stash-webhook behind a real kube-apiserver 1.20 (tests/e2e/apiserver.sh),
+# driven by the real kubectl, asserting exactly what kubectl prints.
+#
+#   bash tests/e2e/run.sh
+#
+# Environment:
+#   STASH_WEBHOOK_BIN  the stash-webhook binary to test; when unset, it is built with
+#                      `cargo build --release --locked --bin stash-webhook` in the repository
+#   STASH_E2E_KEEP=1   keep the run's directory (logs, certificates, kubeconfigs) after it ends
+#   STASH_E2E_VERBOSE=1  print every command the cases run, with its output
+#   STASH_E2E_CACHE    see apiserver.sh (where the built kube-apiserver is kept)
+#
+# Prints `ok NAME` or `FAIL NAME` (with what was expected and what kubectl printed) per case, then
+# `N passed, M failed`; exits 1 if any case failed. Everything it started is stopped and its
+# temporary directory removed however it ends.
+
+set -uo pipefail
+
+E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$E2E_DIR/../.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=apiserver.sh
+source "$E2E_DIR/apiserver.sh"
+
+RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/stash-webhook-e2e.XXXXXX") || exit 1
+E2E_STATE=$RUN_DIR/cluster
+RUN_STARTED=$SECONDS
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM HUP
+  e2e_kill webhook
+  e2e_stop_cluster
+  if [[ ${STASH_E2E_KEEP:-} == 1 ]]; then
+    e2e_log "kept $RUN_DIR"
+  else
+    rm -rf "$RUN_DIR"
+  fi
+  e2e_log "finished in $((SECONDS - RUN_STARTED)) s"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# A setup step failed: say so in the runner's format, with the logs' ends, and stop.
+setup_failed() {
+  local name
+  echo "FAIL setup: $*"
+  for name in kube-apiserver webhook; do
+    if [[ -s $E2E_STATE/$name.log ]]; then
+      echo "  the end of $name.log:"
+      tail -n 20 "$E2E_STATE/$name.log" | sed 's/^/    /'
+    fi
+  done
+  echo "0 passed, 1 failed"
+  exit 1
+}
+
+# Runs CMD... quietly; on failure, shows its output and fails the setup.
+setup() {
+  local what=$1 out
+  shift
+  out=$("$@" 2>&1) || setup_failed "$what: $out"
+}
+
+# --- the webhook binary ---------------------------------------------------------------------
+if [[ -n ${STASH_WEBHOOK_BIN:-} ]]; then
+  if [[ $STASH_WEBHOOK_BIN == */* ]]; then
+    WEBHOOK_BIN=$(realpath -m -- "$STASH_WEBHOOK_BIN")
+  else
+    WEBHOOK_BIN=$(command -v -- "$STASH_WEBHOOK_BIN") || WEBHOOK_BIN=$STASH_WEBHOOK_BIN
+  fi
+  cd "$REPO" || exit 1
+else
+  cd "$REPO" || exit 1
+  e2e_log "building stash-webhook (STASH_WEBHOOK_BIN is not set)"
+  nice -n 19 cargo build --release --locked --bin stash-webhook >&2 ||
+    setup_failed "cargo build --release --locked --bin stash-webhook failed"
+  WEBHOOK_BIN=$(realpath -m -- "${CARGO_TARGET_DIR:-target}")/release/stash-webhook
+fi
+[[ -x $WEBHOOK_BIN ]] || setup_failed "$WEBHOOK_BIN is not an executable"
+
+# --- the API server -------------------------------------------------------------------------
+command -v kubectl >/dev/null || setup_failed "kubectl is not installed"
+e2e_start_cluster "$E2E_STATE" || setup_failed "the API server did not start"
+export KUBECONFIG=$E2E_ADMIN_KUBECONFIG
+export KUBECACHEDIR=$RUN_DIR/kube-cache
+WEBHOOK_USER=system:serviceaccount:stash-system:stash-webhook
+
+# The CRDs: Function, and the five hook kinds with the executor component applied.
+setup "apply the Function CRD" kubectl apply -f "$E2E_DIR/functions-crd.yaml"
+setup "render tests/fixtures/crds" kubectl kustomize tests/fixtures/crds -o "$RUN_DIR/crds.yaml"
+setup "apply the hook kinds' CRDs" kubectl apply -f "$RUN_DIR/crds.yaml"
+setup "wait for the CRDs" kubectl wait --for condition=Established --timeout 60s \
+  crd/functions.stash.appscode.com crd/backupconfigurations.stash.appscode.com \
+  crd/restoresessions.stash.appscode.com crd/backupbatches.stash.appscode.com \
+  crd/restorebatches.stash.appscode.com crd/backupblueprints.stash.appscode.com
+
+# The webhook's RBAC, as shipped, and the namespace of the cases.
+setup "apply the RBAC" kubectl apply -f manifests/base/namespace.yaml -f manifests/base/rbac.yaml
+setup "create namespace demo" kubectl create namespace demo
+
+can_i() { # can_i VERB yes|no: whether the webhook's identity may VERB Functions is as said
+  [[ $(kubectl auth can-i "$1" functions.stash.appscode.com --as "$WEBHOOK_USER" 2>/dev/null) == "$2" ]]
+}
+e2e_wait_for 60 can_i watch yes || setup_failed "the webhook's identity cannot watch Functions"
+
+# --- the webhook ----------------------------------------------------------------------------
+WEBHOOK_PKI=$RUN_DIR/webhook-pki
+mkdir -p "$WEBHOOK_PKI"
+if ! {
+  e2e_ca "$WEBHOOK_PKI" ca &&
+    e2e_cert "$WEBHOOK_PKI" ca serving /CN=127.0.0.1 \
+      "subjectAltName=IP:127.0.0.1
+extendedKeyUsage=serverAuth"
+}; then
+  setup_failed "could not make the webhook's certificate"
+fi
+e2e_free_port WEBHOOK_PORT || setup_failed "no free port for the webhook"
+WEBHOOK_URL=https://127.0.0.1:$WEBHOOK_PORT
+
+e2e_log "starting $WEBHOOK_BIN on $WEBHOOK_URL"
+e2e_spawn webhook env KUBECONFIG="$E2E_WEBHOOK_KUBECONFIG" "$WEBHOOK_BIN" serve \
+  --listen "127.0.0.1:$WEBHOOK_PORT" \
+  --tls-cert "$WEBHOOK_PKI/serving.crt" --tls-key "$WEBHOOK_PKI/serving.key"
+webhook_ready() {
+  e2e_alive webhook || return 2
+  [[ $(curl -sS -o /dev/null -w '%{http_code}' --max-time 2 --cacert "$WEBHOOK_PKI/ca.crt" \
+    "$WEBHOOK_URL/readyz" 2>/dev/null) == 200 ]]
+}
+e2e_wait_ready 60 webhook_ready || setup_failed "the webhook did not become ready ($WEBHOOK_URL/readyz)"
+
+# The shipped webhook configuration, pointed at the URL, with the test CA, and without what
+# kube-apiserver 1.20 does not know (matchConditions).
+mkdir -p "$RUN_DIR/webhook-config"
+cp manifests/base/webhook.yaml "$RUN_DIR/webhook-config/"
+cat >"$RUN_DIR/webhook-config/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [webhook.yaml]
+patches:
+  - patch: |-
+      apiVersion: admissionregistration.k8s.io/v1
+      kind: ValidatingWebhookConfiguration
+      metadata:
+        name: stash-webhook
+      webhooks:
+        - name: validate.stash-webhook.stash.appscode.com
+          clientConfig:
+            service: null
+            url: $WEBHOOK_URL/validate
+            caBundle: $(base64 -w0 "$WEBHOOK_PKI/ca.crt")
+          matchConditions: null
+EOF
+setup "render the webhook configuration" \
+  kubectl kustomize "$RUN_DIR/webhook-config" -o "$RUN_DIR/webhook-configuration.yaml"
+setup "apply the webhook configuration" kubectl apply -f "$RUN_DIR/webhook-configuration.yaml"
+
+# The Functions the cases name, created while the webhook watches.
+setup "create the Functions" kubectl apply -f tests/e2e/cases/functions.yaml
+
+# The API server calls the webhook once its informer has the configuration.
+webhook_judges() {
+  [[ $(kubectl apply --dry-run=server -f tests/e2e/cases/backupconfiguration-missing-function.yaml 2>&1) == *"denied the request"* ]]
+}
+e2e_wait_for 60 webhook_judges || setup_failed "the API server does not call the webhook"
+e2e_log "setup done in $((SECONDS - RUN_STARTED)) s"
+
+# --- the cases ------------------------------------------------------------------------------
+PASSED=0
+FAILED=0
+CASE=
+CASE_PROBLEMS=()
+
+begin() {
+  CASE=$1
+  CASE_PROBLEMS=()
+}
+
+indent() { sed 's/^/    /'; }
+
+# Usage: check RC EXPECTED CMD...: CMD's stdout and stderr together must be EXPECTED exactly, and
+# its exit status RC.
+check() {
+  local want_rc=$1 want=$2 got rc
+  shift 2
+  got=$("$@" 2>&1)
+  rc=$?
+  if [[ ${STASH_E2E_VERBOSE:-} == 1 ]]; then
+    printf '  $ %s   (exit %s)\n%s\n' "$*" "$rc" "$(indent <<<"$got")"
+  fi
+  if [[ $rc != "$want_rc" || $got != "$want" ]]; then
+    CASE_PROBLEMS+=("$(printf '$ %s\n  expected (exit %s):\n%s\n  got (exit %s):\n%s' \
+      "$*" "$want_rc" "$(indent <<<"$want")" "$rc" "$(indent <<<"$got")")")
+  fi
+}
+
+# Usage: eventually SECONDS DESCRIPTION CMD...: polls CMD until it succeeds.
+eventually() {
+  local seconds=$1 what=$2
+  shift 2
+  e2e_wait_for "$seconds" "$@" || CASE_PROBLEMS+=("not within ${seconds} s: $what")
+}
+
+end() {
+  if ((${#CASE_PROBLEMS[@]} == 0)); then
+    echo "ok $CASE"
+    PASSED=$((PASSED + 1))
+  else
+    echo "FAIL $CASE"
+    printf '%s\n' "${CASE_PROBLEMS[@]}" | sed 's/^/  /'
+    FAILED=$((FAILED + 1))
+  fi
+}
+
+NAME=validate.stash-webhook.stash.appscode.com
+LIST='(list them with: kubectl get functions.stash.appscode.com)'
+C=tests/e2e/cases
+# What kubectl prints before the webhook's message when it denies a create (or a replace).
+denied() { # denied VERB FILE
+  printf 'Error from server (Forbidden): error when %s "%s": admission webhook "%s" denied the request: ' "$1" "$2" "$NAME"
+}
+not_found() { # not_found PLURAL NAME: kubectl get of an object that is not stored
+  printf 'Error from server (NotFound): %s.stash.appscode.com "%s" not found' "$1" "$2"
+}
+
+begin missing-function
+check 1 "$(denied creating $C/backupconfiguration-missing-function.yaml)spec.hooks.preBackup.executor.functionName: Function \"mysql-hook-exector\" not found: create the Function, or fix the name $LIST" \
+  kubectl apply -f $C/backupconfiguration-missing-function.yaml
+check 1 "$(not_found backupconfigurations mysql-backup-typo)" \
+  kubectl get -n demo backupconfiguration mysql-backup-typo
+end
+
+begin function-without-image
+check 0 "" kubectl get function no-image-fn -o 'jsonpath={.spec.image}'
+check 1 "$(denied creating $C/backupconfiguration-no-image.yaml)spec.hooks.postBackup.executor.functionName: Function \"no-image-fn\" has no container image (its spec.image is not set): give the Function an image (kubectl edit functions.stash.appscode.com no-image-fn), or name another Function" \
+  kubectl apply -f $C/backupconfiguration-no-image.yaml
+end
+
+begin several-problems-one-denial
+# shellcheck disable=SC2016 # ${NAME} is the webhook's text
+check 1 "$(denied creating $C/backupbatch-several.yaml)spec.hooks.postBackup.executor.functionName: Function \"bad-image-fn\" has an invalid container image \"Mysql Hook\": it contains whitespace: fix spec.image on the Function (kubectl edit functions.stash.appscode.com bad-image-fn)
+spec.members[0].hooks.postBackup.executor.functionName: Function \"no-image-fn\" has no container image (its spec.image is not set): give the Function an image (kubectl edit functions.stash.appscode.com no-image-fn), or name another Function
+spec.members[1].hooks.preBackup.executor.functionName: Function \"ghost-fn\" not found: create the Function, or fix the name $LIST
+spec.members[1].hooks.preBackup.executor.params[db-host]: parameter name \"db-host\" is invalid: use letters, digits and '_', not starting with a digit, since the Function reads it as \${NAME}
+spec.members[2].hooks.postBackup.executor.functionName: is required: name the Function that runs this hook $LIST" \
+  kubectl apply -f $C/backupbatch-several.yaml
+check 1 "$(not_found backupbatches app-and-db)" kubectl get -n demo backupbatch app-and-db
+end
+
+begin valid-executor
+check 0 "restoresession.stash.appscode.com/postgres-restore created" \
+  kubectl apply -f $C/restoresession-valid.yaml
+end
+
+begin update-ratchets-unchanged-reference
+check 0 "function.stash.appscode.com/short-lived-fn created" kubectl apply -f $C/ratchet/function.yaml
+check 0 "backupconfiguration.stash.appscode.com/ratchet created" \
+  kubectl apply -f $C/ratchet/backupconfiguration.yaml
+check 0 'function.stash.appscode.com "short-lived-fn" deleted' kubectl delete function short-lived-fn
+# The webhook trusts its cache to allow: wait until it has seen the deletion (a new object naming
+# the Function is denied), so that the update below meets a Function that is gone.
+fresh_reference_denied() {
+  [[ $(sed 's/^  name: ratchet$/  name: ratchet-probe/' $C/ratchet/backupconfiguration.yaml |
+    kubectl create --dry-run=server -f - 2>&1) == *'Function "short-lived-fn" not found'* ]]
+}
+eventually 30 "the webhook sees short-lived-fn deleted" fresh_reference_denied
+WARNING='Warning: spec.hooks.preBackup.executor.functionName: Function "short-lived-fn" not found; allowed because this reference is unchanged, but the hook will fail until it is fixed'
+check 0 "$WARNING
+backupconfiguration.stash.appscode.com/ratchet configured" \
+  kubectl apply -f $C/ratchet/backupconfiguration-edited.yaml
+check 0 "echo before, edited" \
+  kubectl get -n demo backupconfiguration ratchet -o 'jsonpath={.spec.hooks.preBackup.exec.command[2]}'
+check 0 "$WARNING
+backupconfiguration.stash.appscode.com/ratchet labeled" \
+  kubectl label -n demo backupconfiguration ratchet paused=true
+# A changed reference that fails is denied.
+check 1 "$(denied replacing $C/ratchet/backupconfiguration-renamed.yaml)spec.hooks.preBackup.executor.functionName: Function \"short-lived-fn-2\" not found: create the Function, or fix the name $LIST" \
+  kubectl replace -f $C/ratchet/backupconfiguration-renamed.yaml
+check 0 "short-lived-fn" \
+  kubectl get -n demo backupconfiguration ratchet -o 'jsonpath={.spec.hooks.preBackup.executor.functionName}'
+end
+
+begin server-dry-run
+check 1 "$(denied creating $C/restoresession-missing-function.yaml)spec.hooks.postRestore.executor.functionName: Function \"pg-restore-hook\" not found: create the Function, or fix the name $LIST" \
+  kubectl apply --dry-run=server -f $C/restoresession-missing-function.yaml
+check 1 "$(not_found restoresessions postgres-restore-typo)" \
+  kubectl get -n demo restoresession postgres-restore-typo
+check 0 "backupconfiguration.stash.appscode.com/plain-hooks created (server dry run)" \
+  kubectl apply --dry-run=server -f $C/backupconfiguration-no-executor.yaml
+check 1 "$(not_found backupconfigurations plain-hooks)" \
+  kubectl get -n demo backupconfiguration plain-hooks
+end
+
+begin function-and-user-in-one-apply
+check 0 "function.stash.appscode.com/together-fn created
+restoresession.stash.appscode.com/together created" \
+  kubectl apply -f $C/together/
+end
+
+begin hook-without-executor
+check 0 "backupconfiguration.stash.appscode.com/plain-hooks created" \
+  kubectl apply -f $C/backupconfiguration-no-executor.yaml
+check 0 "mysql" \
+  kubectl get -n demo backupconfiguration plain-hooks -o 'jsonpath={.spec.hooks.preBackup.containerName}'
+end
+
+begin lookup-refused-without-rbac
+check 0 'clusterrolebinding.rbac.authorization.k8s.io "stash-webhook" deleted' \
+  kubectl delete clusterrolebinding stash-webhook
+eventually 60 "the webhook's identity loses get on Functions" can_i get no
+check 1 "$(denied creating $C/backupconfiguration-unverifiable.yaml)spec.hooks.preBackup.executor.functionName: Function \"unlisted-fn\" could not be verified: the Kubernetes API refused the lookup (403 Forbidden: functions.stash.appscode.com \"unlisted-fn\" is forbidden: User \"$WEBHOOK_USER\" cannot get resource \"functions\" in API group \"stash.appscode.com\" at the cluster scope); grant the webhook's ServiceAccount get, list and watch on functions.stash.appscode.com: retry once the webhook can read Functions" \
+  kubectl apply -f $C/backupconfiguration-unverifiable.yaml
+# With the binding back, the same lookup answers again.
+check 0 "serviceaccount/stash-webhook unchanged
+clusterrole.rbac.authorization.k8s.io/stash-webhook unchanged
+clusterrolebinding.rbac.authorization.k8s.io/stash-webhook created" \
+  kubectl apply -f manifests/base/rbac.yaml
+eventually 60 "the webhook's identity gets get on Functions back" can_i get yes
+check 1 "$(denied creating $C/backupconfiguration-unverifiable.yaml)spec.hooks.preBackup.executor.functionName: Function \"unlisted-fn\" not found: create the Function, or fix the name $LIST" \
+  kubectl apply -f $C/backupconfiguration-unverifiable.yaml
+end
+
+echo "$PASSED passed, $FAILED failed"
+((FAILED == 0))
