@@ -63,6 +63,46 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Write a CA and a serving certificate for the webhook's Service, with its caBundle.
     Certs(CertsArgs),
+    /// Judge manifests with the server's rules, before they reach a cluster. Exit 0 when all are
+    /// allowed (warnings included), 1 when any is denied, 2 when an input cannot be read.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckOutput {
+    /// One line per problem, then a summary.
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// A YAML or JSON file (several documents or a List are fine), a directory of them, or - for
+    /// standard input. Repeat for more.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub filenames: Vec<PathBuf>,
+
+    /// Read the directories' subdirectories too.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+
+    /// More Functions that count as existing (YAML or JSON), besides those in the inputs.
+    #[arg(long, env = "STASH_WEBHOOK_FUNCTIONS_FILE", conflicts_with = "cluster")]
+    pub functions_file: Option<PathBuf>,
+
+    /// Take the Functions from the cluster in KUBECONFIG (one LIST), besides those in the inputs.
+    #[arg(long)]
+    pub cluster: bool,
+
+    /// Variables your Stash provides beyond those it always does, comma-separated (as the
+    /// server's --extra-variables).
+    #[arg(long, env = "STASH_WEBHOOK_EXTRA_VARIABLES", value_delimiter = ',')]
+    pub extra_variables: Vec<String>,
+
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    pub output: CheckOutput,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -203,7 +243,7 @@ mod tests {
             .command
         {
             Command::Serve(serve) => Ok(*serve),
-            Command::Certs(_) => Err("not serve".into()),
+            Command::Certs(_) | Command::Check(_) => Err("not serve".into()),
         }
     }
 

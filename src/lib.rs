@@ -9,7 +9,9 @@
 #![forbid(unsafe_code)]
 
 pub mod certs;
+pub mod check;
 pub mod config;
+pub mod documents;
 pub mod functions;
 pub mod http;
 pub mod image;

@@ -4,22 +4,25 @@
 
 use std::io::IsTerminal;
 use std::path::Path;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use stash_webhook::config::{CertsArgs, Cli, Command, LogFormat, ServeArgs};
+use stash_webhook::config::{
+    CertsArgs, CheckArgs, CheckOutput, Cli, Command, LogFormat, ServeArgs,
+};
 use stash_webhook::functions::{ClusterSource, FileSource, FunctionSource};
 use stash_webhook::http::{self, App, Limits};
 use stash_webhook::metrics::Metrics;
 use stash_webhook::rules::Policy;
 use stash_webhook::tls::{TlsFiles, TlsSource};
 use stash_webhook::validator::Validator;
-use stash_webhook::{certs, EXAMPLE_FUNCTIONS};
+use stash_webhook::{certs, check, EXAMPLE_FUNCTIONS};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
@@ -28,10 +31,66 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?
-                .block_on(serve(*args))
+                .block_on(serve(*args))?;
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Certs(args) => certs_command(&args),
+        Command::Certs(args) => certs_command(&args).map(|()| ExitCode::SUCCESS),
+        Command::Check(args) => Ok(check_command(&args)),
     }
+}
+
+/// `check`: judges the inputs and exits 0, 1 or 2 (see `check --help`).
+fn check_command(args: &CheckArgs) -> ExitCode {
+    let inputs = check::Inputs {
+        paths: args.filenames.clone(),
+        recursive: args.recursive,
+    };
+    let (files, mut errors) = check::read_inputs(&inputs);
+    let mut functions = check::functions_in(&files);
+    if let Some(path) = &args.functions_file {
+        match std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read: {e}"))
+            .and_then(|text| stash_webhook::documents::read(&text).map_err(|e| e.to_string()))
+        {
+            Ok(docs) => functions.extend(check::functions_in(&[(String::new(), docs)])),
+            Err(reason) => errors.push(check::Unreadable {
+                file: path.display().to_string(),
+                reason,
+            }),
+        }
+    }
+    if args.cluster {
+        let listed = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| {
+                rt.block_on(async {
+                    let client = kube::Client::try_default().await.map_err(|e| {
+                        format!("cannot configure the Kubernetes client (KUBECONFIG): {e}")
+                    })?;
+                    check::list_functions(client).await
+                })
+            });
+        match listed {
+            Ok(listed) => functions.extend(listed),
+            Err(reason) => errors.push(check::Unreadable {
+                file: "--cluster".to_owned(),
+                reason: format!("cannot list Functions: {reason}"),
+            }),
+        }
+    }
+    let policy = Policy {
+        extra_variables: args.extra_variables.clone(),
+        ..Policy::default()
+    };
+    let mut report = check::judge(&files, &functions, &policy);
+    report.errors.splice(0..0, errors);
+    match args.output {
+        CheckOutput::Text => print!("{}", report.text()),
+        CheckOutput::Json => print!("{}", report.json()),
+    }
+    ExitCode::from(report.exit_code())
 }
 
 fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {

@@ -200,7 +200,7 @@ fn capped(mut lines: Vec<String>, what: &str, rest_hooks: Option<usize>) -> Vec<
         None => String::new(),
     };
     lines.push(format!(
-        "... and {more} more {what}{hooks}, not listed: fix these and apply again to see the rest"
+        "... and {more} more {what}{hooks}, not listed (stash-webhook check -f FILE lists them all)"
     ));
     lines
 }

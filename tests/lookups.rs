@@ -393,7 +393,7 @@ async fn many_functions_in_one_object_are_each_looked_up_once() {
     ));
     assert_eq!(
         lines[20],
-        "... and 10 more problems in 10 more hooks, not listed: fix these and apply again to see the rest"
+        "... and 10 more problems in 10 more hooks, not listed (stash-webhook check -f FILE lists them all)"
     );
     assert_eq!(c.api.counters().gets(), gets + 10);
 }

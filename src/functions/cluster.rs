@@ -118,6 +118,20 @@ impl FunctionSource for ClusterSource {
     }
 }
 
+/// Every Function in the cluster, by name: one LIST, no watch (for `check --cluster`).
+pub async fn list_functions(client: Client) -> Result<HashMap<String, Arc<Function>>, String> {
+    let api: Api<FunctionObject> = Api::all(client);
+    let list = api
+        .list(&Default::default())
+        .await
+        .map_err(|err| describe_api_error(&err))?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|f| Some((f.metadata.name?, f.function)))
+        .collect())
+}
+
 /// Turns a failed lookup into words an admin can act on.
 fn describe_api_error(err: &kube::Error) -> String {
     match err {

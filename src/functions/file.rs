@@ -5,11 +5,10 @@ use std::path::{Path, PathBuf};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use serde::Deserialize;
-use serde_json::Value;
 use thiserror::Error;
 
-use super::{FunctionObject, FunctionSource};
+use super::FunctionSource;
+use crate::documents::{self, DocumentError};
 use crate::metrics::{LookupResult, LookupSource, Metrics};
 use crate::rules::{Function, Resolution};
 use std::sync::Arc;
@@ -58,45 +57,39 @@ impl FileSource {
         origin: &Path,
         metrics: Metrics,
     ) -> Result<Self, FunctionsFileError> {
-        let mut functions = HashMap::new();
-        for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-            let doc_no = i + 1;
-            let value = Value::deserialize(doc).map_err(|source| FunctionsFileError::Parse {
+        let documents = documents::read(text).map_err(|err| match err {
+            DocumentError::Parse { doc, source } => FunctionsFileError::Parse {
                 path: origin.to_owned(),
-                doc: doc_no,
+                doc,
                 source,
-            })?;
+            },
+            DocumentError::NoItems { doc, kind } => FunctionsFileError::NotAFunction {
+                path: origin.to_owned(),
+                doc,
+                what: format!("{kind} has no items list"),
+            },
+        })?;
+        let mut functions = HashMap::new();
+        for document in documents {
             let not_a_function = |what: String| FunctionsFileError::NotAFunction {
                 path: origin.to_owned(),
-                doc: doc_no,
+                doc: document.number,
                 what,
             };
-            let items = match value.get("kind").and_then(Value::as_str) {
-                _ if value.is_null() => continue, // an empty document, e.g. a trailing `---`
-                Some(kind) if kind.ends_with("List") => match value.get("items") {
-                    Some(Value::Array(items)) => items.clone(),
-                    _ => return Err(not_a_function(format!("{kind} has no items list"))),
-                },
-                _ => vec![value],
-            };
-            for item in items {
-                let kind = item.get("kind").and_then(Value::as_str).unwrap_or_default();
-                let api_version = item
-                    .get("apiVersion")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                if kind != "Function" || api_version != "stash.appscode.com/v1beta1" {
-                    return Err(not_a_function(format!(
-                        "found kind \"{kind}\" apiVersion \"{api_version}\""
-                    )));
-                }
-                let object: FunctionObject =
-                    serde_json::from_value(item).map_err(|e| not_a_function(e.to_string()))?;
-                let Some(name) = object.metadata.name.clone().filter(|n| !n.is_empty()) else {
-                    return Err(not_a_function("a Function has no metadata.name".into()));
-                };
-                functions.insert(name, object.function);
+            let (kind, api_version) = (document.kind(), document.api_version());
+            if kind != "Function" || api_version != "stash.appscode.com/v1beta1" {
+                return Err(not_a_function(format!(
+                    "found kind \"{kind}\" apiVersion \"{api_version}\""
+                )));
             }
+            let name = document.meta("name");
+            if name.is_empty() {
+                return Err(not_a_function("a Function has no metadata.name".into()));
+            }
+            functions.insert(
+                name.to_owned(),
+                Arc::new(Function::from_object(&document.object)),
+            );
         }
         metrics.set_cached_functions(functions.len());
         Ok(FileSource { functions, metrics })

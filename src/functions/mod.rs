@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::rules::{Function, Resolution};
 use crate::stash::{STASH_GROUP, STASH_VERSION};
 
-pub use cluster::ClusterSource;
+pub use cluster::{list_functions, ClusterSource};
 pub use file::{FileSource, FunctionsFileError};
 
 /// Answers "what is Function NAME?" for the rules.

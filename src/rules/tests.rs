@@ -304,7 +304,7 @@ fn long_denials_list_twenty_problems_then_count_the_rest() {
     );
     assert_eq!(
         lines[20],
-        "... and 40 more problems in 40 more hooks, not listed: fix these and apply again to see the rest"
+        "... and 40 more problems in 40 more hooks, not listed (stash-webhook check -f FILE lists them all)"
     );
 }
 
@@ -319,7 +319,7 @@ fn long_warning_lists_are_capped_too() {
     assert_eq!(warnings[19], "w19");
     assert_eq!(
         warnings[20],
-        "... and 5 more warnings, not listed: fix these and apply again to see the rest"
+        "... and 5 more warnings, not listed (stash-webhook check -f FILE lists them all)"
     );
     let few = Verdict {
         denials: Vec::new(),

@@ -1,0 +1,338 @@
+//! `stash-webhook check`: the server's rules and messages over files, before they reach a
+//! cluster (a CI pipeline, a pull request). Every hook-bearing object is judged as a CREATE.
+//! Functions in the same input count as existing, as in one `kubectl apply -f dir/`.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::documents::{self, Document};
+use crate::rules::{self, Function, Policy, Resolution};
+use crate::stash::{executor_refs, SpecHooks, StashKind};
+
+pub use crate::functions::list_functions;
+
+/// What `-f -` reads.
+pub const STDIN: &str = "-";
+
+/// Where the judged files are, and what else counts.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// Files, directories, or `-` for standard input.
+    pub paths: Vec<PathBuf>,
+    /// Read directories' subdirectories too.
+    pub recursive: bool,
+}
+
+/// One object judged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Judged {
+    pub file: String,
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+    /// One line per problem, as the server's denial lists them (but all of them).
+    pub denials: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Judged {
+    /// `Kind namespace/name`, or `Kind name` for a cluster-scoped object.
+    fn object(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{} {ns}/{}", self.kind, self.name),
+            None => format!("{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// A file that could not be read, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unreadable {
+    pub file: String,
+    pub reason: String,
+}
+
+/// Everything `check` found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub objects: Vec<Judged>,
+    pub errors: Vec<Unreadable>,
+    /// Objects of kinds this webhook does not judge (Functions included).
+    pub skipped: usize,
+}
+
+impl Report {
+    pub fn denied(&self) -> usize {
+        self.objects
+            .iter()
+            .filter(|o| !o.denials.is_empty())
+            .count()
+    }
+
+    pub fn warned(&self) -> usize {
+        self.objects
+            .iter()
+            .filter(|o| o.denials.is_empty() && !o.warnings.is_empty())
+            .count()
+    }
+
+    /// 2 when an input could not be read, else 1 when an object is denied, else 0.
+    pub fn exit_code(&self) -> u8 {
+        if !self.errors.is_empty() {
+            2
+        } else if self.denied() > 0 {
+            1
+        } else {
+            0
+        }
+    }
+
+    /// One line per problem, `FILE: Kind namespace/name: LINE` (warnings marked `warning:`), one
+    /// per unreadable file, then the summary.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for error in &self.errors {
+            out.push_str(&format!("{}: error: {}\n", error.file, error.reason));
+        }
+        for object in &self.objects {
+            for line in &object.denials {
+                out.push_str(&format!("{}: {}: {line}\n", object.file, object.object()));
+            }
+            for line in &object.warnings {
+                out.push_str(&format!(
+                    "{}: {}: warning: {line}\n",
+                    object.file,
+                    object.object()
+                ));
+            }
+        }
+        out.push_str(&self.summary());
+        out.push('\n');
+        out
+    }
+
+    /// `3 objects judged, 1 denied, 1 warned, 12 skipped`, and the unreadable files if any.
+    pub fn summary(&self) -> String {
+        let judged = self.objects.len();
+        let mut line = format!(
+            "{judged} {} judged, {} denied, {} warned, {} skipped",
+            if judged == 1 { "object" } else { "objects" },
+            self.denied(),
+            self.warned(),
+            self.skipped
+        );
+        if !self.errors.is_empty() {
+            line.push_str(&format!(", {} unreadable", self.errors.len()));
+        }
+        line
+    }
+
+    /// The same content as one JSON document, for tools.
+    pub fn json(&self) -> String {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            report: &'a Report,
+            judged: usize,
+            denied: usize,
+            warned: usize,
+        }
+        let out = Out {
+            report: self,
+            judged: self.objects.len(),
+            denied: self.denied(),
+            warned: self.warned(),
+        };
+        // Serializing plain strings and numbers cannot fail.
+        serde_json::to_string_pretty(&out).unwrap_or_default() + "\n"
+    }
+}
+
+/// A file's name as the report shows it.
+fn shown(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// The files `inputs` names: each file as given, each directory's `.yaml`, `.yml` and `.json`
+/// files in name order (and its subdirectories' with `recursive`), as `kubectl apply -f` reads
+/// them. What cannot be listed is reported.
+fn files(inputs: &Inputs, errors: &mut Vec<Unreadable>) -> Vec<PathBuf> {
+    fn walk(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>, errors: &mut Vec<Unreadable>) {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(err) => {
+                errors.push(Unreadable {
+                    file: shown(dir),
+                    reason: format!("cannot read the directory: {err}"),
+                });
+                return;
+            }
+        };
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for path in paths {
+            if path.is_dir() {
+                if recursive {
+                    walk(&path, recursive, out, errors);
+                }
+            } else if matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml" | "json")
+            ) {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for path in &inputs.paths {
+        if path.as_os_str() != STDIN && path.is_dir() {
+            walk(path, inputs.recursive, &mut out, errors);
+        } else {
+            out.push(path.clone());
+        }
+    }
+    out
+}
+
+/// Reads `path` (or standard input for `-`).
+fn read_text(path: &Path) -> std::io::Result<String> {
+    if path.as_os_str() == STDIN {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        return Ok(text);
+    }
+    std::fs::read_to_string(path)
+}
+
+/// The objects of every input, by file; the files that could not be read or parsed are
+/// reported, and the others still read.
+pub fn read_inputs(inputs: &Inputs) -> (Vec<(String, Vec<Document>)>, Vec<Unreadable>) {
+    let mut errors = Vec::new();
+    let mut read = Vec::new();
+    for path in files(inputs, &mut errors) {
+        let file = if path.as_os_str() == STDIN {
+            "<stdin>".to_owned()
+        } else {
+            shown(&path)
+        };
+        match read_text(&path) {
+            Err(err) => errors.push(Unreadable {
+                file,
+                reason: format!("cannot read: {err}"),
+            }),
+            Ok(text) => match documents::read(&text) {
+                Ok(docs) => read.push((file, docs)),
+                Err(err) => errors.push(Unreadable {
+                    file,
+                    reason: err.to_string(),
+                }),
+            },
+        }
+    }
+    (read, errors)
+}
+
+/// Whether a document is a Stash Function.
+fn is_function(doc: &Document) -> bool {
+    doc.kind() == "Function" && doc.api_version() == "stash.appscode.com/v1beta1"
+}
+
+/// The Functions among `files`, by name.
+pub fn functions_in(files: &[(String, Vec<Document>)]) -> HashMap<String, Arc<Function>> {
+    files
+        .iter()
+        .flat_map(|(_, docs)| docs)
+        .filter(|doc| is_function(doc) && !doc.meta("name").is_empty())
+        .map(|doc| {
+            (
+                doc.meta("name").to_owned(),
+                Arc::new(Function::from_object(&doc.object)),
+            )
+        })
+        .collect()
+}
+
+/// Judges every hook-bearing object of `files` against `functions` (all the Functions there are:
+/// a name not among them is not found).
+pub fn judge(
+    files: &[(String, Vec<Document>)],
+    functions: &HashMap<String, Arc<Function>>,
+    policy: &Policy,
+) -> Report {
+    let mut report = Report::default();
+    for (file, docs) in files {
+        for doc in docs {
+            let (group, version) = doc
+                .api_version()
+                .split_once('/')
+                .unwrap_or(("", doc.api_version()));
+            let Some(kind) = StashKind::from_gvk(group, version, doc.kind()) else {
+                report.skipped += 1;
+                continue;
+            };
+            let spec = doc.object.get("spec").unwrap_or(&Value::Null);
+            // A spec read from a JSON value cannot hold what fails a decode (text that is not
+            // JSON, a key given twice); should it, the object counts as having no hooks.
+            let spec = SpecHooks::from_value(spec).unwrap_or_default();
+            let refs = executor_refs(kind, &spec);
+            let resolutions: HashMap<&str, Resolution> = rules::names_to_resolve(&refs)
+                .into_iter()
+                .map(|name| {
+                    let resolution = match functions.get(name) {
+                        Some(function) => Resolution::Found(function.clone()),
+                        None => Resolution::NotFound,
+                    };
+                    (name, resolution)
+                })
+                .collect();
+            let verdict = rules::judge(&refs, &[], |name| resolutions.get(name), policy);
+            let namespace = doc.meta("namespace");
+            report.objects.push(Judged {
+                file: file.clone(),
+                kind: kind.as_str(),
+                // As written: a namespaced object without one goes where kubectl's context says.
+                namespace: (!namespace.is_empty()).then(|| namespace.to_owned()),
+                name: doc.meta("name").to_owned(),
+                denials: verdict.denials.iter().map(ToString::to_string).collect(),
+                warnings: verdict.warnings,
+            });
+        }
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn docs(text: &str) -> Vec<(String, Vec<Document>)> {
+        vec![("in.yaml".to_owned(), documents::read(text).unwrap())]
+    }
+
+    #[test]
+    fn functions_in_the_same_input_count_as_existing() {
+        let files = docs(
+            "apiVersion: stash.appscode.com/v1beta1\nkind: Function\nmetadata: {name: f}\nspec: {image: busybox}\n---\n\
+             apiVersion: stash.appscode.com/v1beta1\nkind: BackupConfiguration\nmetadata: {name: ok, namespace: demo}\n\
+             spec: {hooks: {preBackup: {executor: {functionName: f}}}}\n---\n\
+             apiVersion: stash.appscode.com/v1beta1\nkind: BackupConfiguration\nmetadata: {name: bad}\n\
+             spec: {hooks: {preBackup: {executor: {functionName: ghost}}}}\n---\n\
+             apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+        );
+        let report = judge(&files, &functions_in(&files), &Policy::default());
+        assert_eq!(report.objects.len(), 2);
+        assert_eq!(report.skipped, 2, "the Function and the ConfigMap");
+        assert_eq!(report.exit_code(), 1);
+        assert_eq!(
+            report.text(),
+            "in.yaml: BackupConfiguration bad: spec.hooks.preBackup.executor.functionName: Function \"ghost\" not found: create the Function, or fix the name (list them with: kubectl get functions.stash.appscode.com)\n\
+             2 objects judged, 1 denied, 0 warned, 2 skipped\n"
+        );
+    }
+}
