@@ -70,7 +70,7 @@ async fn dev_mode_serves_the_examples_with_a_verifiable_certificate() {
             "--dev-certs-dir",
         ])
         .arg(dir.path())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let ca = dir.path().join("ca.crt");
@@ -109,7 +109,19 @@ async fn dev_mode_serves_the_examples_with_a_verifiable_certificate() {
         .contains("has no container image"));
 
     signal(&child, "-INT");
-    assert!(wait_exit(child).await.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(output.status.success());
+    // Logs to a pipe are plain text: one line per review, and no terminal colour codes.
+    let logs = String::from_utf8(output.stderr).unwrap();
+    assert!(logs.contains("review"), "{logs}");
+    assert!(logs.contains(r#"verdict="denied""#), "{logs}");
+    assert!(
+        !logs.contains('\x1b'),
+        "colour codes in logs written to a pipe:\n{logs}"
+    );
 }
 
 #[tokio::test]
