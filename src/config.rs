@@ -169,6 +169,24 @@ pub struct ServeArgs {
     #[arg(long, env = "STASH_WEBHOOK_EXTRA_VARIABLES", value_delimiter = ',')]
     pub extra_variables: Vec<String>,
 
+    /// How often the audit writes the Event of every broken reference again, so it stays
+    /// visible (the API server expires Events after an hour).
+    #[arg(long, env = "STASH_WEBHOOK_AUDIT_INTERVAL", default_value = "10m", value_parser = duration)]
+    pub audit_interval: Duration,
+
+    /// The namespace the webhook runs in, where the audit's Lease is kept.
+    #[arg(long, env = "STASH_WEBHOOK_NAMESPACE", default_value = "stash-system")]
+    pub namespace: String,
+
+    /// This replica's name in the audit's Lease (the pod's name); unset, the host name.
+    #[arg(long, env = "STASH_WEBHOOK_POD_NAME")]
+    pub pod_name: Option<String>,
+
+    /// How long the audit's Lease holds without renewal: another replica takes over the audit
+    /// within it when the leader goes away.
+    #[arg(long, env = "STASH_WEBHOOK_LEASE_DURATION", default_value = "15s", value_parser = duration)]
+    pub lease_duration: Duration,
+
     /// Largest request body accepted, in bytes; larger ones get 413 without being read whole.
     #[arg(long, env = "STASH_WEBHOOK_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,

@@ -16,6 +16,7 @@ pub mod functions;
 pub mod http;
 pub mod image;
 pub mod metrics;
+pub mod references;
 pub mod review;
 pub mod rules;
 pub mod stash;

@@ -15,6 +15,9 @@ use stash_webhook::config::{
 use stash_webhook::functions::{ClusterSource, FileSource, FunctionSource};
 use stash_webhook::http::{self, App, Limits};
 use stash_webhook::metrics::Metrics;
+use stash_webhook::references::index::ReferenceIndex;
+use stash_webhook::references::protect::Protector;
+use stash_webhook::references::{self, audit};
 use stash_webhook::rules::Policy;
 use stash_webhook::tls::{TlsFiles, TlsSource};
 use stash_webhook::validator::Validator;
@@ -141,11 +144,19 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         anyhow::bail!("--tls-cert and --tls-key are required (or use --dev)");
     };
 
-    let source: Arc<dyn FunctionSource> = match (&args.functions_file, args.dev) {
+    let policy = Policy {
+        on_lookup_failure: args.on_lookup_failure.into(),
+        extra_variables: args.extra_variables.clone(),
+    };
+    let (source, protector): (Arc<dyn FunctionSource>, Protector) = match (
+        &args.functions_file,
+        args.dev,
+    ) {
         (Some(path), _) => {
             let source = FileSource::from_path(path, metrics.clone())?;
             tracing::info!(path = %path.display(), functions = source.len(), "Functions read from file");
-            Arc::new(source)
+            tracing::info!("Function protection and the reference audit are off: with a Functions file there are no objects to watch");
+            (Arc::new(source), Protector::off())
         }
         (None, true) => {
             let source = FileSource::from_text(
@@ -154,17 +165,42 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
                 metrics.clone(),
             )?;
             tracing::info!(
-                functions = source.len(),
-                "dev mode: serving the example Functions"
-            );
-            Arc::new(source)
+                    functions = source.len(),
+                    "dev mode: serving the example Functions; Function protection and the reference audit are off"
+                );
+            (Arc::new(source), Protector::off())
         }
         (None, false) => {
             let client = kube::Client::try_default().await.context(
                 "cannot configure the Kubernetes client (in-cluster config or KUBECONFIG)",
             )?;
-            let (source, _watch) = ClusterSource::start(client, metrics.clone());
-            Arc::new(source)
+            let (source, _watch) = ClusterSource::start(client.clone(), metrics.clone());
+            let source = Arc::new(source);
+            let index = Arc::new(ReferenceIndex::default());
+            let _index_watches =
+                references::index::start(client.clone(), index.clone(), metrics.clone());
+            let settings = audit::Settings {
+                namespace: args.namespace.clone(),
+                identity: args.pod_name.clone().unwrap_or_else(|| {
+                    std::env::var("HOSTNAME").unwrap_or_else(|_| "stash-webhook".into())
+                }),
+                interval: args.audit_interval,
+                lease_duration: args.lease_duration,
+                policy: policy.clone(),
+            };
+            tokio::spawn(audit::run(
+                client.clone(),
+                index.clone(),
+                source.clone(),
+                metrics.clone(),
+                settings,
+            ));
+            let protector = Protector::new(
+                Some((index, client)),
+                policy.on_lookup_failure,
+                args.lookup_timeout,
+            );
+            (source, protector)
         }
     };
 
@@ -178,10 +214,6 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     )?;
     let _reloader = tls.clone().spawn_reloader(args.cert_reload_interval);
 
-    let policy = Policy {
-        on_lookup_failure: args.on_lookup_failure.into(),
-        extra_variables: args.extra_variables.clone(),
-    };
     let validator = Validator::new(source, policy, args.lookup_timeout);
     let limits = Limits {
         max_body_bytes: args.max_body_bytes,
@@ -190,7 +222,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections,
         shutdown_grace: args.shutdown_grace,
     };
-    let app = App::new(validator, metrics.clone(), limits);
+    let app = App::new(validator, protector, metrics.clone(), limits);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {

@@ -89,6 +89,17 @@ struct LookupLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BrokenLabels {
+    kind: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RejectLabels {
     code: u16,
 }
@@ -103,6 +114,11 @@ struct Inner {
     cache_size: Gauge,
     watch_errors: Counter,
     cert_not_after: Gauge,
+    indexed_objects: Gauge,
+    index_synced: Gauge,
+    broken_references: Family<BrokenLabels, Gauge>,
+    events: Family<ReasonLabels, Counter>,
+    leader: Gauge,
 }
 
 /// A cheap, clonable handle on the process's metrics.
@@ -163,7 +179,42 @@ impl Default for Metrics {
             "When the serving certificate expires (its notAfter), in seconds since the Unix epoch",
             cert_not_after.clone(),
         );
+        let indexed_objects = Gauge::default();
+        registry.register(
+            "reference_index_objects",
+            "Objects of the five hook kinds held by the reference index",
+            indexed_objects.clone(),
+        );
+        let index_synced = Gauge::default();
+        registry.register(
+            "reference_index_synced",
+            "1 once every hook kind has been listed into the reference index",
+            index_synced.clone(),
+        );
+        let broken_references = Family::<BrokenLabels, Gauge>::default();
+        registry.register(
+            "broken_references",
+            "Hooks whose executor Function cannot be resolved, by kind and reason (on the audit's leader)",
+            broken_references.clone(),
+        );
+        let events = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "events_written",
+            "Events written by the audit, by reason",
+            events.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "audit_leader",
+            "1 while this replica holds the audit's Lease and writes Events",
+            leader.clone(),
+        );
         Metrics(Arc::new(Inner {
+            indexed_objects,
+            index_synced,
+            broken_references,
+            events,
+            leader,
             registry,
             reviews,
             rejected,
@@ -222,6 +273,39 @@ impl Metrics {
     /// The serving certificate's notAfter, in seconds since the Unix epoch.
     pub fn set_cert_not_after(&self, timestamp: i64) {
         self.0.cert_not_after.set(timestamp);
+    }
+
+    pub fn set_indexed_objects(&self, n: usize) {
+        self.0
+            .indexed_objects
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn set_index_synced(&self, synced: bool) {
+        self.0.index_synced.set(i64::from(synced));
+    }
+
+    pub fn set_broken_references(&self, kind: StashKind, reason: &'static str, n: i64) {
+        self.0
+            .broken_references
+            .get_or_create(&BrokenLabels {
+                kind: kind.as_str(),
+                reason,
+            })
+            .set(n);
+    }
+
+    pub fn record_event(&self, reason: &str) {
+        self.0
+            .events
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn set_leader(&self, leading: bool) {
+        self.0.leader.set(i64::from(leading));
     }
 
     /// The OpenMetrics text exposition of every metric.

@@ -115,13 +115,55 @@ impl Request<'_> {
     }
 }
 
-/// An object as the rules read it: of its spec only `hooks` and the `hooks` of each of `members`,
-/// and of each hook only `executor`.
+/// An object as the rules read it: of its metadata the one annotation this webhook honours; of
+/// its spec only `hooks`, the `hooks` of each of `members` and `image`, and of each hook only
+/// `executor`.
 #[derive(Debug, Default, Deserialize)]
 pub struct Object {
+    #[serde(default)]
+    pub metadata: Metadata,
     /// Empty when the object has no spec, or a spec that is not a map.
     #[serde(default, deserialize_with = "crate::stash::spec_hooks")]
     pub spec: SpecHooks,
+}
+
+/// The annotation on a Function that lets a change break the hooks naming it.
+pub const ALLOW_BREAKING_REFERENCES: &str =
+    "stash-webhook.stash.appscode.com/allow-breaking-references";
+
+/// What the rules read of an object's metadata.
+#[derive(Debug, Default, Deserialize)]
+pub struct Metadata {
+    /// `ALLOW_BREAKING_REFERENCES: "true"` is set.
+    #[serde(default, rename = "annotations", deserialize_with = "allows_breaking")]
+    pub allow_breaking_references: bool,
+}
+
+/// Reads `metadata.annotations` for [`ALLOW_BREAKING_REFERENCES`] alone: the other annotations
+/// (a last-applied configuration can be the whole object again) are skipped unread.
+fn allows_breaking<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    struct Annotations;
+    impl<'de> serde::de::Visitor<'de> for Annotations {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map of annotations")
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+            let mut allowed = false;
+            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                if key == ALLOW_BREAKING_REFERENCES {
+                    allowed = map.next_value::<Option<Cow<'de, str>>>()?.as_deref() == Some("true");
+                } else {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+            Ok(allowed)
+        }
+    }
+    d.deserialize_any(Annotations)
 }
 
 /// Decodes an AdmissionReview body into its version and request, borrowing from `body`.
@@ -337,6 +379,7 @@ mod tests {
                     ..Hooks::default()
                 },
                 members: vec![Hooks::default(); 3],
+                image: None,
             }
         );
         assert_eq!(req.old_object.unwrap().spec, SpecHooks::default());

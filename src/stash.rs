@@ -20,7 +20,7 @@ const BACKUP_HOOKS: &[&str] = &["preBackup", "postBackup"];
 const RESTORE_HOOKS: &[&str] = &["preRestore", "postRestore"];
 
 /// A Stash kind whose objects carry hooks, and so are judged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StashKind {
     BackupConfiguration,
     RestoreSession,
@@ -109,6 +109,12 @@ impl FieldPath {
     }
 }
 
+impl From<&str> for FieldPath {
+    fn from(path: &str) -> Self {
+        FieldPath(path.to_owned())
+    }
+}
+
 impl fmt::Display for FieldPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -177,9 +183,10 @@ impl<'a> ExecutorRef<'a> {
     }
 }
 
-/// The hooks of a spec, as decoded: of `spec.hooks` and of each `spec.members[i].hooks`, each
-/// hook's executor. Which hooks count depends on the kind, known only once the whole review is
-/// read, so all four are kept here and picked by [`executor_refs`].
+/// What the rules read of a spec: of `spec.hooks` and of each `spec.members[i].hooks`, each
+/// hook's executor (the hook kinds), and `spec.image` (a Function). Which hooks count depends on
+/// the kind, known only once the whole review is read, so all four are kept here and picked by
+/// [`executor_refs`].
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
 pub struct SpecHooks {
     #[serde(default, deserialize_with = "map_or_default")]
@@ -188,6 +195,9 @@ pub struct SpecHooks {
     /// index); empty otherwise.
     #[serde(default, deserialize_with = "members")]
     pub members: Vec<Hooks>,
+    /// A Function's `spec.image`, as JSON: judged by [`crate::rules::Container::from_image`].
+    #[serde(default)]
+    pub image: Option<Value>,
 }
 
 /// The executors of one `hooks` block; a hook without one is `None`.

@@ -165,6 +165,7 @@ fn hooks_of(spec: &Value) -> SpecHooks {
             Some(Value::Array(members)) => members.iter().map(|m| hooks(m.get("hooks"))).collect(),
             _ => Vec::new(),
         },
+        image: spec.get("image").filter(|v| !v.is_null()).cloned(),
     }
 }
 

@@ -78,7 +78,7 @@ fn base_webhook_judges_create_and_update_of_the_five_hook_kinds_and_fails_closed
     let docs = base();
     let config = find(&docs, "ValidatingWebhookConfiguration", NAME);
     let webhooks = config["webhooks"].as_array().expect("webhooks");
-    assert_eq!(webhooks.len(), 1, "{webhooks:?}");
+    assert_eq!(webhooks.len(), 2, "{webhooks:?}");
     let webhook = &webhooks[0];
     assert_eq!(webhook["name"], WEBHOOK_NAME);
 
@@ -144,22 +144,61 @@ fn base_webhook_judges_create_and_update_of_the_five_hook_kinds_and_fails_closed
 }
 
 #[test]
-fn cluster_role_grants_only_read_access_to_functions() {
+fn protect_webhook_judges_functions_and_fails_closed() {
+    let docs = base();
+    let config = find(&docs, "ValidatingWebhookConfiguration", NAME);
+    let webhook = &config["webhooks"][1];
+    assert_eq!(webhook["name"], "protect.stash-webhook.stash.appscode.com");
+    assert_eq!(
+        webhook["clientConfig"]["service"],
+        json!({"name": NAME, "namespace": NAMESPACE, "path": "/protect", "port": 443})
+    );
+    assert_eq!(
+        webhook["rules"],
+        json!([{"apiGroups": [STASH_GROUP], "apiVersions": [STASH_VERSION],
+                "operations": ["CREATE", "UPDATE", "DELETE"], "resources": ["functions"], "scope": "Cluster"}])
+    );
+    assert_eq!(webhook["failurePolicy"], "Fail");
+    assert_eq!(webhook["sideEffects"], "None");
+    assert!(webhook.get("matchConditions").is_none());
+}
+
+#[test]
+fn cluster_role_grants_reads_and_events_and_a_role_the_lease() {
     let docs = base();
     let role = find(&docs, "ClusterRole", NAME);
     let rules = role["rules"].as_array().expect("rules");
-    assert_eq!(rules.len(), 1, "{rules:?}");
-    let rule = rules[0].as_object().expect("rule");
-    assert_eq!(
-        rule.keys().map(String::as_str).collect::<BTreeSet<_>>(),
-        set(["apiGroups", "resources", "verbs"]),
-        "no resourceNames or nonResourceURLs: {rule:?}"
-    );
-    assert_eq!(strings(&rule["apiGroups"]), set([STASH_GROUP]));
-    assert_eq!(strings(&rule["resources"]), set(["functions"]));
-    assert_eq!(strings(&rule["verbs"]), set(["get", "list", "watch"]));
-    assert!(of_kind(&docs, "Role").is_empty());
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    for rule in rules {
+        let rule = rule.as_object().expect("rule");
+        assert_eq!(
+            rule.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+            set(["apiGroups", "resources", "verbs"]),
+            "no resourceNames or nonResourceURLs: {rule:?}"
+        );
+    }
+    assert_eq!(strings(&rules[0]["apiGroups"]), set([STASH_GROUP]));
+    let mut read = set(StashKind::ALL.map(StashKind::plural));
+    read.insert("functions");
+    assert_eq!(strings(&rules[0]["resources"]), read);
+    assert_eq!(strings(&rules[0]["verbs"]), set(["get", "list", "watch"]));
+    assert_eq!(strings(&rules[1]["apiGroups"]), set(["events.k8s.io"]));
+    assert_eq!(strings(&rules[1]["resources"]), set(["events"]));
+    assert_eq!(strings(&rules[1]["verbs"]), set(["create", "patch"]));
     assert_eq!(of_kind(&docs, "ClusterRole").len(), 1);
+
+    // The Lease, in the webhook's own namespace only.
+    let lease_role = find(&docs, "Role", "stash-webhook-audit");
+    assert_eq!(lease_role["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(
+        lease_role["rules"],
+        json!([{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update", "patch"]}])
+    );
+    let lease_binding = find(&docs, "RoleBinding", "stash-webhook-audit");
+    assert_eq!(
+        lease_binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}])
+    );
 
     let binding = find(&docs, "ClusterRoleBinding", NAME);
     assert_eq!(
@@ -382,10 +421,9 @@ fn self_signed_overlay_uses_the_certificates_made_by_the_certs_command() {
     let docs = kustomize(&overlay);
     let config = find(&docs, "ValidatingWebhookConfiguration", NAME);
     let ca_bundle = std::fs::read_to_string(generated.join("ca-bundle.b64")).expect("ca-bundle");
-    assert_eq!(
-        config["webhooks"][0]["clientConfig"]["caBundle"],
-        ca_bundle.trim()
-    );
+    for webhook in config["webhooks"].as_array().expect("webhooks") {
+        assert_eq!(webhook["clientConfig"]["caBundle"], ca_bundle.trim());
+    }
 
     let secret = find(&docs, "Secret", TLS_SECRET);
     assert_eq!(secret["type"], "kubernetes.io/tls");

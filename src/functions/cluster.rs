@@ -31,6 +31,8 @@ pub struct ClusterSource {
 struct Cache {
     functions: RwLock<HashMap<String, Arc<Function>>>,
     synced: AtomicBool,
+    /// Woken on every change, for the audit.
+    changed: tokio::sync::Notify,
 }
 
 impl Cache {
@@ -48,18 +50,13 @@ impl Cache {
     }
 
     fn apply(&self, f: impl FnOnce(&mut HashMap<String, Arc<Function>>)) -> usize {
-        match self.functions.write() {
-            Ok(mut m) => {
-                f(&mut m);
-                m.len()
-            }
-            // A poisoned lock means a panic while writing; recover the map rather than stop caching.
-            Err(poisoned) => {
-                let mut m = poisoned.into_inner();
-                f(&mut m);
-                m.len()
-            }
-        }
+        // A poisoned lock means a panic while writing; recover the map rather than stop caching.
+        let mut functions = self.functions.write().unwrap_or_else(|p| p.into_inner());
+        f(&mut functions);
+        let n = functions.len();
+        drop(functions);
+        self.changed.notify_one();
+        n
     }
 }
 
@@ -78,6 +75,18 @@ impl ClusterSource {
             },
             task,
         )
+    }
+
+    /// What the cache holds for `name`, usable or not; for the audit, which confirms what it
+    /// reports with [`FunctionSource::resolve`].
+    pub fn cached(&self, name: &str) -> Option<Arc<Function>> {
+        let functions = self.cache.functions.read().ok()?;
+        functions.get(name).cloned()
+    }
+
+    /// Resolves when the cache changes.
+    pub async fn changed(&self) {
+        self.cache.changed.notified().await;
     }
 
     async fn live_get(&self, name: &str) -> Resolution {

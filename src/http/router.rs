@@ -10,7 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError};
 use thiserror::Error;
@@ -18,6 +18,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tracing::Instrument;
 
 use crate::metrics::{self, Metrics};
+use crate::references::protect::Protector;
 use crate::review::{self, ReviewError};
 use crate::validator::Validator;
 
@@ -48,6 +49,7 @@ impl Default for Limits {
 /// What the handlers share.
 pub struct App {
     pub validator: Validator,
+    pub protector: Protector,
     pub metrics: Metrics,
     pub limits: Limits,
     /// Cleared when shutdown begins, so the readiness probe sends traffic elsewhere.
@@ -55,9 +57,15 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(validator: Validator, metrics: Metrics, limits: Limits) -> Arc<Self> {
+    pub fn new(
+        validator: Validator,
+        protector: Protector,
+        metrics: Metrics,
+        limits: Limits,
+    ) -> Arc<Self> {
         Arc::new(App {
             validator,
+            protector,
             metrics,
             limits,
             accepting: AtomicBool::new(true),
@@ -67,20 +75,23 @@ impl App {
 
 /// Every route the server answers.
 pub fn router(app: Arc<App>) -> Router {
-    let validate = post(validate)
-        .fallback(|| async { Refusal::Method })
-        // A declared length over the limit is refused before the body is read; an undeclared
-        // one is cut off once it crosses the limit.
-        .layer(RequestBodyLimitLayer::new(app.limits.max_body_bytes))
-        .layer(middleware::from_fn_with_state(app.clone(), record_refusal));
+    let reviews = |route: MethodRouter<Arc<App>>| {
+        route
+            .fallback(|| async { Refusal::Method })
+            // A declared length over the limit is refused before the body is read; an
+            // undeclared one is cut off once it crosses the limit.
+            .layer(RequestBodyLimitLayer::new(app.limits.max_body_bytes))
+            .layer(middleware::from_fn_with_state(app.clone(), record_refusal))
+    };
     Router::new()
-        .route("/validate", validate)
+        .route("/validate", reviews(post(validate)))
+        .route("/protect", reviews(post(protect)))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
-                "not found: this server answers POST /validate, GET /healthz and GET /readyz\n",
+                "not found: this server answers POST /validate, POST /protect, GET /healthz and GET /readyz\n",
             )
         })
         .with_state(app)
@@ -105,7 +116,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 enum Refusal {
     #[error("Content-Type must be application/json: POST an AdmissionReview as JSON")]
     NotJson,
-    #[error("use POST to send an AdmissionReview to /validate")]
+    #[error("use POST to send an AdmissionReview")]
     Method,
     #[error("the body is larger than the {0} byte limit (--max-body-bytes)")]
     TooLarge(usize),
@@ -129,6 +140,15 @@ impl Refusal {
             Refusal::Unreadable(_) | Refusal::Invalid(_) => StatusCode::BAD_REQUEST,
         }
     }
+}
+
+/// Which judgment a route asks for.
+#[derive(Debug, Clone, Copy)]
+enum Endpoint {
+    /// The hook kinds: executor references.
+    Validate,
+    /// Functions: protection of those in use.
+    Protect,
 }
 
 /// Marks a response as one of this server's refusals, with the text it sent.
@@ -186,13 +206,34 @@ fn api_server_timeout(uri: &Uri) -> Option<Duration> {
     humantime::parse_duration(value).ok()
 }
 
-/// `POST /validate`: reads the body (within the size limit and the request timeout), decodes,
-/// reviews and encodes it, and records the review.
+/// `POST /validate`: the hook kinds.
 async fn validate(
     State(app): State<Arc<App>>,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
+) -> Result<Response, Refusal> {
+    answer(app, uri, headers, body, Endpoint::Validate).await
+}
+
+/// `POST /protect`: Functions.
+async fn protect(
+    State(app): State<Arc<App>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Refusal> {
+    answer(app, uri, headers, body, Endpoint::Protect).await
+}
+
+/// Reads the body (within the size limit and the request timeout), decodes, reviews and encodes
+/// it, and records the review.
+async fn answer(
+    app: Arc<App>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+    endpoint: Endpoint,
 ) -> Result<Response, Refusal> {
     if !is_json(&headers) {
         return Err(Refusal::NotJson);
@@ -214,11 +255,20 @@ async fn validate(
     let started = Instant::now();
     let (version, request) = review::decode(&body)?;
     let span = tracing::info_span!("review", uid = %request.uid);
-    let outcome = app
-        .validator
-        .review(&request, timeout)
-        .instrument(span.clone())
-        .await;
+    let outcome = match endpoint {
+        Endpoint::Validate => {
+            app.validator
+                .review(&request, timeout)
+                .instrument(span.clone())
+                .await
+        }
+        Endpoint::Protect => {
+            app.protector
+                .review(&request, timeout)
+                .instrument(span.clone())
+                .await
+        }
+    };
     let elapsed = started.elapsed();
     app.metrics.record_review(
         outcome.kind,

@@ -48,7 +48,7 @@ trap 'exit 129' HUP
 setup_failed() {
   local name
   echo "FAIL setup: $*"
-  for name in kube-apiserver webhook; do
+  for name in webhook kube-apiserver; do
     if [[ -s $E2E_STATE/$name.log ]]; then
       echo "  the end of $name.log:"
       tail -n 20 "$E2E_STATE/$name.log" | sed 's/^/    /'
@@ -153,6 +153,11 @@ patches:
             url: $WEBHOOK_URL/validate
             caBundle: $(base64 -w0 "$WEBHOOK_PKI/ca.crt")
           matchConditions: null
+        - name: protect.stash-webhook.stash.appscode.com
+          clientConfig:
+            service: null
+            url: $WEBHOOK_URL/protect
+            caBundle: $(base64 -w0 "$WEBHOOK_PKI/ca.crt")
 EOF
 setup "render the webhook configuration" \
   kubectl kustomize "$RUN_DIR/webhook-config" -o "$RUN_DIR/webhook-configuration.yaml"
@@ -259,7 +264,25 @@ begin update-ratchets-unchanged-reference
 check 0 "function.stash.appscode.com/short-lived-fn created" kubectl apply -f $C/ratchet/function.yaml
 check 0 "backupconfiguration.stash.appscode.com/ratchet created" \
   kubectl apply -f $C/ratchet/backupconfiguration.yaml
-check 0 'function.stash.appscode.com "short-lived-fn" deleted' kubectl delete function short-lived-fn
+# A Function a hook names is protected: deleting it is denied, naming the hook.
+ANNOTATION=stash-webhook.stash.appscode.com/allow-breaking-references
+check 1 "Error from server (Forbidden): admission webhook \"protect.stash-webhook.stash.appscode.com\" denied the request: Function \"short-lived-fn\" is used by 1 hook: demo/BackupConfiguration/ratchet (spec.hooks.preBackup): change or delete them first, or annotate the Function with $ANNOTATION=true" \
+  kubectl delete function short-lived-fn
+# With the annotation, it goes, with a warning naming what breaks.
+check 0 "function.stash.appscode.com/short-lived-fn annotated" \
+  kubectl annotate function short-lived-fn "$ANNOTATION=true"
+check 0 "Warning: Function \"short-lived-fn\" is used by 1 hook: demo/BackupConfiguration/ratchet (spec.hooks.preBackup); allowed by the annotation $ANNOTATION=true: those hooks fail until they name a Function that can run
+function.stash.appscode.com \"short-lived-fn\" deleted" \
+  kubectl delete function short-lived-fn
+# The audit reports the broken reference as a Warning Event on the object.
+events_of() { # events_of REASON: "TYPE REASON NOTE" of each Event on demo/ratchet with that reason
+  kubectl get events -n demo --field-selector "reason=$1,involvedObject.name=ratchet" \
+    -o jsonpath='{range .items[*]}{.type} {.reason} {.message}{"\n"}{end}'
+}
+has_events() { [[ -n $(events_of "$1") ]]; }
+eventually 60 "a Warning Event on demo/ratchet" has_events ExecutorFunctionNotFound
+check 0 "Warning ExecutorFunctionNotFound spec.hooks.preBackup.executor.functionName: Function \"short-lived-fn\" not found: create the Function, or fix the name $LIST" \
+  events_of ExecutorFunctionNotFound
 # The webhook trusts its cache to allow: wait until it has seen the deletion (a new object naming
 # the Function is denied), so that the update below meets a Function that is gone.
 fresh_reference_denied() {
@@ -281,6 +304,22 @@ check 1 "$(denied replacing $C/ratchet/backupconfiguration-renamed.yaml)spec.hoo
   kubectl replace -f $C/ratchet/backupconfiguration-renamed.yaml
 check 0 "short-lived-fn" \
   kubectl get -n demo backupconfiguration ratchet -o 'jsonpath={.spec.hooks.preBackup.executor.functionName}'
+# Created again, the Function resolves, and the audit says so.
+check 0 "function.stash.appscode.com/short-lived-fn created" kubectl apply -f $C/ratchet/function.yaml
+eventually 60 "a Normal Event on demo/ratchet" has_events ExecutorFunctionResolved
+check 0 "Normal ExecutorFunctionResolved spec.hooks.preBackup.executor: the executor's Function resolves again" \
+  events_of ExecutorFunctionResolved
+check 0 "Warning ExecutorFunctionNotFound spec.hooks.preBackup.executor.functionName: Function \"short-lived-fn\" not found: create the Function, or fix the name $LIST" \
+  events_of ExecutorFunctionNotFound
+end
+
+begin check-with-the-cluster-functions
+# `check --cluster` takes the Functions from the cluster: what exists passes, a typo does not.
+check 0 "1 object judged, 0 denied, 0 warned, 0 skipped" \
+  "$WEBHOOK_BIN" check --cluster -f $C/ratchet/backupconfiguration.yaml
+check 1 "$C/backupconfiguration-missing-function.yaml: BackupConfiguration demo/mysql-backup-typo: spec.hooks.preBackup.executor.functionName: Function \"mysql-hook-exector\" not found: create the Function, or fix the name $LIST
+1 object judged, 1 denied, 0 warned, 0 skipped" \
+  "$WEBHOOK_BIN" check --cluster -f $C/backupconfiguration-missing-function.yaml
 end
 
 begin server-dry-run
@@ -316,7 +355,9 @@ check 1 "$(denied creating $C/backupconfiguration-unverifiable.yaml)spec.hooks.p
 # With the binding back, the same lookup answers again.
 check 0 "serviceaccount/stash-webhook unchanged
 clusterrole.rbac.authorization.k8s.io/stash-webhook unchanged
-clusterrolebinding.rbac.authorization.k8s.io/stash-webhook created" \
+clusterrolebinding.rbac.authorization.k8s.io/stash-webhook created
+role.rbac.authorization.k8s.io/stash-webhook-audit unchanged
+rolebinding.rbac.authorization.k8s.io/stash-webhook-audit unchanged" \
   kubectl apply -f manifests/base/rbac.yaml
 eventually 60 "the webhook's identity gets get on Functions back" can_i get yes
 check 1 "$(denied creating $C/backupconfiguration-unverifiable.yaml)spec.hooks.preBackup.executor.functionName: Function \"unlisted-fn\" not found: create the Function, or fix the name $LIST" \

@@ -15,6 +15,7 @@ use serde_json::Value;
 use stash_webhook::functions::{FileSource, FunctionSource};
 use stash_webhook::http::{self, App, Limits};
 use stash_webhook::metrics::Metrics;
+use stash_webhook::references::protect::Protector;
 use stash_webhook::rules::FailurePolicy;
 use stash_webhook::tls::{TlsFiles, TlsSource};
 use stash_webhook::validator::Validator;
@@ -66,6 +67,8 @@ pub struct Options {
     pub on_lookup_failure: FailurePolicy,
     pub lookup_timeout: Duration,
     pub limits: Limits,
+    /// Function protection; off unless a test gives one.
+    pub protector: Protector,
 }
 
 impl Default for Options {
@@ -74,6 +77,7 @@ impl Default for Options {
             on_lookup_failure: FailurePolicy::Deny,
             lookup_timeout: Duration::from_secs(2),
             limits: Limits::default(),
+            protector: Protector::off(),
         }
     }
 }
@@ -108,7 +112,12 @@ impl Webhook {
         files.client_ca = client_ca;
         let tls = TlsSource::load(files, metrics.clone()).unwrap();
         let validator = Validator::new(source, options.on_lookup_failure, options.lookup_timeout);
-        let app = App::new(validator, metrics.clone(), options.limits);
+        let app = App::new(
+            validator,
+            options.protector,
+            metrics.clone(),
+            options.limits,
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
