@@ -134,8 +134,8 @@ pub async fn run(
         }
         tracing::info!(identity = %audit.settings.identity, "audit: this replica leads, writing Events");
         audit.metrics.set_leader(true);
-        // What another leader reported is not known here: each Warning is written once more.
-        audit.reported.clear();
+        // What this replica wrote when it led before still stands; what another leader wrote in
+        // between is not known here, and is at worst written once more.
         audit.lead(&mut leading).await;
         tracing::info!("audit: this replica no longer leads");
     }
@@ -156,23 +156,28 @@ impl Audit {
     /// Audits on every change of the index or the Functions, and on every interval, while
     /// `leading` says so.
     async fn lead(&mut self, leading: &mut tokio::sync::watch::Receiver<bool>) {
-        let mut refresh = tokio::time::interval(self.settings.interval);
+        // The first refresh one interval from now: leading begins with a pass of its own.
+        let period = self.settings.interval;
+        let mut refresh = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let mut retry = false;
+        let mut first = true;
         loop {
             let mut refresh_all = false;
-            tokio::select! {
-                changed = leading.changed() => {
-                    if changed.is_err() || !*leading.borrow_and_update() {
-                        return;
+            if !std::mem::take(&mut first) {
+                tokio::select! {
+                    changed = leading.changed() => {
+                        if changed.is_err() || !*leading.borrow_and_update() {
+                            return;
+                        }
                     }
+                    () = self.index.changed() => {}
+                    () = self.functions.changed() => {}
+                    _ = refresh.tick() => refresh_all = true,
+                    () = tokio::time::sleep(Duration::from_secs(2)), if retry => {}
                 }
-                () = self.index.changed() => {}
-                () = self.functions.changed() => {}
-                _ = refresh.tick() => refresh_all = true,
-                () = tokio::time::sleep(Duration::from_secs(2)), if retry => {}
+                // Let a burst of changes (a re-list, `kubectl apply -f dir/`) settle into one pass.
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            // Let a burst of changes (a re-list, `kubectl apply -f dir/`) settle into one pass.
-            tokio::time::sleep(Duration::from_millis(200)).await;
             if !(self.index.is_synced() && self.functions.is_ready()) {
                 retry = true;
                 continue;

@@ -181,6 +181,21 @@ impl Webhook {
             .unwrap()
     }
 
+    /// POSTs a review of a Function to `/protect` and returns its `response` object.
+    pub async fn protect(&self, body: impl Into<reqwest::Body>) -> Value {
+        let response = self
+            .client()
+            .post(self.url("/protect?timeout=5s"))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let review: Value = response.json().await.unwrap();
+        review["response"].clone()
+    }
+
     /// POSTs a review and returns its `response` object.
     pub async fn review(&self, body: impl Into<reqwest::Body>) -> Value {
         let response = self.post(&self.client(), body).await;
