@@ -3,7 +3,7 @@
 //! gets a `Warning` Event, and a `Normal` one when it is fixed. One replica writes them, the holder
 //! of a Lease; admission stays active on every replica.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,6 +81,21 @@ pub fn finding(
         note.truncate(cut);
     }
     Some(Finding { reason, note })
+}
+
+/// What the Function cache holds for the Function `executor` names.
+fn cached(functions: &ClusterSource, executor: &Executor) -> Option<Resolution> {
+    let Executor::Ref {
+        function: FunctionName::Named(name),
+        ..
+    } = executor
+    else {
+        return None;
+    };
+    Some(match functions.cached(name) {
+        Some(function) => Resolution::Found(function),
+        None => Resolution::NotFound,
+    })
 }
 
 /// Runs the audit while this replica holds the Lease, until the task is aborted.
@@ -191,19 +206,23 @@ impl Audit {
     async fn pass(&mut self, refresh_all: bool) -> bool {
         let policy = self.settings.policy.clone();
         let mut current: HashMap<HookId, (ObjectKey, Finding)> = HashMap::new();
-        let mut resolved_hooks: Vec<HookId> = Vec::new();
-        for (key, indexed) in self.index.with_executors() {
+        let mut resolved_hooks: HashSet<HookId> = HashSet::new();
+        // Judged from the cache under the index's lock: only what is broken is kept.
+        self.index.visit(|key, indexed| {
             for (path, executor) in &indexed.executors {
                 let id = (indexed.uid.clone(), path.as_str().to_owned());
-                let resolution = self.cached(executor);
+                let resolution = cached(&self.functions, executor);
                 match finding(path, executor, resolution.as_ref(), &policy) {
                     Some(found) => {
                         current.insert(id, (key.clone(), found));
                     }
-                    None => resolved_hooks.push(id),
+                    None if self.reported.contains_key(&id) => {
+                        resolved_hooks.insert(id);
+                    }
+                    None => {}
                 }
             }
-        }
+        });
         self.count(&current);
         let mut all_written = true;
         for (id, (key, found)) in &current {
@@ -253,45 +272,20 @@ impl Audit {
         all_written
     }
 
-    /// What the Function cache holds for the Function `executor` names.
-    fn cached(&self, executor: &Executor) -> Option<Resolution> {
-        let Executor::Ref {
-            function: FunctionName::Named(name),
-            ..
-        } = executor
-        else {
-            return None;
-        };
-        Some(match self.functions.cached(name) {
-            Some(function) => Resolution::Found(function),
-            None => Resolution::NotFound,
-        })
-    }
-
     /// Whether the finding for hook `id` of `key` still stands when its Function is looked up
     /// live.
     async fn confirmed(&self, key: &ObjectKey, id: &HookId) -> bool {
-        let Some(indexed) = self
-            .index
-            .with_executors()
-            .into_iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, i)| i)
-        else {
+        let Some((path, executor)) = self.index.executor(key, &id.1) else {
             return false;
         };
-        let Some((path, executor)) = indexed.executors.iter().find(|(p, _)| p.as_str() == id.1)
-        else {
-            return false;
-        };
-        let resolution = match executor {
+        let resolution = match &executor {
             Executor::Ref {
                 function: FunctionName::Named(name),
                 ..
             } => Some(self.functions.resolve(name).await),
             _ => None,
         };
-        finding(path, executor, resolution.as_ref(), &self.settings.policy).is_some()
+        finding(&path, &executor, resolution.as_ref(), &self.settings.policy).is_some()
     }
 
     /// The broken references gauge, by kind and reason.

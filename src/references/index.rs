@@ -2,7 +2,7 @@
 //! references (never the whole object), and the reverse view, Function name -> the hooks that
 //! name it. Kept current by kube's watcher, one per kind.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -102,42 +102,62 @@ impl Indexed {
     }
 }
 
+/// The objects, and for each Function name the objects whose hooks name it (their keys shared with
+/// the objects' map, not copied: a cluster may hold tens of thousands).
 #[derive(Default)]
 struct State {
-    objects: HashMap<ObjectKey, Indexed>,
-    by_function: HashMap<String, BTreeSet<Referent>>,
+    objects: HashMap<Arc<ObjectKey>, Indexed>,
+    by_function: HashMap<String, HashSet<Arc<ObjectKey>>>,
 }
 
 impl State {
     fn insert(&mut self, key: ObjectKey, indexed: Indexed) {
         self.remove(&key);
-        for (function, hook) in indexed.named() {
+        let key = Arc::new(key);
+        for (function, _) in indexed.named() {
             self.by_function
                 .entry(function.to_owned())
                 .or_default()
-                .insert(Referent {
-                    object: key.clone(),
-                    hook,
-                });
+                .insert(key.clone());
         }
         self.objects.insert(key, indexed);
     }
 
     fn remove(&mut self, key: &ObjectKey) {
-        let Some(old) = self.objects.remove(key) else {
+        let Some((key, old)) = self.objects.remove_entry(key) else {
             return;
         };
-        for (function, hook) in old.named() {
-            if let Some(referents) = self.by_function.get_mut(function) {
-                referents.remove(&Referent {
-                    object: key.clone(),
-                    hook,
-                });
-                if referents.is_empty() {
+        for (function, _) in old.named() {
+            if let Some(objects) = self.by_function.get_mut(function) {
+                objects.remove(&key);
+                if objects.is_empty() {
                     self.by_function.remove(function);
                 }
             }
         }
+    }
+
+    /// The hooks that name `function`, in order.
+    fn referents(&self, function: &str) -> Vec<Referent> {
+        let mut referents: Vec<Referent> = self
+            .by_function
+            .get(function)
+            .into_iter()
+            .flatten()
+            .filter_map(|key| Some((key, self.objects.get(key)?)))
+            .flat_map(|(key, indexed)| {
+                indexed
+                    .named()
+                    .filter(|(f, _)| *f == function)
+                    .map(|(_, hook)| Referent {
+                        object: ObjectKey::clone(key),
+                        hook,
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        referents.sort();
+        referents
     }
 }
 
@@ -180,7 +200,7 @@ impl ReferenceIndex {
                 .objects
                 .keys()
                 .filter(|k| k.kind == kind)
-                .cloned()
+                .map(|k| ObjectKey::clone(k))
                 .collect();
             for key in &stale {
                 state.remove(key);
@@ -200,11 +220,7 @@ impl ReferenceIndex {
 
     /// The hooks that name `function`, in order.
     pub fn referents(&self, function: &str) -> Vec<Referent> {
-        self.read()
-            .by_function
-            .get(function)
-            .map(|r| r.iter().cloned().collect())
-            .unwrap_or_default()
+        self.read().referents(function)
     }
 
     /// How many objects the index holds.
@@ -216,14 +232,28 @@ impl ReferenceIndex {
         self.len() == 0
     }
 
-    /// Every object that names at least one Function, with what the index holds of it.
-    pub fn with_executors(&self) -> Vec<(ObjectKey, Indexed)> {
-        self.read()
+    /// Calls `visit` with every object that has executors, under the index's lock: nothing is
+    /// copied, so `visit` must be quick and must not wait.
+    pub fn visit(&self, mut visit: impl FnMut(&ObjectKey, &Indexed)) {
+        let state = self.read();
+        for (key, indexed) in state
             .objects
             .iter()
             .filter(|(_, i)| !i.executors.is_empty())
-            .map(|(k, i)| (k.clone(), i.clone()))
-            .collect()
+        {
+            visit(key, indexed);
+        }
+    }
+
+    /// The executor at `path` of the object `key`, when the index holds one there.
+    pub fn executor(&self, key: &ObjectKey, path: &str) -> Option<(FieldPath, Executor)> {
+        self.read()
+            .objects
+            .get(key)?
+            .executors
+            .iter()
+            .find(|(p, _)| p.as_str() == path)
+            .cloned()
     }
 
     /// Resolves when the index changes.
