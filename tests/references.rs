@@ -479,3 +479,41 @@ async fn an_outage_while_writing_events_loses_and_duplicates_none() {
         "written once each: {written:?}"
     );
 }
+
+/// The objects that could name the Function cannot be listed (no RBAC for them): the delete is
+/// denied with the reason, or allowed with a warning under `--on-lookup-failure allow`.
+#[tokio::test]
+async fn referents_that_cannot_be_listed_follow_the_lookup_failure_policy() {
+    let api = ApiServer::start().await;
+    api.put_function("f", Some("busybox"));
+    api.set_forbidden_resource("backupbatches", true);
+    let metrics = Metrics::default();
+    for (policy, allowed) in [(FailurePolicy::Deny, false), (FailurePolicy::Allow, true)] {
+        // Never synced (its watch of backupbatches is refused too): the LISTs decide.
+        let index = Arc::new(ReferenceIndex::default());
+        let (source, _watch) = ClusterSource::start(api.client(), metrics.clone());
+        let protector = Protector::new(Some((index, api.client())), policy, Duration::from_secs(2));
+        let webhook = Webhook::start(
+            Arc::new(source),
+            metrics.clone(),
+            Options {
+                protector,
+                ..Options::default()
+            },
+        )
+        .await;
+        let r = webhook.protect(delete_of("f", false)).await;
+        assert_eq!(r["allowed"], allowed, "{r}");
+        let text = if allowed {
+            r["warnings"][0].as_str().unwrap().to_owned()
+        } else {
+            r["status"]["message"].as_str().unwrap().to_owned()
+        };
+        assert!(
+            text.starts_with("Function \"f\" could not be checked for hooks that name it: the Kubernetes API refused to list the objects that could name it (")
+                && text.contains("403")
+                && text.contains("backupbatches"),
+            "{text}"
+        );
+    }
+}

@@ -30,6 +30,7 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM HUP
   e2e_kill webhook
+  e2e_kill second
   e2e_stop_cluster
   if [[ ${STASH_E2E_KEEP:-} == 1 ]]; then
     e2e_log "kept $RUN_DIR"
@@ -124,7 +125,8 @@ WEBHOOK_URL=https://127.0.0.1:$WEBHOOK_PORT
 e2e_log "starting $WEBHOOK_BIN on $WEBHOOK_URL"
 e2e_spawn webhook env KUBECONFIG="$E2E_WEBHOOK_KUBECONFIG" "$WEBHOOK_BIN" serve \
   --listen "127.0.0.1:$WEBHOOK_PORT" \
-  --tls-cert "$WEBHOOK_PKI/serving.crt" --tls-key "$WEBHOOK_PKI/serving.key"
+  --tls-cert "$WEBHOOK_PKI/serving.crt" --tls-key "$WEBHOOK_PKI/serving.key" \
+  --pod-name replica-a --lease-duration 5s
 webhook_ready() {
   e2e_alive webhook || return 2
   [[ $(curl -sS -o /dev/null -w '%{http_code}' --max-time 2 --cacert "$WEBHOOK_PKI/ca.crt" \
@@ -362,6 +364,28 @@ rolebinding.rbac.authorization.k8s.io/stash-webhook-audit unchanged" \
 eventually 60 "the webhook's identity gets get on Functions back" can_i get yes
 check 1 "$(denied creating $C/backupconfiguration-unverifiable.yaml)spec.hooks.preBackup.executor.functionName: Function \"unlisted-fn\" not found: create the Function, or fix the name $LIST" \
   kubectl apply -f $C/backupconfiguration-unverifiable.yaml
+end
+
+# Last: it stops the webhook the other cases use.
+begin leader-election-across-two-processes
+# A second replica: admission runs on both, the audit's Lease has one holder, and when that
+# replica goes the other takes the Lease over.
+e2e_free_port SECOND_PORT || CASE_PROBLEMS+=("no free port for the second replica")
+e2e_spawn second env KUBECONFIG="$E2E_WEBHOOK_KUBECONFIG" "$WEBHOOK_BIN" serve \
+  --listen "127.0.0.1:$SECOND_PORT" \
+  --tls-cert "$WEBHOOK_PKI/serving.crt" --tls-key "$WEBHOOK_PKI/serving.key" \
+  --pod-name replica-b --lease-duration 5s
+holder() { kubectl get lease -n stash-system stash-webhook-audit -o 'jsonpath={.spec.holderIdentity}'; }
+holder_is() { [[ $(holder 2>/dev/null) == "$1" ]]; }
+second_ready() {
+  [[ $(curl -sS -o /dev/null -w '%{http_code}' --max-time 2 --cacert "$WEBHOOK_PKI/ca.crt" \
+    "https://127.0.0.1:$SECOND_PORT/readyz" 2>/dev/null) == 200 ]]
+}
+eventually 60 "the second replica ready" second_ready
+check 0 "replica-a" holder
+e2e_kill webhook
+eventually 60 "replica-b holds the Lease" holder_is replica-b
+e2e_kill second
 end
 
 echo "$PASSED passed, $FAILED failed"
