@@ -54,12 +54,7 @@ fn check(validator: &Validator, body: &[u8]) -> Result<(), TestCaseError> {
             );
             // What is JSON is never refused as cut short.
             if let (Some(_), review::ReviewError::Json(err)) = (&as_json, &err) {
-                prop_assert_ne!(
-                    err.classify(),
-                    serde_json::error::Category::Eof,
-                    "{}",
-                    text
-                );
+                prop_assert_ne!(err.classify(), serde_json::error::Category::Eof, "{}", text);
             }
             return Ok(());
         }
