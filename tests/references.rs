@@ -166,6 +166,23 @@ async fn an_update_that_takes_away_the_image_of_a_function_in_use_is_denied() {
     assert_eq!(c.webhook.protect(review.to_string()).await["allowed"], true);
 }
 
+/// A webhook whose Function protection uses `index` (built by the test, not watched) and live
+/// LISTs from `api`.
+async fn protecting_with(
+    api: &ApiServer,
+    index: Arc<ReferenceIndex>,
+    policy: FailurePolicy,
+) -> Webhook {
+    let metrics = Metrics::default();
+    let (source, _watch) = ClusterSource::start(api.client(), metrics.clone());
+    let protector = Protector::new(Some((index, api.client())), policy, Duration::from_secs(2));
+    let options = Options {
+        protector,
+        ..Options::default()
+    };
+    Webhook::start(Arc::new(source), metrics, options).await
+}
+
 fn executor_naming(function: &str) -> Vec<(FieldPath, Executor)> {
     vec![(
         FieldPath::from("spec.hooks.preBackup.executor"),
@@ -209,22 +226,7 @@ async fn an_index_that_lags_never_decides_a_denial_alone() {
         },
     );
     api.put_function("g", Some("busybox"));
-    let metrics = Metrics::default();
-    let (source, _watch) = ClusterSource::start(api.client(), metrics.clone());
-    let protector = Protector::new(
-        Some((stale, api.client())),
-        FailurePolicy::Deny,
-        Duration::from_secs(2),
-    );
-    let webhook = Webhook::start(
-        Arc::new(source),
-        metrics.clone(),
-        Options {
-            protector,
-            ..Options::default()
-        },
-    )
-    .await;
+    let webhook = protecting_with(&api, stale, FailurePolicy::Deny).await;
     assert_eq!(
         webhook.protect(delete_of("g", false)).await["allowed"],
         true
@@ -232,21 +234,7 @@ async fn an_index_that_lags_never_decides_a_denial_alone() {
 
     // Not synced: whatever it holds, the LISTs decide.
     let unsynced = Arc::new(ReferenceIndex::default());
-    let (source, _watch) = ClusterSource::start(api.client(), metrics.clone());
-    let protector = Protector::new(
-        Some((unsynced, api.client())),
-        FailurePolicy::Deny,
-        Duration::from_secs(2),
-    );
-    let webhook = Webhook::start(
-        Arc::new(source),
-        metrics,
-        Options {
-            protector,
-            ..Options::default()
-        },
-    )
-    .await;
+    let webhook = protecting_with(&api, unsynced, FailurePolicy::Deny).await;
     let r = webhook.protect(delete_of("f", false)).await;
     assert_eq!(r["allowed"], false);
     assert!(
@@ -487,21 +475,9 @@ async fn referents_that_cannot_be_listed_follow_the_lookup_failure_policy() {
     let api = ApiServer::start().await;
     api.put_function("f", Some("busybox"));
     api.set_forbidden_resource("backupbatches", true);
-    let metrics = Metrics::default();
     for (policy, allowed) in [(FailurePolicy::Deny, false), (FailurePolicy::Allow, true)] {
         // Never synced (its watch of backupbatches is refused too): the LISTs decide.
-        let index = Arc::new(ReferenceIndex::default());
-        let (source, _watch) = ClusterSource::start(api.client(), metrics.clone());
-        let protector = Protector::new(Some((index, api.client())), policy, Duration::from_secs(2));
-        let webhook = Webhook::start(
-            Arc::new(source),
-            metrics.clone(),
-            Options {
-                protector,
-                ..Options::default()
-            },
-        )
-        .await;
+        let webhook = protecting_with(&api, Arc::new(ReferenceIndex::default()), policy).await;
         let r = webhook.protect(delete_of("f", false)).await;
         assert_eq!(r["allowed"], allowed, "{r}");
         let text = if allowed {
