@@ -63,6 +63,16 @@ fn with_mysql(api: &ApiServer) {
     api.put_function("mysql-hook-executor", Some("appscode/mysql-hook:8.0.14"));
 }
 
+/// A review of the CREATE of a BackupBatch with these `members`.
+fn batch_creation(members: Vec<Value>) -> Value {
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "b-1", "kind": {"group": "stash.appscode.com", "version": "v1beta1", "kind": "BackupBatch"},
+        "resource": {"group": "stash.appscode.com", "version": "v1beta1", "resource": "backupbatches"},
+        "name": "batch", "namespace": "demo", "operation": "CREATE", "userInfo": {"username": "admin"},
+        "object": {"apiVersion": "stash.appscode.com/v1beta1", "kind": "BackupBatch", "metadata": {"name": "batch", "namespace": "demo"},
+                   "spec": {"members": members}}}})
+}
+
 fn message(r: &Value) -> &str {
     r["status"]["message"].as_str().unwrap_or_default()
 }
@@ -236,12 +246,7 @@ async fn one_deadline_bounds_all_the_lookups_of_a_review() {
     let members: Vec<Value> = (0..64)
         .map(|i| json!({"hooks": {"preBackup": {"executor": {"functionName": format!("slow-{i}")}}}}))
         .collect();
-    let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": "b-1", "kind": {"group": "stash.appscode.com", "version": "v1beta1", "kind": "BackupBatch"},
-        "resource": {"group": "stash.appscode.com", "version": "v1beta1", "resource": "backupbatches"},
-        "name": "batch", "namespace": "demo", "operation": "CREATE", "userInfo": {"username": "admin"},
-        "object": {"apiVersion": "stash.appscode.com/v1beta1", "kind": "BackupBatch", "metadata": {"name": "batch", "namespace": "demo"},
-                   "spec": {"members": members}}}});
+    let review = batch_creation(members);
     let started = Instant::now();
     let r = c.webhook.review(review.to_string()).await;
     let took = started.elapsed();
@@ -376,12 +381,7 @@ async fn many_functions_in_one_object_are_each_looked_up_once() {
     let members: Vec<Value> = (0..30)
         .map(|i| json!({"hooks": {"postBackup": {"executor": {"functionName": format!("ghost-{}", i % 10)}}}}))
         .collect();
-    let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": "b-1", "kind": {"group": "stash.appscode.com", "version": "v1beta1", "kind": "BackupBatch"},
-        "resource": {"group": "stash.appscode.com", "version": "v1beta1", "resource": "backupbatches"},
-        "name": "batch", "namespace": "demo", "operation": "CREATE", "userInfo": {"username": "admin"},
-        "object": {"apiVersion": "stash.appscode.com/v1beta1", "kind": "BackupBatch", "metadata": {"name": "batch", "namespace": "demo"},
-                   "spec": {"members": members}}}});
+    let review = batch_creation(members);
     let gets = c.api.counters().gets();
     let r = c.webhook.review(review.to_string()).await;
     assert_eq!(r["allowed"], false);
