@@ -54,13 +54,9 @@ impl Validator {
         &self.source
     }
 
-    /// The time allowed for lookups: the configured timeout, but never more than half of what the
-    /// API server said it will wait (`?timeout=`), so the answer always arrives in time.
+    /// The time allowed for this validator's lookups (see [`lookup_budget`]).
     pub fn lookup_budget(&self, api_server_timeout: Option<Duration>) -> Duration {
-        match api_server_timeout {
-            Some(t) => self.lookup_timeout.min(t / 2),
-            None => self.lookup_timeout,
-        }
+        lookup_budget(self.lookup_timeout, api_server_timeout)
     }
 
     pub async fn review(&self, req: &Request<'_>, api_server_timeout: Option<Duration>) -> Outcome {
@@ -190,6 +186,15 @@ impl Validator {
             });
         }
         answered
+    }
+}
+
+/// The time allowed for one review's lookups: `lookup_timeout`, but never more than half of what
+/// the API server said it will wait (`?timeout=`), so the answer always arrives in time.
+pub fn lookup_budget(lookup_timeout: Duration, api_server_timeout: Option<Duration>) -> Duration {
+    match api_server_timeout {
+        Some(t) => lookup_timeout.min(t / 2),
+        None => lookup_timeout,
     }
 }
 

@@ -11,7 +11,7 @@ use super::index::{list_referents, ReferenceIndex, Referent};
 use crate::metrics;
 use crate::review::{Reply, Request, ALLOW_BREAKING_REFERENCES};
 use crate::rules::{Container, FailurePolicy};
-use crate::validator::Outcome;
+use crate::validator::{lookup_budget, Outcome};
 
 /// How many referents a message names; the rest are counted.
 const SHOWN_REFERENTS: usize = 10;
@@ -187,10 +187,7 @@ impl Protector {
                 if index.is_synced() && index.referents(&req.name).is_empty() {
                     Vec::new()
                 } else {
-                    let budget = match api_server_timeout {
-                        Some(t) => self.lookup_timeout.min(t / 2),
-                        None => self.lookup_timeout,
-                    };
+                    let budget = lookup_budget(self.lookup_timeout, api_server_timeout);
                     match tokio::time::timeout(budget, list_referents(client, &req.name)).await {
                         Ok(Ok(referents)) => referents,
                         Ok(Err(err)) => return self.unverified(&req.name, &format!("the Kubernetes API refused to list the objects that could name it ({err}); grant the webhook's ServiceAccount list on the five hook kinds")),
