@@ -51,16 +51,13 @@ fn check_command(args: &CheckArgs) -> ExitCode {
     let (files, mut errors) = check::read_inputs(&inputs);
     let mut functions = check::functions_in(&files);
     if let Some(path) = &args.functions_file {
-        match std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read: {e}"))
-            .and_then(|text| stash_webhook::documents::read(&text).map_err(|e| e.to_string()))
-        {
-            Ok(docs) => functions.extend(check::functions_in(&[(String::new(), docs)])),
-            Err(reason) => errors.push(check::Unreadable {
-                file: path.display().to_string(),
-                reason,
-            }),
-        }
+        // Read as the inputs are, so its errors read the same.
+        let (extra, unreadable) = check::read_inputs(&check::Inputs {
+            paths: vec![path.clone()],
+            recursive: false,
+        });
+        functions.extend(check::functions_in(&extra));
+        errors.extend(unreadable);
     }
     if args.cluster {
         let listed = tokio::runtime::Builder::new_current_thread()
