@@ -115,6 +115,16 @@ fn with_three_users(api: &ApiServer) {
     );
 }
 
+/// One BackupConfiguration naming a Function that was never created.
+fn with_an_orphan(api: &ApiServer) {
+    api.put_object(
+        "backupconfigurations",
+        Some("demo"),
+        "orphan",
+        naming("never-created"),
+    );
+}
+
 const THREE_HOOKS: &str = "demo/BackupConfiguration/app-backup (spec.hooks.preBackup), demo/BackupBatch/batch (spec.members[1].hooks.postBackup), BackupBlueprint/blueprint (spec.hooks.preBackup)";
 
 #[tokio::test]
@@ -353,15 +363,7 @@ async fn a_broken_reference_gets_one_warning_per_hook_then_a_normal_event_when_f
 
 #[tokio::test]
 async fn the_periodic_audit_refreshes_events_without_duplicating_them() {
-    let c = cluster(|api| {
-        api.put_object(
-            "backupconfigurations",
-            Some("demo"),
-            "orphan",
-            naming("never-created"),
-        );
-    })
-    .await;
+    let c = cluster(with_an_orphan).await;
     let _audit = start_audit(&c, "replica-a", Duration::from_secs(1));
     let api = &c.api;
     // Written again on every interval: the same Event, its series counting up.
@@ -376,15 +378,7 @@ async fn the_periodic_audit_refreshes_events_without_duplicating_them() {
 
 #[tokio::test]
 async fn only_the_leader_writes_events_and_another_takes_over_when_it_goes() {
-    let c = cluster(|api| {
-        api.put_object(
-            "backupconfigurations",
-            Some("demo"),
-            "orphan",
-            naming("never-created"),
-        );
-    })
-    .await;
+    let c = cluster(with_an_orphan).await;
     let lease = Duration::from_secs(6);
     let first = start_audit_with(&c, "replica-a", Duration::from_secs(3600), lease);
     let api = &c.api;
