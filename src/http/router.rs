@@ -169,8 +169,8 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// Counts and logs every refusal of `/validate`: the one place they all pass. The body limit's
-/// own 413 is given this server's text.
+/// Counts and logs every refusal of `/validate` and `/protect`: the one place they all pass. The
+/// body limit's own 413 is given this server's text.
 async fn record_refusal(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let status = response.status();
