@@ -197,9 +197,10 @@ pub struct ServeArgs {
     #[arg(long, env = "STASH_WEBHOOK_REQUEST_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub request_timeout: Duration,
 
-    /// Close a connection on which nothing has been read, or nothing could be written, for this
-    /// long (an idle HTTP/2 connection, a client that stops reading), so idle clients cannot hold
-    /// every connection slot.
+    /// Ping an HTTP/2 connection on which nothing has arrived for this long, and close it when
+    /// the ping is not answered within this long again (a client that vanished or stopped
+    /// reading), so such clients cannot hold every connection slot. HTTP/1.1 connections are
+    /// bounded by --request-timeout.
     #[arg(long, env = "STASH_WEBHOOK_IDLE_TIMEOUT", default_value = "120s", value_parser = duration)]
     pub idle_timeout: Duration,
 

@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::middleware::{self, Next};
@@ -26,9 +25,11 @@ use crate::validator::Validator;
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_body_bytes: usize,
-    /// For the TLS handshake, then the headers, then the body.
+    /// For the TLS handshake, then the headers, then the body; on HTTP/1.1 also the wait for the
+    /// next request on a kept-alive connection.
     pub request_timeout: Duration,
-    /// A connection on which nothing is read, or nothing can be written, for this long is closed.
+    /// An HTTP/2 connection on which nothing arrives for this long is pinged, and closed when the
+    /// ping is not answered within it again.
     pub idle_timeout: Duration,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
@@ -122,8 +123,6 @@ enum Refusal {
     TooLarge(usize),
     #[error("the body did not arrive within {} (--request-timeout)", humantime::format_duration(*.0))]
     SlowBody(Duration),
-    #[error("the body stopped arriving: nothing was read for {} (--idle-timeout)", humantime::format_duration(*.0))]
-    StalledBody(Duration),
     #[error("cannot read the body: {0}")]
     Unreadable(axum::Error),
     #[error(transparent)]
@@ -136,7 +135,7 @@ impl Refusal {
             Refusal::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Refusal::Method => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Refusal::SlowBody(_) | Refusal::StalledBody(_) => StatusCode::REQUEST_TIMEOUT,
+            Refusal::SlowBody(_) => StatusCode::REQUEST_TIMEOUT,
             Refusal::Unreadable(_) | Refusal::Invalid(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -207,46 +206,27 @@ fn api_server_timeout(uri: &Uri) -> Option<Duration> {
 }
 
 /// `POST /validate`: the hook kinds.
-async fn validate(
-    State(app): State<Arc<App>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, Refusal> {
-    answer(app, uri, headers, body, Endpoint::Validate).await
+async fn validate(State(app): State<Arc<App>>, request: Request) -> Result<Response, Refusal> {
+    answer(app, request, Endpoint::Validate).await
 }
 
 /// `POST /protect`: Functions.
-async fn protect(
-    State(app): State<Arc<App>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, Refusal> {
-    answer(app, uri, headers, body, Endpoint::Protect).await
+async fn protect(State(app): State<Arc<App>>, request: Request) -> Result<Response, Refusal> {
+    answer(app, request, Endpoint::Protect).await
 }
 
 /// Reads the body (within the size limit and the request timeout), decodes, reviews and encodes
 /// it, and records the review.
-async fn answer(
-    app: Arc<App>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-    endpoint: Endpoint,
-) -> Result<Response, Refusal> {
-    if !is_json(&headers) {
+async fn answer(app: Arc<App>, request: Request, endpoint: Endpoint) -> Result<Response, Refusal> {
+    if !is_json(request.headers()) {
         return Err(Refusal::NotJson);
     }
-    let timeout = api_server_timeout(&uri);
-    let body = match tokio::time::timeout(app.limits.request_timeout, body.collect()).await {
+    let timeout = api_server_timeout(request.uri());
+    let body = request.into_body().collect();
+    let body = match tokio::time::timeout(app.limits.request_timeout, body).await {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(err)) if caused_by::<LengthLimitError>(&err) => {
             return Err(Refusal::TooLarge(app.limits.max_body_bytes))
-        }
-        // The connection's idle timeout, which cut off the socket while the body was awaited.
-        Ok(Err(err)) if caused_by_timeout(&err) => {
-            return Err(Refusal::StalledBody(app.limits.idle_timeout))
         }
         Ok(Err(err)) => return Err(Refusal::Unreadable(err)),
         Err(_) => return Err(Refusal::SlowBody(app.limits.request_timeout)),
@@ -311,18 +291,6 @@ fn caused_by<E: std::error::Error + 'static>(err: &(dyn std::error::Error + 'sta
     while let Some(err) = cause {
         if err.is::<E>() {
             return true;
-        }
-        cause = err.source();
-    }
-    false
-}
-
-/// Whether `err` comes from an I/O timeout.
-fn caused_by_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(err);
-    while let Some(err) = cause {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return io.kind() == std::io::ErrorKind::TimedOut;
         }
         cause = err.source();
     }
