@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Instructions per request, webhook and floor, counted by callgrind: the same figure whatever else
+# the machine is doing, for comparing two builds where load.sh's timings are too noisy. Each
+# server runs under valgrind on 127.0.0.1; after a warm-up its counters are zeroed, N requests of
+# the recorded CREATE are sent with h2load, and the count is dumped. The TLS handshakes of the
+# measured run's C connections are included in both. See benches/README.md.
+#
+# Knobs (environment): N (requests, 20000), C (connections, 16), M (HTTP/2 streams per
+# connection, 8), PROTO (h2 or h1, h2).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N=${N:-20000}
+C=${C:-16}
+M=${M:-8}
+PROTO=${PROTO:-h2}
+FIXTURE=tests/fixtures/reviews/backupconfiguration-create.json
+PATH_QUERY='/validate?timeout=5s'
+
+# shellcheck source=benches/common.sh
+source benches/common.sh
+
+log() { printf '== %s\n' "$*" >&2; }
+die() {
+    printf 'instructions.sh: %s\n' "$*" >&2
+    exit 1
+}
+
+if ! command -v h2load >/dev/null; then
+    log "installing h2load (nghttp2-client)"
+    apt-get install -y nghttp2-client >/dev/null ||
+        { apt-get update >/dev/null && apt-get install -y nghttp2-client >/dev/null; }
+fi
+for tool in valgrind callgrind_control h2load curl python3 awk; do
+    command -v "$tool" >/dev/null || die "$tool is required"
+done
+
+log "building release binaries"
+cargo build --release --locked --bin stash-webhook --example floor_server >&2
+WEBHOOK=target/release/stash-webhook
+FLOOR=target/release/examples/floor_server
+"$WEBHOOK" certs --service localhost --namespace bench --out "$WORK/certs" >/dev/null
+CERT=$WORK/certs/tls.crt
+KEY=$WORK/certs/tls.key
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+load() {
+    local port=$1 n=$2 c=$3
+    local args=(-n "$n" -c "$c" -m "$M" -d "$FIXTURE" -H 'Content-Type: application/json')
+    if [[ $PROTO == h1 ]]; then args+=(--h1 -m 1); fi
+    timeout 600 h2load "${args[@]}" "https://127.0.0.1:$port$PATH_QUERY" >"$WORK/h2load.txt" 2>&1 ||
+        { cat "$WORK/h2load.txt" >&2; die "h2load failed or timed out"; }
+    grep -q "status codes: $n 2xx" "$WORK/h2load.txt" ||
+        { cat "$WORK/h2load.txt" >&2; die "expected $n 2xx answers"; }
+}
+
+# count NAME COMMAND...: prints the instructions per request of the server COMMAND runs.
+count() {
+    local name=$1 port
+    shift
+    port=$(free_port)
+    valgrind --tool=callgrind --callgrind-out-file="$WORK/$name.%p" "$@" --listen "127.0.0.1:$port" \
+        >"$WORK/$name.log" 2>&1 &
+    local pid=$!
+    # Stopped here: this runs in a command substitution, whose PIDS the exit trap does not see.
+    trap 'kill "$pid" 2>/dev/null || true' EXIT
+    for _ in $(seq 300); do
+        kill -0 "$pid" 2>/dev/null || die "$name exited; see its log: $(tail -3 "$WORK/$name.log")"
+        curl -sk --max-time 2 -o /dev/null "https://127.0.0.1:$port/healthz" && break
+        sleep 0.2
+    done
+    log "$name: warm-up, then $N requests under callgrind"
+    load "$port" 200 4
+    callgrind_control --zero "$pid" >/dev/null 2>&1
+    load "$port" "$N" "$C"
+    callgrind_control --dump=measured "$pid" >/dev/null 2>&1
+    # The dump is written by the server; wait for the file that names the trigger.
+    local dump=""
+    for _ in $(seq 100); do
+        dump=$(grep -l '^desc: Trigger: .*measured' "$WORK/$name".* 2>/dev/null | head -1) || true
+        [[ -n $dump ]] && break
+        sleep 0.1
+    done
+    [[ -n $dump ]] || die "no callgrind dump from $name"
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    awk -v n="$N" '/^(summary|totals):/ { t = $2 } END { printf "%.0f\n", t / n }' "$dump"
+}
+
+floor=$(count floor "$FLOOR" --cert "$CERT" --key "$KEY")
+webhook=$(count webhook "$WEBHOOK" serve --tls-cert "$CERT" --tls-key "$KEY" \
+    --functions-file manifests/examples/functions.yaml --log warn)
+printf 'instructions per request (%s, %d requests, -c %d, callgrind)\n' "$PROTO" "$N" "$C"
+printf '  floor    %8d\n  webhook  %8d (%.2fx)\n' "$floor" "$webhook" \
+    "$(awk -v w="$webhook" -v f="$floor" 'BEGIN { print w / f }')"
