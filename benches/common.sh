@@ -1,5 +1,6 @@
+# shellcheck shell=bash
 # Sourced by the benchmark scripts: a scratch directory and the processes a script starts, both
-# cleaned up however the script ends.
+# cleaned up however the script ends, and the helpers they share.
 #
 # Sets WORK (a fresh temporary directory) and PIDS (append every background process to it). On
 # exit, each process gets SIGTERM, then up to GRACE_TENTHS tenths of a second (default 50), then
@@ -25,3 +26,41 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+log() { printf '== %s\n' "$*" >&2; }
+die() {
+    printf '%s: %s\n' "$(basename "$0")" "$*" >&2
+    exit 1
+}
+
+# A TCP port on 127.0.0.1 that is free now.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Installs h2load (Debian's nghttp2-client) when it is missing.
+need_h2load() {
+    if ! command -v h2load >/dev/null; then
+        log "installing h2load (nghttp2-client)"
+        apt-get install -y nghttp2-client >/dev/null ||
+            { apt-get update >/dev/null && apt-get install -y nghttp2-client >/dev/null; }
+    fi
+}
+
+# Fails unless every command named is on PATH.
+need() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || die "$tool is required"
+    done
+}
+
+# Builds the release webhook and the floor server (examples/floor_server.rs); sets WEBHOOK and
+# FLOOR to their paths.
+# shellcheck disable=SC2034 # WEBHOOK and FLOOR are the sourcing script's
+build_servers() {
+    log "building release binaries"
+    cargo build --release --locked --bin stash-webhook --example floor_server >&2
+    WEBHOOK=target/release/stash-webhook
+    FLOOR=target/release/examples/floor_server
+}

@@ -20,32 +20,13 @@ PATH_QUERY='/validate?timeout=5s'
 # shellcheck source=benches/common.sh
 source benches/common.sh
 
-log() { printf '== %s\n' "$*" >&2; }
-die() {
-    printf 'instructions.sh: %s\n' "$*" >&2
-    exit 1
-}
+need_h2load
+need valgrind callgrind_control h2load curl python3 awk
 
-if ! command -v h2load >/dev/null; then
-    log "installing h2load (nghttp2-client)"
-    apt-get install -y nghttp2-client >/dev/null ||
-        { apt-get update >/dev/null && apt-get install -y nghttp2-client >/dev/null; }
-fi
-for tool in valgrind callgrind_control h2load curl python3 awk; do
-    command -v "$tool" >/dev/null || die "$tool is required"
-done
-
-log "building release binaries"
-cargo build --release --locked --bin stash-webhook --example floor_server >&2
-WEBHOOK=target/release/stash-webhook
-FLOOR=target/release/examples/floor_server
+build_servers
 "$WEBHOOK" certs --service localhost --namespace bench --out "$WORK/certs" >/dev/null
 CERT=$WORK/certs/tls.crt
 KEY=$WORK/certs/tls.key
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 load() {
     local port=$1 n=$2 c=$3

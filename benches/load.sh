@@ -26,26 +26,11 @@ PATH_QUERY='/validate?timeout=5s'
 # shellcheck source=benches/common.sh
 source benches/common.sh
 
-log() { printf '== %s\n' "$*" >&2; }
-die() {
-    printf 'load.sh: %s\n' "$*" >&2
-    exit 1
-}
-
 # --- tools -------------------------------------------------------------------------------------
-if ! command -v h2load >/dev/null; then
-    log "installing h2load (nghttp2-client)"
-    apt-get install -y nghttp2-client >/dev/null ||
-        { apt-get update >/dev/null && apt-get install -y nghttp2-client >/dev/null; }
-fi
-for tool in h2load curl python3 awk; do
-    command -v "$tool" >/dev/null || die "$tool is required"
-done
+need_h2load
+need h2load curl python3 awk
 
-log "building release binaries"
-cargo build --release --locked --bin stash-webhook --example floor_server >&2
-WEBHOOK=target/release/stash-webhook
-FLOOR=target/release/examples/floor_server
+build_servers
 
 # --- certificates, Functions, bodies -------------------------------------------------------------
 # `certs --service localhost` gives a certificate for DNS:localhost (and localhost.bench...), no IP
@@ -60,9 +45,6 @@ python3 benches/load_bodies.py batch "$WORK"
     cat "$WORK/batch-functions.yaml"
 } >"$WORK/functions.yaml"
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # Waits (at most 10 s) until https://127.0.0.1:PORT answers, or the process has died.
 wait_up() {

@@ -15,14 +15,6 @@ REVIEWS=${REVIEWS:-2000}
 # shellcheck source=benches/common.sh
 source benches/common.sh
 
-log() { printf '== %s\n' "$*" >&2; }
-die() {
-    printf 'memory.sh: %s\n' "$*" >&2
-    exit 1
-}
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 proc_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 metric() { curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
