@@ -9,7 +9,8 @@ use std::process::Command;
 
 use base64::Engine;
 use serde_json::{json, Value};
-use stash_webhook::rules::{judge, names_to_resolve, Container, FailurePolicy, Resolution};
+use stash_webhook::check;
+use stash_webhook::rules::FailurePolicy;
 use stash_webhook::stash::{executor_refs, SpecHooks, StashKind, STASH_GROUP, STASH_VERSION};
 use support::kustomize::{documents, kustomize};
 
@@ -542,18 +543,23 @@ fn examples_parse_and_functions_yaml_has_the_three_functions() {
     );
 }
 
+/// Each example is judged by `stash-webhook check`'s own reader and rules, against the Functions of
+/// `functions.yaml`, as the README says: `-valid` files allowed, the others denied with the text
+/// the README quotes.
 #[test]
 fn examples_are_judged_as_their_readme_says() {
-    let functions: HashMap<String, Container> =
-        read_documents(&manifests().join("examples/functions.yaml"))
-            .iter()
-            .map(|f| {
-                let name = f["metadata"]["name"].as_str().expect("name").to_owned();
-                (name, Container::from_image(f["spec"].get("image")))
-            })
-            .collect();
-    let readme =
-        std::fs::read_to_string(manifests().join("examples/README.md")).expect("examples README");
+    let examples = manifests().join("examples");
+    let (files, errors) = check::read_inputs(&check::Inputs {
+        paths: vec![examples.clone()],
+        recursive: false,
+    });
+    assert!(errors.is_empty(), "{errors:?}");
+    let report = check::judge(
+        &files,
+        &check::functions_in(&files),
+        &FailurePolicy::Deny.into(),
+    );
+    let readme = std::fs::read_to_string(examples.join("README.md")).expect("examples README");
 
     for file in example_files() {
         let file_name = file.file_name().unwrap().to_string_lossy().into_owned();
@@ -569,27 +575,25 @@ fn examples_are_judged_as_their_readme_says() {
             )
             .unwrap_or_else(|| panic!("{file_name}: not a judged kind"));
             let spec = SpecHooks::from_value(&object["spec"]).unwrap();
-            let refs = executor_refs(kind, &spec);
             assert!(
-                !refs.is_empty(),
+                !executor_refs(kind, &spec).is_empty(),
                 "{file_name}: an example names an executor"
             );
-            let resolved: HashMap<&str, Resolution> = names_to_resolve(&refs)
-                .into_iter()
-                .map(|name| {
-                    let resolution = match functions.get(name) {
-                        Some(container) => Resolution::found(container.clone()),
-                        None => Resolution::NotFound,
-                    };
-                    (name, resolution)
-                })
-                .collect();
-            let verdict = judge(&refs, &[], |n| resolved.get(n), &FailurePolicy::Deny.into());
+            let name = object["metadata"]["name"].as_str().expect("name");
+            let judged = report
+                .objects
+                .iter()
+                .find(|j| j.file == file.display().to_string() && j.name == name)
+                .unwrap_or_else(|| panic!("{file_name}: {name} was not judged"));
             if file_name.ends_with("-valid.yaml") {
-                assert!(verdict.allowed(), "{file_name}: {}", verdict.message());
+                assert!(
+                    judged.denials.is_empty(),
+                    "{file_name}: {:?}",
+                    judged.denials
+                );
             } else {
-                assert!(!verdict.allowed(), "{file_name} is denied");
-                let message = verdict.message();
+                assert!(!judged.denials.is_empty(), "{file_name} is denied");
+                let message = judged.denials.join("\n");
                 assert!(
                     readme.contains(&message),
                     "README.md quotes the denial of {file_name}:\n{message}"
