@@ -7,7 +7,7 @@
 //! out by hyper's keep-alive pings; drain by hyper-util's `GracefulShutdown`.
 //!
 //! Nothing here arms a timer per read or write: a timer moved on every I/O wakes the runtime's
-//! driver thread over and over, which costs a loaded server a tenth of its throughput.
+//! driver thread over and over under load.
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
