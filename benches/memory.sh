@@ -42,7 +42,7 @@ PIDS+=("$!")
 WEBHOOK_PID=$!
 
 for _ in $(seq 1200); do
-    [[ $(metric stash_webhook_reference_index_synced) == 1 && $(metric stash_webhook_function_cache_size) == "$FUNCTIONS" ]] && break
+    [[ $(metric stash_webhook_reference_index_synced) == 1 && $(metric 'stash_webhook_cache_size{resource="functions"}') == "$FUNCTIONS" ]] && break
     kill -0 "$WEBHOOK_PID" 2>/dev/null || die "the webhook exited: $(cat "$WORK/webhook.log")"
     sleep 0.1
 done

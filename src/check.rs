@@ -1,6 +1,6 @@
 //! `stash-webhook check`: the server's rules and messages over files, before they reach a
 //! cluster (a CI pipeline, a pull request). Every hook-bearing object is judged as a CREATE.
-//! Functions in the same input count as existing, as in one `kubectl apply -f dir/`.
+//! Functions and Tasks in the same input count as existing, as in one `kubectl apply -f dir/`.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -11,10 +11,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::documents::{self, Document};
+use crate::rules::tasks::{self as task_rules, Task};
 use crate::rules::{self, Function, Policy, Resolution};
-use crate::stash::{executor_refs, SpecHooks, StashKind};
+use crate::stash::{executor_refs, task_refs, SpecHooks, StashKind};
 
 pub use crate::functions::list_functions;
+pub use crate::sources::Catalog;
+pub use crate::tasks::list_tasks;
 
 /// What `-f -` reads.
 pub const STDIN: &str = "-";
@@ -238,33 +241,38 @@ pub fn read_inputs(inputs: &Inputs) -> (Vec<(String, Vec<Document>)>, Vec<Unread
     (read, errors)
 }
 
-/// Whether a document is a Stash Function.
-fn is_function(doc: &Document) -> bool {
-    doc.kind() == "Function" && doc.api_version() == "stash.appscode.com/v1beta1"
+/// The Functions and Tasks among `files`, by name.
+pub fn catalog_in(files: &[(String, Vec<Document>)]) -> Catalog {
+    Catalog::of_documents(files.iter().flat_map(|(_, docs)| docs))
 }
 
 /// The Functions among `files`, by name.
 pub fn functions_in(files: &[(String, Vec<Document>)]) -> HashMap<String, Arc<Function>> {
-    files
-        .iter()
-        .flat_map(|(_, docs)| docs)
-        .filter(|doc| is_function(doc) && !doc.meta("name").is_empty())
-        .map(|doc| {
-            (
-                doc.meta("name").to_owned(),
-                Arc::new(Function::from_object(&doc.object)),
-            )
-        })
-        .collect()
+    catalog_in(files).functions
 }
 
-/// Judges every hook-bearing object of `files` against `functions` (all the Functions there are:
-/// a name not among them is not found).
+/// What Task names are checked against: the Tasks known, all there are (a name not among them is
+/// not found); or none at all (no cluster, no Task in any file), and Task names are not checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tasks {
+    Known,
+    NotGiven,
+}
+
+/// Judges every hook-bearing object of `files` against `catalog` (all the Functions there are, and
+/// all the Tasks when `tasks` is [`Tasks::Known`]).
 pub fn judge(
     files: &[(String, Vec<Document>)],
-    functions: &HashMap<String, Arc<Function>>,
+    catalog: &Catalog,
+    tasks: Tasks,
     policy: &Policy,
 ) -> Report {
+    fn lookup<T>(items: &HashMap<String, Arc<T>>, name: &str) -> Resolution<T> {
+        match items.get(name) {
+            Some(item) => Resolution::Found(item.clone()),
+            None => Resolution::NotFound,
+        }
+    }
     let mut report = Report::default();
     for (file, docs) in files {
         for doc in docs {
@@ -281,17 +289,35 @@ pub fn judge(
             // JSON, a key given twice); should it, the object counts as having no hooks.
             let spec = SpecHooks::from_value(spec).unwrap_or_default();
             let refs = executor_refs(kind, &spec);
-            let resolutions: HashMap<&str, Resolution> = rules::names_to_resolve(&refs)
+            let uses = task_refs(kind, &spec);
+            let task_resolutions: HashMap<&str, Resolution<Task>> =
+                task_rules::names_to_resolve(&uses)
+                    .into_iter()
+                    .map(|name| (name, lookup(&catalog.tasks, name)))
+                    .collect();
+            let mut names = rules::names_to_resolve(&refs);
+            for resolution in task_resolutions.values() {
+                if let Resolution::Found(task) = resolution {
+                    names.extend(task.functions());
+                }
+            }
+            let resolutions: HashMap<&str, Resolution<Function>> = names
                 .into_iter()
-                .map(|name| {
-                    let resolution = match functions.get(name) {
-                        Some(function) => Resolution::Found(function.clone()),
-                        None => Resolution::NotFound,
-                    };
-                    (name, resolution)
-                })
+                .map(|name| (name, lookup(&catalog.functions, name)))
                 .collect();
-            let verdict = rules::judge(&refs, &[], |name| resolutions.get(name), policy);
+            let functions = |name: &str| resolutions.get(name);
+            let mut verdict = rules::judge(&refs, &[], functions, policy);
+            let tasks_lookup = |name: &str| task_resolutions.get(name);
+            let tasks_lookup: task_rules::TaskLookup =
+                (tasks == Tasks::Known).then_some(&tasks_lookup as _);
+            verdict.extend(task_rules::judge(
+                kind,
+                &uses,
+                &[],
+                tasks_lookup,
+                functions,
+                policy,
+            ));
             let namespace = doc.meta("namespace");
             report.objects.push(Judged {
                 file: file.clone(),
@@ -325,7 +351,12 @@ mod tests {
              spec: {hooks: {preBackup: {executor: {functionName: ghost}}}}\n---\n\
              apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
         );
-        let report = judge(&files, &functions_in(&files), &Policy::default());
+        let report = judge(
+            &files,
+            &catalog_in(&files),
+            Tasks::Known,
+            &Policy::default(),
+        );
         assert_eq!(report.objects.len(), 2);
         assert_eq!(report.skipped, 2, "the Function and the ConfigMap");
         assert_eq!(report.exit_code(), 1);

@@ -1,10 +1,11 @@
 //! stash-webhook: a validating admission webhook for Stash that rejects, at `kubectl apply`, hooks
-//! whose `executor` names a Function that does not exist or cannot run.
+//! whose `executor` names a Function, and objects whose `task` names a Task, that does not exist or
+//! cannot run.
 //!
 //! The data path: [`http`] (TLS, routes, limits) -> [`review`] (AdmissionReview in and out) ->
 //! [`validator`] (which requests are judged, their lookups) -> [`stash`] (kinds, hook locations,
-//! executor references with field paths) -> [`rules`] (pure verdicts), with [`functions`]
-//! answering lookups.
+//! executor and Task references with field paths) -> [`rules`] (pure verdicts), with
+//! [`sources`] answering lookups of the referents ([`functions`], [`tasks`]).
 
 #![forbid(unsafe_code)]
 
@@ -19,7 +20,9 @@ pub mod metrics;
 pub mod references;
 pub mod review;
 pub mod rules;
+pub mod sources;
 pub mod stash;
+pub mod tasks;
 pub mod tls;
 pub mod validator;
 

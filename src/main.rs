@@ -18,7 +18,9 @@ use stash_webhook::metrics::Metrics;
 use stash_webhook::references::index::ReferenceIndex;
 use stash_webhook::references::protect::Protector;
 use stash_webhook::references::{self, audit};
+use stash_webhook::rules::tasks::Task;
 use stash_webhook::rules::Policy;
+use stash_webhook::sources::Source;
 use stash_webhook::tls::{TlsFiles, TlsSource};
 use stash_webhook::validator::Validator;
 use stash_webhook::{certs, check, EXAMPLE_FUNCTIONS};
@@ -49,14 +51,14 @@ fn check_command(args: &CheckArgs) -> ExitCode {
         recursive: args.recursive,
     };
     let (files, mut errors) = check::read_inputs(&inputs);
-    let mut functions = check::functions_in(&files);
+    let mut catalog = check::catalog_in(&files);
     if let Some(path) = &args.functions_file {
         // Read as the inputs are, so its errors read the same.
         let (extra, unreadable) = check::read_inputs(&check::Inputs {
             paths: vec![path.clone()],
             recursive: false,
         });
-        functions.extend(check::functions_in(&extra));
+        catalog.extend(check::catalog_in(&extra));
         errors.extend(unreadable);
     }
     if args.cluster {
@@ -69,22 +71,35 @@ fn check_command(args: &CheckArgs) -> ExitCode {
                     let client = kube::Client::try_default().await.map_err(|e| {
                         format!("cannot configure the Kubernetes client (KUBECONFIG): {e}")
                     })?;
-                    check::list_functions(client).await
+                    let functions = check::list_functions(client.clone())
+                        .await
+                        .map_err(|e| format!("cannot list Functions: {e}"))?;
+                    let tasks = check::list_tasks(client)
+                        .await
+                        .map_err(|e| format!("cannot list Tasks: {e}"))?;
+                    Ok::<_, String>(check::Catalog { functions, tasks })
                 })
             });
         match listed {
-            Ok(listed) => functions.extend(listed),
+            Ok(listed) => catalog.extend(listed),
             Err(reason) => errors.push(check::Unreadable {
                 file: "--cluster".to_owned(),
-                reason: format!("cannot list Functions: {reason}"),
+                reason,
             }),
         }
     }
+    // Addon Tasks rarely sit in a user's files: without a cluster or a Task given, names are
+    // reported as not checked, never as not found.
+    let tasks = if args.cluster || !catalog.tasks.is_empty() {
+        check::Tasks::Known
+    } else {
+        check::Tasks::NotGiven
+    };
     let policy = Policy {
         extra_variables: args.extra_variables.clone(),
         ..Policy::default()
     };
-    let mut report = check::judge(&files, &functions, &policy);
+    let mut report = check::judge(&files, &catalog, tasks, &policy);
     report.errors.splice(0..0, errors);
     match args.output {
         CheckOutput::Text => print!("{}", report.text()),
@@ -145,27 +160,29 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         on_lookup_failure: args.on_lookup_failure.into(),
         extra_variables: args.extra_variables.clone(),
     };
-    let (source, protector): (Arc<dyn FunctionSource>, Protector) = match (
+    type Tasks = Option<Arc<dyn Source<Task>>>;
+    let (source, tasks, protector): (Arc<dyn FunctionSource>, Tasks, Protector) = match (
         &args.functions_file,
         args.dev,
     ) {
         (Some(path), _) => {
-            let source = FileSource::from_path(path, metrics.clone())?;
-            tracing::info!(path = %path.display(), functions = source.len(), "Functions read from file");
-            tracing::info!("Function protection and the reference audit are off: with a Functions file there are no objects to watch");
-            (Arc::new(source), Protector::off())
+            let source = Arc::new(FileSource::from_path(path, metrics.clone())?);
+            tracing::info!(path = %path.display(), functions = source.functions_len(), tasks = source.tasks_len(), "Functions and Tasks read from file");
+            tracing::info!("protection and the reference audit are off: with a Functions file there are no objects to watch");
+            (source.clone(), file_tasks(source), Protector::off())
         }
         (None, true) => {
-            let source = FileSource::from_text(
+            let source = Arc::new(FileSource::from_text(
                 EXAMPLE_FUNCTIONS,
                 Path::new("manifests/examples/functions.yaml"),
                 metrics.clone(),
-            )?;
+            )?);
             tracing::info!(
-                    functions = source.len(),
-                    "dev mode: serving the example Functions; Function protection and the reference audit are off"
+                    functions = source.functions_len(),
+                    tasks = source.tasks_len(),
+                    "dev mode: serving the example Functions and Tasks; protection and the reference audit are off"
                 );
-            (Arc::new(source), Protector::off())
+            (source.clone(), file_tasks(source), Protector::off())
         }
         (None, false) => {
             let client = kube::Client::try_default().await.context(
@@ -173,6 +190,9 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
             )?;
             let (source, _watch) = ClusterSource::start(client.clone(), metrics.clone());
             let source = Arc::new(source);
+            let (tasks, _task_watch) =
+                stash_webhook::tasks::ClusterSource::start(client.clone(), metrics.clone());
+            let tasks = Arc::new(tasks);
             let index = Arc::new(ReferenceIndex::default());
             let _index_watches =
                 references::index::start(client.clone(), index.clone(), metrics.clone());
@@ -197,7 +217,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
                 policy.on_lookup_failure,
                 args.lookup_timeout,
             );
-            (source, protector)
+            (source, Some(tasks), protector)
         }
     };
 
@@ -211,7 +231,10 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     )?;
     let _reloader = tls.clone().spawn_reloader(args.cert_reload_interval);
 
-    let validator = Validator::new(source, policy, args.lookup_timeout);
+    let mut validator = Validator::new(source, policy, args.lookup_timeout);
+    if let Some(tasks) = tasks {
+        validator = validator.with_tasks(tasks);
+    }
     let limits = Limits {
         max_body_bytes: args.max_body_bytes,
         request_timeout: args.request_timeout,
@@ -254,6 +277,12 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A catalog file's Tasks, when it has any: without them, Task names are not checked (a file of
+/// Functions alone says nothing of the Tasks a cluster has installed).
+fn file_tasks(source: Arc<FileSource>) -> Option<Arc<dyn Source<Task>>> {
+    (source.tasks_len() > 0).then_some(source as Arc<dyn Source<Task>>)
 }
 
 /// Resolves on SIGTERM (what the kubelet sends) or SIGINT (Ctrl-C).

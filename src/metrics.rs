@@ -66,7 +66,7 @@ impl LookupResult {
         }
     }
 
-    pub fn of(resolution: &Resolution) -> Self {
+    pub fn of<T>(resolution: &Resolution<T>) -> Self {
         match resolution {
             Resolution::Found(_) => LookupResult::Found,
             Resolution::NotFound => LookupResult::NotFound,
@@ -84,8 +84,15 @@ struct ReviewLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LookupLabels {
+    resource: &'static str,
     source: &'static str,
     result: &'static str,
+}
+
+/// Which referent (`functions`, `tasks`) or watched kind a figure is about.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResourceLabels {
+    resource: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -111,8 +118,8 @@ struct Inner {
     rejected: Family<RejectLabels, Counter>,
     latency: Histogram,
     lookups: Family<LookupLabels, Counter>,
-    cache_size: Gauge,
-    watch_errors: Counter,
+    cache_size: Family<ResourceLabels, Gauge>,
+    watch_errors: Family<ResourceLabels, Counter>,
     cert_not_after: Gauge,
     indexed_objects: Gauge,
     index_synced: Gauge,
@@ -155,20 +162,20 @@ impl Default for Metrics {
         );
         let lookups = Family::<LookupLabels, Counter>::default();
         registry.register(
-            "function_lookups",
-            "Function lookups, by source (cache, api, file) and result",
+            "lookups",
+            "Lookups of referents, by resource (functions, tasks), source (cache, api, file) and result",
             lookups.clone(),
         );
-        let cache_size = Gauge::default();
+        let cache_size = Family::<ResourceLabels, Gauge>::default();
         registry.register(
-            "function_cache_size",
-            "Functions held by the Function source",
+            "cache_size",
+            "Referents held by their source, by resource (functions, tasks)",
             cache_size.clone(),
         );
-        let watch_errors = Counter::default();
+        let watch_errors = Family::<ResourceLabels, Counter>::default();
         registry.register(
-            "function_watch_errors",
-            "Errors from the Function watch (each followed by a retry with backoff)",
+            "watch_errors",
+            "Errors from a watch (each followed by a retry with backoff), by resource",
             watch_errors.clone(),
         );
         // A timestamp rather than the seconds left: it stays true between reloads, and an alert
@@ -194,7 +201,7 @@ impl Default for Metrics {
         let broken_references = Family::<BrokenLabels, Gauge>::default();
         registry.register(
             "broken_references",
-            "Hooks whose executor Function cannot be resolved, by kind and reason (on the audit's leader)",
+            "References (hook executors, tasks) that cannot be resolved, by kind and reason (on the audit's leader)",
             broken_references.clone(),
         );
         let events = Family::<ReasonLabels, Counter>::default();
@@ -252,22 +259,37 @@ impl Metrics {
         self.0.rejected.get_or_create(&RejectLabels { code }).inc();
     }
 
-    pub fn record_lookup(&self, source: LookupSource, result: LookupResult) {
+    /// Counts a lookup of a referent (`resource`: `functions`, `tasks`).
+    pub fn record_lookup(
+        &self,
+        resource: &'static str,
+        source: LookupSource,
+        result: LookupResult,
+    ) {
         self.0
             .lookups
             .get_or_create(&LookupLabels {
+                resource,
                 source: source.as_str(),
                 result: result.as_str(),
             })
             .inc();
     }
 
-    pub fn set_cached_functions(&self, n: usize) {
-        self.0.cache_size.set(i64::try_from(n).unwrap_or(i64::MAX));
+    /// How many referents of `resource` the source holds.
+    pub fn set_cached(&self, resource: &'static str, n: usize) {
+        self.0
+            .cache_size
+            .get_or_create(&ResourceLabels { resource })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
-    pub fn record_watch_error(&self) {
-        self.0.watch_errors.inc();
+    /// Counts a failed watch of `resource` (a referent, or a kind of the reference index).
+    pub fn record_watch_error(&self, resource: &'static str) {
+        self.0
+            .watch_errors
+            .get_or_create(&ResourceLabels { resource })
+            .inc();
     }
 
     /// The serving certificate's notAfter, in seconds since the Unix epoch.
@@ -347,13 +369,15 @@ mod tests {
             0.001,
         );
         metrics.record_review(None, &Operation::Update, Verdict::Allowed, 0.001);
-        metrics.record_lookup(LookupSource::Api, LookupResult::NotFound);
+        metrics.record_lookup("tasks", LookupSource::Api, LookupResult::NotFound);
+        metrics.set_cached("functions", 3);
         metrics.set_cert_not_after(1_800_000_000);
         let text = metrics.encode();
         for line in [
             r#"stash_webhook_reviews_total{kind="BackupBatch",operation="CREATE",verdict="denied"} 2"#,
             r#"stash_webhook_reviews_total{kind="other",operation="UPDATE",verdict="allowed"} 1"#,
-            r#"stash_webhook_function_lookups_total{source="api",result="not_found"} 1"#,
+            r#"stash_webhook_lookups_total{resource="tasks",source="api",result="not_found"} 1"#,
+            r#"stash_webhook_cache_size{resource="functions"} 3"#,
             "stash_webhook_review_duration_seconds_count 3",
             "stash_webhook_certificate_not_after_timestamp_seconds 1800000000",
         ] {

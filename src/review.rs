@@ -106,8 +106,8 @@ impl Request<'_> {
 }
 
 /// An object as the rules read it: of its metadata the one annotation this webhook honours; of
-/// its spec only `hooks`, the `hooks` of each of `members` and `image`, and of each hook only
-/// `executor`.
+/// its spec only `hooks`, `task`, the `hooks` and `task` of each of `members`, `image` and `steps`,
+/// and of each hook only `executor`.
 #[derive(Debug, Default, Deserialize)]
 pub struct Object {
     #[serde(default)]
@@ -342,7 +342,9 @@ mod tests {
 
     #[test]
     fn keeps_only_executors_of_the_hooks_of_the_spec_and_of_each_member() {
-        use crate::stash::{Executor, FunctionName, Hooks, Params, SpecHooks};
+        use crate::stash::{
+            Executor, FunctionName, Hooks, Member, Params, SpecHooks, TaskName, TaskParams, TaskRef,
+        };
         let body = serde_json::json!({"apiVersion": V1, "kind": "AdmissionReview", "request": {
             "uid": "u", "kind": {"group": "stash.appscode.com", "version": "v1beta1", "kind": "BackupBatch"},
             "resource": {"group": "stash.appscode.com", "version": "v1beta1", "resource": "backupbatches"},
@@ -352,7 +354,8 @@ mod tests {
                 "spec": {"schedule": "* * * * *", "hooks": {"preBackup": {"exec": ["/bin/true"]},
                                                             "postBackup": {"exec": {"command": ["/bin/sh"]}, "executor": {"functionName": "f", "params": {"a": "b"}}},
                                                             "preRestore": "not a map"},
-                         "members": [{"target": {}, "hooks": {"postBackup": {}}}, "not a map", {"target": {}}]}},
+                         "members": [{"target": {}, "hooks": {"postBackup": {}}}, "not a map",
+                                     {"target": {}, "task": {"name": "t", "params": [{"name": "p", "value": "v"}, {"value": "x"}]}}]}},
             "oldObject": {"metadata": {"name": "b"}, "spec": "not a map"}
         }});
         let text = body.to_string();
@@ -368,8 +371,20 @@ mod tests {
                     }),
                     ..Hooks::default()
                 },
-                members: vec![Hooks::default(); 3],
+                members: vec![
+                    Member::default(),
+                    Member::default(),
+                    Member {
+                        task: Some(TaskRef {
+                            name: TaskName::Named("t".to_owned()),
+                            params: TaskParams::Names(vec![Some("p".to_owned()), None]),
+                        }),
+                        ..Member::default()
+                    }
+                ],
+                task: None,
                 image: None,
+                steps: None,
             }
         );
         assert_eq!(req.old_object.unwrap().spec, SpecHooks::default());

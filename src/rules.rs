@@ -1,5 +1,8 @@
 //! The rules: from executor references, the old object's references and what is known of each
-//! named Function, to a verdict. Pure: no HTTP, no TLS, no API calls.
+//! named Function, to a verdict; [`tasks`] does the same for Task references. Pure: no HTTP, no
+//! TLS, no API calls.
+
+pub mod tasks;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -75,19 +78,19 @@ impl From<Container> for Function {
     }
 }
 
-/// What the Function source found for one name.
+/// What a source found for one name of a referent (a [`Function`], a [`tasks::Task`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resolution {
-    Found(Arc<Function>),
+pub enum Resolution<T = Function> {
+    Found(Arc<T>),
     NotFound,
     /// The lookup failed (forbidden, timed out, API unreachable); carries why, for the user.
     Unverified(String),
 }
 
-impl Resolution {
-    /// A Function found, with what is known of it.
-    pub fn found(function: impl Into<Function>) -> Self {
-        Resolution::Found(Arc::new(function.into()))
+impl<T> Resolution<T> {
+    /// A referent found, with what is known of it.
+    pub fn found(referent: impl Into<T>) -> Self {
+        Resolution::Found(Arc::new(referent.into()))
     }
 }
 
@@ -110,8 +113,18 @@ impl From<FailurePolicy> for Policy {
 }
 
 impl Policy {
+    /// Whether Stash (or this cluster's, per `--extra-variables`) sets `name` for a hook.
     fn provides(&self, name: &str) -> bool {
-        variables::provided_by_stash(name) || self.extra_variables.iter().any(|v| v == name)
+        variables::provided_by_stash(name) || self.is_extra(name)
+    }
+
+    /// Whether Stash sets `name` for the steps of a Task it runs.
+    fn provides_for_task(&self, name: &str) -> bool {
+        variables::provided_for_task(name) || self.is_extra(name)
+    }
+
+    fn is_extra(&self, name: &str) -> bool {
+        self.extra_variables.iter().any(|v| v == name)
     }
 }
 
@@ -134,10 +147,15 @@ pub struct Problem {
 }
 
 impl Problem {
-    /// The hook the problem is in (`spec.members[3].hooks.preBackup`).
-    fn hook(&self) -> &str {
+    /// The reference the problem is in: a hook (`spec.members[3].hooks.preBackup`) or a task
+    /// (`spec.members[3].task`).
+    fn reference(&self) -> &str {
         let path = self.path.as_str();
-        path.split_once(".executor").map_or(path, |(hook, _)| hook)
+        if let Some((hook, _)) = path.split_once(".executor") {
+            return hook;
+        }
+        path.find(".task")
+            .map_or(path, |at| &path[..at + ".task".len()])
     }
 }
 
@@ -164,20 +182,42 @@ impl Verdict {
     /// `admission webhook "NAME" denied the request: `.
     pub fn message(&self) -> String {
         let lines: Vec<String> = self.denials.iter().map(Problem::to_string).collect();
-        let hooks = |problems: &[Problem]| {
-            problems
-                .iter()
-                .map(|p| p.hook())
-                .collect::<HashSet<_>>()
-                .len()
-        };
         let rest = self.denials.get(MAX_LINES..).unwrap_or_default();
-        capped(lines, "problems", Some(hooks(rest))).join("\n")
+        let references: HashSet<&str> = rest.iter().map(Problem::reference).collect();
+        let tasks = references.iter().filter(|r| r.ends_with(".task")).count();
+        let counted = (references.len() - tasks, tasks);
+        capped(lines, "problems", Some(counted)).join("\n")
     }
 
     /// The warnings, at most [`MAX_LINES`] of them and then one counting the rest.
     pub fn capped_warnings(self) -> Vec<String> {
         capped(self.warnings, "warnings", None)
+    }
+
+    /// Adds what `other` found, after what this verdict holds.
+    pub fn extend(&mut self, other: Verdict) {
+        self.denials.extend(other.denials);
+        self.warnings.extend(other.warnings);
+    }
+
+    /// Records one finding: a problem in a reference that the stored object already had the same
+    /// (`kept`) is only a warning, so an object whose referent broke after it was admitted can
+    /// still be edited; one that could not be verified follows `--on-lookup-failure`.
+    pub(crate) fn add(&mut self, found: Found, kept: bool, policy: &Policy) {
+        match found {
+            Found::Warning(text) => self.warnings.push(text),
+            Found::Problem(p) if kept => self.warnings.push(format!(
+                "{}: {}; allowed because this reference is unchanged, but {} will fail until it is fixed",
+                p.path,
+                p.what,
+                if p.reference().ends_with(".task") { "the task" } else { "the hook" }
+            )),
+            Found::Problem(p) => self.denials.push(p),
+            Found::Unverified(p) if kept || policy.on_lookup_failure == FailurePolicy::Allow => self
+                .warnings
+                .push(format!("{}: {}; allowed without verification", p.path, p.what)),
+            Found::Unverified(p) => self.denials.push(p),
+        }
     }
 }
 
@@ -187,16 +227,26 @@ impl Verdict {
 pub const MAX_LINES: usize = 20;
 
 /// The first [`MAX_LINES`] of `lines`, then one line counting the rest (`what`: "problems" or
-/// "warnings"), and how many hooks they are in when that is known.
-fn capped(mut lines: Vec<String>, what: &str, rest_hooks: Option<usize>) -> Vec<String> {
+/// "warnings"), and how many hooks and tasks they are in when that is known.
+fn capped(mut lines: Vec<String>, what: &str, rest_in: Option<(usize, usize)>) -> Vec<String> {
     if lines.len() <= MAX_LINES {
         return lines;
     }
     let more = lines.len() - MAX_LINES;
     lines.truncate(MAX_LINES);
-    let hooks = match rest_hooks {
-        Some(1) => " in 1 more hook".to_owned(),
-        Some(n) => format!(" in {n} more hooks"),
+    let count = |n: usize, one: &str| match n {
+        0 => None,
+        1 => Some(format!("1 more {one}")),
+        n => Some(format!("{n} more {one}s")),
+    };
+    let hooks = match rest_in {
+        Some((hooks, tasks)) => {
+            let parts: Vec<String> = [count(hooks, "hook"), count(tasks, "task")]
+                .into_iter()
+                .flatten()
+                .collect();
+            format!(" in {}", parts.join(" and "))
+        }
         None => String::new(),
     };
     lines.push(format!(
@@ -245,7 +295,6 @@ pub fn judge<'a>(
     resolve: impl Fn(&str) -> Option<&'a Resolution>,
     policy: &Policy,
 ) -> Verdict {
-    let on_lookup_failure = policy.on_lookup_failure;
     let unchanged = Unchanged::from(old_refs);
     let mut verdict = Verdict::default();
     for r in refs {
@@ -255,18 +304,7 @@ pub fn judge<'a>(
                 Subject::Param(key) => unchanged.param(&r.path, key),
                 Subject::Executor => unchanged.executor(r),
             };
-            match problem {
-                Found::Warning(text) => verdict.warnings.push(text),
-                Found::Problem(p) if kept => verdict.warnings.push(format!(
-                    "{}: {}; allowed because this reference is unchanged, but the hook will fail until it is fixed",
-                    p.path, p.what
-                )),
-                Found::Problem(p) => verdict.denials.push(p),
-                Found::Unverified(p) if kept || on_lookup_failure == FailurePolicy::Allow => {
-                    verdict.warnings.push(format!("{}: {}; allowed without verification", p.path, p.what))
-                }
-                Found::Unverified(p) => verdict.denials.push(p),
-            }
+            verdict.add(problem, kept, policy);
         }
     }
     verdict
@@ -282,7 +320,8 @@ pub fn names_to_resolve<'a>(refs: &[ExecutorRef<'a>]) -> Vec<&'a str> {
         .collect()
 }
 
-enum Found {
+/// One thing a rule found.
+pub(crate) enum Found {
     Problem(Problem),
     Unverified(Problem),
     /// Allowed as it is, with this warning.
@@ -413,7 +452,7 @@ fn problems<'a>(
 }
 
 /// What is wrong with a Function's container, and the fix; none when it can run a hook.
-fn container_problem(name: &str, container: &Container) -> Option<(String, String)> {
+pub(crate) fn container_problem(name: &str, container: &Container) -> Option<(String, String)> {
     let edit = format!("kubectl edit functions.stash.appscode.com {name}");
     Some(match container {
         Container::Valid => return None,
@@ -483,7 +522,7 @@ fn parameter_problems(
 }
 
 /// "it reads A, B", the closest to `key` first, at most five; or "it reads no variables".
-fn what_it_reads(key: &str, read: &[&str]) -> String {
+pub(crate) fn what_it_reads(key: &str, read: &[&str]) -> String {
     if read.is_empty() {
         return "it reads no variables".to_owned();
     }

@@ -1,7 +1,8 @@
-//! The Stash kinds this webhook judges, where their hooks are, and every executor reference found
-//! in an object, with its field path.
+//! The Stash kinds this webhook judges, where their references are, and every reference found in
+//! an object, with its field path: each hook's executor (a Function) and the Task that runs the
+//! backup or restore (`spec.task`, or `spec.members[i].task` of a batch).
 //!
-//! Decoding is deliberately tolerant: only `hooks.*.executor` is read. A hook, a `hooks` block or a
+//! Decoding is deliberately tolerant: only `hooks.*.executor` and `task` are read. A hook, a `hooks` block or a
 //! `members` list of an unexpected shape is skipped, never rejected, because the API evolves (the
 //! design proposal itself writes `exec` as a plain list) and the CRD schema is the API server's job.
 
@@ -77,6 +78,17 @@ impl StashKind {
 
     fn has_members(self) -> bool {
         matches!(self, StashKind::BackupBatch | StashKind::RestoreBatch)
+    }
+
+    /// Whether the kind names its Task in `spec.task` (a batch names one per member instead).
+    fn has_task(self) -> bool {
+        !self.has_members()
+    }
+
+    /// Whether the kind's values are templates, filled in per target before they are used: a
+    /// BackupBlueprint's `${TARGET_...}` become a BackupConfiguration's values.
+    pub fn is_template(self) -> bool {
+        self == StashKind::BackupBlueprint
     }
 }
 
@@ -184,9 +196,9 @@ impl<'a> ExecutorRef<'a> {
 }
 
 /// What the rules read of a spec: of `spec.hooks` and of each `spec.members[i].hooks`, each
-/// hook's executor (the hook kinds), and `spec.image` (a Function). Which hooks count depends on
-/// the kind, known only once the whole review is read, so all four are kept here and picked by
-/// [`executor_refs`].
+/// hook's executor, `spec.task` and each `spec.members[i].task` (the hook kinds), and
+/// `spec.image` (a Function). Which of them count depends on the kind, known only once the whole
+/// review is read, so all are kept here and picked by [`executor_refs`] and [`task_refs`].
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
 pub struct SpecHooks {
     #[serde(default, deserialize_with = "map_or_default")]
@@ -194,10 +206,16 @@ pub struct SpecHooks {
     /// One entry per element of `spec.members` when it is a list, in order (field paths use the
     /// index); empty otherwise.
     #[serde(default, deserialize_with = "members")]
-    pub members: Vec<Hooks>,
+    pub members: Vec<Member>,
+    /// `spec.task`, when it is a map with a `name`.
+    #[serde(default, deserialize_with = "task_ref")]
+    pub task: Option<TaskRef>,
     /// A Function's `spec.image`, as JSON: judged by [`crate::rules::Container::from_image`].
     #[serde(default)]
     pub image: Option<Value>,
+    /// A Task's `spec.steps`, as JSON: read by [`crate::rules::tasks::Task::from_steps`].
+    #[serde(default)]
+    pub steps: Option<Value>,
 }
 
 /// The executors of one `hooks` block; a hook without one is `None`.
@@ -234,10 +252,90 @@ pub fn executor_refs(kind: StashKind, spec: &SpecHooks) -> Vec<ExecutorRef<'_>> 
     collect_hooks(kind, &spec.hooks, None, &mut refs);
     if kind.has_members() {
         for (i, member) in spec.members.iter().enumerate() {
-            collect_hooks(kind, member, Some(i), &mut refs);
+            collect_hooks(kind, &member.hooks, Some(i), &mut refs);
         }
     }
     refs
+}
+
+/// What an object says of the Task that runs its backup or restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRef {
+    pub name: TaskName,
+    pub params: TaskParams,
+}
+
+/// `task.name`: a name, or a value of another type (its JSON type).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskName {
+    Named(String),
+    WrongType(&'static str),
+}
+
+/// `task.params`: a list of `{name, value}`, of which the names are judged, in order (an entry
+/// without a string name keeps its place, as `None`, so field paths stay right).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskParams {
+    Absent,
+    Names(Vec<Option<String>>),
+    /// Present but not a list; carries the JSON type found.
+    WrongType(&'static str),
+}
+
+impl TaskParams {
+    /// The parameter names given, each with its index in the list.
+    pub fn names(&self) -> impl Iterator<Item = (usize, &str)> {
+        let names: &[Option<String>] = match self {
+            TaskParams::Names(names) => names,
+            _ => &[],
+        };
+        names
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| Some((i, n.as_deref()?)))
+    }
+}
+
+/// One Task reference, borrowed from the decoded spec, and where it is (`path` points at the
+/// `task` field: `spec.task`, `spec.members[2].task`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskUse<'a> {
+    pub path: FieldPath,
+    pub task: &'a TaskRef,
+}
+
+impl<'a> TaskUse<'a> {
+    /// The Task this reference names.
+    pub fn task_name(&self) -> Option<&'a str> {
+        match &self.task.name {
+            TaskName::Named(name) => Some(name),
+            TaskName::WrongType(_) => None,
+        }
+    }
+}
+
+/// Every Task an object names, in document order. A `task` without a name, or with an empty one,
+/// is not a reference: Stash picks the Task itself there (from the target's addon).
+pub fn task_refs(kind: StashKind, spec: &SpecHooks) -> Vec<TaskUse<'_>> {
+    let mut uses = Vec::new();
+    if kind.has_task() {
+        if let Some(task) = &spec.task {
+            uses.push(TaskUse {
+                path: FieldPath::from("spec.task"),
+                task,
+            });
+        }
+    } else {
+        for (i, member) in spec.members.iter().enumerate() {
+            if let Some(task) = &member.task {
+                uses.push(TaskUse {
+                    path: FieldPath(format!("spec.members[{i}].task")),
+                    task,
+                });
+            }
+        }
+    }
+    uses
 }
 
 fn collect_hooks<'a>(
@@ -367,25 +465,66 @@ fn hook_executor<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Executor>, D:
     Ok(hook.executor.map(Executor::from_value))
 }
 
-/// One element of `members`, of which only the hooks are read.
-#[derive(Default, Deserialize)]
-struct Member {
+/// One element of `members`, of which only the hooks and the task are read.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+pub struct Member {
     #[serde(default, deserialize_with = "map_or_default")]
-    hooks: Hooks,
+    pub hooks: Hooks,
+    #[serde(default, deserialize_with = "task_ref")]
+    pub task: Option<TaskRef>,
 }
 
 impl Shape for Member {
     const LIST: bool = false;
 }
 
-/// `members`: one [`Hooks`] per element when it is a list (an element that is not a map has none,
-/// and keeps its place, so field paths stay right); none when it is not a list.
-fn members<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Hooks>, D::Error> {
+/// `members`: one [`Member`] per element when it is a list (an element that is not a map has
+/// nothing, and keeps its place, so field paths stay right); none when it is not a list.
+fn members<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Member>, D::Error> {
     let members: Vec<Lenient<Member>> = map_or_default(d)?;
     Ok(members
         .into_iter()
-        .map(|m| m.0.unwrap_or_default().hooks)
+        .map(|m| m.0.unwrap_or_default())
         .collect())
+}
+
+/// `task`: its reference when it is a map whose `name` is set and not empty; else none.
+fn task_ref<'de, D: Deserializer<'de>>(d: D) -> Result<Option<TaskRef>, D::Error> {
+    // Kept as JSON: a task reference is small, and its shape is judged by `TaskRef::from_value`.
+    let value = Option::<Value>::deserialize(d)?;
+    Ok(value.and_then(TaskRef::from_value))
+}
+
+impl TaskRef {
+    /// A `task` as written; none when it names no Task (not a map, no name, an empty name).
+    pub fn from_value(value: Value) -> Option<TaskRef> {
+        let Value::Object(mut fields) = value else {
+            return None;
+        };
+        let name = match fields.remove("name")? {
+            Value::Null => return None,
+            Value::String(name) if name.is_empty() => return None,
+            Value::String(name) => TaskName::Named(name),
+            other => TaskName::WrongType(json_type(&other)),
+        };
+        let params = match fields.remove("params") {
+            None | Some(Value::Null) => TaskParams::Absent,
+            Some(Value::Array(items)) => TaskParams::Names(
+                items
+                    .into_iter()
+                    .map(|item| match item {
+                        Value::Object(mut param) => match param.remove("name") {
+                            Some(Value::String(name)) => Some(name),
+                            _ => None,
+                        },
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            Some(other) => TaskParams::WrongType(json_type(&other)),
+        };
+        Some(TaskRef { name, params })
+    }
 }
 
 impl Executor {

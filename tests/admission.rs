@@ -102,13 +102,17 @@ async fn allows_deletes_and_kinds_it_does_not_judge() {
 
 #[tokio::test]
 async fn update_keeping_a_deleted_function_is_allowed_with_a_warning() {
-    // The recorded UPDATE names mysql-hook-executor in both object and oldObject; serve no such Function.
+    // The recorded UPDATE names mysql-hook-executor in both object and oldObject; serve no such
+    // Function, and no Tasks at all: its task name is not checked.
     let webhook = Webhook::with_functions("").await;
     let r = webhook.review(fixture("backupconfiguration-update")).await;
     assert_eq!(r["allowed"], true);
     assert_eq!(
         r["warnings"],
-        json!(["spec.hooks.preBackup.executor.functionName: Function \"mysql-hook-executor\" not found; allowed because this reference is unchanged, but the hook will fail until it is fixed"])
+        json!([
+            "spec.hooks.preBackup.executor.functionName: Function \"mysql-hook-executor\" not found; allowed because this reference is unchanged, but the hook will fail until it is fixed",
+            "spec.task.name: Task \"mysql-backup-8.0.14\" not checked: no Tasks were given to check it against (add Tasks to the --functions-file catalog or to the files checked, or check with --cluster)"
+        ])
     );
 }
 
@@ -281,6 +285,11 @@ apiVersion: stash.appscode.com/v1beta1
 kind: Function
 metadata: {name: mysql-hook-executor}
 spec: {image: "appscode/mysql-hook:8.0.14", args: ["--param-a=${a}", "--out=${outputDir}"]}
+---
+apiVersion: stash.appscode.com/v1beta1
+kind: Task
+metadata: {name: mysql-backup-8.0.14}
+spec: {steps: [{name: mysql-hook-executor, params: [{name: a, value: x}, {name: outputDir, value: /tmp}]}]}
 "#,
     )
     .await;

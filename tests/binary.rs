@@ -37,14 +37,23 @@ fn signal(child: &Child, sig: &str) {
     assert!(status.success());
 }
 
-async fn wait_exit(mut child: Child) -> std::process::ExitStatus {
+/// A server process, killed if the test ends (or panics) before it exits.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_exit(mut server: Server) -> std::process::ExitStatus {
     for _ in 0..300 {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = server.0.try_wait().unwrap() {
             return status;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _ = child.kill();
     panic!("the server did not exit within 15 s");
 }
 
@@ -166,6 +175,7 @@ async fn sigterm_lets_in_flight_reviews_finish_then_exits_zero() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let child = Server(child);
     let client = client(bundle.ca_cert_pem.as_bytes(), port);
     wait_ready(&client, port).await;
 
@@ -185,7 +195,7 @@ async fn sigterm_lets_in_flight_reviews_finish_then_exits_zero() {
         async move { n >= gets + 4 }
     })
     .await;
-    signal(&child, "-TERM");
+    signal(&child.0, "-TERM");
 
     for (i, review) in in_flight.into_iter().enumerate() {
         let response = review

@@ -15,7 +15,10 @@ use stash_webhook::functions::FileSource;
 use stash_webhook::metrics::Metrics;
 use stash_webhook::review;
 use stash_webhook::rules::FailurePolicy;
-use stash_webhook::stash::{json_type, Executor, FunctionName, Hooks, Params, SpecHooks};
+use stash_webhook::stash::{
+    json_type, Executor, FunctionName, Hooks, Member, Params, SpecHooks, TaskName, TaskParams,
+    TaskRef,
+};
 use stash_webhook::validator::Validator;
 use support::{fixture, FUNCTIONS};
 
@@ -151,16 +154,45 @@ fn hooks_of(spec: &Value) -> SpecHooks {
             post_restore: get("postRestore"),
         }
     }
+    fn task(task: Option<&Value>) -> Option<TaskRef> {
+        let Value::Object(task) = task? else {
+            return None;
+        };
+        let name = match task.get("name")? {
+            Value::String(name) if !name.is_empty() => TaskName::Named(name.clone()),
+            Value::String(_) | Value::Null => return None,
+            other => TaskName::WrongType(json_type(other)),
+        };
+        let params = match task.get("params") {
+            None | Some(Value::Null) => TaskParams::Absent,
+            Some(Value::Array(items)) => TaskParams::Names(
+                items
+                    .iter()
+                    .map(|p| p.get("name").and_then(Value::as_str).map(str::to_owned))
+                    .collect(),
+            ),
+            Some(other) => TaskParams::WrongType(json_type(other)),
+        };
+        Some(TaskRef { name, params })
+    }
     let Value::Object(spec) = spec else {
         return SpecHooks::default();
     };
     SpecHooks {
         hooks: hooks(spec.get("hooks")),
         members: match spec.get("members") {
-            Some(Value::Array(members)) => members.iter().map(|m| hooks(m.get("hooks"))).collect(),
+            Some(Value::Array(members)) => members
+                .iter()
+                .map(|m| Member {
+                    hooks: hooks(m.get("hooks")),
+                    task: task(m.get("task")),
+                })
+                .collect(),
             _ => Vec::new(),
         },
+        task: task(spec.get("task")),
         image: spec.get("image").filter(|v| !v.is_null()).cloned(),
+        steps: spec.get("steps").filter(|v| !v.is_null()).cloned(),
     }
 }
 

@@ -7,42 +7,60 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use stash_webhook::functions::{ClusterSource, FunctionSource};
+use stash_webhook::functions::ClusterSource;
 use stash_webhook::metrics::Metrics;
 use stash_webhook::rules::FailurePolicy;
+use stash_webhook::sources::Source;
 use support::apiserver::ApiServer;
-use support::{create_naming, eventually, fixture, Options, Webhook};
+use support::{eventually, Options, Webhook};
+
+/// The recorded review without its `spec.task`: these stories are about Function lookups (the
+/// Task's own are told with it, below).
+fn fixture(name: &str) -> String {
+    support::fixture(name).replace(r#","task":{"name":"mysql-backup-8.0.14"}}"#, "}")
+}
+
+fn create_naming(function: &str) -> String {
+    fixture("backupconfiguration-create").replace("mysql-hook-executor", function)
+}
 
 const WAIT: Duration = Duration::from_secs(10);
 
 struct Cluster {
     api: ApiServer,
     source: Arc<ClusterSource>,
+    tasks: Arc<stash_webhook::tasks::ClusterSource>,
     webhook: Webhook,
-    _watch: tokio::task::JoinHandle<()>,
+    _watches: [tokio::task::JoinHandle<()>; 2],
 }
 
-async fn cluster(options: Options, prepare: impl FnOnce(&ApiServer)) -> Cluster {
+/// A webhook on the stand-in's Functions and Tasks, as the server runs in a cluster.
+async fn cluster(mut options: Options, prepare: impl FnOnce(&ApiServer)) -> Cluster {
     let api = ApiServer::start().await;
     prepare(&api);
     let metrics = Metrics::default();
     let (source, watch) = ClusterSource::start(api.client(), metrics.clone());
     let source = Arc::new(source);
+    let (tasks, task_watch) =
+        stash_webhook::tasks::ClusterSource::start(api.client(), metrics.clone());
+    let tasks = Arc::new(tasks);
+    options.tasks = Some(tasks.clone());
     let webhook = Webhook::start(source.clone(), metrics, options).await;
     Cluster {
         api,
         source,
+        tasks,
         webhook,
-        _watch: watch,
+        _watches: [watch, task_watch],
     }
 }
 
 async fn synced(options: Options, prepare: impl FnOnce(&ApiServer)) -> Cluster {
     let c = cluster(options, prepare).await;
-    let source = c.source.clone();
-    eventually(WAIT, "the Function cache to sync", || {
-        let source = source.clone();
-        async move { source.is_ready() }
+    let (source, tasks) = (c.source.clone(), c.tasks.clone());
+    eventually(WAIT, "the Function and Task caches to sync", || {
+        let ready = source.is_ready() && tasks.is_ready();
+        async move { ready }
     })
     .await;
     c
@@ -59,8 +77,23 @@ async fn down_at_start(options: Options) -> (Webhook, tokio::task::JoinHandle<()
     (webhook, _watch)
 }
 
+/// The Function the recorded reviews' executor names.
 fn with_mysql(api: &ApiServer) {
     api.put_function("mysql-hook-executor", Some("appscode/mysql-hook:8.0.14"));
+}
+
+/// The Task the recorded reviews name, as an addon installs it, with its step's Function.
+fn with_mysql_task(api: &ApiServer) {
+    api.put_function_spec(
+        "mysql-backup",
+        json!({"image": "stashed/stash-mysql:8.0.14"}),
+    );
+    api.put_object(
+        "tasks",
+        None,
+        "mysql-backup-8.0.14",
+        json!({"steps": [{"name": "mysql-backup"}]}),
+    );
 }
 
 /// A review of the CREATE of a BackupBatch with these `members`.
@@ -79,12 +112,17 @@ fn message(r: &Value) -> &str {
 
 #[tokio::test]
 async fn found_in_the_cache_without_an_api_call_at_steady_state() {
-    let c = synced(Options::default(), with_mysql).await;
+    let c = synced(Options::default(), |api| {
+        with_mysql(api);
+        with_mysql_task(api);
+    })
+    .await;
     let gets_before = c.api.counters().gets();
     for _ in 0..20 {
+        // As recorded: an executor and a Task.
         let r = c
             .webhook
-            .review(fixture("backupconfiguration-create"))
+            .review(support::fixture("backupconfiguration-create"))
             .await;
         assert_eq!(r["allowed"], true);
     }
@@ -94,12 +132,20 @@ async fn found_in_the_cache_without_an_api_call_at_steady_state() {
         "a cached, valid Function needs no GET"
     );
     assert_eq!(c.api.counters().lists(), 1);
+    let tasks = c.api.counters_for("tasks");
+    assert_eq!((tasks.gets(), tasks.lists()), (0, 1), "nor a cached Task");
     let metrics = c.webhook.metrics.encode();
-    assert!(
-        metrics
-            .contains("stash_webhook_function_lookups_total{source=\"cache\",result=\"found\"} 20"),
-        "{metrics}"
-    );
+    for line in [
+        // The executor's Function and the Task's step's, each review.
+        "stash_webhook_lookups_total{resource=\"functions\",source=\"cache\",result=\"found\"} 40",
+        "stash_webhook_lookups_total{resource=\"tasks\",source=\"cache\",result=\"found\"} 20",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in {metrics}"
+        );
+    }
+    assert!(!metrics.contains("source=\"api\""), "{metrics}");
 }
 
 #[tokio::test]
@@ -188,7 +234,7 @@ async fn forbidden_lookups_fail_closed_with_the_reason() {
     assert_eq!(readyz.status(), 503);
     assert_eq!(
         readyz.text().await.unwrap(),
-        "Function cache not synced yet\n"
+        "Function and Task caches not synced yet\n"
     );
 }
 
@@ -478,4 +524,71 @@ async fn api_server_outage_the_cache_answers_and_the_watch_catches_up() {
         true
     );
     assert_eq!(c.api.counters().gets(), gets, "answered from the cache");
+}
+
+/// `kubectl apply -f dir/` with a Task, its step's Function and the object naming it: the caches
+/// have not seen the first two yet, and live GETs find them.
+#[tokio::test]
+async fn a_task_and_its_function_created_a_moment_earlier_are_not_wrongly_denied() {
+    let c = synced(Options::default(), with_mysql).await;
+    with_mysql_task(&c.api);
+    let r = c
+        .webhook
+        .review(support::fixture("backupconfiguration-create"))
+        .await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(c.api.counters_for("tasks").gets(), 1);
+}
+
+#[tokio::test]
+async fn a_missing_task_is_confirmed_with_one_get_then_denied() {
+    let c = synced(Options::default(), with_mysql).await;
+    let r = c
+        .webhook
+        .review(support::fixture("backupconfiguration-create"))
+        .await;
+    assert_eq!(r["allowed"], false);
+    assert_eq!(
+        message(&r),
+        "spec.task.name: Task \"mysql-backup-8.0.14\" not found: install the Stash addon that provides it (kubectl get tasks.stash.appscode.com lists those installed), or correct the name"
+    );
+    assert_eq!(c.api.counters_for("tasks").gets(), 1);
+}
+
+/// A Task edited to name a Function that does not exist: once the cache has it, the review is
+/// denied, after the Task (answered from the cache) and the missing Function are looked up live.
+#[tokio::test]
+async fn a_task_changed_since_it_was_cached_is_judged_as_it_is_now() {
+    let c = synced(Options::default(), |api| {
+        with_mysql(api);
+        with_mysql_task(api);
+    })
+    .await;
+    let tasks = c.tasks.clone();
+    c.api.put_object(
+        "tasks",
+        None,
+        "mysql-backup-8.0.14",
+        json!({"steps": [{"name": "mysql-backup"}, {"name": "ghost-step"}]}),
+    );
+    eventually(WAIT, "the watch to deliver the edited Task", || {
+        let steps = tasks.cached("mysql-backup-8.0.14").map(|t| t.steps.len());
+        async move { steps == Some(2) }
+    })
+    .await;
+    let gets = c.api.counters_for("tasks").gets();
+    let r = c
+        .webhook
+        .review(support::fixture("backupconfiguration-create"))
+        .await;
+    assert_eq!(r["allowed"], false);
+    assert_eq!(
+        message(&r),
+        "spec.task.name: Task \"mysql-backup-8.0.14\", at its spec.steps[1].name: Function \"ghost-step\" not found: create the Function, or fix the Task (list them with: kubectl get functions.stash.appscode.com)"
+    );
+    assert_eq!(
+        c.api.counters_for("tasks").gets(),
+        gets + 1,
+        "the Task confirmed live"
+    );
 }

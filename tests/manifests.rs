@@ -11,7 +11,9 @@ use base64::Engine;
 use serde_json::{json, Value};
 use stash_webhook::check;
 use stash_webhook::rules::FailurePolicy;
-use stash_webhook::stash::{executor_refs, SpecHooks, StashKind, STASH_GROUP, STASH_VERSION};
+use stash_webhook::stash::{
+    executor_refs, task_refs, SpecHooks, StashKind, STASH_GROUP, STASH_VERSION,
+};
 use support::kustomize::{documents, kustomize};
 
 const NAMESPACE: &str = "stash-system";
@@ -508,7 +510,7 @@ fn read_documents(path: &Path) -> Vec<Value> {
 }
 
 #[test]
-fn examples_parse_and_functions_yaml_has_the_three_functions() {
+fn examples_parse_and_functions_yaml_has_the_functions_and_tasks_the_readme_names() {
     let files = example_files();
     assert!(files.len() >= 5, "{files:?}");
     for file in &files {
@@ -526,19 +528,27 @@ fn examples_parse_and_functions_yaml_has_the_three_functions() {
     }
 
     let functions = read_documents(&manifests().join("examples/functions.yaml"));
-    let names: Vec<&str> = functions
+    let names: Vec<String> = functions
         .iter()
         .map(|f| {
-            assert_eq!(f["kind"], "Function");
-            f["metadata"]["name"].as_str().expect("name")
+            let kind = f["kind"].as_str().expect("kind");
+            assert!(kind == "Function" || kind == "Task", "{kind}");
+            format!("{kind} {}", f["metadata"]["name"].as_str().expect("name"))
         })
         .collect();
     assert_eq!(
         names,
         [
-            "mysql-hook-executor",
-            "postgres-hook-executor",
-            "no-image-fn"
+            "Function mysql-hook-executor",
+            "Function postgres-hook-executor",
+            "Function no-image-fn",
+            "Function mysql-backup",
+            "Function postgres-backup",
+            "Function postgres-restore",
+            "Function update-status",
+            "Task mysql-backup-8.0.14",
+            "Task postgres-backup-16.1",
+            "Task postgres-restore-16.1",
         ]
     );
 }
@@ -556,7 +566,8 @@ fn examples_are_judged_as_their_readme_says() {
     assert!(errors.is_empty(), "{errors:?}");
     let report = check::judge(
         &files,
-        &check::functions_in(&files),
+        &check::catalog_in(&files),
+        check::Tasks::Known,
         &FailurePolicy::Deny.into(),
     );
     let readme = std::fs::read_to_string(examples.join("README.md")).expect("examples README");
@@ -576,8 +587,8 @@ fn examples_are_judged_as_their_readme_says() {
             .unwrap_or_else(|| panic!("{file_name}: not a judged kind"));
             let spec = SpecHooks::from_value(&object["spec"]).unwrap();
             assert!(
-                !executor_refs(kind, &spec).is_empty(),
-                "{file_name}: an example names an executor"
+                !executor_refs(kind, &spec).is_empty() || !task_refs(kind, &spec).is_empty(),
+                "{file_name}: an example names an executor or a Task"
             );
             let name = object["metadata"]["name"].as_str().expect("name");
             let judged = report

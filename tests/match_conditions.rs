@@ -17,7 +17,9 @@ use std::sync::Arc;
 use cel_interpreter::{Context, Program, ResolveResult, Value as Cel};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use stash_webhook::stash::{executor_refs, SpecHooks, StashKind, STASH_GROUP, STASH_VERSION};
+use stash_webhook::stash::{
+    executor_refs, task_refs, SpecHooks, StashKind, STASH_GROUP, STASH_VERSION,
+};
 use support::kustomize::kustomize;
 
 const NAME: &str = "stash-webhook";
@@ -235,6 +237,37 @@ fn table() -> Vec<(String, Value, bool)> {
                 );
             }
         }
+        let task = |task: Value| {
+            if batch(kind) {
+                json!({"members": [{"target": {}}, {"task": task}]})
+            } else {
+                json!({"task": task})
+            }
+        };
+        let at = if batch(kind) {
+            "spec.members[1].task"
+        } else {
+            "spec.task"
+        };
+        for (what, value, sent) in [
+            ("a name", json!({"name": "pg-backup"}), true),
+            ("a name of another type", json!({"name": 7}), true),
+            ("an empty name", json!({"name": ""}), false),
+            ("a null name", json!({"name": null}), false),
+            (
+                "no name",
+                json!({"params": [{"name": "a", "value": "b"}]}),
+                false,
+            ),
+            ("a list", json!(["pg-backup"]), false),
+            ("a string", json!("pg-backup"), false),
+        ] {
+            row(
+                format!("{kind} {at} with {what}"),
+                of_kind(kind, task(value)),
+                sent,
+            );
+        }
         row(
             format!("{kind} with an empty spec"),
             of_kind(kind, json!({})),
@@ -430,7 +463,8 @@ fn only_objects_with_an_executor_reach_the_webhook() {
     );
     // 5 kinds x 4 hooks x 2, 2 batch kinds x 4 hooks x 2 members rows, 2 spec rows per kind, and
     // the shapes.
-    assert_eq!(rows.len(), 40 + 16 + 10 + 34);
+    // 7 task shapes per kind.
+    assert_eq!(rows.len(), 40 + 16 + 10 + 35 + 34);
 }
 
 #[test]
@@ -446,7 +480,8 @@ fn every_object_the_server_would_judge_reaches_the_webhook() {
         assert_eq!(got, expected, "{name}");
         let spec = SpecHooks::from_value(&object["spec"]).expect("every spec decodes");
         for kind in StashKind::ALL {
-            let judged = !executor_refs(kind, &spec).is_empty();
+            let judged =
+                !executor_refs(kind, &spec).is_empty() || !task_refs(kind, &spec).is_empty();
             assert!(
                 got || !judged,
                 "{name}: the server judges executors of this {kind:?} but the webhook is not called"
@@ -587,7 +622,7 @@ fn recorded_reviews_and_the_examples_are_sent_as_the_server_expects() {
         ]
     );
 
-    // Every example object names an executor, valid or not: all are judged.
+    // Every example object names an executor or a Task, valid or not: all are judged.
     let examples = repo().join("manifests/examples");
     let mut judged = 0;
     for entry in std::fs::read_dir(&examples).expect("examples") {
@@ -608,7 +643,7 @@ fn recorded_reviews_and_the_examples_are_sent_as_the_server_expects() {
             judged += 1;
         }
     }
-    assert_eq!(judged, 4, "the four example objects of manifests/examples");
+    assert_eq!(judged, 5, "the five example objects of manifests/examples");
 }
 
 /// `to` relative to `from` (both absolute): kustomize refuses absolute paths to other

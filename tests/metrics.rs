@@ -12,8 +12,13 @@ use support::{create_naming, fixture, Options, Webhook, FUNCTIONS};
 #[tokio::test]
 async fn metrics_count_reviews_lookups_and_refusals() {
     let metrics = Metrics::default();
-    let source = FileSource::from_text(FUNCTIONS, Path::new("f.yaml"), metrics.clone()).unwrap();
-    let webhook = Webhook::start(Arc::new(source), metrics.clone(), Options::default()).await;
+    let source =
+        Arc::new(FileSource::from_text(FUNCTIONS, Path::new("f.yaml"), metrics.clone()).unwrap());
+    let options = Options {
+        tasks: Some(source.clone()),
+        ..Options::default()
+    };
+    let webhook = Webhook::start(source, metrics.clone(), options).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics_addr = listener.local_addr().unwrap();
     tokio::spawn(stash_webhook::http::serve_metrics(
@@ -53,9 +58,12 @@ async fn metrics_count_reviews_lookups_and_refusals() {
         "stash_webhook_reviews_total{kind=\"BackupConfiguration\",operation=\"DELETE\",verdict=\"allowed\"} 1",
         "stash_webhook_rejected_requests_total{code=\"400\"} 1",
         "stash_webhook_review_duration_seconds_count 4",
-        "stash_webhook_function_lookups_total{source=\"file\",result=\"found\"} 2",
-        "stash_webhook_function_lookups_total{source=\"file\",result=\"not_found\"} 1",
-        "stash_webhook_function_cache_size 2",
+        // Each CREATE names an executor's Function and a Task, whose one step names another.
+        "stash_webhook_lookups_total{resource=\"functions\",source=\"file\",result=\"found\"} 5",
+        "stash_webhook_lookups_total{resource=\"functions\",source=\"file\",result=\"not_found\"} 1",
+        "stash_webhook_lookups_total{resource=\"tasks\",source=\"file\",result=\"found\"} 3",
+        "stash_webhook_cache_size{resource=\"functions\"} 3",
+        "stash_webhook_cache_size{resource=\"tasks\"} 1",
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
     }

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use stash_webhook::functions::{ClusterSource, FunctionSource};
+use stash_webhook::functions::ClusterSource;
 use stash_webhook::metrics::Metrics;
 use stash_webhook::references::audit::{self, Settings};
 use stash_webhook::references::index::{self, Indexed, ObjectKey, ReferenceIndex};
 use stash_webhook::references::protect::Protector;
 use stash_webhook::rules::{FailurePolicy, Policy};
+use stash_webhook::sources::Source;
 use stash_webhook::stash::{Executor, FieldPath, FunctionName, Params, StashKind};
 use support::apiserver::ApiServer;
 use support::{eventually, fixture, Options, Webhook};

@@ -1,47 +1,44 @@
-//! The Function source: where the rules learn whether a named Function exists and can run a hook.
-//!
-//! Two implementations: [`ClusterSource`] (a watch-backed cache over the Kubernetes API, with a
-//! live GET to confirm every would-be denial) and [`FileSource`] (Functions read from a file, for
-//! trying the webhook without a cluster).
+//! Functions as this webhook reads them: the objects the cluster source caches, and the
+//! variables a Function reads ([`variables`]). Where Functions come from is [`crate::sources`].
 
-mod cluster;
-mod file;
 pub mod variables;
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use crate::rules::{Function, Resolution};
+use crate::rules::{Container, Function};
+use crate::sources::{self, cluster::Cached, Referent, Source};
 use crate::stash::{STASH_GROUP, STASH_VERSION};
 
-pub use cluster::{list_functions, ClusterSource};
-pub use file::{FileSource, FunctionsFileError};
+pub use crate::sources::{CatalogError, FileSource};
 
-/// Answers "what is Function NAME?" for the rules.
-pub trait FunctionSource: Send + Sync + 'static {
-    /// The authoritative answer for one name (for a cluster, a live GET). The caller bounds the
-    /// time it may take.
-    fn resolve<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Resolution>;
-    /// An answer from memory, without waiting, when there is one to trust; `None` means "call
-    /// [`FunctionSource::resolve`]". Most reviews are answered this way, so it must stay cheap.
-    fn resolve_now(&self, _name: &str) -> Option<Resolution> {
-        None
+/// Functions from the Kubernetes API (see [`sources::ClusterSource`]).
+pub type ClusterSource = sources::ClusterSource<FunctionObject>;
+
+/// Answers "what is Function NAME?" for the rules: any source of Functions.
+pub trait FunctionSource: Source<Function> {}
+
+impl<S: Source<Function> + ?Sized> FunctionSource for S {}
+
+impl Referent for Function {
+    const KIND: &'static str = "Function";
+    const PLURAL: &'static str = "functions";
+
+    /// Only a usable Function: one that cannot run is looked up live before it denies.
+    fn answers_from_cache(&self) -> bool {
+        self.container == Container::Valid
     }
-    /// True when answers from memory may lag the truth (a watch cache): they are then trusted to
-    /// allow, and a verdict that denies on them is confirmed with [`FunctionSource::resolve`].
-    fn memory_may_lag(&self) -> bool;
-    /// True once the source can answer from a complete view (file loaded, cache synced).
-    fn is_ready(&self) -> bool;
-    /// How many Functions the source holds.
-    fn len(&self) -> usize;
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+}
+
+/// Every Function in the cluster, by name: one LIST, no watch (for `check --cluster`).
+pub async fn list_functions(
+    client: kube::Client,
+) -> Result<std::collections::HashMap<String, Arc<Function>>, String> {
+    sources::list::<FunctionObject>(client).await
 }
 
 /// A Function as this webhook reads it: its name and resourceVersion, and what the rules need of
@@ -71,6 +68,13 @@ impl<'de> Deserialize<'de> for FunctionObject {
             },
             function: Arc::new(Function::from_object(&object)),
         })
+    }
+}
+
+impl Cached for FunctionObject {
+    type Referent = Function;
+    fn into_referent(self) -> (Option<String>, Arc<Function>) {
+        (self.metadata.name, self.function)
     }
 }
 

@@ -271,6 +271,22 @@ pub fn provided_by_stash(name: &str) -> bool {
     STASH_VARIABLES.contains(&name) || NOT_FUNCTION_INPUTS.contains(&name)
 }
 
+/// Whether Stash sets `name` for the steps of a Task it runs (a backup or restore Job), where
+/// each step's Function is resolved with the step's `params`, then the object's `task.params`,
+/// then these, each over the one before (stashed/apimachinery `pkg/resolve` `TaskResolver.GetPodSpec`;
+/// the Task itself is resolved first with the last two). Stash's controller builds them in
+/// `pkg/controller/inputs.go` (`inputsForBackupInvoker`, `inputsForRestoreInvoker`: target,
+/// retention, host, invoker, cache, interim directory, metrics; `inputsForRepository`) and in
+/// `resolveBackupTask`/`resolveRestoreTask` (`NAMESPACE`, `BACKUP_SESSION`/`RESTORE_SESSION`,
+/// `STASH_DOCKER_*`, `STASH_IMAGE_TAG`, `LICENSE_APISERVICE`); releases of 2019-2020 also set
+/// `ENABLE_STATUS_SUBRESOURCE` there, and the newer resolver the namespaced repository and
+/// target names and `ADDON_IMAGE`, all in [`STASH_VARIABLES`]. Unlike a hook's executor, a step
+/// never gets a hook's or a pod's own names (`HOOK_TYPE`, `POD_NAME`, ...) nor a blueprint's
+/// (`TARGET_APP_VERSION`, ...): a step Function that reads one of them without a default fails.
+pub fn provided_for_task(name: &str) -> bool {
+    STASH_VARIABLES.contains(&name) || name == "ENABLE_STATUS_SUBRESOURCE"
+}
+
 /// `text` with each `${...}` replaced by `placeholder`: what is left to judge of a value whose
 /// references Stash fills in later (an image such as `postgres:${PG_VERSION:=16}`). An unclosed
 /// `${` is left as it is.

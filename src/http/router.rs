@@ -102,10 +102,10 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     if !app.accepting.load(Ordering::Acquire) {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
-    if !app.validator.source().is_ready() {
+    if !app.validator.is_ready() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            "Function cache not synced yet\n",
+            "Function and Task caches not synced yet\n",
         )
             .into_response();
     }

@@ -13,9 +13,10 @@ use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
 
 use super::index::{ObjectKey, ReferenceIndex};
-use crate::functions::{ClusterSource, FunctionSource};
+use crate::functions::ClusterSource;
 use crate::metrics::Metrics;
 use crate::rules::{self, Policy, Resolution};
+use crate::sources::Source;
 use crate::stash::{Executor, ExecutorRef, FieldPath, FunctionName, StashKind};
 
 /// The Event reasons, as `kubectl get events --field-selector reason=...` finds them.

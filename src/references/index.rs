@@ -351,7 +351,7 @@ async fn watch_kind(client: Client, kind: StashKind, index: Arc<ReferenceIndex>,
                 }
             }
             Err(err) => {
-                metrics.record_watch_error();
+                metrics.record_watch_error(kind.plural());
                 let quiet = last_error.is_some_and(|t| t.elapsed() < Duration::from_secs(60));
                 if quiet {
                     tracing::debug!(%kind, error = %err, "watch failed; retrying");

@@ -20,16 +20,31 @@ apiVersion: stash.appscode.com/v1beta1
 kind: Function
 metadata: {name: no-image}
 spec: {command: [/bin/sh]}
+---
+apiVersion: stash.appscode.com/v1beta1
+kind: Task
+metadata: {name: good-task}
+spec:
+  steps:
+  - {name: good}
+---
+apiVersion: stash.appscode.com/v1beta1
+kind: Task
+metadata: {name: imageless-step}
+spec:
+  steps:
+  - {name: good}
+  - {name: no-image}
 "#;
 
 fn validator() -> Validator {
-    let source = FileSource::from_text(FUNCTIONS, Path::new("t.yaml"), Metrics::default()).unwrap();
-    Validator::new(
-        Arc::new(source),
-        FailurePolicy::Deny,
-        Duration::from_secs(1),
-    )
+    let source = Arc::new(
+        FileSource::from_text(FUNCTIONS, Path::new("t.yaml"), Metrics::default()).unwrap(),
+    );
+    Validator::new(source.clone(), FailurePolicy::Deny, Duration::from_secs(1)).with_tasks(source)
 }
+
+const GHOST_TASK: &str = "Task \"ghost-task\" not found: install the Stash addon that provides it (kubectl get tasks.stash.appscode.com lists those installed), or correct the name";
 
 struct Case {
     name: &'static str,
@@ -102,7 +117,31 @@ fn cases() -> Vec<Case> {
     };
     let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
     let mut cases = vec![
-        Case { name: "no hooks", object: json!({"task": {"name": "t"}}), ..Case::default() },
+        Case { name: "no hooks and no task", object: json!({"target": {"ref": {"name": "app"}}}), ..Case::default() },
+        Case { name: "a task without a name", object: json!({"task": {"params": []}}), ..Case::default() },
+        Case { name: "good task", object: json!({"task": {"name": "good-task"}}), ..Case::default() },
+        Case {
+            name: "missing task",
+            object: json!({"task": {"name": "ghost-task"}}),
+            allowed: false,
+            message: leak(format!("spec.task.name: {GHOST_TASK}")),
+            ..Case::default()
+        },
+        Case {
+            name: "a task's imageless step and a missing executor Function, one denial",
+            object: json!({"hooks": hook("preBackup", "ghost"), "task": {"name": "imageless-step"}}),
+            allowed: false,
+            message: leak(format!("{GHOST_PRE_BACKUP}\nspec.task.name: Task \"imageless-step\", at its spec.steps[1].name: Function \"no-image\" has no container image (its spec.image is not set): give the Function an image (kubectl edit functions.stash.appscode.com no-image), or name another Function")),
+            ..Case::default()
+        },
+        Case {
+            name: "UPDATE keeping a missing task warns",
+            operation: "UPDATE",
+            object: json!({"schedule": "*/10 * * * *", "task": {"name": "ghost-task"}}),
+            old: json!({"schedule": "*/5 * * * *", "task": {"name": "ghost-task"}}),
+            warnings: &["spec.task.name: Task \"ghost-task\" not found; allowed because this reference is unchanged, but the task will fail until it is fixed"],
+            ..Case::default()
+        },
         Case { name: "hook without executor", object: json!({"hooks": {"preBackup": {"exec": {"command": ["/bin/true"]}}}}), ..Case::default() },
         Case { name: "proposal's list-form exec without executor", object: json!({"hooks": {"preBackup": {"exec": ["/bin/true"]}}}), ..Case::default() },
         Case { name: "good executor", object: json!({"hooks": hook("preBackup", "good")}), ..Case::default() },
@@ -176,6 +215,43 @@ fn cases() -> Vec<Case> {
                 });
             }
         }
+    }
+    // Every place a Task is named.
+    for (kind, path, object) in [
+        (
+            "BackupConfiguration",
+            "spec.task",
+            json!({"task": {"name": "ghost-task"}}),
+        ),
+        (
+            "RestoreSession",
+            "spec.task",
+            json!({"task": {"name": "ghost-task"}}),
+        ),
+        (
+            "BackupBlueprint",
+            "spec.task",
+            json!({"task": {"name": "ghost-task"}}),
+        ),
+        (
+            "BackupBatch",
+            "spec.members[1].task",
+            json!({"members": [{"task": {"name": "good-task"}}, {"task": {"name": "ghost-task"}}]}),
+        ),
+        (
+            "RestoreBatch",
+            "spec.members[0].task",
+            json!({"members": [{"task": {"name": "ghost-task"}}]}),
+        ),
+    ] {
+        cases.push(Case {
+            name: leak(format!("{kind} {path}")),
+            kind,
+            object,
+            allowed: false,
+            message: leak(format!("{path}.name: {GHOST_TASK}")),
+            ..Case::default()
+        });
     }
     // Backup hooks on restore kinds (and the reverse) are not hook locations: not judged.
     cases.push(Case {

@@ -2,7 +2,7 @@
 //!
 //! It serves, the way kube-apiserver does (bodies follow `tests/fixtures/api/`, recorded from a
 //! real kube-apiserver):
-//! - Stash `functions` and the five hook-bearing kinds (`stash.appscode.com/v1beta1`): GET, LIST
+//! - Stash `functions`, `tasks` and the five hook-bearing kinds (`stash.appscode.com/v1beta1`): GET, LIST
 //!   (cluster-wide and per namespace, `limit`/`continue` pagination over a consistent snapshot,
 //!   label and field selectors), WATCH (newline-delimited events from a resourceVersion,
 //!   BOOKMARKs, and an `ERROR` event carrying a 410 `Status`, sent with HTTP 200, for a compacted
@@ -80,8 +80,9 @@ const fn stash(plural: &'static str, kind: &'static str, namespaced: bool) -> Ki
     }
 }
 
-static KINDS: [Kind; 8] = [
+static KINDS: [Kind; 9] = [
     stash("functions", "Function", false),
+    stash("tasks", "Task", false),
     stash("backupconfigurations", "BackupConfiguration", true),
     stash("restoresessions", "RestoreSession", true),
     stash("backupbatches", "BackupBatch", true),

@@ -16,7 +16,9 @@ use stash_webhook::functions::{FileSource, FunctionSource};
 use stash_webhook::http::{self, App, Limits};
 use stash_webhook::metrics::Metrics;
 use stash_webhook::references::protect::Protector;
+use stash_webhook::rules::tasks::Task;
 use stash_webhook::rules::FailurePolicy;
+use stash_webhook::sources::Source;
 use stash_webhook::tls::{TlsFiles, TlsSource};
 use stash_webhook::validator::Validator;
 use tokio::net::TcpListener;
@@ -69,6 +71,8 @@ pub struct Options {
     pub limits: Limits,
     /// Function protection; off unless a test gives one.
     pub protector: Protector,
+    /// Where Tasks come from; none: Task names are not checked.
+    pub tasks: Option<Arc<dyn Source<Task>>>,
 }
 
 impl Default for Options {
@@ -78,6 +82,7 @@ impl Default for Options {
             lookup_timeout: Duration::from_secs(2),
             limits: Limits::default(),
             protector: Protector::off(),
+            tasks: None,
         }
     }
 }
@@ -111,7 +116,11 @@ impl Webhook {
         let mut files = certs.files();
         files.client_ca = client_ca;
         let tls = TlsSource::load(files, metrics.clone()).unwrap();
-        let validator = Validator::new(source, options.on_lookup_failure, options.lookup_timeout);
+        let mut validator =
+            Validator::new(source, options.on_lookup_failure, options.lookup_timeout);
+        if let Some(tasks) = options.tasks {
+            validator = validator.with_tasks(tasks);
+        }
         let app = App::new(
             validator,
             options.protector,
@@ -134,12 +143,18 @@ impl Webhook {
         }
     }
 
-    /// A webhook whose Functions come from YAML text.
+    /// A webhook whose Functions, and Tasks when it has any, come from YAML text (as the server
+    /// reads `--functions-file`).
     pub async fn with_functions(yaml: &str) -> Webhook {
         let metrics = Metrics::default();
-        let source =
-            FileSource::from_text(yaml, Path::new("functions.yaml"), metrics.clone()).unwrap();
-        Webhook::start(Arc::new(source), metrics, Options::default()).await
+        let source = Arc::new(
+            FileSource::from_text(yaml, Path::new("functions.yaml"), metrics.clone()).unwrap(),
+        );
+        let options = Options {
+            tasks: (source.tasks_len() > 0).then(|| source.clone() as Arc<dyn Source<Task>>),
+            ..Options::default()
+        };
+        Webhook::start(source, metrics, options).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -261,4 +276,16 @@ apiVersion: stash.appscode.com/v1beta1
 kind: Function
 metadata: {name: no-image-fn}
 spec: {command: [/bin/sh]}
+---
+apiVersion: stash.appscode.com/v1beta1
+kind: Function
+metadata: {name: mysql-backup}
+spec: {image: "stashed/stash-mysql:8.0.14", args: ["backup-mysql", "--namespace=${NAMESPACE}"]}
+---
+apiVersion: stash.appscode.com/v1beta1
+kind: Task
+metadata: {name: mysql-backup-8.0.14}
+spec:
+  steps:
+  - {name: mysql-backup}
 "#;
