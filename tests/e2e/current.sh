@@ -17,6 +17,8 @@
 #                    version's directory to rebuild it
 #   TMPDIR           where the Go module and build caches live during a build (removed afterwards)
 #   GO               the go command (default: `go` on PATH, else /usr/local/go/bin/go)
+#   STASH_E2E_GOTOOLCHAIN  GOTOOLCHAIN for the builds (default local: the machine's Go builds the
+#                    pinned releases)
 
 E2E_CURRENT_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/current
 E2E_CACHE=${STASH_E2E_CACHE:-/var/cache/stash-webhook-e2e}
@@ -83,12 +85,12 @@ e2e_build_current() {
     trap 'rm -rf "$work"' EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
-    # GOTOOLCHAIN=local: the go.mod files ask for no newer Go than the machine's. -modcacherw
-    # lets the temporary module cache be removed; -mod=readonly builds exactly what go.sum pins.
+    # GOTOOLCHAIN=local: the go.mod files ask for no newer Go than the machine's (a release that
+    # does would need STASH_E2E_GOTOOLCHAIN=goX.Y.Z). -modcacherw lets the temporary module cache
+    # be removed; -mod=readonly builds exactly what go.sum pins.
     export GOPATH=$work/gopath GOMODCACHE=$work/gopath/pkg/mod GOCACHE=$work/cache \
-      GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS='-mod=readonly -modcacherw -buildvcs=false -trimpath' \
-      HOME=$work/home
-    mkdir -p "$HOME"
+      GOTOOLCHAIN=${STASH_E2E_GOTOOLCHAIN:-local} CGO_ENABLED=0 \
+      GOFLAGS='-mod=readonly -modcacherw -buildvcs=false -trimpath'
     # Usage: build NAME CHECK OUT MODULE_DIR PACKAGE LDFLAGS
     build() {
       local name=$1 check=$2 out=$3 dir=$4 pkg=$5 ldflags=$6 started=$SECONDS
