@@ -132,8 +132,8 @@ LINTED="==> Linting $CHART
 1 chart(s) linted, 0 chart(s) failed"
 
 begin chart-lint
-check 0 "$LINTED" helm lint "$CHART"
-check 0 "$LINTED" helm lint "$CHART" "${CHART_SELF_SIGNED[@]}"
+check 0 "$LINTED" helm lint --strict "$CHART"
+check 0 "$LINTED" helm lint --strict "$CHART" "${CHART_SELF_SIGNED[@]}"
 end
 
 begin chart-renders-what-kustomize-renders
