@@ -115,7 +115,7 @@ trap 'exit 129' HUP
 # A setup step failed: say so in the runner's format, with the logs' ends, and stop this server.
 setup_failed() {
   local name
-  echo "FAIL setup (${E2E_SERVER_VERSION:-$E2E_ONE_SERVER}): $*"
+  echo "FAIL setup ($E2E_SERVER_VERSION): $*"
   for name in webhook kube-apiserver; do
     if [[ -s $E2E_STATE/$name.log ]]; then
       echo "  the end of $name.log:"
@@ -133,7 +133,10 @@ setup() {
   out=$("$@" 2>&1) || setup_failed "$what: $out"
 }
 
-e2e_use_server "$E2E_ONE_SERVER" || setup_failed "unknown server $E2E_ONE_SERVER"
+if ! e2e_use_server "$E2E_ONE_SERVER"; then
+  E2E_SERVER_VERSION=$E2E_ONE_SERVER
+  setup_failed "unknown server $E2E_ONE_SERVER (1.20 or current)"
+fi
 # The current server is driven with the kubectl of its release (and helm built beside it).
 [[ -z $E2E_BIN_PATH ]] || export PATH=$E2E_BIN_PATH:$PATH
 cd "$REPO" || exit 1
