@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
-# A real kube-apiserver (v1.20.2, built from Debian bookworm's source package) and etcd (Debian's
-# etcd-server) on loopback, for the end-to-end tests.
+# A real kube-apiserver and etcd on loopback, for the end-to-end tests: either 1.20 (v1.20.2, built
+# from Debian bookworm's source package, with Debian's etcd-server) or the current release pinned
+# in current/kubernetes/go.mod (built from Go modules by current.sh, with etcd from current/etcd).
 #
-# Standalone:
+# Standalone (STASH_E2E_SERVER=1.20, the default, or current):
 #   bash tests/e2e/apiserver.sh build        install the Debian packages needed, build kube-apiserver
-#                                            into the cache unless it is there already
+#                                            (and for current: kubectl, etcd and helm) into the
+#                                            cache unless it is there already
 #   bash tests/e2e/apiserver.sh start [DIR]  build if needed, then start etcd and kube-apiserver in
 #                                            the background; state (certificates, kubeconfigs, etcd
 #                                            data, logs, pid files) goes to DIR, by default
 #                                            /tmp/stash-webhook-e2e, which is wiped first; prints
-#                                            the variables to export
+#                                            the variables to export (for current, PATH too, so
+#                                            that kubectl and helm are the ones built with it)
 #   bash tests/e2e/apiserver.sh stop [DIR]   stop what `start` started (by its pid files) and remove DIR
 #
-# Sourced (tests/e2e/run.sh does this): defines e2e_build_apiserver, e2e_start_cluster DIR and
-# e2e_stop_cluster; after e2e_start_cluster these are set:
+# Sourced (tests/e2e/run.sh does this): defines e2e_use_server 1.20|current, e2e_build_server,
+# e2e_start_cluster DIR and e2e_stop_cluster; after e2e_use_server these are set:
+#   E2E_SERVER           1.20 or current
+#   E2E_SERVER_VERSION   the version kube-apiserver reports (v1.20.2, or the current one)
+#   E2E_BIN_PATH         directories to put first on PATH for this server ("" for 1.20: its
+#                        kubectl is the one on PATH; for current: the kubectl and helm built here)
+# and after e2e_start_cluster:
 #   E2E_STATE            DIR
 #   E2E_APISERVER_URL    https://127.0.0.1:PORT
 #   E2E_CA_CERT          the CA of the API server's serving and client certificates
@@ -23,7 +31,7 @@
 # The caller stops the cluster (run.sh does it in its EXIT trap).
 #
 # Environment:
-#   STASH_E2E_CACHE  where the built kube-apiserver is kept between runs
+#   STASH_E2E_CACHE  where the built binaries are kept between runs
 #                    (default /var/cache/stash-webhook-e2e); delete it to force a rebuild
 #   TMPDIR           where the source is unpacked and built (removed afterwards, whatever happens)
 #
@@ -41,10 +49,16 @@ E2E_REFLECT2=/usr/share/gocode/src/github.com/modern-go/reflect2
 
 e2e_log() { printf '[e2e %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
-# Installs the Debian packages that are missing, with one apt-get update before.
+# The current server's builds (current.sh), by version.
+# shellcheck source-path=SCRIPTDIR source=current.sh
+source "$(dirname "${BASH_SOURCE[0]}")/current.sh"
+
+# Installs the Debian packages that are missing (PKG..., or E2E_PACKAGES), with one apt-get update
+# before. Usage: e2e_install_packages [PKG...]
 e2e_install_packages() {
-  local missing=() p
-  for p in "${E2E_PACKAGES[@]}"; do
+  local missing=() p wanted=("$@")
+  ((${#wanted[@]} > 0)) || wanted=("${E2E_PACKAGES[@]}")
+  for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
   done
   ((${#missing[@]} == 0)) && return 0
@@ -135,6 +149,64 @@ e2e_build_apiserver() {
   )
 }
 
+# Chooses the server e2e_build_server and e2e_start_cluster work with. Usage: e2e_use_server 1.20|current
+e2e_use_server() {
+  case $1 in
+  1.20)
+    E2E_SERVER=1.20
+    E2E_SERVER_VERSION=$E2E_K8S_VERSION
+    E2E_SERVER_APISERVER_BIN=$E2E_APISERVER_BIN
+    E2E_SERVER_ETCD_BIN=$E2E_ETCD_BIN
+    E2E_BIN_PATH=
+    ;;
+  current)
+    E2E_SERVER=current
+    E2E_SERVER_VERSION=$E2E_KUBE_VERSION
+    E2E_SERVER_APISERVER_BIN=$E2E_CURRENT_APISERVER
+    E2E_SERVER_ETCD_BIN=$E2E_CURRENT_ETCD
+    E2E_BIN_PATH=$(dirname "$E2E_CURRENT_KUBECTL"):$(dirname "$E2E_CURRENT_HELM")
+    ;;
+  *)
+    e2e_log "unknown server $1 (1.20 or current)"
+    return 1
+    ;;
+  esac
+}
+e2e_use_server "${STASH_E2E_SERVER:-1.20}" || E2E_SERVER=
+
+# Builds what the chosen server needs, unless it is in the cache already.
+e2e_build_server() {
+  case ${E2E_SERVER:-} in
+  1.20) e2e_apiserver_ok || e2e_build_apiserver ;;
+  current) e2e_install_packages openssl curl ca-certificates && e2e_build_current ;;
+  *) return 1 ;;
+  esac
+}
+
+# Sets WEBHOOK_BIN to the stash-webhook binary to test: STASH_WEBHOOK_BIN, or, when that is unset,
+# the release build of the repository REPO, built with cargo first. Usage: e2e_webhook_bin REPO
+e2e_webhook_bin() {
+  local repo=$1
+  if [[ -n ${STASH_WEBHOOK_BIN:-} ]]; then
+    if [[ $STASH_WEBHOOK_BIN == */* ]]; then
+      WEBHOOK_BIN=$(realpath -m -- "$STASH_WEBHOOK_BIN")
+    else
+      WEBHOOK_BIN=$(command -v -- "$STASH_WEBHOOK_BIN") || WEBHOOK_BIN=$STASH_WEBHOOK_BIN
+    fi
+  else
+    e2e_log "building stash-webhook (STASH_WEBHOOK_BIN is not set)"
+    (cd "$repo" && nice -n 19 cargo build --release --locked --bin stash-webhook >&2) || {
+      e2e_log "cargo build --release --locked --bin stash-webhook failed"
+      return 1
+    }
+    WEBHOOK_BIN=$(cd "$repo" && realpath -m -- "${CARGO_TARGET_DIR:-target}")/release/stash-webhook
+  fi
+  [[ -x $WEBHOOK_BIN ]] || {
+    e2e_log "$WEBHOOK_BIN is not an executable"
+    return 1
+  }
+}
+
 # Sets VAR to a TCP port on 127.0.0.1 that nothing listens on and that this shell has not handed
 # out yet, below the kernel's range for outgoing connections when there is room (so no client
 # socket holds it). Usage: e2e_free_port VAR
@@ -208,7 +280,9 @@ e2e_spawn() {
   echo $! >"$E2E_STATE/$name.pid"
 }
 
-# Stops what e2e_spawn started under NAME: SIGTERM, then SIGKILL after 15 s.
+# Stops what e2e_spawn started under NAME: SIGTERM, then SIGKILL after 15 s; returns once the
+# process is gone (a kube-apiserver shutting down gracefully can take a while), so that its port
+# is free.
 e2e_kill() {
   local name=$1 pid
   [[ -n ${E2E_STATE:-} && -f $E2E_STATE/$name.pid ]] || return 0
@@ -216,7 +290,7 @@ e2e_kill() {
   if kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid" 2>/dev/null
     e2e_wait_for 15 e2e_gone "$pid" || kill -KILL "$pid" 2>/dev/null
-    e2e_wait_for 5 e2e_gone "$pid"
+    e2e_wait_for 60 e2e_gone "$pid" || e2e_log "$name (pid $pid) did not exit"
   fi
   rm -f "$E2E_STATE/$name.pid"
 }
@@ -260,7 +334,7 @@ e2e_start_cluster() {
   # Everything here is on loopback: never through a proxy the environment may name.
   export NO_PROXY=127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}
   export no_proxy=127.0.0.1,localhost${no_proxy:+,$no_proxy}
-  e2e_apiserver_ok || e2e_build_apiserver || return 1
+  e2e_build_server || return 1
   rm -rf "$E2E_STATE"
   mkdir -p "$E2E_STATE/pki" "$E2E_STATE/etcd" || return 1
   chmod 700 "$E2E_STATE"
@@ -291,7 +365,7 @@ extendedKeyUsage=serverAuth" &&
   fi
 
   e2e_log "starting etcd on 127.0.0.1:$etcd_port"
-  e2e_spawn etcd "$E2E_ETCD_BIN" --name e2e --data-dir "$E2E_STATE/etcd" \
+  e2e_spawn etcd "$E2E_SERVER_ETCD_BIN" --name e2e --data-dir "$E2E_STATE/etcd" \
     --listen-client-urls "$E2E_ETCD_URL" --advertise-client-urls "$E2E_ETCD_URL" \
     --listen-peer-urls "http://127.0.0.1:$peer_port" \
     --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
@@ -302,11 +376,14 @@ extendedKeyUsage=serverAuth" &&
     return 1
   }
 
-  e2e_log "starting kube-apiserver on $E2E_APISERVER_URL"
-  e2e_spawn kube-apiserver "$E2E_APISERVER_BIN" \
+  # --insecure-port was removed in 1.24; 1.20 still serves plain HTTP on 8080 without it.
+  local version_flags=()
+  [[ $E2E_SERVER == 1.20 ]] && version_flags=(--insecure-port 0)
+  e2e_log "starting kube-apiserver $E2E_SERVER_VERSION on $E2E_APISERVER_URL"
+  e2e_spawn kube-apiserver "$E2E_SERVER_APISERVER_BIN" \
     --etcd-servers "$E2E_ETCD_URL" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
-    --secure-port "$api_port" --insecure-port 0 --cert-dir "$pki" \
+    --secure-port "$api_port" "${version_flags[@]}" --cert-dir "$pki" \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" \
     --authorization-mode RBAC \
@@ -336,7 +413,11 @@ export E2E_ADMIN_KUBECONFIG='$E2E_ADMIN_KUBECONFIG'
 export E2E_WEBHOOK_KUBECONFIG='$E2E_WEBHOOK_KUBECONFIG'
 export KUBECONFIG='$E2E_ADMIN_KUBECONFIG'
 EOF
-  e2e_log "kube-apiserver ready"
+  if [[ -n $E2E_BIN_PATH ]]; then
+    # shellcheck disable=SC2016 # $PATH is for the shell that evaluates this
+    printf 'export PATH=%q:"$PATH"\n' "$E2E_BIN_PATH" >>"$E2E_STATE/env"
+  fi
+  e2e_log "kube-apiserver $E2E_SERVER_VERSION ready"
 }
 
 e2e_stop_cluster() {
@@ -350,9 +431,11 @@ if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
   dir=${2:-/tmp/stash-webhook-e2e}
   case $cmd in
   build)
-    e2e_build_apiserver
+    [[ -n $E2E_SERVER ]] || exit 2
+    e2e_build_server
     ;;
   start)
+    [[ -n $E2E_SERVER ]] || exit 2
     if [[ -d $dir ]]; then
       E2E_STATE=$dir e2e_stop_cluster
     fi
