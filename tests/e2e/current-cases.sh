@@ -64,7 +64,7 @@ validatingwebhookconfiguration.admissionregistration.k8s.io/stash-webhook create
 CA_BUNDLE=$(<"$GENERATED/ca-bundle.b64")
 check 0 "$CA_BUNDLE $CA_BUNDLE" kubectl get validatingwebhookconfigurations.admissionregistration.k8s.io stash-webhook \
   -o 'jsonpath={.webhooks[*].clientConfig.caBundle}'
-check 0 "has-executor" kubectl get validatingwebhookconfigurations.admissionregistration.k8s.io stash-webhook \
+check 0 "names-an-executor-or-task" kubectl get validatingwebhookconfigurations.admissionregistration.k8s.io stash-webhook \
   -o 'jsonpath={.webhooks[0].matchConditions[*].name}'
 secret_is_generated() { # secret_is_generated FILE: the Secret's FILE is generated/FILE
   kubectl get secret -n stash-system stash-webhook-tls -o "jsonpath={.data.${1//./\\.}}" | base64 -d | cmp - "$GENERATED/$1"
@@ -193,7 +193,7 @@ chart_json() { # chart_json KIND JQ HELM_ARGS...: JQ of the chart's KIND rendere
     yq -cS "select(.kind == \"$kind\") | $filter"
 }
 WEBHOOKS='[.webhooks[] | {name, failurePolicy, timeoutSeconds, clientConfig: (.clientConfig | del(.caBundle)), matchConditions: [.matchConditions[]?.name]}]'
-check 0 '[{"clientConfig":{"service":{"name":"stash-webhook","namespace":"stash-system","path":"/validate","port":443}},"failurePolicy":"Fail","matchConditions":["has-executor"],"name":"validate.stash-webhook.stash.appscode.com","timeoutSeconds":5},{"clientConfig":{"service":{"name":"stash-webhook","namespace":"stash-system","path":"/protect","port":443}},"failurePolicy":"Fail","matchConditions":[],"name":"protect.stash-webhook.stash.appscode.com","timeoutSeconds":5}]' \
+check 0 '[{"clientConfig":{"service":{"name":"stash-webhook","namespace":"stash-system","path":"/validate","port":443}},"failurePolicy":"Fail","matchConditions":["names-an-executor-or-task"],"name":"validate.stash-webhook.stash.appscode.com","timeoutSeconds":5},{"clientConfig":{"service":{"name":"stash-webhook","namespace":"stash-system","path":"/protect","port":443}},"failurePolicy":"Fail","matchConditions":[],"name":"protect.stash-webhook.stash.appscode.com","timeoutSeconds":5}]' \
   chart_json ValidatingWebhookConfiguration "$WEBHOOKS"
 check 0 '[{"clientConfig":{"url":"https://127.0.0.1:8443/validate"},"failurePolicy":"Ignore","matchConditions":[],"name":"validate.stash-webhook.stash.appscode.com","timeoutSeconds":10}]' \
   chart_json ValidatingWebhookConfiguration "$WEBHOOKS" "${CHART_EVERY_VALUE[@]}"
