@@ -159,13 +159,15 @@ export KUBECONFIG=$E2E_ADMIN_KUBECONFIG
 export KUBECACHEDIR=$RUN_DIR/kube-cache
 WEBHOOK_USER=system:serviceaccount:stash-system:stash-webhook
 
-# The CRDs: Function, and the five hook kinds with the executor component applied.
+# The CRDs: Function, Task, and the five kinds that name them, with the executor component applied.
 apply_crds() {
   setup "apply the Function CRD" kubectl apply -f "$E2E_DIR/functions-crd.yaml"
+  setup "apply the Task CRD" kubectl apply -f "$E2E_DIR/tasks-crd.yaml"
   setup "render tests/fixtures/crds" kubectl kustomize tests/fixtures/crds -o "$RUN_DIR/crds.yaml"
   setup "apply the hook kinds' CRDs" kubectl apply -f "$RUN_DIR/crds.yaml"
   setup "wait for the CRDs" kubectl wait --for condition=Established --timeout 60s \
-    crd/functions.stash.appscode.com crd/backupconfigurations.stash.appscode.com \
+    crd/functions.stash.appscode.com crd/tasks.stash.appscode.com \
+    crd/backupconfigurations.stash.appscode.com \
     crd/restoresessions.stash.appscode.com crd/backupbatches.stash.appscode.com \
     crd/restorebatches.stash.appscode.com crd/backupblueprints.stash.appscode.com
 }
@@ -175,10 +177,12 @@ apply_crds
 setup "apply the RBAC" kubectl apply -f manifests/base/namespace.yaml -f manifests/base/rbac.yaml
 setup "create namespace demo" kubectl create namespace demo
 
-can_i() { # can_i VERB yes|no: whether the webhook's identity may VERB Functions is as said
-  [[ $(kubectl auth can-i "$1" functions.stash.appscode.com --as "$WEBHOOK_USER" 2>/dev/null) == "$2" ]]
+can_i() { # can_i VERB yes|no [PLURAL]: whether the webhook's identity may VERB Functions (or PLURAL) is as said
+  [[ $(kubectl auth can-i "$1" "${3:-functions}.stash.appscode.com" --as "$WEBHOOK_USER" 2>/dev/null) == "$2" ]]
 }
 e2e_wait_for 60 can_i watch yes || setup_failed "the webhook's identity cannot watch Functions"
+# The webhook is ready once it has listed Tasks too.
+e2e_wait_for 60 can_i watch yes tasks || setup_failed "the webhook's identity cannot watch Tasks"
 
 # --- the webhook ----------------------------------------------------------------------------
 WEBHOOK_PKI=$RUN_DIR/webhook-pki
@@ -256,8 +260,9 @@ else
   has_match_conditions || setup_failed "the webhook configuration has no matchConditions"
 fi
 
-# The Functions the cases name, created while the webhook watches.
+# The Functions and Tasks the cases name, created while the webhook watches.
 setup "create the Functions" kubectl apply -f tests/e2e/cases/functions.yaml
+setup "create the Tasks" kubectl apply -f tests/e2e/cases/tasks.yaml
 
 # The API server calls the webhook once its informer has the configuration.
 webhook_judges() {
