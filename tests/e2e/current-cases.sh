@@ -261,7 +261,14 @@ eventually 60 "the API server calls the webhook" webhook_judges
 check 0 "function.stash.appscode.com/mysql-hook-executor created
 function.stash.appscode.com/postgres-hook-executor created
 Warning: spec.image: Function \"no-image-fn\" has no container image: a hook that names it fails until it has one (set spec.image to a container image)
-function.stash.appscode.com/no-image-fn created" kubectl apply -f manifests/examples/functions.yaml
+function.stash.appscode.com/no-image-fn created
+function.stash.appscode.com/mysql-backup created
+function.stash.appscode.com/postgres-backup created
+function.stash.appscode.com/postgres-restore created
+function.stash.appscode.com/update-status created
+task.stash.appscode.com/mysql-backup-8.0.14 created
+task.stash.appscode.com/postgres-backup-16.1 created
+task.stash.appscode.com/postgres-restore-16.1 created" kubectl apply -f manifests/examples/functions.yaml
 check 1 "$(denied creating "$C/backupconfiguration-missing-function.yaml")spec.hooks.preBackup.executor.functionName: Function \"mysql-hook-exector\" not found: create the Function, or fix the name $LIST" \
   kubectl apply -f "$C/backupconfiguration-missing-function.yaml"
 check 0 'release "stash-webhook" uninstalled' helm uninstall stash-webhook --namespace stash-system
@@ -270,5 +277,12 @@ check 1 'Error from server (NotFound): validatingwebhookconfigurations.admission
 e2e_kill webhook
 check 0 'function.stash.appscode.com "mysql-hook-executor" deleted
 function.stash.appscode.com "postgres-hook-executor" deleted
-function.stash.appscode.com "no-image-fn" deleted' kubectl delete -f manifests/examples/functions.yaml
+function.stash.appscode.com "no-image-fn" deleted
+function.stash.appscode.com "mysql-backup" deleted
+function.stash.appscode.com "postgres-backup" deleted
+function.stash.appscode.com "postgres-restore" deleted
+function.stash.appscode.com "update-status" deleted
+task.stash.appscode.com "mysql-backup-8.0.14" deleted
+task.stash.appscode.com "postgres-backup-16.1" deleted
+task.stash.appscode.com "postgres-restore-16.1" deleted' kubectl delete -f manifests/examples/functions.yaml
 end
