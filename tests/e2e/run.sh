@@ -455,6 +455,10 @@ check 0 "backupconfiguration.stash.appscode.com \"plain-hooks\" deleted$(from_na
   kubectl delete -f $C/backupconfiguration-no-executor.yaml
 end
 
+# The Task cases: objects naming a Task in spec.task or spec.members[].task.
+# shellcheck source-path=SCRIPTDIR source=task-cases.sh
+source "$E2E_DIR/task-cases.sh"
+
 begin lookup-refused-without-rbac
 check 0 'clusterrolebinding.rbac.authorization.k8s.io "stash-webhook" deleted' \
   kubectl delete clusterrolebinding stash-webhook
