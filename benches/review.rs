@@ -172,14 +172,17 @@ fn batch_review() -> Vec<u8> {
     body
 }
 
+/// A validator on a catalog, as `serve --functions-file` builds it (Tasks judged when it has any).
 fn validator(functions_yaml: &str) -> Validator {
-    let source = FileSource::from_text(functions_yaml, Path::new("bench.yaml"), Metrics::default())
-        .expect("the bench's Functions parse");
-    Validator::new(
-        Arc::new(source),
-        FailurePolicy::Deny,
-        Duration::from_secs(2),
-    )
+    let source = Arc::new(
+        FileSource::from_text(functions_yaml, Path::new("bench.yaml"), Metrics::default())
+            .expect("the bench's Functions parse"),
+    );
+    let validator = Validator::new(source.clone(), FailurePolicy::Deny, Duration::from_secs(2));
+    if source.tasks_len() > 0 {
+        return validator.with_tasks(source);
+    }
+    validator
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -55,6 +55,9 @@ pub struct Function {
     pub container: Container,
     /// Every `${NAME}` the Function reads, each once, with whether it has a default.
     pub variables: Vec<Variable>,
+    /// The first `${` that Stash's substitution cannot parse, from there on: Stash then fails the
+    /// Function with `bad substitution` whatever its inputs.
+    pub malformed: Option<String>,
 }
 
 impl Function {
@@ -64,6 +67,7 @@ impl Function {
         Function {
             container: Container::from_image(object.get("spec").and_then(|s| s.get("image"))),
             variables: variables::of_json(object),
+            malformed: variables::malformed_in_json(object).map(|text| shown(&text)),
         }
     }
 }
@@ -74,6 +78,7 @@ impl From<Container> for Function {
         Function {
             container,
             variables: Vec::new(),
+            malformed: None,
         }
     }
 }
@@ -396,7 +401,7 @@ fn problems<'a>(
                 })),
                 Some(Resolution::Found(function)) => {
                     // The Function's own problem first, then what its parameters lack.
-                    if let Some((what, fix)) = container_problem(name, &function.container) {
+                    if let Some((what, fix)) = function_problem(name, function) {
                         out.push((problem(name_path(), what, fix), Subject::Function));
                     }
                     out.extend(parameter_problems(r, name, params, function, policy));
@@ -449,6 +454,19 @@ fn problems<'a>(
         }
     }
     out
+}
+
+/// What keeps a Function from running at all, and the fix: its container, or text Stash's
+/// substitution cannot parse; none when it can run.
+pub(crate) fn function_problem(name: &str, function: &Function) -> Option<(String, String)> {
+    if let Some(problem) = container_problem(name, &function.container) {
+        return Some(problem);
+    }
+    let text = function.malformed.as_ref()?;
+    Some((
+        format!("Function \"{name}\" has a ${{ that Stash cannot substitute, at \"{text}\", so Stash fails it with \"bad substitution\""),
+        format!("fix the reference in the Function (kubectl edit functions.stash.appscode.com {name}): write ${{NAME}}, or ${{NAME:=default}}, or $${{ for a literal ${{"),
+    ))
 }
 
 /// What is wrong with a Function's container, and the fix; none when it can run a hook.

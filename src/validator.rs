@@ -215,15 +215,10 @@ impl Validator {
     /// Looks up live, in the time left, what was answered from memory (and the Functions of the
     /// steps of Tasks that changed meanwhile); false when nothing could have changed.
     async fn confirm(&self, found: &mut Found, deadline: Deadline) -> bool {
-        let lag = |tasks: bool| {
-            if tasks {
-                self.tasks.as_ref().is_some_and(|t| t.memory_may_lag())
-            } else {
-                self.source.memory_may_lag()
-            }
-        };
-        let recheck_tasks = lag(true) && !found.remembered_tasks.is_empty();
-        let recheck_functions = lag(false) && !found.remembered_functions.is_empty();
+        let tasks_may_lag = self.tasks.as_ref().is_some_and(|t| t.memory_may_lag());
+        let recheck_tasks = tasks_may_lag && !found.remembered_tasks.is_empty();
+        let recheck_functions =
+            self.source.memory_may_lag() && !found.remembered_functions.is_empty();
         if !(recheck_tasks || recheck_functions) {
             return false;
         }

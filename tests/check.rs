@@ -168,3 +168,47 @@ fn bad_flags_exit_2() {
         "an unknown output"
     );
 }
+
+const NOT_CHECKED: &str = "no Tasks were given to check it against (add Tasks to the --functions-file catalog or to the files checked, or check with --cluster)";
+
+#[test]
+fn without_any_task_given_task_names_are_warned_as_not_checked() {
+    let output = check(&["-f", &format!("{DIR}/tasks/objects.yaml")]);
+    let file = "tests/fixtures/check/tasks/objects.yaml";
+    assert_eq!(
+        stdout(&output),
+        format!(
+            "{file}: BackupConfiguration demo/db-backup: warning: spec.task.name: Task \"pg-backup-16\" not checked: {NOT_CHECKED}\n\
+             {file}: BackupConfiguration demo/db-typo: warning: spec.task.name: Task \"pg-backup-61\" not checked: {NOT_CHECKED}\n\
+             {file}: RestoreSession demo/db-restore: warning: spec.task.name: Task \"pg-restore-16\" not checked: {NOT_CHECKED}\n\
+             3 objects judged, 0 denied, 3 warned, 0 skipped\n"
+        )
+    );
+    assert_eq!(output.status.code(), Some(0));
+}
+
+#[test]
+fn tasks_from_the_catalog_or_the_inputs_are_judged_with_their_steps_functions() {
+    let file = "tests/fixtures/check/tasks/objects.yaml";
+    let expected = format!(
+        "{file}: BackupConfiguration demo/db-typo: spec.task.name: Task \"pg-backup-61\" not found: install the Stash addon that provides it (kubectl get tasks.stash.appscode.com lists those installed), or correct the name\n\
+         {file}: RestoreSession demo/db-restore: spec.task.params: Function \"pg-restore\" (Task \"pg-restore-16\", spec.steps[0]) reads ${{outputDir}}, which neither that step's params nor spec.task.params set and Stash does not provide: add {{name: outputDir, value: ...}} to spec.task.params, or give it a default in the Function (${{outputDir:=...}})\n"
+    );
+    let catalog = check(&[
+        "-f",
+        file,
+        "--functions-file",
+        &format!("{DIR}/addon.yaml"),
+    ]);
+    assert_eq!(
+        stdout(&catalog),
+        format!("{expected}3 objects judged, 2 denied, 0 warned, 0 skipped\n")
+    );
+    assert_eq!(catalog.status.code(), Some(1));
+    // The same files given as inputs: the Tasks and Functions count, and are skipped.
+    let together = check(&["-f", file, "-f", &format!("{DIR}/addon.yaml")]);
+    assert_eq!(
+        stdout(&together),
+        format!("{expected}3 objects judged, 2 denied, 0 warned, 4 skipped\n")
+    );
+}

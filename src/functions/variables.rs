@@ -342,6 +342,21 @@ pub fn of_json(value: &serde_json::Value) -> Vec<Variable> {
     found
 }
 
+/// The first text of an object (a string or a key, in document order) holding a `${` that
+/// envsubst cannot parse, from that `${` on. Stash substitutes the object's JSON as one text, and
+/// one such reference fails all of it.
+pub fn malformed_in_json(value: &serde_json::Value) -> Option<String> {
+    let at = |text: &str| malformed_at(text).map(|at| text[at..].to_owned());
+    match value {
+        serde_json::Value::String(text) => at(text),
+        serde_json::Value::Array(items) => items.iter().find_map(malformed_in_json),
+        serde_json::Value::Object(map) => map
+            .iter()
+            .find_map(|(key, v)| at(key).or_else(|| malformed_in_json(v))),
+        _ => None,
+    }
+}
+
 /// Levenshtein distance over chars, one row at a time.
 pub fn distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::{
-    container_problem, shown, valid_object_name, what_it_reads, Found, Function, Policy, Problem,
+    function_problem, shown, valid_object_name, what_it_reads, Found, Function, Policy, Problem,
     Resolution, Verdict,
 };
 use crate::functions::variables::{self, Variable};
@@ -117,7 +117,7 @@ impl Task {
             };
             let what = match functions(name) {
                 Some(Resolution::NotFound) => format!("Function \"{}\" not found", shown(name)),
-                Some(Resolution::Found(f)) => match container_problem(name, &f.container) {
+                Some(Resolution::Found(f)) => match function_problem(name, f) {
                     Some((what, _)) => what,
                     None => continue,
                 },
@@ -342,7 +342,7 @@ fn problems<'a>(
         }
         match functions(function) {
             Some(Resolution::Found(f)) => {
-                if let Some((what, fix)) = container_problem(function, &f.container) {
+                if let Some((what, fix)) = function_problem(function, f) {
                     out.push((
                         problem(name_path(), format!("{at}: {what}"), fix),
                         Subject::Task,

@@ -420,3 +420,21 @@ fn an_unchanged_executor_missing_a_parameter_is_a_warning_on_update() {
         pre(json!({"functionName": "pg-dump", "params": {"level": "9", "format": "tar"}}));
     assert!(!run(changed, Some(old), FailurePolicy::Deny).allowed());
 }
+
+#[test]
+fn a_function_whose_text_stash_cannot_substitute_is_denied() {
+    let broken = Resolution::found(Function::from_object(
+        &json!({"spec": {"image": "busybox", "args": ["--out=${outputDir:-/tmp", "ok"]}}),
+    ));
+    let spec = SpecHooks::from_value(&pre(json!({"functionName": "broken"}))).unwrap();
+    let v = judge(&refs(&spec), &[], |_| Some(&broken), &Policy::default());
+    assert_eq!(
+        v.denials.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        ["spec.hooks.preBackup.executor.functionName: Function \"broken\" has a ${ that Stash cannot substitute, at \"${outputDir:-/tmp\", so Stash fails it with \"bad substitution\": fix the reference in the Function (kubectl edit functions.stash.appscode.com broken): write ${NAME}, or ${NAME:=default}, or $${ for a literal ${"]
+    );
+    // Text that only looks like a reference is fine.
+    let fine = Resolution::found(Function::from_object(
+        &json!({"spec": {"image": "busybox", "args": ["$${HOME}", "$PATH", "${outputDir:-/tmp}"]}}),
+    ));
+    assert!(judge(&refs(&spec), &[], |_| Some(&fine), &Policy::default()).allowed());
+}
