@@ -525,6 +525,9 @@ else
 fi
 check 1 "$(refused $C/backupconfiguration-valid-executor.yaml)" kubectl apply -f $C/backupconfiguration-valid-executor.yaml
 check 1 "$(not_found backupconfigurations valid-executor)" kubectl get -n demo backupconfigurations.stash.appscode.com valid-executor
+# So is an object naming a Task (sent by the matchCondition too).
+check 1 "$(refused $C/tasks/backupconfiguration-variable-given.yaml)" kubectl apply -f $C/tasks/backupconfiguration-variable-given.yaml
+check 1 "$(not_found backupconfigurations dump)" kubectl get -n demo backupconfigurations.stash.appscode.com dump
 end
 
 # The current server's own cases: matchConditions, the overlays, the Helm chart.
