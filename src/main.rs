@@ -16,7 +16,7 @@ use stash_webhook::functions::{ClusterSource, FileSource, FunctionSource};
 use stash_webhook::http::{self, App, Limits};
 use stash_webhook::metrics::Metrics;
 use stash_webhook::references::index::ReferenceIndex;
-use stash_webhook::references::protect::Protector;
+use stash_webhook::references::protect::{self, Protector};
 use stash_webhook::references::{self, audit};
 use stash_webhook::rules::tasks::Task;
 use stash_webhook::rules::Policy;
@@ -209,11 +209,15 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
                 client.clone(),
                 index.clone(),
                 source.clone(),
+                tasks.clone(),
                 metrics.clone(),
                 settings,
             ));
             let protector = Protector::new(
-                Some((index, client)),
+                Some(protect::Cluster {
+                    client,
+                    functions: source.clone(),
+                }),
                 policy.on_lookup_failure,
                 args.lookup_timeout,
             );
