@@ -196,23 +196,29 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
             let index = Arc::new(ReferenceIndex::default());
             let _index_watches =
                 references::index::start(client.clone(), index.clone(), metrics.clone());
-            let settings = audit::Settings {
-                namespace: args.namespace.clone(),
-                identity: args.pod_name.clone().unwrap_or_else(|| {
-                    std::env::var("HOSTNAME").unwrap_or_else(|_| "stash-webhook".into())
-                }),
-                interval: args.audit_interval,
-                lease_duration: args.lease_duration,
-                policy: policy.clone(),
-            };
-            tokio::spawn(audit::run(
-                client.clone(),
-                index.clone(),
-                source.clone(),
-                tasks.clone(),
-                metrics.clone(),
-                settings,
-            ));
+            if args.audit {
+                let settings = audit::Settings {
+                    namespace: args.namespace.clone(),
+                    identity: args.pod_name.clone().unwrap_or_else(|| {
+                        std::env::var("HOSTNAME").unwrap_or_else(|_| "stash-webhook".into())
+                    }),
+                    interval: args.audit_interval,
+                    lease_duration: args.lease_duration,
+                    policy: policy.clone(),
+                };
+                tokio::spawn(audit::run(
+                    client.clone(),
+                    index.clone(),
+                    source.clone(),
+                    tasks.clone(),
+                    metrics.clone(),
+                    settings,
+                ));
+            } else {
+                tracing::info!(
+                    "the audit is off (--audit=false): no Lease is taken and no Events are written"
+                );
+            }
             let protector = Protector::new(
                 Some(protect::Cluster {
                     client,
