@@ -169,6 +169,20 @@ pub struct ServeArgs {
     #[arg(long, env = "STASH_WEBHOOK_EXTRA_VARIABLES", value_delimiter = ',')]
     pub extra_variables: Vec<String>,
 
+    /// Run the audit: Events on the objects whose executor Function or Task cannot run, written
+    /// by the replica holding the Lease stash-webhook-audit. --audit=false turns it off (no Lease,
+    /// no Events); protection and the reference index stay.
+    #[arg(
+        long,
+        env = "STASH_WEBHOOK_AUDIT",
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_value_t = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    pub audit: bool,
+
     /// How often the audit writes the Event of every broken reference again, so it stays
     /// visible (the API server expires Events after an hour).
     #[arg(long, env = "STASH_WEBHOOK_AUDIT_INTERVAL", default_value = "10m", value_parser = duration)]
@@ -264,6 +278,17 @@ mod tests {
             Command::Serve(serve) => Ok(*serve),
             Command::Certs(_) | Command::Check(_) => Err("not serve".into()),
         }
+    }
+
+    #[test]
+    fn the_audit_runs_unless_turned_off() {
+        assert!(serve(&[]).unwrap().audit);
+        assert!(serve(&["--audit"]).unwrap().audit);
+        assert!(serve(&["--audit=true"]).unwrap().audit);
+        assert!(!serve(&["--audit=false"]).unwrap().audit);
+        assert!(!serve(&["--audit", "false"]).unwrap().audit);
+        let err = serve(&["--audit=off"]).unwrap_err();
+        assert!(err.contains("invalid value 'off' for '--audit"), "{err}");
     }
 
     #[test]

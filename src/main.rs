@@ -16,7 +16,7 @@ use stash_webhook::functions::{ClusterSource, FileSource, FunctionSource};
 use stash_webhook::http::{self, App, Limits};
 use stash_webhook::metrics::Metrics;
 use stash_webhook::references::index::ReferenceIndex;
-use stash_webhook::references::protect::Protector;
+use stash_webhook::references::protect::{self, Protector};
 use stash_webhook::references::{self, audit};
 use stash_webhook::rules::tasks::Task;
 use stash_webhook::rules::Policy;
@@ -196,24 +196,34 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
             let index = Arc::new(ReferenceIndex::default());
             let _index_watches =
                 references::index::start(client.clone(), index.clone(), metrics.clone());
-            let settings = audit::Settings {
-                namespace: args.namespace.clone(),
-                identity: args.pod_name.clone().unwrap_or_else(|| {
-                    std::env::var("HOSTNAME").unwrap_or_else(|_| "stash-webhook".into())
-                }),
-                interval: args.audit_interval,
-                lease_duration: args.lease_duration,
-                policy: policy.clone(),
-            };
-            tokio::spawn(audit::run(
-                client.clone(),
-                index.clone(),
-                source.clone(),
-                metrics.clone(),
-                settings,
-            ));
+            if args.audit {
+                let settings = audit::Settings {
+                    namespace: args.namespace.clone(),
+                    identity: args.pod_name.clone().unwrap_or_else(|| {
+                        std::env::var("HOSTNAME").unwrap_or_else(|_| "stash-webhook".into())
+                    }),
+                    interval: args.audit_interval,
+                    lease_duration: args.lease_duration,
+                    policy: policy.clone(),
+                };
+                tokio::spawn(audit::run(
+                    client.clone(),
+                    index.clone(),
+                    source.clone(),
+                    tasks.clone(),
+                    metrics.clone(),
+                    settings,
+                ));
+            } else {
+                tracing::info!(
+                    "the audit is off (--audit=false): no Lease is taken and no Events are written"
+                );
+            }
             let protector = Protector::new(
-                Some((index, client)),
+                Some(protect::Cluster {
+                    client,
+                    functions: source.clone(),
+                }),
                 policy.on_lookup_failure,
                 args.lookup_timeout,
             );

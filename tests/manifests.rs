@@ -147,7 +147,7 @@ fn base_webhook_judges_create_and_update_of_the_five_hook_kinds_and_fails_closed
 }
 
 #[test]
-fn protect_webhook_judges_functions_and_fails_closed() {
+fn protect_webhook_judges_functions_and_tasks_and_fails_closed() {
     let docs = base();
     let config = find(&docs, "ValidatingWebhookConfiguration", NAME);
     let webhook = &config["webhooks"][1];
@@ -159,7 +159,7 @@ fn protect_webhook_judges_functions_and_fails_closed() {
     assert_eq!(
         webhook["rules"],
         json!([{"apiGroups": [STASH_GROUP], "apiVersions": [STASH_VERSION],
-                "operations": ["CREATE", "UPDATE", "DELETE"], "resources": ["functions"], "scope": "Cluster"}])
+                "operations": ["CREATE", "UPDATE", "DELETE"], "resources": ["functions", "tasks"], "scope": "Cluster"}])
     );
     assert_eq!(webhook["failurePolicy"], "Fail");
     assert_eq!(webhook["sideEffects"], "None");
@@ -183,6 +183,7 @@ fn cluster_role_grants_reads_and_events_and_a_role_the_lease() {
     assert_eq!(strings(&rules[0]["apiGroups"]), set([STASH_GROUP]));
     let mut read = set(StashKind::ALL.map(StashKind::plural));
     read.insert("functions");
+    read.insert("tasks");
     assert_eq!(strings(&rules[0]["resources"]), read);
     assert_eq!(strings(&rules[0]["verbs"]), set(["get", "list", "watch"]));
     assert_eq!(strings(&rules[1]["apiGroups"]), set(["events.k8s.io"]));

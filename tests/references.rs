@@ -1,6 +1,7 @@
-//! After admission, against the stand-in API server: Function protection over HTTPS (`/protect`),
-//! an index that lags never denying wrongly, and the audit's Events, one leader at a time, with
-//! none lost or duplicated through an outage.
+//! After admission, against the stand-in API server: Function and Task protection over HTTPS
+//! (`/protect`), decided by live LISTs so that an object the index has not seen yet is protected
+//! too, and the audit's Events on executors and Tasks, one leader at a time, with none lost or
+//! duplicated through an outage.
 
 mod support;
 
@@ -11,11 +12,11 @@ use serde_json::{json, Value};
 use stash_webhook::functions::ClusterSource;
 use stash_webhook::metrics::Metrics;
 use stash_webhook::references::audit::{self, Settings};
-use stash_webhook::references::index::{self, Indexed, ObjectKey, ReferenceIndex};
-use stash_webhook::references::protect::Protector;
+use stash_webhook::references::index::{self, ReferenceIndex};
+use stash_webhook::references::protect::{self, Protector};
 use stash_webhook::rules::{FailurePolicy, Policy};
 use stash_webhook::sources::Source;
-use stash_webhook::stash::{Executor, FieldPath, FunctionName, Params, StashKind};
+use stash_webhook::tasks::ClusterSource as TaskSource;
 use support::apiserver::ApiServer;
 use support::{eventually, fixture, Options, Webhook};
 
@@ -38,14 +39,61 @@ fn delete_of(name: &str, annotated: bool) -> String {
     review.to_string()
 }
 
-/// A cluster: the stand-in, the Function cache, the reference index, and the webhook serving
-/// `/protect` with them.
+/// A review of a Task, as the API server sends it (the recorded Function DELETE, made a Task's):
+/// `old` and `new` are the `spec.steps` of `oldObject` and `object` (none: null), each with the
+/// annotation when `annotated`.
+fn task_review(
+    operation: &str,
+    name: &str,
+    old: Option<Value>,
+    new: Option<Value>,
+    annotated: bool,
+) -> String {
+    let mut review: Value = serde_json::from_str(&fixture("function-delete")).unwrap();
+    let request = &mut review["request"];
+    for field in ["kind", "requestKind"] {
+        request[field]["kind"] = json!("Task");
+    }
+    for field in ["resource", "requestResource"] {
+        request[field]["resource"] = json!("tasks");
+    }
+    request["name"] = json!(name);
+    request["operation"] = json!(operation);
+    let object = |steps: Option<Value>| match steps {
+        Some(steps) => {
+            let mut object = json!({"apiVersion": "stash.appscode.com/v1beta1", "kind": "Task",
+                "metadata": {"name": name}, "spec": {"steps": steps}});
+            if annotated {
+                object["metadata"]["annotations"][ANNOTATION] = json!("true");
+            }
+            object
+        }
+        None => Value::Null,
+    };
+    request["oldObject"] = object(old);
+    request["object"] = object(new);
+    review.to_string()
+}
+
+/// A cluster: the stand-in, the Function and Task caches, the reference index, and the webhook
+/// serving `/protect`.
 struct Cluster {
     api: ApiServer,
     source: Arc<ClusterSource>,
+    tasks: Arc<TaskSource>,
     index: Arc<ReferenceIndex>,
+    index_watches: Vec<tokio::task::JoinHandle<()>>,
     webhook: Webhook,
     metrics: Metrics,
+}
+
+impl Cluster {
+    /// Stops the index's watches: from now on it lags, holding what it had, still synced.
+    fn freeze_index(&self) {
+        for watch in &self.index_watches {
+            watch.abort();
+        }
+    }
 }
 
 async fn cluster(prepare: impl FnOnce(&ApiServer)) -> Cluster {
@@ -54,10 +102,15 @@ async fn cluster(prepare: impl FnOnce(&ApiServer)) -> Cluster {
     let metrics = Metrics::default();
     let (source, _watch) = ClusterSource::start(api.client(), metrics.clone());
     let source = Arc::new(source);
+    let (tasks, _task_watch) = TaskSource::start(api.client(), metrics.clone());
+    let tasks = Arc::new(tasks);
     let index = Arc::new(ReferenceIndex::default());
-    index::start(api.client(), index.clone(), metrics.clone());
+    let index_watches = index::start(api.client(), index.clone(), metrics.clone());
     let protector = Protector::new(
-        Some((index.clone(), api.client())),
+        Some(protect::Cluster {
+            client: api.client(),
+            functions: source.clone(),
+        }),
         FailurePolicy::Deny,
         Duration::from_secs(2),
     );
@@ -70,20 +123,49 @@ async fn cluster(prepare: impl FnOnce(&ApiServer)) -> Cluster {
         },
     )
     .await;
-    let (s, i) = (source.clone(), index.clone());
-    eventually(WAIT, "the cache and the index to sync", || {
-        let (s, i) = (s.clone(), i.clone());
-        async move { s.is_ready() && i.is_synced() }
+    let (s, t, i) = (source.clone(), tasks.clone(), index.clone());
+    eventually(WAIT, "the caches and the index to sync", || {
+        let (s, t, i) = (s.clone(), t.clone(), i.clone());
+        async move { s.is_ready() && t.is_ready() && i.is_synced() }
     })
     .await;
     Cluster {
         api,
         source,
+        tasks,
         index,
+        index_watches,
         webhook,
         metrics,
     }
 }
+
+/// Creates or replaces Task `name` with these `spec.steps`.
+fn put_task(api: &ApiServer, name: &str, steps: Value) {
+    api.put_object("tasks", None, name, json!({"steps": steps}));
+}
+
+/// Task `pg-backup` runs Function `pg-dump` (which reads nothing it must be given); a
+/// BackupConfiguration and a BackupBatch member name the Task; no hook names the Function.
+fn with_task_users(api: &ApiServer) {
+    api.put_function_spec("pg-dump", json!({"image": "stashed/postgres-stash:16"}));
+    put_task(api, "pg-backup", json!([{"name": "pg-dump"}]));
+    api.put_object(
+        "backupconfigurations",
+        Some("demo"),
+        "db-backup",
+        json!({"task": {"name": "pg-backup"}}),
+    );
+    api.put_object(
+        "backupbatches",
+        Some("demo"),
+        "batch",
+        json!({"members": [{"target": {}}, {"target": {}}, {"task": {"name": "pg-backup"}}]}),
+    );
+}
+
+const TWO_TASK_USERS: &str =
+    "demo/BackupConfiguration/db-backup (spec.task), demo/BackupBatch/batch (spec.members[2].task)";
 
 /// A Function that can run the hooks below (it reads no variable they would have to set).
 fn put_mysql_hook_executor(api: &ApiServer) {
@@ -151,12 +233,14 @@ async fn deleting_a_function_in_use_is_denied_unless_annotated() {
         json!([format!("Function \"mysql-hook-executor\" is used by 3 hooks: {THREE_HOOKS}; allowed by the annotation {ANNOTATION}=true: those hooks fail until they name a Function that can run")])
     );
 
-    // Nothing names it: allowed, from the index alone (no LIST).
+    // Nothing names it: allowed, once live LISTs say so (the index may lag).
     let lists = c.api.counters_for("backupconfigurations").lists();
+    let task_lists = c.api.counters_for("tasks").lists();
     let r = c.webhook.protect(delete_of("unused", false)).await;
     assert_eq!(r["allowed"], true);
     assert!(r.get("warnings").is_none(), "{r}");
-    assert_eq!(c.api.counters_for("backupconfigurations").lists(), lists);
+    assert!(c.api.counters_for("backupconfigurations").lists() > lists);
+    assert!(c.api.counters_for("tasks").lists() > task_lists);
 }
 
 #[tokio::test]
@@ -177,83 +261,69 @@ async fn an_update_that_takes_away_the_image_of_a_function_in_use_is_denied() {
     assert_eq!(c.webhook.protect(review.to_string()).await["allowed"], true);
 }
 
-/// A webhook whose Function protection uses `index` (built by the test, not watched) and live
-/// LISTs from `api`.
-async fn protecting_with(
-    api: &ApiServer,
-    index: Arc<ReferenceIndex>,
-    policy: FailurePolicy,
-) -> Webhook {
+/// A webhook whose protection lists from `api`, with no reference index at all.
+async fn protecting_with(api: &ApiServer, policy: FailurePolicy) -> Webhook {
     let metrics = Metrics::default();
     let (source, _watch) = ClusterSource::start(api.client(), metrics.clone());
-    let protector = Protector::new(Some((index, api.client())), policy, Duration::from_secs(2));
+    let source = Arc::new(source);
+    let cluster = protect::Cluster {
+        client: api.client(),
+        functions: source.clone(),
+    };
+    let protector = Protector::new(Some(cluster), policy, Duration::from_secs(2));
     let options = Options {
         protector,
         ..Options::default()
     };
-    Webhook::start(Arc::new(source), metrics, options).await
+    Webhook::start(source, metrics, options).await
 }
 
-fn executor_naming(function: &str) -> Vec<(FieldPath, Executor)> {
-    vec![(
-        FieldPath::from("spec.hooks.preBackup.executor"),
-        Executor::Ref {
-            function: FunctionName::Named(function.into()),
-            params: Params::Absent,
-        },
-    )]
-}
-
-/// The index may lag either way. It says a Function is in use that no longer is: the live LISTs
-/// find no referent and the delete is allowed. It has not seen a new referent (here: it has not
-/// synced): the live LISTs find it and the delete is denied.
+/// The race protection must not lose: an object naming a Function or a Task is created, and the
+/// referent deleted at once, before the index has seen the object (here it never will: its
+/// watches are stopped). Live LISTs find the object, and the delete is denied.
 #[tokio::test]
-async fn an_index_that_lags_never_decides_a_denial_alone() {
-    let api = ApiServer::start().await;
-    api.put_function("f", Some("busybox"));
-    api.put_object(
+async fn a_referent_deleted_right_after_an_object_names_it_is_denied_though_the_index_lags() {
+    let c = cluster(|api| {
+        api.put_function("f", Some("busybox"));
+        put_task(api, "t", json!([{"name": "f"}]));
+    })
+    .await;
+    c.freeze_index();
+    c.api.put_object(
         "restoresessions",
         Some("demo"),
         "new-user",
         json!({"hooks": {"preRestore": {"executor": {"functionName": "f"}}}}),
     );
-
-    // Synced, but holding a referent that is gone, and not the one that is there.
-    let stale = Arc::new(ReferenceIndex::default());
-    for kind in StashKind::ALL {
-        stale.replace_kind(kind, Vec::new());
-    }
-    let gone = ObjectKey {
-        kind: StashKind::BackupConfiguration,
-        namespace: Some("demo".into()),
-        name: "removed-a-moment-ago".into(),
-    };
-    stale.apply(
-        gone,
-        Indexed {
-            uid: "u".into(),
-            resource_version: "1".into(),
-            executors: executor_naming("g"),
-        },
+    c.api.put_object(
+        "backupconfigurations",
+        Some("demo"),
+        "new-task-user",
+        json!({"task": {"name": "t"}}),
     );
-    api.put_function("g", Some("busybox"));
-    let webhook = protecting_with(&api, stale, FailurePolicy::Deny).await;
+    assert!(c.index.referents("f").is_empty() && c.index.task_referents("t").is_empty());
+    assert!(c.index.is_synced());
+
+    let r = c.webhook.protect(delete_of("f", false)).await;
+    assert_eq!(r["allowed"], false, "{r}");
     assert_eq!(
-        webhook.protect(delete_of("g", false)).await["allowed"],
-        true
+        r["status"]["message"],
+        format!("Function \"f\" is used by 1 hook: demo/RestoreSession/new-user (spec.hooks.preRestore) and by Task \"t\" (spec.steps[0]), named by 1 object: demo/BackupConfiguration/new-task-user (spec.task): change or delete them first, or annotate the Function with {ANNOTATION}=true")
     );
-
-    // Not synced: whatever it holds, the LISTs decide.
-    let unsynced = Arc::new(ReferenceIndex::default());
-    let webhook = protecting_with(&api, unsynced, FailurePolicy::Deny).await;
-    let r = webhook.protect(delete_of("f", false)).await;
-    assert_eq!(r["allowed"], false);
-    assert!(
-        r["status"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Function \"f\" is used by 1 hook: demo/RestoreSession/new-user (spec.hooks.preRestore): "),
-        "{r}"
+    let r = c
+        .webhook
+        .protect(task_review(
+            "DELETE",
+            "t",
+            Some(json!([{"name": "f"}])),
+            None,
+            false,
+        ))
+        .await;
+    assert_eq!(r["allowed"], false, "{r}");
+    assert_eq!(
+        r["status"]["message"],
+        format!("Task \"t\" is used by 1 object: demo/BackupConfiguration/new-task-user (spec.task): change or delete them first, or annotate the Task with {ANNOTATION}=true")
     );
 }
 
@@ -276,6 +346,7 @@ fn start_audit_with(
         c.api.client(),
         c.index.clone(),
         c.source.clone(),
+        c.tasks.clone(),
         c.metrics.clone(),
         settings,
     ))
@@ -471,8 +542,7 @@ async fn referents_that_cannot_be_listed_follow_the_lookup_failure_policy() {
     api.put_function("f", Some("busybox"));
     api.set_forbidden_resource("backupbatches", true);
     for (policy, allowed) in [(FailurePolicy::Deny, false), (FailurePolicy::Allow, true)] {
-        // Never synced (its watch of backupbatches is refused too): the LISTs decide.
-        let webhook = protecting_with(&api, Arc::new(ReferenceIndex::default()), policy).await;
+        let webhook = protecting_with(&api, policy).await;
         let r = webhook.protect(delete_of("f", false)).await;
         assert_eq!(r["allowed"], allowed, "{r}");
         let text = if allowed {
@@ -487,4 +557,263 @@ async fn referents_that_cannot_be_listed_follow_the_lookup_failure_policy() {
             "{text}"
         );
     }
+}
+
+/// The Tasks cannot be listed: a Function DELETE says so, and follows the policy.
+#[tokio::test]
+async fn tasks_that_cannot_be_listed_follow_the_lookup_failure_policy() {
+    let api = ApiServer::start().await;
+    api.put_function("f", Some("busybox"));
+    api.set_forbidden_resource("tasks", true);
+    let webhook = protecting_with(&api, FailurePolicy::Deny).await;
+    let r = webhook.protect(delete_of("f", false)).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    let text = r["status"]["message"].as_str().unwrap();
+    assert!(
+        text.starts_with("Function \"f\" could not be checked for Tasks that name it: the Kubernetes API refused to list the Tasks that could name it (")
+            && text.contains("403")
+            && text.ends_with("); grant the webhook's ServiceAccount list on tasks.stash.appscode.com: retry once the webhook can list them"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_task_in_use_is_denied_unless_annotated() {
+    let c = cluster(with_task_users).await;
+    let steps = || Some(json!([{"name": "pg-dump"}]));
+    let r = c
+        .webhook
+        .protect(task_review("DELETE", "pg-backup", steps(), None, false))
+        .await;
+    assert_eq!(r["allowed"], false, "{r}");
+    assert_eq!(
+        r["status"]["message"],
+        format!("Task \"pg-backup\" is used by 2 objects: {TWO_TASK_USERS}: change or delete them first, or annotate the Task with {ANNOTATION}=true")
+    );
+    let r = c
+        .webhook
+        .protect(task_review("DELETE", "pg-backup", steps(), None, true))
+        .await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(
+        r["warnings"],
+        json!([format!("Task \"pg-backup\" is used by 2 objects: {TWO_TASK_USERS}; allowed by the annotation {ANNOTATION}=true: those objects fail until they name a Task that can run")])
+    );
+    // A Task no object names may go.
+    let r = c
+        .webhook
+        .protect(task_review("DELETE", "unused", steps(), None, false))
+        .await;
+    assert_eq!(r["allowed"], true, "{r}");
+}
+
+#[tokio::test]
+async fn deleting_a_function_used_only_through_a_task_step_is_denied() {
+    let c = cluster(with_task_users).await;
+    let r = c.webhook.protect(delete_of("pg-dump", false)).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    assert_eq!(
+        r["status"]["message"],
+        format!("Function \"pg-dump\" is used by Task \"pg-backup\" (spec.steps[0]), named by 2 objects: {TWO_TASK_USERS}: change or delete them first, or annotate the Function with {ANNOTATION}=true")
+    );
+    let r = c.webhook.protect(delete_of("pg-dump", true)).await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(
+        r["warnings"],
+        json!([format!("Function \"pg-dump\" is used by Task \"pg-backup\" (spec.steps[0]), named by 2 objects: {TWO_TASK_USERS}; allowed by the annotation {ANNOTATION}=true: those Tasks fail until their steps name a Function that can run")])
+    );
+}
+
+#[tokio::test]
+async fn an_update_that_breaks_a_task_in_use_is_denied_unless_annotated() {
+    let c = cluster(with_task_users).await;
+    let before = || Some(json!([{"name": "pg-dump"}]));
+    // A step naming a Function that does not exist.
+    let r = c
+        .webhook
+        .protect(task_review(
+            "UPDATE",
+            "pg-backup",
+            before(),
+            Some(json!([{"name": "pg-dump"}, {"name": "pg-dumpp"}])),
+            false,
+        ))
+        .await;
+    assert_eq!(r["allowed"], false, "{r}");
+    assert_eq!(
+        r["status"]["message"],
+        format!("spec.steps[1].name: this change leaves Task \"pg-backup\" unable to run (Function \"pg-dumpp\" not found), and it is used by 2 objects: {TWO_TASK_USERS}: change or delete them first, or annotate the Task with {ANNOTATION}=true")
+    );
+    assert_eq!(
+        r["warnings"],
+        json!(["spec.steps[1].name: Function \"pg-dumpp\" not found: an object that names Task \"pg-backup\" fails until this step can run: create the Function, or name another one in the step (list them with: kubectl get functions.stash.appscode.com)"])
+    );
+    // No steps left, annotated: allowed, saying what breaks.
+    let r = c
+        .webhook
+        .protect(task_review(
+            "UPDATE",
+            "pg-backup",
+            before(),
+            Some(json!([])),
+            true,
+        ))
+        .await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(
+        r["warnings"],
+        json!([
+            "spec.steps: Task \"pg-backup\" has no steps: an object that names it fails until it has some (Stash refuses to run a Task without steps: \"empty steps/containers\")",
+            format!("spec.steps: this change leaves Task \"pg-backup\" unable to run (it has no steps), and it is used by 2 objects: {TWO_TASK_USERS}; allowed by the annotation {ANNOTATION}=true: those objects fail until they name a Task that can run")
+        ])
+    );
+    // A step naming a Function created a moment ago, not yet in the cache: confirmed live, allowed.
+    c.api
+        .put_function_spec("pg-verify", json!({"image": "stashed/postgres-stash:16"}));
+    let r = c
+        .webhook
+        .protect(task_review(
+            "UPDATE",
+            "pg-backup",
+            before(),
+            Some(json!([{"name": "pg-dump"}, {"name": "pg-verify"}])),
+            false,
+        ))
+        .await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert!(r.get("warnings").is_none(), "{r}");
+}
+
+#[tokio::test]
+async fn a_task_that_cannot_run_is_created_with_a_warning() {
+    let c = cluster(with_task_users).await;
+    let r = c
+        .webhook
+        .protect(task_review(
+            "CREATE",
+            "new-task",
+            None,
+            Some(json!([{"name": "pg-dump"}, {"name": "ghost"}])),
+            false,
+        ))
+        .await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(
+        r["warnings"],
+        json!(["spec.steps[1].name: Function \"ghost\" not found: an object that names Task \"new-task\" fails until this step can run: create the Function, or name another one in the step (list them with: kubectl get functions.stash.appscode.com)"])
+    );
+    let r = c
+        .webhook
+        .protect(task_review(
+            "CREATE",
+            "fine",
+            None,
+            Some(json!([{"name": "pg-dump"}])),
+            false,
+        ))
+        .await;
+    assert_eq!(r, json!({"uid": r["uid"], "allowed": true, "status": {}}));
+}
+
+/// The value of one sample of the metrics, when it is there.
+fn sample(metrics: &Metrics, line_start: &str) -> Option<String> {
+    metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(line_start).map(str::to_owned))
+}
+
+#[tokio::test]
+async fn a_task_that_breaks_gets_a_warning_per_object_then_a_normal_event_when_fixed() {
+    let c = cluster(with_task_users).await;
+    let _audit = start_audit(&c, "replica-a", Duration::from_secs(3600));
+    let api = &c.api;
+    let metrics = &c.metrics;
+    // Deleted (with the annotation, say): each object naming it is told.
+    c.api.delete_object("tasks", None, "pg-backup");
+    eventually(WAIT, "two TaskNotFound Events", || async move {
+        events(api, audit::TASK_NOT_FOUND).len() == 2
+    })
+    .await;
+    let warning = c
+        .api
+        .events()
+        .into_iter()
+        .find(|e| e["reason"] == audit::TASK_NOT_FOUND && e["regarding"]["name"] == "db-backup")
+        .unwrap();
+    assert_eq!(warning["type"], "Warning");
+    assert_eq!(warning["regarding"]["kind"], "BackupConfiguration");
+    assert_eq!(warning["action"], "AuditTask");
+    assert_eq!(
+        warning["note"],
+        "spec.task.name: Task \"pg-backup\" not found: install the Stash addon that provides it (kubectl get tasks.stash.appscode.com lists those installed), or correct the name"
+    );
+    let batch = c
+        .api
+        .events()
+        .into_iter()
+        .find(|e| e["reason"] == audit::TASK_NOT_FOUND && e["regarding"]["name"] == "batch")
+        .unwrap();
+    assert!(batch["note"]
+        .as_str()
+        .unwrap()
+        .starts_with("spec.members[2].task.name: Task \"pg-backup\" not found: "));
+    eventually(WAIT, "the gauge to count them", || async move {
+        sample(
+            metrics,
+            "stash_webhook_broken_references{kind=\"BackupConfiguration\",reason=\"TaskNotFound\"} ",
+        )
+        .as_deref()
+            == Some("1")
+    })
+    .await;
+
+    // Back, with no steps: still broken, for another reason.
+    put_task(&c.api, "pg-backup", json!([]));
+    eventually(WAIT, "two TaskUnusable Events", || async move {
+        events(api, audit::TASK_UNUSABLE).len() == 2
+    })
+    .await;
+    let unusable = c
+        .api
+        .events()
+        .into_iter()
+        .find(|e| e["reason"] == audit::TASK_UNUSABLE && e["regarding"]["name"] == "db-backup")
+        .unwrap();
+    assert_eq!(
+        unusable["note"],
+        "spec.task.name: Task \"pg-backup\" has no steps, so Stash refuses to run it (\"empty steps/containers\"): give the Task steps (kubectl edit tasks.stash.appscode.com pg-backup), or name another Task"
+    );
+
+    // Fixed: one Normal Event per object, and the Warnings are not written again.
+    put_task(&c.api, "pg-backup", json!([{"name": "pg-dump"}]));
+    eventually(WAIT, "two TaskResolved Events", || async move {
+        events(api, audit::TASK_RESOLVED).len() == 2
+    })
+    .await;
+    let resolved = c
+        .api
+        .events()
+        .into_iter()
+        .find(|e| e["reason"] == audit::TASK_RESOLVED && e["regarding"]["name"] == "db-backup")
+        .unwrap();
+    assert_eq!(resolved["type"], "Normal");
+    assert_eq!(
+        resolved["note"],
+        "spec.task: the Task resolves and can run again"
+    );
+    assert!(events(&c.api, audit::TASK_NOT_FOUND)
+        .iter()
+        .all(|(_, _, n)| *n == 1));
+    eventually(WAIT, "the gauge to go back to zero", || async move {
+        sample(
+            metrics,
+            "stash_webhook_broken_references{kind=\"BackupConfiguration\",reason=\"TaskUnusable\"} ",
+        )
+        .as_deref()
+            == Some("0")
+    })
+    .await;
+    // Executor Events are not involved.
+    assert!(events(&c.api, audit::NOT_FOUND).is_empty());
 }

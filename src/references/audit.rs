@@ -1,7 +1,7 @@
-//! The audit: every hook whose executor cannot be resolved (its Function deleted with the
-//! annotation, broken by an edit, or the object admitted while the webhook was not in the path)
-//! gets a `Warning` Event, and a `Normal` one when it is fixed. One replica writes them, the holder
-//! of a Lease; admission stays active on every replica.
+//! The audit: every hook whose executor cannot be resolved, and every `task` whose Task cannot
+//! run (the referent deleted with the annotation, broken by an edit, or the object admitted while
+//! the webhook was not in the path), gets a `Warning` Event, and a `Normal` one when it is fixed.
+//! One replica writes them, the holder of a Lease; admission stays active on every replica.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -15,14 +15,30 @@ use kube_lease_manager::LeaseManagerBuilder;
 use super::index::{ObjectKey, ReferenceIndex};
 use crate::functions::ClusterSource;
 use crate::metrics::Metrics;
-use crate::rules::{self, Policy, Resolution};
+use crate::rules::tasks::{self as task_rules, Task};
+use crate::rules::{self, valid_object_name, Function, Policy, Resolution};
 use crate::sources::Source;
-use crate::stash::{Executor, ExecutorRef, FieldPath, FunctionName, StashKind};
+use crate::stash::{
+    Executor, ExecutorRef, FieldPath, FunctionName, StashKind, TaskName, TaskRef, TaskUse,
+};
+use crate::tasks::ClusterSource as TaskSource;
 
 /// The Event reasons, as `kubectl get events --field-selector reason=...` finds them.
 pub const NOT_FOUND: &str = "ExecutorFunctionNotFound";
 pub const UNUSABLE: &str = "ExecutorFunctionUnusable";
 pub const RESOLVED: &str = "ExecutorFunctionResolved";
+/// A `task` names a Task that does not exist.
+pub const TASK_NOT_FOUND: &str = "TaskNotFound";
+/// A `task` names a Task that cannot run: no steps, a step whose Function is missing or cannot
+/// run, a variable left unset.
+pub const TASK_UNUSABLE: &str = "TaskUnusable";
+pub const TASK_RESOLVED: &str = "TaskResolved";
+
+/// Every Warning reason, for the gauge.
+const BROKEN: [&str; 4] = [NOT_FOUND, UNUSABLE, TASK_NOT_FOUND, TASK_UNUSABLE];
+
+/// How long confirming one finding with live lookups may take.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The most an Event's note holds (the API server's limit is 1 kB).
 const NOTE_MAX: usize = 1000;
@@ -73,15 +89,98 @@ pub fn finding(
         (Some(_), Some(Resolution::NotFound)) => NOT_FOUND,
         _ => UNUSABLE,
     };
-    let mut note = verdict.message();
-    if note.len() > NOTE_MAX {
+    Some(Finding {
+        reason,
+        note: note(verdict.message()),
+    })
+}
+
+/// What the audit reports of the Task reference `task` at `path` of an object of `kind`, given
+/// what is known of the Task it names (`resolution`) and of the Functions of its steps: a finding
+/// when the Task is missing or cannot run (judged as admission judges it, without the ratchet),
+/// none when it can, or when something it depends on could not be looked up, which says nothing
+/// of the reference. Pure.
+pub fn task_finding<'a>(
+    kind: StashKind,
+    path: &FieldPath,
+    task: &TaskRef,
+    resolution: Option<&'a Resolution<Task>>,
+    functions: impl Fn(&str) -> Option<&'a Resolution<Function>>,
+    policy: &Policy,
+) -> Option<Finding> {
+    let looked_up = match &task.name {
+        TaskName::Named(name) => valid_object_name(name),
+        TaskName::WrongType(_) => false,
+    };
+    match resolution {
+        None if looked_up => return None,
+        Some(Resolution::Unverified(_)) => return None,
+        Some(Resolution::Found(found)) => {
+            let unknown = found.functions().any(|f| {
+                !matches!(
+                    functions(f),
+                    Some(Resolution::Found(_) | Resolution::NotFound)
+                )
+            });
+            if unknown {
+                return None;
+            }
+        }
+        _ => {}
+    }
+    let lookup = |_: &str| resolution;
+    let uses = [TaskUse {
+        path: path.clone(),
+        task,
+    }];
+    let verdict = task_rules::judge(kind, &uses, &[], Some(&lookup), functions, policy);
+    if verdict.allowed() {
+        return None;
+    }
+    let reason = match resolution {
+        Some(Resolution::NotFound) => TASK_NOT_FOUND,
+        _ => TASK_UNUSABLE,
+    };
+    Some(Finding {
+        reason,
+        note: note(verdict.message()),
+    })
+}
+
+/// An Event's note: the denial text, cut to what the API server keeps.
+fn note(mut text: String) -> String {
+    if text.len() > NOTE_MAX {
         let mut cut = NOTE_MAX;
-        while !note.is_char_boundary(cut) {
+        while !text.is_char_boundary(cut) {
             cut -= 1;
         }
-        note.truncate(cut);
+        text.truncate(cut);
     }
-    Some(Finding { reason, note })
+    text
+}
+
+/// What the Task cache holds for `name`.
+fn cached_task(tasks: &TaskSource, name: &str) -> Resolution<Task> {
+    match tasks.cached(name) {
+        Some(task) => Resolution::Found(task),
+        None => Resolution::NotFound,
+    }
+}
+
+/// What the Function cache holds for `name`.
+fn cached_function(functions: &ClusterSource, name: &str) -> Resolution<Function> {
+    match functions.cached(name) {
+        Some(function) => Resolution::Found(function),
+        None => Resolution::NotFound,
+    }
+}
+
+/// The Task a reference names, when it can be looked up.
+fn task_name(task: &TaskRef) -> Option<&str> {
+    match &task.name {
+        TaskName::Named(name) if valid_object_name(name) => Some(name),
+        _ => None,
+    }
 }
 
 /// What the Function cache holds for the Function `executor` names.
@@ -104,6 +203,7 @@ pub async fn run(
     client: Client,
     index: Arc<ReferenceIndex>,
     functions: Arc<ClusterSource>,
+    tasks: Arc<TaskSource>,
     metrics: Metrics,
     settings: Settings,
 ) {
@@ -135,6 +235,7 @@ pub async fn run(
     let mut audit = Audit {
         index,
         functions,
+        tasks,
         recorder,
         metrics,
         settings,
@@ -160,17 +261,18 @@ pub async fn run(
 struct Audit {
     index: Arc<ReferenceIndex>,
     functions: Arc<ClusterSource>,
+    tasks: Arc<TaskSource>,
     recorder: Recorder,
     metrics: Metrics,
     settings: Settings,
-    /// What this leader has written, by hook; a finding is written again only when it changes,
-    /// or on the periodic refresh.
+    /// What this leader has written, by reference (a hook's executor or a `task`); a finding is
+    /// written again only when it changes, or on the periodic refresh.
     reported: HashMap<HookId, (ObjectKey, Finding)>,
 }
 
 impl Audit {
-    /// Audits on every change of the index or the Functions, and on every interval, while
-    /// `leading` says so.
+    /// Audits on every change of the index, the Functions or the Tasks, and on every interval,
+    /// while `leading` says so.
     async fn lead(&mut self, leading: &mut tokio::sync::watch::Receiver<bool>) {
         // The first refresh one interval from now: leading begins with a pass of its own.
         let period = self.settings.interval;
@@ -188,13 +290,14 @@ impl Audit {
                     }
                     () = self.index.changed() => {}
                     () = self.functions.changed() => {}
+                    () = self.tasks.changed() => {}
                     _ = refresh.tick() => refresh_all = true,
                     () = tokio::time::sleep(Duration::from_secs(2)), if retry => {}
                 }
                 // Let a burst of changes (a re-list, `kubectl apply -f dir/`) settle into one pass.
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            if !(self.index.is_synced() && self.functions.is_ready()) {
+            if !(self.index.is_synced() && self.functions.is_ready() && self.tasks.is_ready()) {
                 retry = true;
                 continue;
             }
@@ -208,12 +311,15 @@ impl Audit {
         let policy = self.settings.policy.clone();
         let mut current: HashMap<HookId, (ObjectKey, Finding)> = HashMap::new();
         let mut resolved_hooks: HashSet<HookId> = HashSet::new();
-        // Judged from the cache under the index's lock: only what is broken is kept.
+        // What the caches hold of each Task and step Function, read once per pass: many objects
+        // name the same few Tasks.
+        let mut tasks: HashMap<String, Resolution<Task>> = HashMap::new();
+        let mut functions: HashMap<String, Resolution<Function>> = HashMap::new();
+        // Judged from the caches under the index's lock: only what is broken is kept.
         self.index.visit(|key, indexed| {
-            for (path, executor) in &indexed.executors {
+            let mut judged = |path: &FieldPath, found: Option<Finding>| {
                 let id = (indexed.uid.clone(), path.as_str().to_owned());
-                let resolution = cached(&self.functions, executor);
-                match finding(path, executor, resolution.as_ref(), &policy) {
+                match found {
                     Some(found) => {
                         current.insert(id, (key.clone(), found));
                     }
@@ -222,6 +328,34 @@ impl Audit {
                     }
                     None => {}
                 }
+            };
+            for (path, executor) in &indexed.executors {
+                let resolution = cached(&self.functions, executor);
+                judged(path, finding(path, executor, resolution.as_ref(), &policy));
+            }
+            for (path, task) in &indexed.tasks {
+                if let Some(name) = task_name(task) {
+                    if !tasks.contains_key(name) {
+                        tasks.insert(name.to_owned(), cached_task(&self.tasks, name));
+                    }
+                    if let Some(Resolution::Found(found)) = tasks.get(name) {
+                        for f in found.functions() {
+                            if !functions.contains_key(f) {
+                                functions.insert(f.to_owned(), cached_function(&self.functions, f));
+                            }
+                        }
+                    }
+                }
+                let resolution = task_name(task).and_then(|name| tasks.get(name));
+                let found = task_finding(
+                    key.kind,
+                    path,
+                    task,
+                    resolution,
+                    |f| functions.get(f),
+                    &policy,
+                );
+                judged(path, found);
             }
         });
         self.count(&current);
@@ -252,17 +386,27 @@ impl Audit {
             .cloned()
             .collect();
         for id in fixed {
-            let Some((key, _)) = self.reported.get(&id).cloned() else {
+            let Some((key, was)) = self.reported.get(&id).cloned() else {
                 continue;
             };
-            // Gone with its object or its executor: nothing to say on it.
+            // Gone with its object or its reference: nothing to say on it.
             if !resolved_hooks.contains(&id) {
                 self.reported.remove(&id);
                 continue;
             }
-            let note = format!("{}: the executor's Function resolves again", id.1);
+            let (reason, note) = if is_task_reason(was.reason) {
+                (
+                    TASK_RESOLVED,
+                    format!("{}: the Task resolves and can run again", id.1),
+                )
+            } else {
+                (
+                    RESOLVED,
+                    format!("{}: the executor's Function resolves again", id.1),
+                )
+            };
             if self
-                .publish(&key, &id.0, EventType::Normal, RESOLVED, &note)
+                .publish(&key, &id.0, EventType::Normal, reason, &note)
                 .await
             {
                 self.reported.remove(&id);
@@ -273,9 +417,37 @@ impl Audit {
         all_written
     }
 
-    /// Whether the finding for hook `id` of `key` still stands when its Function is looked up
-    /// live.
+    /// Whether the finding for reference `id` of `key` still stands when what it names is looked
+    /// up live (within [`CONFIRM_TIMEOUT`]; a lookup that does not answer confirms nothing).
     async fn confirmed(&self, key: &ObjectKey, id: &HookId) -> bool {
+        tokio::time::timeout(CONFIRM_TIMEOUT, self.confirm(key, id))
+            .await
+            .unwrap_or(false)
+    }
+
+    async fn confirm(&self, key: &ObjectKey, id: &HookId) -> bool {
+        let policy = &self.settings.policy;
+        if let Some((path, task)) = self.index.task(key, &id.1) {
+            let resolution = match task_name(&task) {
+                Some(name) => Some(self.tasks.resolve(name).await),
+                None => None,
+            };
+            let mut functions = HashMap::new();
+            if let Some(Resolution::Found(found)) = &resolution {
+                for f in found.functions() {
+                    functions.insert(f.to_owned(), self.functions.resolve(f).await);
+                }
+            }
+            return task_finding(
+                key.kind,
+                &path,
+                &task,
+                resolution.as_ref(),
+                |f| functions.get(f),
+                policy,
+            )
+            .is_some();
+        }
         let Some((path, executor)) = self.index.executor(key, &id.1) else {
             return false;
         };
@@ -286,14 +458,14 @@ impl Audit {
             } => Some(self.functions.resolve(name).await),
             _ => None,
         };
-        finding(&path, &executor, resolution.as_ref(), &self.settings.policy).is_some()
+        finding(&path, &executor, resolution.as_ref(), policy).is_some()
     }
 
     /// The broken references gauge, by kind and reason.
     fn count(&self, current: &HashMap<HookId, (ObjectKey, Finding)>) {
         let mut counts: HashMap<(StashKind, &'static str), i64> = HashMap::new();
         for kind in StashKind::ALL {
-            for reason in [NOT_FOUND, UNUSABLE] {
+            for reason in BROKEN {
                 counts.insert((kind, reason), 0);
             }
         }
@@ -326,11 +498,16 @@ impl Audit {
             uid: Some(uid.to_owned()),
             ..ObjectReference::default()
         };
+        let action = if is_task_reason(reason) {
+            "AuditTask"
+        } else {
+            "AuditExecutor"
+        };
         let event = Event {
             type_,
             reason: reason.to_owned(),
             note: Some(note.to_owned()),
-            action: "AuditExecutor".to_owned(),
+            action: action.to_owned(),
             secondary: None,
         };
         match self.recorder.publish(&event, &reference).await {
@@ -344,6 +521,11 @@ impl Audit {
             }
         }
     }
+}
+
+/// Whether an Event reason is about a Task reference.
+fn is_task_reason(reason: &str) -> bool {
+    [TASK_NOT_FOUND, TASK_UNUSABLE, TASK_RESOLVED].contains(&reason)
 }
 
 #[cfg(test)]
@@ -383,5 +565,89 @@ mod tests {
             finding(&path, &executor("f"), Some(&unknown), &policy),
             None
         );
+    }
+
+    fn task_ref(name: &str) -> TaskRef {
+        TaskRef {
+            name: TaskName::Named(name.into()),
+            params: crate::stash::TaskParams::Absent,
+        }
+    }
+
+    fn task(steps: serde_json::Value) -> Resolution<Task> {
+        Resolution::found(Task::from_object(
+            &serde_json::json!({"spec": {"steps": steps}}),
+        ))
+    }
+
+    #[test]
+    fn task_findings_name_the_field_the_task_and_the_fix() {
+        let path = FieldPath::from("spec.task");
+        let policy = Policy::default();
+        let functions: HashMap<String, Resolution<Function>> = HashMap::from([
+            ("ok".to_owned(), Resolution::found(Container::Valid)),
+            ("gone".to_owned(), Resolution::NotFound),
+            ("down".to_owned(), Resolution::Unverified("down".into())),
+        ]);
+        let judge = |name: &str, resolution: Option<&Resolution<Task>>| {
+            task_finding(
+                StashKind::BackupConfiguration,
+                &path,
+                &task_ref(name),
+                resolution,
+                |f| functions.get(f),
+                &policy,
+            )
+        };
+        assert_eq!(
+            judge("pg-backup", Some(&Resolution::NotFound)),
+            Some(Finding {
+                reason: TASK_NOT_FOUND,
+                note: "spec.task.name: Task \"pg-backup\" not found: install the Stash addon that provides it (kubectl get tasks.stash.appscode.com lists those installed), or correct the name".into()
+            })
+        );
+        assert_eq!(
+            judge("t", Some(&task(serde_json::json!([])))),
+            Some(Finding {
+                reason: TASK_UNUSABLE,
+                note: "spec.task.name: Task \"t\" has no steps, so Stash refuses to run it (\"empty steps/containers\"): give the Task steps (kubectl edit tasks.stash.appscode.com t), or name another Task".into()
+            })
+        );
+        assert_eq!(
+            judge("t", Some(&task(serde_json::json!([{"name": "ok"}, {"name": "gone"}])))),
+            Some(Finding {
+                reason: TASK_UNUSABLE,
+                note: "spec.task.name: Task \"t\", at its spec.steps[1].name: Function \"gone\" not found: create the Function, or fix the Task (list them with: kubectl get functions.stash.appscode.com)".into()
+            })
+        );
+        assert_eq!(
+            judge("t", Some(&task(serde_json::json!([{"name": "ok"}])))),
+            None
+        );
+        // Nothing known against it: a lookup that failed, or none made.
+        assert_eq!(
+            judge(
+                "t",
+                Some(&task(
+                    serde_json::json!([{"name": "down"}, {"name": "gone"}])
+                ))
+            ),
+            None
+        );
+        assert_eq!(
+            judge("t", Some(&Resolution::Unverified("down".into()))),
+            None
+        );
+        assert_eq!(judge("t", None), None);
+        // A blueprint's templated name is not judged here.
+        let templated = task_finding(
+            StashKind::BackupBlueprint,
+            &path,
+            &task_ref("pg-${TARGET_APP_VERSION}"),
+            None,
+            |f| functions.get(f),
+            &policy,
+        );
+        assert_eq!(templated, None);
     }
 }

@@ -1,8 +1,10 @@
-//! The reference index: for every object of the five hook kinds, its identity and its executor
-//! references (never the whole object), and the reverse view, Function name -> the hooks that
-//! name it. Kept current by kube's watcher, one per kind.
+//! The reference index: for every object of the five hook kinds, its identity, its executor
+//! references and its Task references (never the whole object), and the reverse views, Function
+//! name -> the objects whose hooks name it and Task name -> the objects that name it. Kept current
+//! by kube's watcher, one per kind. Also the live LISTs that protection decides with, since the
+//! index may lag.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -16,9 +18,12 @@ use kube::{Api, Client};
 use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
+use crate::rules::valid_object_name;
 use crate::stash::{
-    executor_refs, Executor, FieldPath, SpecHooks, StashKind, STASH_GROUP, STASH_VERSION,
+    executor_refs, task_refs, Executor, FieldPath, SpecHooks, StashKind, TaskName, TaskRef,
+    STASH_GROUP, STASH_VERSION,
 };
+use crate::tasks::TaskObject;
 
 /// Which object: kind, namespace (none for a cluster-scoped one) and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -38,17 +43,19 @@ impl fmt::Display for ObjectKey {
     }
 }
 
-/// One hook that names a Function: the object, and the hook's path in it.
+/// One place that names a referent: the object, and where in it: a hook naming a Function, or a
+/// `task` field naming a Task.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Referent {
     pub object: ObjectKey,
-    /// `spec.hooks.preBackup`, `spec.members[2].hooks.postBackup`.
-    pub hook: String,
+    /// A hook (`spec.hooks.preBackup`, `spec.members[2].hooks.postBackup`) or a task field
+    /// (`spec.task`, `spec.members[2].task`).
+    pub path: String,
 }
 
 impl fmt::Display for Referent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.object, self.hook)
+        write!(f, "{} ({})", self.object, self.path)
     }
 }
 
@@ -59,6 +66,10 @@ pub struct Indexed {
     pub resource_version: String,
     /// Each executor with the path of its `executor` field.
     pub executors: Vec<(FieldPath, Executor)>,
+    /// Each Task reference with the path of its `task` field (`spec.task`,
+    /// `spec.members[2].task`): the name and the names of the params it gives, as the Task rules
+    /// judge them.
+    pub tasks: Vec<(FieldPath, TaskRef)>,
 }
 
 impl Indexed {
@@ -72,6 +83,10 @@ impl Indexed {
             .into_iter()
             .map(|r| (r.path, r.executor.clone()))
             .collect();
+        let tasks = task_refs(kind, &spec)
+            .into_iter()
+            .map(|u| (u.path, u.task.clone()))
+            .collect();
         Some((
             ObjectKey {
                 kind,
@@ -82,6 +97,7 @@ impl Indexed {
                 uid: object.metadata.uid.clone().unwrap_or_default(),
                 resource_version: object.metadata.resource_version.clone().unwrap_or_default(),
                 executors,
+                tasks,
             },
         ))
     }
@@ -100,14 +116,54 @@ impl Indexed {
             Some((name.as_str(), hook))
         })
     }
+
+    /// Each Task named, with the path of the `task` field naming it. A name that cannot be an
+    /// object's (a blueprint's templated one, filled in per target) names no Task.
+    fn named_tasks(&self) -> impl Iterator<Item = (&str, &FieldPath)> {
+        self.tasks
+            .iter()
+            .filter_map(|(path, task)| match &task.name {
+                TaskName::Named(name) if valid_object_name(name) => Some((name.as_str(), path)),
+                _ => None,
+            })
+    }
+
+    /// Whether the object holds any reference the index keeps.
+    fn refers(&self) -> bool {
+        !(self.executors.is_empty() && self.tasks.is_empty())
+    }
 }
 
-/// The objects, and for each Function name the objects whose hooks name it (their keys shared with
-/// the objects' map, not copied: a cluster may hold tens of thousands).
+/// The objects, and for each Function name the objects whose hooks name it, for each Task name the
+/// objects that name it (their keys shared with the objects' map, not copied: a cluster may hold
+/// tens of thousands).
 #[derive(Default)]
 struct State {
     objects: HashMap<Arc<ObjectKey>, Indexed>,
     by_function: HashMap<String, HashSet<Arc<ObjectKey>>>,
+    by_task: HashMap<String, HashSet<Arc<ObjectKey>>>,
+}
+
+/// Adds `key` under `name` in a reverse map.
+fn link(map: &mut HashMap<String, HashSet<Arc<ObjectKey>>>, name: &str, key: &Arc<ObjectKey>) {
+    match map.get_mut(name) {
+        Some(objects) => {
+            objects.insert(key.clone());
+        }
+        None => {
+            map.insert(name.to_owned(), HashSet::from([key.clone()]));
+        }
+    }
+}
+
+/// Takes `key` out from under `name` in a reverse map, and the name with it once nothing is left.
+fn unlink(map: &mut HashMap<String, HashSet<Arc<ObjectKey>>>, name: &str, key: &ObjectKey) {
+    if let Some(objects) = map.get_mut(name) {
+        objects.remove(key);
+        if objects.is_empty() {
+            map.remove(name);
+        }
+    }
 }
 
 impl State {
@@ -115,10 +171,10 @@ impl State {
         self.remove(&key);
         let key = Arc::new(key);
         for (function, _) in indexed.named() {
-            self.by_function
-                .entry(function.to_owned())
-                .or_default()
-                .insert(key.clone());
+            link(&mut self.by_function, function, &key);
+        }
+        for (task, _) in indexed.named_tasks() {
+            link(&mut self.by_task, task, &key);
         }
         self.objects.insert(key, indexed);
     }
@@ -128,13 +184,34 @@ impl State {
             return;
         };
         for (function, _) in old.named() {
-            if let Some(objects) = self.by_function.get_mut(function) {
-                objects.remove(&key);
-                if objects.is_empty() {
-                    self.by_function.remove(function);
-                }
-            }
+            unlink(&mut self.by_function, function, &key);
         }
+        for (task, _) in old.named_tasks() {
+            unlink(&mut self.by_task, task, &key);
+        }
+    }
+
+    /// The `task` fields that name `task`, in order.
+    fn task_referents(&self, task: &str) -> Vec<Referent> {
+        let mut referents: Vec<Referent> = self
+            .by_task
+            .get(task)
+            .into_iter()
+            .flatten()
+            .filter_map(|key| Some((key, self.objects.get(key)?)))
+            .flat_map(|(key, indexed)| {
+                indexed
+                    .named_tasks()
+                    .filter(|(t, _)| *t == task)
+                    .map(|(_, path)| Referent {
+                        object: ObjectKey::clone(key),
+                        path: path.as_str().to_owned(),
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        referents.sort();
+        referents
     }
 
     /// The hooks that name `function`, in order.
@@ -151,7 +228,7 @@ impl State {
                     .filter(|(f, _)| *f == function)
                     .map(|(_, hook)| Referent {
                         object: ObjectKey::clone(key),
-                        hook,
+                        path: hook,
                     })
                     .collect::<Vec<_>>()
             })
@@ -223,6 +300,11 @@ impl ReferenceIndex {
         self.read().referents(function)
     }
 
+    /// The `task` fields that name `task`, in order.
+    pub fn task_referents(&self, task: &str) -> Vec<Referent> {
+        self.read().task_referents(task)
+    }
+
     /// How many objects the index holds.
     pub fn len(&self) -> usize {
         self.read().objects.len()
@@ -232,15 +314,11 @@ impl ReferenceIndex {
         self.len() == 0
     }
 
-    /// Calls `visit` with every object that has executors, under the index's lock: nothing is
-    /// copied, so `visit` must be quick and must not wait.
+    /// Calls `visit` with every object that has executors or Task references, under the index's
+    /// lock: nothing is copied, so `visit` must be quick and must not wait.
     pub fn visit(&self, mut visit: impl FnMut(&ObjectKey, &Indexed)) {
         let state = self.read();
-        for (key, indexed) in state
-            .objects
-            .iter()
-            .filter(|(_, i)| !i.executors.is_empty())
-        {
+        for (key, indexed) in state.objects.iter().filter(|(_, i)| i.refers()) {
             visit(key, indexed);
         }
     }
@@ -251,6 +329,17 @@ impl ReferenceIndex {
             .objects
             .get(key)?
             .executors
+            .iter()
+            .find(|(p, _)| p.as_str() == path)
+            .cloned()
+    }
+
+    /// The Task reference at `path` of the object `key`, when the index holds one there.
+    pub fn task(&self, key: &ObjectKey, path: &str) -> Option<(FieldPath, TaskRef)> {
+        self.read()
+            .objects
+            .get(key)?
+            .tasks
             .iter()
             .find(|(p, _)| p.as_str() == path)
             .cloned()
@@ -270,32 +359,120 @@ pub fn api_resource(kind: StashKind) -> ApiResource {
     )
 }
 
-/// Every hook that names `function`, from live LISTs of the five kinds: what the protection
-/// webhook confirms a would-be denial with, since the index may lag.
-pub async fn list_referents(client: &Client, function: &str) -> Result<Vec<Referent>, kube::Error> {
-    let mut referents = BTreeSet::new();
-    for kind in StashKind::ALL {
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &api_resource(kind));
-        let mut params = kube::api::ListParams::default().limit(500);
-        loop {
-            let page = api.list(&params).await?;
-            for object in &page.items {
-                if let Some((key, indexed)) = Indexed::of(kind, object) {
-                    referents.extend(indexed.named().filter(|(f, _)| *f == function).map(
-                        |(_, hook)| Referent {
-                            object: key.clone(),
-                            hook,
-                        },
-                    ));
-                }
-            }
-            match page.metadata.continue_.filter(|c| !c.is_empty()) {
-                Some(token) => params = params.continue_token(&token),
-                None => break,
-            }
+/// What live LISTs of the five kinds found: the hooks that name a Function, and for each of some
+/// Tasks the `task` fields that name it, each in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listed {
+    pub hooks: Vec<Referent>,
+    pub tasks: BTreeMap<String, Vec<Referent>>,
+}
+
+/// How many objects one LIST page holds: small enough that a page of large objects stays a few
+/// megabytes, large enough that tens of thousands of objects take few round trips.
+const PAGE: u32 = 500;
+
+/// Every hook that names `function` (when one is given) and every `task` field that names one of
+/// `tasks`, from live LISTs of the five kinds (side by side, each page by page): what protection
+/// decides with, since the index may lag. The caller bounds the time it may take.
+pub async fn list_referents(
+    client: &Client,
+    function: Option<&str>,
+    tasks: &BTreeSet<String>,
+) -> Result<Listed, kube::Error> {
+    let kinds = StashKind::ALL.map(|kind| list_kind(client, kind, function, tasks));
+    let mut listed = Listed::default();
+    for found in futures::future::try_join_all(kinds).await? {
+        listed.hooks.extend(found.hooks);
+        for (task, referents) in found.tasks {
+            listed.tasks.entry(task).or_default().extend(referents);
         }
     }
-    Ok(referents.into_iter().collect())
+    listed.hooks.sort();
+    for referents in listed.tasks.values_mut() {
+        referents.sort();
+    }
+    Ok(listed)
+}
+
+async fn list_kind(
+    client: &Client,
+    kind: StashKind,
+    function: Option<&str>,
+    tasks: &BTreeSet<String>,
+) -> Result<Listed, kube::Error> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &api_resource(kind));
+    let mut params = kube::api::ListParams::default().limit(PAGE);
+    let mut listed = Listed::default();
+    loop {
+        let page = api.list(&params).await?;
+        for object in &page.items {
+            let Some((key, indexed)) = Indexed::of(kind, object) else {
+                continue;
+            };
+            if let Some(function) = function {
+                listed
+                    .hooks
+                    .extend(
+                        indexed
+                            .named()
+                            .filter(|(f, _)| *f == function)
+                            .map(|(_, hook)| Referent {
+                                object: key.clone(),
+                                path: hook,
+                            }),
+                    );
+            }
+            for (task, path) in indexed.named_tasks().filter(|(t, _)| tasks.contains(*t)) {
+                listed
+                    .tasks
+                    .entry(task.to_owned())
+                    .or_default()
+                    .push(Referent {
+                        object: key.clone(),
+                        path: path.as_str().to_owned(),
+                    });
+            }
+        }
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(listed),
+        }
+    }
+}
+
+/// Every Task whose steps name `function`, with the indexes of those steps, from a live LIST of
+/// Tasks (page by page). A cluster without the Task CRD has none.
+pub async fn list_tasks_naming(
+    client: &Client,
+    function: &str,
+) -> Result<BTreeMap<String, Vec<usize>>, kube::Error> {
+    let api: Api<TaskObject> = Api::all(client.clone());
+    let mut params = kube::api::ListParams::default().limit(PAGE);
+    let mut naming = BTreeMap::new();
+    loop {
+        let page = match api.list(&params).await {
+            Ok(page) => page,
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(naming),
+            Err(err) => return Err(err),
+        };
+        for object in page.items {
+            let steps: Vec<usize> = object
+                .task
+                .steps
+                .iter()
+                .enumerate()
+                .filter(|(_, step)| step.function.as_deref() == Some(function))
+                .map(|(i, _)| i)
+                .collect();
+            if let (false, Some(name)) = (steps.is_empty(), object.metadata.name) {
+                naming.insert(name, steps);
+            }
+        }
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(naming),
+        }
+    }
 }
 
 /// Keeps `index` current: a watch of each of the five kinds, re-listing as kube's watcher decides
@@ -431,6 +608,95 @@ mod tests {
         index.delete(&k3);
         assert!(index.referents("g").is_empty());
         assert_eq!(index.len(), 1);
+    }
+
+    fn task(name: &str) -> serde_json::Value {
+        json!({"task": {"name": name, "params": [{"name": "outputDir", "value": "/tmp"}]}})
+    }
+
+    #[test]
+    fn knows_which_objects_name_a_task_as_they_change() {
+        let index = ReferenceIndex::default();
+        let (k1, i1) = object(
+            StashKind::BackupConfiguration,
+            Some("demo"),
+            "a",
+            task("pg-backup"),
+        );
+        assert_eq!(
+            i1.tasks,
+            [(
+                FieldPath::from("spec.task"),
+                TaskRef {
+                    name: TaskName::Named("pg-backup".into()),
+                    params: crate::stash::TaskParams::Names(vec![Some("outputDir".into())]),
+                }
+            )]
+        );
+        index.apply(k1.clone(), i1);
+        let (k2, i2) = object(
+            StashKind::BackupBatch,
+            Some("demo"),
+            "b",
+            json!({"members": [{"task": {"name": "other"}}, {"task": {"name": "pg-backup"}}, {"task": {"name": "pg-backup"}}]}),
+        );
+        index.apply(k2.clone(), i2);
+        // A blueprint's templated name is filled in per target: it names no Task.
+        let (k3, i3) = object(
+            StashKind::BackupBlueprint,
+            None,
+            "c",
+            task("pg-backup-${TARGET_APP_VERSION}"),
+        );
+        index.apply(k3.clone(), i3);
+        let shown = |task: &str| -> Vec<String> {
+            index
+                .task_referents(task)
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(
+            shown("pg-backup"),
+            [
+                "demo/BackupConfiguration/a (spec.task)",
+                "demo/BackupBatch/b (spec.members[1].task)",
+                "demo/BackupBatch/b (spec.members[2].task)"
+            ]
+        );
+        assert_eq!(
+            shown("other"),
+            ["demo/BackupBatch/b (spec.members[0].task)"]
+        );
+        assert!(
+            index.referents("pg-backup").is_empty(),
+            "Functions and Tasks apart"
+        );
+        assert_eq!(
+            index.task(&k2, "spec.members[0].task").map(|(_, t)| t.name),
+            Some(TaskName::Named("other".into()))
+        );
+        let mut visited = 0;
+        index.visit(|_, _| visited += 1);
+        assert_eq!(visited, 3, "objects with Task references are visited");
+
+        // Changed to name another Task, then deleted.
+        let (k1, i1) = object(
+            StashKind::BackupConfiguration,
+            Some("demo"),
+            "a",
+            task("other"),
+        );
+        index.apply(k1.clone(), i1);
+        assert_eq!(shown("pg-backup").len(), 2);
+        assert_eq!(shown("other").len(), 2);
+        index.delete(&k2);
+        index.delete(&k1);
+        assert!(shown("pg-backup").is_empty() && shown("other").is_empty());
+        assert!(
+            index.read().by_task.is_empty(),
+            "no empty entries left behind"
+        );
     }
 
     #[test]

@@ -1,20 +1,37 @@
-//! Function protection: a Function still named by a hook is not deleted, nor edited into one that
+//! Protection of referents in use: a Function still named by a hook, or by a step of a Task that
+//! objects name, and a Task still named by an object, is not deleted, nor edited into one that
 //! cannot run, unless its owner says so with an annotation.
+//!
+//! The verdicts ([`judge`], [`judge_task`]) are pure: a function of the name, the change, who uses
+//! the referent and the annotation. [`Protector`] finds those users with live LISTs for every
+//! change that would break something: the reference index may lag the API server by the moment
+//! in which an object naming the referent was created, and a denial missed then is not caught
+//! later.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use kube::core::admission::Operation;
 use kube::Client;
+use thiserror::Error;
+use tokio::time::Instant;
 
-use super::index::{list_referents, ReferenceIndex, Referent};
+use super::index::{list_referents, list_tasks_naming, Listed, Referent};
+use crate::functions::ClusterSource;
 use crate::metrics;
-use crate::review::{Reply, Request, ALLOW_BREAKING_REFERENCES};
-use crate::rules::{Container, FailurePolicy};
+use crate::review::{Object, Reply, Request, ALLOW_BREAKING_REFERENCES};
+use crate::rules::tasks::{Task, TaskState};
+use crate::rules::{Container, FailurePolicy, Function, Resolution};
+use crate::sources::Source;
+use crate::stash::{STASH_GROUP, STASH_VERSION};
 use crate::validator::{lookup_budget, Outcome};
 
-/// How many referents a message names; the rest are counted.
+/// How many referring objects a message names; the rest are counted.
 const SHOWN_REFERENTS: usize = 10;
+/// How many Tasks a message about a Function names; the rest are counted.
+const SHOWN_TASKS: usize = 5;
 
 /// What a change does to a Function, as protection judges it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,13 +61,97 @@ impl Change {
     }
 }
 
-/// The verdict on a change to Function `name`, given the hooks that name it (`referents`) and
-/// whether the Function carries the annotation that allows breaking them. Pure.
+/// What a change does to a Task, as protection judges it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskChange {
+    /// Deleted.
+    Delete,
+    /// Updated from a Task that could run to one that cannot: no steps left, or a step naming a
+    /// Function that is missing or cannot run.
+    Breaks(TaskState),
+    /// Anything else: created, updated without breaking it, or already broken before.
+    Other,
+}
+
+impl TaskChange {
+    /// The change a review makes, from what the old and the new Task can do.
+    pub fn of(operation: &Operation, old: Option<&TaskState>, new: Option<&TaskState>) -> Self {
+        match (operation, old, new) {
+            (Operation::Delete, _, _) => TaskChange::Delete,
+            (Operation::Update, Some(TaskState::Runs), Some(new)) if *new != TaskState::Runs => {
+                TaskChange::Breaks(new.clone())
+            }
+            _ => TaskChange::Other,
+        }
+    }
+
+    fn breaks(&self) -> bool {
+        !matches!(self, TaskChange::Other)
+    }
+}
+
+/// A Task whose steps name a Function, and the objects that name the Task: through them, users of
+/// the Function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskUsers {
+    pub task: String,
+    /// The indexes of the steps that name the Function.
+    pub steps: Vec<usize>,
+    /// The `task` fields that name the Task, in order.
+    pub objects: Vec<Referent>,
+}
+
+/// Who breaks when a Function does: the hooks that name it, and the objects naming a Task whose
+/// steps name it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Users {
+    pub hooks: Vec<Referent>,
+    /// Only Tasks that some object names; by Task name.
+    pub tasks: Vec<TaskUsers>,
+}
+
+impl Users {
+    /// Users that are hooks alone.
+    pub fn hooks(hooks: Vec<Referent>) -> Self {
+        Users {
+            hooks,
+            tasks: Vec::new(),
+        }
+    }
+
+    /// The users found by live LISTs: the hooks, and for each Task whose steps name the Function
+    /// (`naming`: Task -> steps), the objects naming it; a Task that no object names uses nothing.
+    pub fn of(listed: Listed, naming: &BTreeMap<String, Vec<usize>>) -> Self {
+        let mut by_task = listed.tasks;
+        let tasks = naming
+            .iter()
+            .filter_map(|(task, steps)| {
+                let objects = by_task.remove(task).filter(|o| !o.is_empty())?;
+                Some(TaskUsers {
+                    task: task.clone(),
+                    steps: steps.clone(),
+                    objects,
+                })
+            })
+            .collect();
+        Users {
+            hooks: listed.hooks,
+            tasks,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.hooks.is_empty() && self.tasks.iter().all(|t| t.objects.is_empty())
+    }
+}
+
+/// The verdict on a change to Function `name`, given who uses it and whether the Function carries
+/// the annotation that allows breaking them. Pure.
 pub fn judge(
     name: &str,
     change: &Change,
     new_container: Option<&Container>,
-    referents: &[Referent],
+    users: &Users,
     allow_breaking: bool,
 ) -> Reply {
     let mut warnings = Vec::new();
@@ -60,7 +161,7 @@ pub fn judge(
             unusable(container)
         ));
     }
-    if !change.breaks() || referents.is_empty() {
+    if !change.breaks() || users.is_empty() {
         return Reply {
             warnings,
             ..Reply::allow()
@@ -70,13 +171,73 @@ pub fn judge(
         Change::Breaks(container) => format!(
             "spec.image: this change leaves Function \"{name}\" unable to run ({}), and it is used by {}",
             unusable(container),
-            hooks(referents)
+            users_text(users)
         ),
-        _ => format!("Function \"{name}\" is used by {}", hooks(referents)),
+        _ => format!("Function \"{name}\" is used by {}", users_text(users)),
     };
+    let breaks = match (users.hooks.is_empty(), users.tasks.is_empty()) {
+        (false, true) => "those hooks fail until they name a Function that can run",
+        (true, false) => "those Tasks fail until their steps name a Function that can run",
+        _ => "those hooks and Tasks fail until they name a Function that can run",
+    };
+    decide(warnings, what, "Function", breaks, allow_breaking)
+}
+
+/// The verdict on a change to Task `name`, given the `task` fields that name it (`users`), the
+/// warnings about the Task as written ([`task_warnings`]) and whether the Task carries the
+/// annotation that allows breaking them. Pure.
+pub fn judge_task(
+    name: &str,
+    change: &TaskChange,
+    warnings: Vec<String>,
+    users: &[Referent],
+    allow_breaking: bool,
+) -> Reply {
+    if !change.breaks() || users.is_empty() {
+        return Reply {
+            warnings,
+            ..Reply::allow()
+        };
+    }
+    let mut budget = SHOWN_REFERENTS;
+    let used = format!(
+        "{}: {}",
+        count(users.len(), "object"),
+        names(users, &mut budget)
+    );
+    let what = match change {
+        TaskChange::Breaks(state) => {
+            let (path, why) = match state {
+                TaskState::BrokenStep { step, what } => {
+                    (format!("spec.steps[{step}].name"), what.clone())
+                }
+                _ => ("spec.steps".to_owned(), "it has no steps".to_owned()),
+            };
+            format!("{path}: this change leaves Task \"{name}\" unable to run ({why}), and it is used by {used}")
+        }
+        _ => format!("Task \"{name}\" is used by {used}"),
+    };
+    decide(
+        warnings,
+        what,
+        "Task",
+        "those objects fail until they name a Task that can run",
+        allow_breaking,
+    )
+}
+
+/// Denies a change that breaks what `what` names, or allows it with a warning saying what
+/// `breaks` when the referent (a `kind`) carries the annotation.
+fn decide(
+    mut warnings: Vec<String>,
+    what: String,
+    kind: &str,
+    breaks: &str,
+    allow_breaking: bool,
+) -> Reply {
     if allow_breaking {
         warnings.push(format!(
-            "{what}; allowed by the annotation {ALLOW_BREAKING_REFERENCES}=true: those hooks fail until they name a Function that can run"
+            "{what}; allowed by the annotation {ALLOW_BREAKING_REFERENCES}=true: {breaks}"
         ));
         return Reply {
             warnings,
@@ -86,9 +247,32 @@ pub fn judge(
     Reply {
         warnings,
         ..Reply::deny(format!(
-            "{what}: change or delete them first, or annotate the Function with {ALLOW_BREAKING_REFERENCES}=true"
+            "{what}: change or delete them first, or annotate the {kind} with {ALLOW_BREAKING_REFERENCES}=true"
         ))
     }
+}
+
+/// What to warn about a Task as it is written: no steps, or each step that cannot run, field path
+/// first. `functions` answers for the Functions its steps name. Pure.
+pub fn task_warnings<'a>(
+    name: &str,
+    task: &Task,
+    functions: impl Fn(&str) -> Option<&'a Resolution<Function>>,
+) -> Vec<String> {
+    if task.steps.is_empty() {
+        return vec![format!(
+            "spec.steps: Task \"{name}\" has no steps: an object that names it fails until it has some (Stash refuses to run a Task without steps: \"empty steps/containers\")"
+        )];
+    }
+    task.broken_steps(functions)
+        .into_iter()
+        .map(|broken| {
+            format!(
+                "spec.steps[{}].name: {}: an object that names Task \"{name}\" fails until this step can run: {}",
+                broken.step, broken.what, broken.fix
+            )
+        })
+        .collect()
 }
 
 /// Why a Function cannot run a hook, in a few words.
@@ -103,42 +287,114 @@ fn unusable(container: &Container) -> String {
     }
 }
 
-/// `3 hooks: a (spec.hooks.preBackup), b (...), ...`, at most [`SHOWN_REFERENTS`] named.
-fn hooks(referents: &[Referent]) -> String {
-    let shown: Vec<String> = referents
-        .iter()
-        .take(SHOWN_REFERENTS)
-        .map(ToString::to_string)
-        .collect();
-    let more = referents.len().saturating_sub(SHOWN_REFERENTS);
-    let rest = if more > 0 {
-        format!(" and {more} more")
-    } else {
-        String::new()
-    };
-    let count = match referents.len() {
-        1 => "1 hook".to_owned(),
-        n => format!("{n} hooks"),
-    };
-    format!("{count}: {}{rest}", shown.join(", "))
+/// `1 hook`, `3 objects`.
+fn count(n: usize, one: &str) -> String {
+    match n {
+        1 => format!("1 {one}"),
+        n => format!("{n} {one}s"),
+    }
 }
 
-/// Judges reviews of Functions (`/protect`). Without an index (Functions from a file), every
-/// change is allowed: there are no objects to protect.
+/// `a (spec.hooks.preBackup), b (...) and 2 more`: as many as `budget` allows, which is reduced
+/// by as many.
+fn names(referents: &[Referent], budget: &mut usize) -> String {
+    let shown = referents.len().min(*budget);
+    *budget -= shown;
+    let listed: Vec<String> = referents[..shown].iter().map(ToString::to_string).collect();
+    match referents.len() - shown {
+        0 => listed.join(", "),
+        more => format!("{} and {more} more", listed.join(", ")),
+    }
+}
+
+/// `3 hooks: a (spec.hooks.preBackup), ... and by Task "t" (spec.steps[0]), named by 2 objects:
+/// b (spec.task), c (spec.task)`: at most [`SHOWN_REFERENTS`] objects named in all, hooks first,
+/// and at most [`SHOWN_TASKS`] Tasks; the rest counted.
+fn users_text(users: &Users) -> String {
+    let mut budget = SHOWN_REFERENTS;
+    let mut parts = Vec::new();
+    if !users.hooks.is_empty() {
+        parts.push(format!(
+            "{}: {}",
+            count(users.hooks.len(), "hook"),
+            names(&users.hooks, &mut budget)
+        ));
+    }
+    for t in users.tasks.iter().take(SHOWN_TASKS) {
+        let steps: Vec<String> = t.steps.iter().map(|i| format!("spec.steps[{i}]")).collect();
+        let head = format!(
+            "Task \"{}\" ({}), named by {}",
+            t.task,
+            steps.join(", "),
+            count(t.objects.len(), "object")
+        );
+        parts.push(match budget {
+            0 => head,
+            _ => format!("{head}: {}", names(&t.objects, &mut budget)),
+        });
+    }
+    if let Some(rest) = users.tasks.get(SHOWN_TASKS..).filter(|r| !r.is_empty()) {
+        let objects = rest.iter().map(|t| t.objects.len()).sum();
+        let tasks = match rest.len() {
+            1 => "1 more Task".to_owned(),
+            n => format!("{n} more Tasks"),
+        };
+        parts.push(format!("{tasks}, named by {}", count(objects, "object")));
+    }
+    parts.join(" and by ")
+}
+
+/// What protection needs of a cluster: a client for the live LISTs, and the Function source (its
+/// cache, and live GETs) to tell whether a Task's steps can run.
+#[derive(Clone)]
+pub struct Cluster {
+    pub client: Client,
+    pub functions: Arc<ClusterSource>,
+}
+
+/// Which referent a review is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Function,
+    Task,
+}
+
+/// Why the users of a referent could not be listed.
+#[derive(Debug, Error)]
+enum ListError {
+    #[error("the Kubernetes API refused to list the objects that could name it ({0}); grant the webhook's ServiceAccount list on the five hook kinds")]
+    Objects(kube::Error),
+    #[error("the Kubernetes API refused to list the Tasks that could name it ({0}); grant the webhook's ServiceAccount list on tasks.stash.appscode.com")]
+    Tasks(kube::Error),
+    #[error("the Kubernetes API did not list the objects that could name it within {} ms", .0.as_millis())]
+    Timeout(Duration),
+}
+
+/// A change that could not be checked: what, why, and when to retry.
+struct Unchecked {
+    subject: String,
+    why: String,
+    retry: &'static str,
+}
+
+const RETRY_LIST: &str = "retry once the webhook can list them";
+
+/// Judges reviews of Functions and Tasks (`/protect`). Without a cluster (Functions and Tasks
+/// from a file), every change is allowed: there are no objects to protect.
 pub struct Protector {
-    index: Option<(Arc<ReferenceIndex>, Client)>,
+    cluster: Option<Cluster>,
     on_lookup_failure: FailurePolicy,
     lookup_timeout: Duration,
 }
 
 impl Protector {
     pub fn new(
-        index: Option<(Arc<ReferenceIndex>, Client)>,
+        cluster: Option<Cluster>,
         on_lookup_failure: FailurePolicy,
         lookup_timeout: Duration,
     ) -> Self {
         Protector {
-            index,
+            cluster,
             on_lookup_failure,
             lookup_timeout,
         }
@@ -150,53 +406,36 @@ impl Protector {
     }
 
     pub async fn review(&self, req: &Request<'_>, api_server_timeout: Option<Duration>) -> Outcome {
-        let allow = || Outcome {
-            reply: Reply::allow(),
-            verdict: metrics::Verdict::Allowed,
-            judged: false,
-            kind: None,
+        let ours = req.kind.group == STASH_GROUP && req.kind.version == STASH_VERSION;
+        let kind = match &*req.kind.kind {
+            "Function" if ours => Kind::Function,
+            "Task" if ours => Kind::Task,
+            _ => {
+                return Outcome {
+                    reply: Reply::allow(),
+                    verdict: metrics::Verdict::Allowed,
+                    judged: false,
+                    kind: None,
+                }
+            }
         };
-        let is_function = req.kind.group == crate::stash::STASH_GROUP
-            && req.kind.version == crate::stash::STASH_VERSION
-            && req.kind.kind == "Function";
-        if !is_function {
-            return allow();
-        }
-        let container = |o: &Option<crate::review::Object>| {
-            o.as_ref()
-                .map(|o| Container::from_image(o.spec.image.as_ref()))
-        };
-        let (old, new) = (container(&req.old_object), container(&req.object));
-        let change = Change::of(&req.operation, old.as_ref(), new.as_ref());
+        // All the lookups of one review share one deadline, as the validator's do.
+        let budget = lookup_budget(self.lookup_timeout, api_server_timeout);
+        let deadline = Instant::now() + budget;
         // The annotation counts on what is being written; on a DELETE, on the object deleted.
         let annotated = match req.operation {
             Operation::Delete => req.old_object.as_ref(),
             _ => req.object.as_ref(),
         }
         .is_some_and(|o| o.metadata.allow_breaking_references);
-        let new_container = match req.operation {
-            Operation::Create | Operation::Update => new.as_ref(),
-            _ => None,
+        let reply = match kind {
+            Kind::Function => self.function(req, annotated, deadline, budget).await,
+            Kind::Task => self.task(req, annotated, deadline, budget).await,
         };
-
-        let referents = match (&self.index, change.breaks()) {
-            (_, false) | (None, _) => Vec::new(),
-            (Some((index, client)), true) => {
-                // The index may lag: trusted to allow only when synced and empty for the name;
-                // anything else is confirmed with live LISTs.
-                if index.is_synced() && index.referents(&req.name).is_empty() {
-                    Vec::new()
-                } else {
-                    let budget = lookup_budget(self.lookup_timeout, api_server_timeout);
-                    match tokio::time::timeout(budget, list_referents(client, &req.name)).await {
-                        Ok(Ok(referents)) => referents,
-                        Ok(Err(err)) => return self.unverified(&req.name, &format!("the Kubernetes API refused to list the objects that could name it ({err}); grant the webhook's ServiceAccount list on the five hook kinds")),
-                        Err(_) => return self.unverified(&req.name, &format!("the Kubernetes API did not list the objects that could name it within {} ms", budget.as_millis())),
-                    }
-                }
-            }
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(unchecked) => return self.unverified(&unchecked),
         };
-        let reply = judge(&req.name, &change, new_container, &referents, annotated);
         let verdict = if !reply.allowed {
             metrics::Verdict::Denied
         } else if !reply.warnings.is_empty() {
@@ -212,13 +451,159 @@ impl Protector {
         }
     }
 
-    /// A change whose referents could not be listed, under `--on-lookup-failure`.
-    fn unverified(&self, name: &str, why: &str) -> Outcome {
-        let text =
-            format!("Function \"{name}\" could not be checked for hooks that name it: {why}");
+    /// A review of Function `req.name`; on a failed LIST, what could not be checked and why.
+    async fn function(
+        &self,
+        req: &Request<'_>,
+        annotated: bool,
+        deadline: Instant,
+        budget: Duration,
+    ) -> Result<Reply, Unchecked> {
+        let container = |o: &Option<Object>| {
+            o.as_ref()
+                .map(|o| Container::from_image(o.spec.image.as_ref()))
+        };
+        let (old, new) = (container(&req.old_object), container(&req.object));
+        let change = Change::of(&req.operation, old.as_ref(), new.as_ref());
+        let new_container = match req.operation {
+            Operation::Create | Operation::Update => new.as_ref(),
+            _ => None,
+        };
+        let users = match (&self.cluster, change.breaks()) {
+            (Some(cluster), true) => {
+                // Always live: an object created a moment ago may not be in the index yet.
+                let listed = tokio::time::timeout_at(deadline, list_users(cluster, &req.name));
+                match listed.await.unwrap_or(Err(ListError::Timeout(budget))) {
+                    Ok(users) => users,
+                    Err(err) => {
+                        let subject = match err {
+                            ListError::Tasks(_) => "Tasks",
+                            _ => "hooks",
+                        };
+                        return Err(Unchecked {
+                            subject: format!(
+                                "Function \"{}\" could not be checked for {subject} that name it",
+                                req.name
+                            ),
+                            why: err.to_string(),
+                            retry: RETRY_LIST,
+                        });
+                    }
+                }
+            }
+            _ => Users::default(),
+        };
+        Ok(judge(&req.name, &change, new_container, &users, annotated))
+    }
+
+    /// A review of Task `req.name`; on a failed lookup, what could not be checked and why.
+    async fn task(
+        &self,
+        req: &Request<'_>,
+        annotated: bool,
+        deadline: Instant,
+        budget: Duration,
+    ) -> Result<Reply, Unchecked> {
+        let read = |o: &Option<Object>| {
+            o.as_ref().map(|o| Task {
+                steps: Task::from_steps(o.spec.steps.as_ref()),
+                variables: Vec::new(),
+            })
+        };
+        let (old, new) = match req.operation {
+            Operation::Create => (None, read(&req.object)),
+            Operation::Update => (read(&req.old_object), read(&req.object)),
+            _ => (None, None),
+        };
+        let mut names: Vec<&str> = old.iter().chain(&new).flat_map(Task::functions).collect();
+        names.sort_unstable();
+        names.dedup();
+
+        // The Functions from the cache first; what would lead to a denial or a warning is looked
+        // up live before it is said.
+        let mut functions: HashMap<String, Resolution<Function>> = HashMap::new();
+        if let Some(cluster) = &self.cluster {
+            for name in &names {
+                let cached = match cluster.functions.cached(name) {
+                    Some(function) => Resolution::Found(function),
+                    None => Resolution::NotFound,
+                };
+                functions.insert((*name).to_owned(), cached);
+            }
+        }
+        let judged = |functions: &HashMap<String, Resolution<Function>>| {
+            let lookup = |n: &str| functions.get(n);
+            let state = |t: &Option<Task>| t.as_ref().map(|t| t.state(lookup));
+            let change = TaskChange::of(&req.operation, state(&old).as_ref(), state(&new).as_ref());
+            let warnings = new
+                .as_ref()
+                .map(|t| task_warnings(&req.name, t, lookup))
+                .unwrap_or_default();
+            (change, warnings)
+        };
+        let (mut change, mut warnings) = judged(&functions);
+        let mut unconfirmed = None;
+        let Some(cluster) = &self.cluster else {
+            return Ok(judge_task(&req.name, &change, warnings, &[], annotated));
+        };
+        if matches!(change, TaskChange::Breaks(_)) || !warnings.is_empty() {
+            let live = look_up(cluster.functions.as_ref(), &names, deadline, budget).await;
+            for (name, answer) in live {
+                match answer {
+                    // A lookup that failed tells nothing: what the cache said stands, unconfirmed.
+                    Resolution::Unverified(why) => {
+                        unconfirmed.get_or_insert((name, why));
+                    }
+                    answer => {
+                        functions.insert(name, answer);
+                    }
+                }
+            }
+            (change, warnings) = judged(&functions);
+        }
+        if !change.breaks() {
+            return Ok(judge_task(&req.name, &change, warnings, &[], annotated));
+        }
+        let subject = format!(
+            "Task \"{}\" could not be checked for objects that name it",
+            req.name
+        );
+        let tasks = BTreeSet::from([req.name.to_string()]);
+        let listed = tokio::time::timeout_at(deadline, async {
+            list_referents(&cluster.client, None, &tasks)
+                .await
+                .map_err(ListError::Objects)
+        });
+        let mut listed = match listed.await.unwrap_or(Err(ListError::Timeout(budget))) {
+            Ok(listed) => listed,
+            Err(err) => {
+                return Err(Unchecked {
+                    subject,
+                    why: err.to_string(),
+                    retry: RETRY_LIST,
+                })
+            }
+        };
+        let users = listed.tasks.remove(&*req.name).unwrap_or_default();
+        if let (TaskChange::Breaks(_), false, Some((function, why))) =
+            (&change, users.is_empty(), unconfirmed)
+        {
+            return Err(Unchecked {
+                subject: format!("Task \"{}\" could not be checked", req.name),
+                why: format!("Function \"{function}\" of its steps could not be looked up: {why}"),
+                retry: "retry once the webhook can read Functions",
+            });
+        }
+        Ok(judge_task(&req.name, &change, warnings, &users, annotated))
+    }
+
+    /// A change whose users could not be listed, or whose Task could not be judged, under
+    /// `--on-lookup-failure`.
+    fn unverified(&self, unchecked: &Unchecked) -> Outcome {
+        let text = format!("{}: {}", unchecked.subject, unchecked.why);
         let (reply, verdict) = match self.on_lookup_failure {
             FailurePolicy::Deny => (
-                Reply::deny(format!("{text}: retry once the webhook can list them")),
+                Reply::deny(format!("{text}: {}", unchecked.retry)),
                 metrics::Verdict::Denied,
             ),
             FailurePolicy::Allow => (
@@ -238,118 +623,48 @@ impl Protector {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::references::index::ObjectKey;
-    use crate::stash::StashKind;
+/// Who uses Function `name`, from live LISTs: the Tasks first (to know which Tasks' users count),
+/// then the five kinds.
+async fn list_users(cluster: &Cluster, name: &str) -> Result<Users, ListError> {
+    let naming = list_tasks_naming(&cluster.client, name)
+        .await
+        .map_err(ListError::Tasks)?;
+    let tasks: BTreeSet<String> = naming.keys().cloned().collect();
+    let listed = list_referents(&cluster.client, Some(name), &tasks)
+        .await
+        .map_err(ListError::Objects)?;
+    Ok(Users::of(listed, &naming))
+}
 
-    fn referents(n: usize) -> Vec<Referent> {
-        (0..n)
-            .map(|i| Referent {
-                object: ObjectKey {
-                    kind: StashKind::BackupConfiguration,
-                    namespace: Some("demo".into()),
-                    name: format!("app-{i}"),
-                },
-                hook: "spec.hooks.preBackup".into(),
+/// Live GETs of `names`, side by side, before `deadline`; a name not answered by then is
+/// unverified.
+async fn look_up(
+    source: &dyn Source<Function>,
+    names: &[&str],
+    deadline: Instant,
+    budget: Duration,
+) -> Vec<(String, Resolution<Function>)> {
+    // Built in a loop, not by a `.map()` closure over borrowed names, which trips the compiler's
+    // higher-ranked `Send` inference for the axum handler.
+    let mut lookups: Vec<BoxFuture<'_, Resolution<Function>>> = Vec::new();
+    for &name in names {
+        lookups.push(source.resolve(name));
+    }
+    let answers = tokio::time::timeout_at(deadline, futures::future::join_all(lookups)).await;
+    match answers {
+        Ok(answers) => names.iter().map(|n| (*n).to_owned()).zip(answers).collect(),
+        Err(_) => names
+            .iter()
+            .map(|n| {
+                let why = format!(
+                    "the Kubernetes API did not answer within {} ms",
+                    budget.as_millis()
+                );
+                ((*n).to_owned(), Resolution::Unverified(why))
             })
-            .collect()
-    }
-
-    const ANNOTATE: &str = "change or delete them first, or annotate the Function with stash-webhook.stash.appscode.com/allow-breaking-references=true";
-
-    #[test]
-    fn deleting_a_function_in_use_is_denied_naming_its_hooks() {
-        let reply = judge(
-            "mysql-hook-executor",
-            &Change::Delete,
-            None,
-            &referents(3),
-            false,
-        );
-        assert!(!reply.allowed);
-        assert_eq!(
-            reply.message,
-            format!("Function \"mysql-hook-executor\" is used by 3 hooks: demo/BackupConfiguration/app-0 (spec.hooks.preBackup), demo/BackupConfiguration/app-1 (spec.hooks.preBackup), demo/BackupConfiguration/app-2 (spec.hooks.preBackup): {ANNOTATE}")
-        );
-        let many = judge("f", &Change::Delete, None, &referents(12), false);
-        assert!(many.message.starts_with("Function \"f\" is used by 12 hooks: demo/BackupConfiguration/app-0 (spec.hooks.preBackup), "));
-        assert!(
-            many.message
-                .contains("app-9 (spec.hooks.preBackup) and 2 more: "),
-            "{}",
-            many.message
-        );
-        assert!(!many.message.contains("app-10"));
-    }
-
-    #[test]
-    fn unreferenced_or_annotated_functions_may_go() {
-        assert_eq!(
-            judge("f", &Change::Delete, None, &[], false),
-            Reply::allow()
-        );
-        let reply = judge("f", &Change::Delete, None, &referents(1), true);
-        assert!(reply.allowed);
-        assert_eq!(
-            reply.warnings,
-            ["Function \"f\" is used by 1 hook: demo/BackupConfiguration/app-0 (spec.hooks.preBackup); allowed by the annotation stash-webhook.stash.appscode.com/allow-breaking-references=true: those hooks fail until they name a Function that can run"]
-        );
-    }
-
-    #[test]
-    fn an_update_that_breaks_a_function_in_use_is_denied_other_updates_allowed() {
-        let broken = Change::of(
-            &Operation::Update,
-            Some(&Container::Valid),
-            Some(&Container::NoImage),
-        );
-        assert_eq!(broken, Change::Breaks(Container::NoImage));
-        let reply = judge(
-            "f",
-            &broken,
-            Some(&Container::NoImage),
-            &referents(1),
-            false,
-        );
-        assert_eq!(
-            reply.message,
-            format!("spec.image: this change leaves Function \"f\" unable to run (has no container image), and it is used by 1 hook: demo/BackupConfiguration/app-0 (spec.hooks.preBackup): {ANNOTATE}")
-        );
-        assert_eq!(
-            reply.warnings,
-            ["spec.image: Function \"f\" has no container image: a hook that names it fails until it has one (set spec.image to a container image)"]
-        );
-        let fine = Change::of(
-            &Operation::Update,
-            Some(&Container::Valid),
-            Some(&Container::Valid),
-        );
-        assert_eq!(
-            judge("f", &fine, Some(&Container::Valid), &referents(1), false),
-            Reply::allow()
-        );
-        // Already broken before: not this change's doing.
-        let still = Change::of(
-            &Operation::Update,
-            Some(&Container::NoImage),
-            Some(&Container::NoImage),
-        );
-        assert!(judge("f", &still, Some(&Container::NoImage), &referents(1), false).allowed);
-    }
-
-    #[test]
-    fn a_function_without_a_usable_image_is_created_with_a_warning() {
-        let reply = judge(
-            "f",
-            &Change::of(&Operation::Create, None, Some(&Container::NoImage)),
-            Some(&Container::NoImage),
-            &[],
-            false,
-        );
-        assert!(reply.allowed);
-        assert_eq!(reply.warnings.len(), 1);
-        assert!(reply.warnings[0].starts_with("spec.image: Function \"f\" has no container image"));
+            .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests;

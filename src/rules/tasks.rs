@@ -108,25 +108,56 @@ impl Task {
         if self.steps.is_empty() {
             return TaskState::NoSteps;
         }
-        for (i, step) in self.steps.iter().enumerate() {
-            let Some(name) = step.function.as_deref() else {
-                return TaskState::BrokenStep {
-                    step: i,
-                    what: "names no Function".into(),
-                };
-            };
-            let what = match functions(name) {
-                Some(Resolution::NotFound) => format!("Function \"{}\" not found", shown(name)),
-                Some(Resolution::Found(f)) => match function_problem(name, f) {
-                    Some((what, _)) => what,
-                    None => continue,
-                },
-                _ => continue,
-            };
-            return TaskState::BrokenStep { step: i, what };
+        match self.broken_steps(functions).into_iter().next() {
+            Some(broken) => TaskState::BrokenStep {
+                step: broken.step,
+                what: broken.what,
+            },
+            None => TaskState::Runs,
         }
-        TaskState::Runs
     }
+
+    /// Every step that cannot run, in order, given what is known of the Functions the steps name
+    /// (one that could not be looked up, or was not, counts as running).
+    pub fn broken_steps<'a>(
+        &self,
+        functions: impl Fn(&str) -> Option<&'a Resolution<Function>>,
+    ) -> Vec<BrokenStep> {
+        let mut broken = Vec::new();
+        for (step, s) in self.steps.iter().enumerate() {
+            let (what, fix) = match s.function.as_deref() {
+                None => (
+                    "names no Function".to_owned(),
+                    format!("name the Function this step runs ({LIST_FUNCTIONS})"),
+                ),
+                Some(name) if !valid_object_name(name) => (
+                    format!("\"{}\" is not a valid Function name", shown(name)),
+                    format!("name the Function this step runs ({LIST_FUNCTIONS})"),
+                ),
+                Some(name) => match functions(name) {
+                    Some(Resolution::NotFound) => (
+                        format!("Function \"{}\" not found", shown(name)),
+                        format!("create the Function, or name another one in the step ({LIST_FUNCTIONS})"),
+                    ),
+                    Some(Resolution::Found(f)) => match function_problem(name, f) {
+                        Some(problem) => problem,
+                        None => continue,
+                    },
+                    _ => continue,
+                },
+            };
+            broken.push(BrokenStep { step, what, fix });
+        }
+        broken
+    }
+}
+
+/// A step of a Task that cannot run: which, what is wrong, and the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenStep {
+    pub step: usize,
+    pub what: String,
+    pub fix: String,
 }
 
 impl std::fmt::Display for TaskState {
