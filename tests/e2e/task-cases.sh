@@ -61,3 +61,59 @@ check 0 'task.stash.appscode.com "together-task" deleted' kubectl delete -f $T/t
 check 0 'function.stash.appscode.com "together-dump-fn" deleted
 function.stash.appscode.com "together-upload-fn" deleted' kubectl delete -f $T/together/1-functions.yaml
 end
+
+ANNOTATION=stash-webhook.stash.appscode.com/allow-breaking-references
+PROTECT=protect.stash-webhook.stash.appscode.com
+
+begin function-used-only-through-a-task-is-protected
+# task-only-fn is named by no hook, only by the step of protected-task, which two objects name.
+check 0 "function.stash.appscode.com/task-only-fn created" kubectl apply -f $T/protected/function.yaml
+check 0 "task.stash.appscode.com/protected-task created" kubectl apply -f $T/protected/task.yaml
+check 0 "backupconfiguration.stash.appscode.com/protected-task-backup created" \
+  kubectl apply -f $T/protected/backupconfiguration.yaml
+check 0 "restoresession.stash.appscode.com/protected-task-restore created" \
+  kubectl apply -f $T/protected/restoresession.yaml
+# Deleting the Function is denied, naming the Task, its step and the objects naming the Task.
+check 1 "Error from server (Forbidden): admission webhook \"$PROTECT\" denied the request: Function \"task-only-fn\" is used by Task \"protected-task\" (spec.steps[0]), named by 2 objects: demo/BackupConfiguration/protected-task-backup (spec.task), demo/RestoreSession/protected-task-restore (spec.task): change or delete them first, or annotate the Function with $ANNOTATION=true" \
+  kubectl delete functions.stash.appscode.com task-only-fn
+# So is deleting the Task, naming the objects.
+check 1 "Error from server (Forbidden): admission webhook \"$PROTECT\" denied the request: Task \"protected-task\" is used by 2 objects: demo/BackupConfiguration/protected-task-backup (spec.task), demo/RestoreSession/protected-task-restore (spec.task): change or delete them first, or annotate the Task with $ANNOTATION=true" \
+  kubectl delete tasks.stash.appscode.com protected-task
+check 0 "task-only-fn protected-task" \
+  kubectl get functions.stash.appscode.com/task-only-fn tasks.stash.appscode.com/protected-task -o 'jsonpath={.items[*].metadata.name}'
+# With the objects gone, the Task and then its Function go too (protection lists live).
+check 0 "backupconfiguration.stash.appscode.com \"protected-task-backup\" deleted$(from_namespace demo)" \
+  kubectl delete -f $T/protected/backupconfiguration.yaml
+check 0 "restoresession.stash.appscode.com \"protected-task-restore\" deleted$(from_namespace demo)" \
+  kubectl delete -f $T/protected/restoresession.yaml
+check 0 'task.stash.appscode.com "protected-task" deleted' kubectl delete -f $T/protected/task.yaml
+check 0 'function.stash.appscode.com "task-only-fn" deleted' kubectl delete -f $T/protected/function.yaml
+end
+
+begin task-deleted-then-audited
+check 0 "task.stash.appscode.com/short-lived-task created" kubectl apply -f $T/audit/task.yaml
+check 0 "backupconfiguration.stash.appscode.com/task-audit created" \
+  kubectl apply -f $T/audit/backupconfiguration.yaml
+# Annotated, the Task in use is deleted, with a warning naming what breaks.
+check 0 "task.stash.appscode.com/short-lived-task annotated" \
+  kubectl annotate tasks.stash.appscode.com short-lived-task "$ANNOTATION=true"
+check 0 "Warning: Task \"short-lived-task\" is used by 1 object: demo/BackupConfiguration/task-audit (spec.task); allowed by the annotation $ANNOTATION=true: those objects fail until they name a Task that can run
+task.stash.appscode.com \"short-lived-task\" deleted" \
+  kubectl delete tasks.stash.appscode.com short-lived-task
+# The audit reports the broken reference as a Warning Event on the object.
+task_events() { # task_events REASON: "TYPE REASON NOTE" of each Event on demo/task-audit with that reason
+  kubectl get events -n demo --field-selector "reason=$1,involvedObject.name=task-audit" \
+    -o jsonpath='{range .items[*]}{.type} {.reason} {.message}{"\n"}{end}'
+}
+has_task_events() { [[ -n $(task_events "$1") ]]; }
+eventually 60 "a Warning Event on demo/task-audit" has_task_events TaskNotFound
+check 0 "Warning TaskNotFound spec.task.name: Task \"short-lived-task\" not found: install the Stash addon that provides it $TASKS_LIST, or correct the name" \
+  task_events TaskNotFound
+# Created again, the Task resolves, and the audit says so.
+check 0 "task.stash.appscode.com/short-lived-task created" kubectl apply -f $T/audit/task.yaml
+eventually 60 "a Normal Event on demo/task-audit" has_task_events TaskResolved
+check 0 "Normal TaskResolved spec.task: the Task resolves and can run again" task_events TaskResolved
+check 0 "backupconfiguration.stash.appscode.com \"task-audit\" deleted$(from_namespace demo)" \
+  kubectl delete -f $T/audit/backupconfiguration.yaml
+check 0 'task.stash.appscode.com "short-lived-task" deleted' kubectl delete -f $T/audit/task.yaml
+end
