@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The webhook's memory with a cluster's worth of Functions and objects naming them: the stand-in
-# API server (examples/standin_apiserver.rs) serves FUNCTIONS Functions and OBJECTS objects of the
-# five hook kinds on 127.0.0.1; the release webhook lists and watches them all (Function cache and
-# reference index), then judges reviews; its peak RSS is reported. See benches/README.md.
+# The webhook's memory with a cluster's worth of Functions, Tasks and objects naming them: the
+# stand-in API server (examples/standin_apiserver.rs) serves FUNCTIONS Functions, 100 Tasks and
+# OBJECTS objects of the five hook kinds, each with an executor and a Task, on 127.0.0.1; the
+# release webhook lists and watches them all (Function and Task caches, reference index), then
+# judges reviews; its peak RSS is reported. See benches/README.md.
 #
 # Knobs (environment): FUNCTIONS (10000), OBJECTS (50000), REVIEWS (2000).
 set -euo pipefail
@@ -57,6 +58,7 @@ import json, sys
 review = json.load(open("tests/fixtures/reviews/backupconfiguration-create.json"))
 review["request"]["object"]["spec"]["hooks"]["preBackup"]["executor"] = {
     "functionName": "fn-00042", "params": {"DB_HOST": "db.demo.svc"}}
+review["request"]["object"]["spec"]["task"] = {"name": "task-042"}
 json.dump(review, open(sys.argv[1], "w"))
 PY
 for _ in $(seq "$REVIEWS"); do
@@ -74,7 +76,7 @@ HWM=$(proc_kib "$WEBHOOK_PID" VmHWM)
 RSS=$(proc_kib "$WEBHOOK_PID" VmRSS)
 
 echo
-echo "memory: $FUNCTIONS Functions, $OBJECTS objects of the five hook kinds ($INDEXED indexed), $REVIEWS reviews"
+echo "memory: $FUNCTIONS Functions, 100 Tasks, $OBJECTS objects of the five hook kinds ($INDEXED indexed), $REVIEWS reviews"
 printf '  listed and synced in:              %.1f s\n' "$(awk -v a="$started" -v b="$synced" 'BEGIN { print b - a }')"
 echo "  peak RSS once synced:               $(mib "$HWM_SYNCED") MiB"
 echo "  peak RSS after the reviews:         $(mib "$HWM") MiB (target < 64 MiB: $(awk -v k="$HWM" 'BEGIN { print (k < 65536 ? "ok" : "MISS") }'))"

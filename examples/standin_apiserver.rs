@@ -1,5 +1,5 @@
-//! The tests' stand-in Kubernetes API server as a process of its own, filled with Functions and
-//! objects that name them, for measuring the webhook's memory with a cluster's worth of both
+//! The tests' stand-in Kubernetes API server as a process of its own, filled with Functions, Tasks
+//! and objects that name them, for measuring the webhook's memory with a cluster's worth of them
 //! (`benches/memory.sh`). Listens on 127.0.0.1 only.
 //!
 //! Usage: standin_apiserver FUNCTIONS OBJECTS KUBECONFIG_OUT
@@ -8,6 +8,9 @@
 mod apiserver;
 
 use serde_json::json;
+
+/// How many Tasks: about what Stash's addons install for the databases of a cluster.
+const TASKS: usize = 100;
 
 #[tokio::main]
 async fn main() {
@@ -27,8 +30,17 @@ async fn main() {
             json!({"image": "appscode/mysql-hook:8.0.14", "args": ["--host=${DB_HOST}", "--port=${DB_PORT:=3306}"]}),
         );
     }
+    // As many Tasks as a cluster's Stash addons install, each running one of the Functions.
+    for t in 0..TASKS {
+        api.put_object(
+            "tasks",
+            None,
+            &format!("task-{t:03}"),
+            json!({"steps": [{"name": format!("fn-{:05}", t % functions.max(1)), "params": [{"name": "DB_HOST", "value": "db.demo.svc"}]}]}),
+        );
+    }
     // Objects spread over the five kinds and 50 namespaces, each with a preBackup (or
-    // preRestore) executor, every Function named by some.
+    // preRestore) executor and a Task, every Function and Task named by some.
     let kinds = [
         "backupconfigurations",
         "restoresessions",
@@ -44,10 +56,11 @@ async fn main() {
             "preBackup"
         };
         let executor = json!({"functionName": format!("fn-{:05}", o % functions.max(1)), "params": {"DB_HOST": format!("db-{o}.demo.svc")}});
+        let task = json!({"name": format!("task-{:03}", o % TASKS), "params": [{"name": "outputDir", "value": "/tmp/output"}]});
         let spec = if kind.ends_with("batches") {
-            json!({"members": [{"target": {}, "hooks": {hook: {"executor": executor}}}]})
+            json!({"members": [{"target": {}, "task": task, "hooks": {hook: {"executor": executor}}}]})
         } else {
-            json!({"schedule": "*/5 * * * *", "hooks": {hook: {"exec": {"command": ["/bin/sh", "-c", "echo quiesce"]}, "executor": executor}}})
+            json!({"schedule": "*/5 * * * *", "task": task, "hooks": {hook: {"exec": {"command": ["/bin/sh", "-c", "echo quiesce"]}, "executor": executor}}})
         };
         let namespace = format!("ns-{:02}", o % 50);
         let namespace = (kind != "backupblueprints").then_some(namespace.as_str());
@@ -62,7 +75,7 @@ async fn main() {
     )
     .expect("write the kubeconfig");
     println!(
-        "ready: {functions} Functions, {objects} objects on http://{}",
+        "ready: {functions} Functions, {TASKS} Tasks, {objects} objects on http://{}",
         api.addr
     );
     std::future::pending::<()>().await;

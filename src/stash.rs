@@ -259,14 +259,14 @@ pub fn executor_refs(kind: StashKind, spec: &SpecHooks) -> Vec<ExecutorRef<'_>> 
 }
 
 /// What an object says of the Task that runs its backup or restore.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TaskRef {
     pub name: TaskName,
     pub params: TaskParams,
 }
 
 /// `task.name`: a name, or a value of another type (its JSON type).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TaskName {
     Named(String),
     WrongType(&'static str),
@@ -274,7 +274,7 @@ pub enum TaskName {
 
 /// `task.params`: a list of `{name, value}`, of which the names are judged, in order (an entry
 /// without a string name keeps its place, as `None`, so field paths stay right).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TaskParams {
     Absent,
     Names(Vec<Option<String>>),

@@ -333,7 +333,8 @@ impl Audit {
                 let resolution = cached(&self.functions, executor);
                 judged(path, finding(path, executor, resolution.as_ref(), &policy));
             }
-            for (path, task) in &indexed.tasks {
+            for (at, task) in indexed.tasks.iter() {
+                let path = &at.path();
                 if let Some(name) = task_name(task) {
                     if !tasks.contains_key(name) {
                         tasks.insert(name.to_owned(), cached_task(&self.tasks, name));

@@ -59,17 +59,47 @@ impl fmt::Display for Referent {
     }
 }
 
-/// What the index keeps of one object.
+/// What the index keeps of one object: no more than the audit and its Events need, since a
+/// cluster may hold tens of thousands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Indexed {
+    /// For the Events' reference to the object.
     pub uid: String,
-    pub resource_version: String,
     /// Each executor with the path of its `executor` field.
     pub executors: Vec<(FieldPath, Executor)>,
-    /// Each Task reference with the path of its `task` field (`spec.task`,
-    /// `spec.members[2].task`): the name and the names of the params it gives, as the Task rules
-    /// judge them.
-    pub tasks: Vec<(FieldPath, TaskRef)>,
+    /// Each Task reference, where it is and what it says (the name and the names of the params it
+    /// gives, as the Task rules judge them). What it says is shared by every object that says
+    /// the same, as most objects naming a Task do: tens of thousands of objects name a few dozen
+    /// Tasks.
+    pub tasks: Box<[(TaskAt, Arc<TaskRef>)]>,
+}
+
+/// Where an object names its Task: `spec.task`, or `spec.members[i].task` of a batch. Kept as
+/// the member's index, not as a path: the path is the same text in almost every object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskAt {
+    Spec,
+    Member(u32),
+}
+
+impl TaskAt {
+    /// Where a Task reference found by [`task_refs`] is.
+    fn of(path: &FieldPath) -> Option<TaskAt> {
+        let path = path.as_str();
+        if path == "spec.task" {
+            return Some(TaskAt::Spec);
+        }
+        let member = path.strip_prefix("spec.members[")?.strip_suffix("].task")?;
+        member.parse().ok().map(TaskAt::Member)
+    }
+
+    /// The path of the `task` field.
+    pub fn path(self) -> FieldPath {
+        match self {
+            TaskAt::Spec => FieldPath::from("spec.task"),
+            TaskAt::Member(i) => FieldPath::from(format!("spec.members[{i}].task").as_str()),
+        }
+    }
 }
 
 impl Indexed {
@@ -85,7 +115,7 @@ impl Indexed {
             .collect();
         let tasks = task_refs(kind, &spec)
             .into_iter()
-            .map(|u| (u.path, u.task.clone()))
+            .filter_map(|u| Some((TaskAt::of(&u.path)?, Arc::new(u.task.clone()))))
             .collect();
         Some((
             ObjectKey {
@@ -95,7 +125,7 @@ impl Indexed {
             },
             Indexed {
                 uid: object.metadata.uid.clone().unwrap_or_default(),
-                resource_version: object.metadata.resource_version.clone().unwrap_or_default(),
+
                 executors,
                 tasks,
             },
@@ -117,15 +147,13 @@ impl Indexed {
         })
     }
 
-    /// Each Task named, with the path of the `task` field naming it. A name that cannot be an
+    /// Each Task named, with where the `task` field naming it is. A name that cannot be an
     /// object's (a blueprint's templated one, filled in per target) names no Task.
-    fn named_tasks(&self) -> impl Iterator<Item = (&str, &FieldPath)> {
-        self.tasks
-            .iter()
-            .filter_map(|(path, task)| match &task.name {
-                TaskName::Named(name) if valid_object_name(name) => Some((name.as_str(), path)),
-                _ => None,
-            })
+    fn named_tasks(&self) -> impl Iterator<Item = (&str, TaskAt)> {
+        self.tasks.iter().filter_map(|(at, task)| match &task.name {
+            TaskName::Named(name) if valid_object_name(name) => Some((name.as_str(), *at)),
+            _ => None,
+        })
     }
 
     /// Whether the object holds any reference the index keeps.
@@ -142,6 +170,8 @@ struct State {
     objects: HashMap<Arc<ObjectKey>, Indexed>,
     by_function: HashMap<String, HashSet<Arc<ObjectKey>>>,
     by_task: HashMap<String, HashSet<Arc<ObjectKey>>>,
+    /// Each distinct Task reference the objects hold, once.
+    task_refs: HashSet<Arc<TaskRef>>,
 }
 
 /// Adds `key` under `name` in a reverse map.
@@ -167,8 +197,22 @@ fn unlink(map: &mut HashMap<String, HashSet<Arc<ObjectKey>>>, name: &str, key: &
 }
 
 impl State {
-    fn insert(&mut self, key: ObjectKey, indexed: Indexed) {
+    /// Makes `indexed` hold the index's copy of each of its Task references, adding those the
+    /// index does not hold yet.
+    fn share(&mut self, indexed: &mut Indexed) {
+        for (_, task) in indexed.tasks.iter_mut() {
+            match self.task_refs.get(task) {
+                Some(shared) => *task = shared.clone(),
+                None => {
+                    self.task_refs.insert(task.clone());
+                }
+            }
+        }
+    }
+
+    fn insert(&mut self, key: ObjectKey, mut indexed: Indexed) {
         self.remove(&key);
+        self.share(&mut indexed);
         let key = Arc::new(key);
         for (function, _) in indexed.named() {
             link(&mut self.by_function, function, &key);
@@ -189,6 +233,17 @@ impl State {
         for (task, _) in old.named_tasks() {
             unlink(&mut self.by_task, task, &key);
         }
+        // A Task reference no other object holds is forgotten with the last one: once this
+        // object's copies are gone, each is held here and by the set alone.
+        let mut held: Vec<Arc<TaskRef>> = old.tasks.iter().map(|(_, t)| t.clone()).collect();
+        drop(old);
+        held.sort_by_key(Arc::as_ptr);
+        held.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        for task in held {
+            if Arc::strong_count(&task) == 2 {
+                self.task_refs.remove(&task);
+            }
+        }
     }
 
     /// The `task` fields that name `task`, in order.
@@ -203,9 +258,9 @@ impl State {
                 indexed
                     .named_tasks()
                     .filter(|(t, _)| *t == task)
-                    .map(|(_, path)| Referent {
+                    .map(|(_, at)| Referent {
                         object: ObjectKey::clone(key),
-                        path: path.as_str().to_owned(),
+                        path: at.path().as_str().to_owned(),
                     })
                     .collect::<Vec<_>>()
             })
@@ -257,6 +312,18 @@ impl ReferenceIndex {
         self.state.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The index's view of an object of `kind` (see [`Indexed::of`]), holding the index's copy of
+    /// each of its Task references. The watches read objects this way, so that what a LIST of
+    /// thousands of objects naming a few Tasks gathers before it is applied is not thousands of
+    /// copies of the same references.
+    pub fn indexed(&self, kind: StashKind, object: &DynamicObject) -> Option<(ObjectKey, Indexed)> {
+        let (key, mut indexed) = Indexed::of(kind, object)?;
+        if !indexed.tasks.is_empty() {
+            self.write().share(&mut indexed);
+        }
+        Some((key, indexed))
+    }
+
     /// Records an object as it is now.
     pub fn apply(&self, key: ObjectKey, indexed: Indexed) {
         self.write().insert(key, indexed);
@@ -285,6 +352,9 @@ impl ReferenceIndex {
             for (key, indexed) in objects {
                 state.insert(key, indexed);
             }
+            // A Task reference held by nothing else any more (one that a reader still held
+            // when its last object went) goes now.
+            state.task_refs.retain(|t| Arc::strong_count(t) > 1);
         }
         self.synced[kind as usize].store(true, Ordering::Release);
         self.changed.notify_one();
@@ -335,14 +405,21 @@ impl ReferenceIndex {
     }
 
     /// The Task reference at `path` of the object `key`, when the index holds one there.
-    pub fn task(&self, key: &ObjectKey, path: &str) -> Option<(FieldPath, TaskRef)> {
+    pub fn task(&self, key: &ObjectKey, path: &str) -> Option<(FieldPath, Arc<TaskRef>)> {
         self.read()
             .objects
             .get(key)?
             .tasks
             .iter()
+            .map(|(at, task)| (at.path(), task))
             .find(|(p, _)| p.as_str() == path)
-            .cloned()
+            .map(|(p, task)| (p, task.clone()))
+    }
+
+    /// How many distinct Task references the objects hold.
+    #[cfg(test)]
+    fn distinct_task_refs(&self) -> usize {
+        self.read().task_refs.len()
     }
 
     /// Resolves when the index changes.
@@ -422,14 +499,14 @@ async fn list_kind(
                             }),
                     );
             }
-            for (task, path) in indexed.named_tasks().filter(|(t, _)| tasks.contains(*t)) {
+            for (task, at) in indexed.named_tasks().filter(|(t, _)| tasks.contains(*t)) {
                 listed
                     .tasks
                     .entry(task.to_owned())
                     .or_default()
                     .push(Referent {
                         object: key.clone(),
-                        path: path.as_str().to_owned(),
+                        path: at.path().as_str().to_owned(),
                     });
             }
         }
@@ -505,7 +582,7 @@ async fn watch_kind(client: Client, kind: StashKind, index: Arc<ReferenceIndex>,
     while let Some(event) = events.next().await {
         match event {
             Ok(Event::Init) => initial.clear(),
-            Ok(Event::InitApply(object)) => initial.extend(Indexed::of(kind, &object)),
+            Ok(Event::InitApply(object)) => initial.extend(index.indexed(kind, &object)),
             Ok(Event::InitDone) => {
                 let first = !index.synced[kind as usize].load(Ordering::Acquire);
                 index.replace_kind(kind, std::mem::take(&mut initial));
@@ -516,7 +593,7 @@ async fn watch_kind(client: Client, kind: StashKind, index: Arc<ReferenceIndex>,
                 }
             }
             Ok(Event::Apply(object)) => {
-                if let Some((key, indexed)) = Indexed::of(kind, &object) {
+                if let Some((key, indexed)) = index.indexed(kind, &object) {
                     index.apply(key, indexed);
                     metrics.set_indexed_objects(index.len());
                 }
@@ -624,13 +701,13 @@ mod tests {
             task("pg-backup"),
         );
         assert_eq!(
-            i1.tasks,
+            *i1.tasks,
             [(
-                FieldPath::from("spec.task"),
-                TaskRef {
+                TaskAt::Spec,
+                Arc::new(TaskRef {
                     name: TaskName::Named("pg-backup".into()),
                     params: crate::stash::TaskParams::Names(vec![Some("outputDir".into())]),
-                }
+                })
             )]
         );
         index.apply(k1.clone(), i1);
@@ -673,12 +750,16 @@ mod tests {
             "Functions and Tasks apart"
         );
         assert_eq!(
-            index.task(&k2, "spec.members[0].task").map(|(_, t)| t.name),
+            index
+                .task(&k2, "spec.members[0].task")
+                .map(|(_, t)| t.name.clone()),
             Some(TaskName::Named("other".into()))
         );
         let mut visited = 0;
         index.visit(|_, _| visited += 1);
         assert_eq!(visited, 3, "objects with Task references are visited");
+        // The same reference is held once: a's (pg-backup with outputDir), b's two, c's.
+        assert_eq!(index.distinct_task_refs(), 4);
 
         // Changed to name another Task, then deleted.
         let (k1, i1) = object(
@@ -697,6 +778,9 @@ mod tests {
             index.read().by_task.is_empty(),
             "no empty entries left behind"
         );
+        assert_eq!(index.distinct_task_refs(), 1, "the blueprint's, still held");
+        index.delete(&k3);
+        assert_eq!(index.distinct_task_refs(), 0);
     }
 
     #[test]
