@@ -735,6 +735,8 @@ async fn a_task_that_breaks_gets_a_warning_per_object_then_a_normal_event_when_f
         events(api, audit::TASK_NOT_FOUND).len() == 2
     })
     .await;
+    // Both findings were confirmed live, with one GET of the Task between them.
+    assert_eq!(c.api.counters_for("tasks").gets(), 1);
     let warning = c
         .api
         .events()

@@ -361,13 +361,14 @@ impl Audit {
         });
         self.count(&current);
         let mut all_written = true;
+        let mut live = Live::default();
         for (id, (key, found)) in &current {
             let unchanged = self.reported.get(id).is_some_and(|(_, f)| f == found);
             if unchanged && !refresh_all {
                 continue;
             }
             // The cache may lag: a new finding is confirmed with a live lookup first.
-            if !unchanged && !self.confirmed(key, id).await {
+            if !unchanged && !self.confirmed(key, id, &mut live).await {
                 continue;
             }
             if self
@@ -420,23 +421,23 @@ impl Audit {
 
     /// Whether the finding for reference `id` of `key` still stands when what it names is looked
     /// up live (within [`CONFIRM_TIMEOUT`]; a lookup that does not answer confirms nothing).
-    async fn confirmed(&self, key: &ObjectKey, id: &HookId) -> bool {
-        tokio::time::timeout(CONFIRM_TIMEOUT, self.confirm(key, id))
+    async fn confirmed(&self, key: &ObjectKey, id: &HookId, live: &mut Live) -> bool {
+        tokio::time::timeout(CONFIRM_TIMEOUT, self.confirm(key, id, live))
             .await
             .unwrap_or(false)
     }
 
-    async fn confirm(&self, key: &ObjectKey, id: &HookId) -> bool {
+    async fn confirm(&self, key: &ObjectKey, id: &HookId, live: &mut Live) -> bool {
         let policy = &self.settings.policy;
         if let Some((path, task)) = self.index.task(key, &id.1) {
             let resolution = match task_name(&task) {
-                Some(name) => Some(self.tasks.resolve(name).await),
+                Some(name) => Some(live.task(&self.tasks, name).await),
                 None => None,
             };
             let mut functions = HashMap::new();
             if let Some(Resolution::Found(found)) = &resolution {
                 for f in found.functions() {
-                    functions.insert(f.to_owned(), self.functions.resolve(f).await);
+                    functions.insert(f.to_owned(), live.function(&self.functions, f).await);
                 }
             }
             return task_finding(
@@ -456,7 +457,7 @@ impl Audit {
             Executor::Ref {
                 function: FunctionName::Named(name),
                 ..
-            } => Some(self.functions.resolve(name).await),
+            } => Some(live.function(&self.functions, name).await),
             _ => None,
         };
         finding(&path, &executor, resolution.as_ref(), policy).is_some()
@@ -521,6 +522,34 @@ impl Audit {
                 false
             }
         }
+    }
+}
+
+/// The live answers of one audit pass, by name: when a Function or Task that many objects name
+/// breaks, each new finding is confirmed, but each name is looked up once.
+#[derive(Default)]
+struct Live {
+    tasks: HashMap<String, Resolution<Task>>,
+    functions: HashMap<String, Resolution<Function>>,
+}
+
+impl Live {
+    async fn task(&mut self, source: &TaskSource, name: &str) -> Resolution<Task> {
+        if let Some(known) = self.tasks.get(name) {
+            return known.clone();
+        }
+        let answer = source.resolve(name).await;
+        self.tasks.insert(name.to_owned(), answer.clone());
+        answer
+    }
+
+    async fn function(&mut self, source: &ClusterSource, name: &str) -> Resolution<Function> {
+        if let Some(known) = self.functions.get(name) {
+            return known.clone();
+        }
+        let answer = source.resolve(name).await;
+        self.functions.insert(name.to_owned(), answer.clone());
+        answer
     }
 }
 
