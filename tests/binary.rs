@@ -1,8 +1,10 @@
-//! The `stash-webhook` binary as an operator runs it: `serve --dev` with no cluster, and a
-//! SIGTERM while reviews are in flight (each gets its answer; the process exits 0).
+//! The `stash-webhook` binary as an operator runs it: `serve --dev` with no cluster, a SIGTERM
+//! while reviews are in flight (each gets its answer; the process exits 0), and the audit turned
+//! off.
 
 mod support;
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -213,6 +215,105 @@ async fn sigterm_lets_in_flight_reviews_finish_then_exits_zero() {
     }
     let status = wait_exit(child).await;
     assert_eq!(status.code(), Some(0));
+}
+
+/// A kubeconfig for the stand-in, and a serving certificate for localhost, in `dir`: the
+/// KUBECONFIG path, the certificate and key paths, and the CA's PEM.
+fn cluster_files(api: &ApiServer, dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf, String) {
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: stand-in\n  cluster: {{server: \"http://{}\"}}\n\
+             users:\n- name: webhook\n  user: {{}}\ncontexts:\n- name: c\n  context: {{cluster: stand-in, user: webhook}}\n\
+             current-context: c\n",
+            api.addr
+        ),
+    )
+    .unwrap();
+    let bundle =
+        stash_webhook::certs::generate("localhost", &["localhost".into()], &[], 1).unwrap();
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&cert, &bundle.cert_pem).unwrap();
+    std::fs::write(&key, &bundle.key_pem).unwrap();
+    (kubeconfig, cert, key, bundle.ca_cert_pem)
+}
+
+/// `--audit=false`: the server serves, indexes and protects, but takes no Lease and writes no
+/// Event, while a replica with the audit on (the default) does both for the same broken
+/// reference.
+#[tokio::test]
+async fn with_the_audit_off_no_lease_is_taken_and_no_event_written() {
+    let api = ApiServer::start().await;
+    api.put_object(
+        "backupconfigurations",
+        Some("demo"),
+        "orphan",
+        serde_json::json!({"hooks": {"preBackup": {"executor": {"functionName": "never-created"}}}}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (kubeconfig, cert, key, ca) = cluster_files(&api, dir.path());
+    let start = |name: &str, audit: Option<&str>| {
+        let (port, metrics) = (free_port(), free_port());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_stash-webhook"));
+        command
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
+            .args(["--pod-name", name, "--namespace", "stash-system"])
+            .arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .env("KUBECONFIG", &kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("STASH_WEBHOOK_AUDIT")
+            .stderr(Stdio::null());
+        if let Some(audit) = audit {
+            command.env("STASH_WEBHOOK_AUDIT", audit);
+        }
+        (Server(command.spawn().unwrap()), port, metrics)
+    };
+    let index_synced = |metrics: u16| async move {
+        let url = format!("http://127.0.0.1:{metrics}/metrics");
+        let text = match reqwest::get(&url).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        text.lines()
+            .any(|l| l == "stash_webhook_reference_index_synced 1")
+    };
+
+    // Off, through the environment as the flag's fallback.
+    let (_off, port, metrics) = start("replica-off", Some("false"));
+    wait_ready(&client(ca.as_bytes(), port), port).await;
+    eventually(Duration::from_secs(20), "the index to sync", || {
+        index_synced(metrics)
+    })
+    .await;
+
+    // On, by default: it takes the Lease and reports the broken reference.
+    let (_on, port, _) = start("replica-on", None);
+    wait_ready(&client(ca.as_bytes(), port), port).await;
+    let api = &api;
+    eventually(
+        Duration::from_secs(30),
+        "the Warning Event",
+        || async move {
+            api.events()
+                .iter()
+                .any(|e| e["reason"] == "ExecutorFunctionNotFound")
+        },
+    )
+    .await;
+    let lease = api.lease("stash-system", "stash-webhook-audit").unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "replica-on");
+    assert!(
+        api.events()
+            .iter()
+            .all(|e| e["reportingInstance"] == "replica-on"),
+        "{:?}",
+        api.events()
+    );
 }
 
 #[test]
