@@ -819,3 +819,28 @@ async fn a_task_that_breaks_gets_a_warning_per_object_then_a_normal_event_when_f
     // Executor Events are not involved.
     assert!(events(&c.api, audit::NOT_FOUND).is_empty());
 }
+
+/// A Task update that would break it, whose step's Function cannot be looked up live: the cache
+/// alone does not deny; `--on-lookup-failure` (deny here) decides, saying why.
+#[tokio::test]
+async fn a_task_update_whose_functions_cannot_be_looked_up_follows_the_lookup_failure_policy() {
+    let c = cluster(with_task_users).await;
+    c.api.set_gets_fail_with_500(true);
+    let r = c
+        .webhook
+        .protect(task_review(
+            "UPDATE",
+            "pg-backup",
+            Some(json!([{"name": "pg-dump"}])),
+            Some(json!([{"name": "pg-dump"}, {"name": "ghost"}])),
+            false,
+        ))
+        .await;
+    assert_eq!(r["allowed"], false, "{r}");
+    let text = r["status"]["message"].as_str().unwrap();
+    assert!(
+        text.starts_with("Task \"pg-backup\" could not be checked: Function \"ghost\" of its steps could not be looked up: the Kubernetes API answered 500 ")
+            && text.ends_with(": retry once the webhook can read Functions"),
+        "{text}"
+    );
+}
