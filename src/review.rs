@@ -117,7 +117,7 @@ pub struct Object {
     pub spec: SpecHooks,
 }
 
-/// The annotation on a Function that lets a change break the hooks naming it.
+/// The annotation on a Function or a Task that lets a change break the objects using it.
 pub const ALLOW_BREAKING_REFERENCES: &str =
     "stash-webhook.stash.appscode.com/allow-breaking-references";
 

@@ -610,7 +610,7 @@ async fn watch_kind(client: Client, kind: StashKind, index: Arc<ReferenceIndex>,
                 if quiet {
                     tracing::debug!(%kind, error = %err, "watch failed; retrying");
                 } else {
-                    tracing::warn!(%kind, error = %err, "watch failed; retrying with backoff, Function protection confirms with live LISTs");
+                    tracing::warn!(%kind, error = %err, "watch failed; retrying with backoff, protection decides with live LISTs");
                     last_error = Some(Instant::now());
                 }
             }
