@@ -534,7 +534,7 @@ pub async fn list_tasks_naming(
         };
         for object in page.items {
             let steps: Vec<usize> = object
-                .task
+                .referent
                 .steps
                 .iter()
                 .enumerate()

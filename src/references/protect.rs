@@ -33,23 +33,45 @@ const SHOWN_REFERENTS: usize = 10;
 /// How many Tasks a message about a Function names; the rest are counted.
 const SHOWN_TASKS: usize = 5;
 
-/// What a change does to a Function, as protection judges it.
+/// Whether what is known of a referent lets it run: a Function's container, a Task's steps.
+pub trait CanRun: Clone + PartialEq {
+    fn runs(&self) -> bool;
+}
+
+impl CanRun for Container {
+    fn runs(&self) -> bool {
+        *self == Container::Valid
+    }
+}
+
+impl CanRun for TaskState {
+    fn runs(&self) -> bool {
+        *self == TaskState::Runs
+    }
+}
+
+/// What a change does to a referent, as protection judges it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
+pub enum Change<S> {
     /// Deleted.
     Delete,
-    /// Updated from a usable Function to one that cannot run a hook.
-    Breaks(Container),
-    /// Anything else: created, or updated without breaking it.
+    /// Updated from a referent that could run to one that cannot (a Function without a usable
+    /// image; a Task without steps, or with a step naming a Function that is missing or cannot
+    /// run).
+    Breaks(S),
+    /// Anything else: created, updated without breaking it, or already broken before.
     Other,
 }
 
-impl Change {
-    /// The change a review makes, from the old and the new object's images.
-    pub fn of(operation: &Operation, old: Option<&Container>, new: Option<&Container>) -> Self {
+/// What a change does to a Task.
+pub type TaskChange = Change<TaskState>;
+
+impl<S: CanRun> Change<S> {
+    /// The change a review makes, from what the old and the new object can do.
+    pub fn of(operation: &Operation, old: Option<&S>, new: Option<&S>) -> Self {
         match (operation, old, new) {
             (Operation::Delete, _, _) => Change::Delete,
-            (Operation::Update, Some(Container::Valid), Some(new)) if *new != Container::Valid => {
+            (Operation::Update, Some(old), Some(new)) if old.runs() && !new.runs() => {
                 Change::Breaks(new.clone())
             }
             _ => Change::Other,
@@ -58,35 +80,6 @@ impl Change {
 
     fn breaks(&self) -> bool {
         !matches!(self, Change::Other)
-    }
-}
-
-/// What a change does to a Task, as protection judges it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TaskChange {
-    /// Deleted.
-    Delete,
-    /// Updated from a Task that could run to one that cannot: no steps left, or a step naming a
-    /// Function that is missing or cannot run.
-    Breaks(TaskState),
-    /// Anything else: created, updated without breaking it, or already broken before.
-    Other,
-}
-
-impl TaskChange {
-    /// The change a review makes, from what the old and the new Task can do.
-    pub fn of(operation: &Operation, old: Option<&TaskState>, new: Option<&TaskState>) -> Self {
-        match (operation, old, new) {
-            (Operation::Delete, _, _) => TaskChange::Delete,
-            (Operation::Update, Some(TaskState::Runs), Some(new)) if *new != TaskState::Runs => {
-                TaskChange::Breaks(new.clone())
-            }
-            _ => TaskChange::Other,
-        }
-    }
-
-    fn breaks(&self) -> bool {
-        !matches!(self, TaskChange::Other)
     }
 }
 
@@ -149,7 +142,7 @@ impl Users {
 /// the annotation that allows breaking them. Pure.
 pub fn judge(
     name: &str,
-    change: &Change,
+    change: &Change<Container>,
     new_container: Option<&Container>,
     users: &Users,
     allow_breaking: bool,

@@ -1,37 +1,84 @@
 //! Referents from the Kubernetes API: a watch-backed cache, and a live GET to confirm every
 //! would-be denial. One implementation for every referent kind.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::ClusterResourceScope;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
-use kube::{Api, Client, Resource};
-use serde::de::DeserializeOwned;
+use kube::{Api, Client};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
 
 use super::{Referent, Source};
 use crate::metrics::{LookupResult, LookupSource, Metrics};
 use crate::rules::Resolution;
 
-/// An object as the API serves it, decoded straight into what the rules need of it (never kept
-/// whole, so the cache stays small).
-pub trait Cached:
-    Resource<DynamicType = (), Scope = ClusterResourceScope>
-    + DeserializeOwned
-    + Clone
-    + fmt::Debug
-    + Send
-    + Sync
-    + 'static
-{
-    type Referent: Referent;
-    fn into_referent(self) -> (Option<String>, Arc<Self::Referent>);
+/// A referent's object as the API serves it: its name and resourceVersion, and what the rules need
+/// of it, worked out once when it is decoded. Nothing else of the object is kept, so the cache
+/// stays small.
+#[derive(Debug, Clone)]
+pub struct Object<R> {
+    pub metadata: ObjectMeta,
+    pub referent: Arc<R>,
+}
+
+impl<'de, R: Referent> Deserialize<'de> for Object<R> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Whole, as JSON: the variables a referent reads may be anywhere in it.
+        let object = Value::deserialize(d)?;
+        let text = |path: &str| {
+            object
+                .pointer(path)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        Ok(Object {
+            metadata: ObjectMeta {
+                name: text("/metadata/name"),
+                resource_version: text("/metadata/resourceVersion"),
+                ..ObjectMeta::default()
+            },
+            referent: Arc::new(R::from_object(&object)),
+        })
+    }
+}
+
+impl<R: Referent> kube::Resource for Object<R> {
+    type DynamicType = ();
+    type Scope = ClusterResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        R::KIND.into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        R::GROUP.into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        R::VERSION.into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        R::PLURAL.into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl<R> Object<R> {
+    fn into_referent(self) -> (Option<String>, Arc<R>) {
+        (self.metadata.name, self.referent)
+    }
 }
 
 /// Referents from the Kubernetes API: a watch keeps a map of name -> referent current, and
@@ -39,9 +86,9 @@ pub trait Cached:
 /// allow but never to deny: a miss, a referent it holds as unusable, or a verdict that denies on
 /// what it holds, is confirmed with one live GET. That is what keeps `kubectl apply -f dir/` (a
 /// Function, a Task and the BackupConfiguration together) from being wrongly denied.
-pub struct ClusterSource<K: Cached> {
-    api: Api<K>,
-    cache: Arc<Cache<K::Referent>>,
+pub struct ClusterSource<R: Referent> {
+    api: Api<Object<R>>,
+    cache: Arc<Cache<R>>,
     metrics: Metrics,
 }
 
@@ -80,11 +127,11 @@ impl<T: Referent> Cache<T> {
     }
 }
 
-impl<K: Cached> ClusterSource<K> {
+impl<R: Referent> ClusterSource<R> {
     /// Starts watching the referent kind on `client`. The watch runs until the returned task is
     /// aborted, re-listing as kube's watcher decides (on 410 Gone, after errors).
     pub fn start(client: Client, metrics: Metrics) -> (Self, tokio::task::JoinHandle<()>) {
-        let api: Api<K> = Api::all(client);
+        let api: Api<Object<R>> = Api::all(client);
         let cache = Arc::new(Cache::new());
         let task = tokio::spawn(run_watch(api.clone(), cache.clone(), metrics.clone()));
         (
@@ -99,12 +146,12 @@ impl<K: Cached> ClusterSource<K> {
 
     /// What the cache holds for `name`, usable or not; for the audit and protection, which
     /// confirm what they report with [`Source::resolve`].
-    pub fn cached(&self, name: &str) -> Option<Arc<K::Referent>> {
+    pub fn cached(&self, name: &str) -> Option<Arc<R>> {
         self.cache.get(name)
     }
 
     /// Calls `visit` with every cached referent, under the cache's lock: it must be quick.
-    pub fn visit(&self, mut visit: impl FnMut(&str, &K::Referent)) {
+    pub fn visit(&self, mut visit: impl FnMut(&str, &R)) {
         if let Ok(items) = self.cache.items.read() {
             for (name, item) in items.iter() {
                 visit(name, item);
@@ -117,35 +164,29 @@ impl<K: Cached> ClusterSource<K> {
         self.cache.changed.notified().await;
     }
 
-    async fn live_get(&self, name: &str) -> Resolution<K::Referent> {
+    async fn live_get(&self, name: &str) -> Resolution<R> {
         let resolution = match self.api.get_opt(name).await {
             Ok(Some(object)) => Resolution::Found(object.into_referent().1),
             Ok(None) => Resolution::NotFound,
-            Err(err) => Resolution::Unverified(describe_api_error::<K::Referent>(&err)),
+            Err(err) => Resolution::Unverified(describe_api_error::<R>(&err)),
         };
-        self.metrics.record_lookup(
-            K::Referent::PLURAL,
-            LookupSource::Api,
-            LookupResult::of(&resolution),
-        );
+        self.metrics
+            .record_lookup(R::PLURAL, LookupSource::Api, LookupResult::of(&resolution));
         resolution
     }
 }
 
-impl<K: Cached> Source<K::Referent> for ClusterSource<K> {
-    fn resolve<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Resolution<K::Referent>> {
+impl<R: Referent> Source<R> for ClusterSource<R> {
+    fn resolve<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Resolution<R>> {
         self.live_get(name).boxed()
     }
 
     /// Only a referent that answers from the cache is answered there; anything else is looked up
     /// live.
-    fn resolve_now(&self, name: &str) -> Option<Resolution<K::Referent>> {
+    fn resolve_now(&self, name: &str) -> Option<Resolution<R>> {
         let found = self.cache.get(name).filter(|r| r.answers_from_cache())?;
-        self.metrics.record_lookup(
-            K::Referent::PLURAL,
-            LookupSource::Cache,
-            LookupResult::Found,
-        );
+        self.metrics
+            .record_lookup(R::PLURAL, LookupSource::Cache, LookupResult::Found);
         Some(Resolution::Found(found))
     }
 
@@ -162,14 +203,14 @@ impl<K: Cached> Source<K::Referent> for ClusterSource<K> {
     }
 }
 
-/// Every referent of kind `K` in the cluster, by name: one LIST, no watch (for `check --cluster`).
+/// Every referent of kind `R` in the cluster, by name: one LIST, no watch (for `check --cluster`).
 /// A kind whose CRD is not installed has none.
-pub async fn list<K: Cached>(client: Client) -> Result<HashMap<String, Arc<K::Referent>>, String> {
-    let api: Api<K> = Api::all(client);
+pub async fn list<R: Referent>(client: Client) -> Result<HashMap<String, Arc<R>>, String> {
+    let api: Api<Object<R>> = Api::all(client);
     let list = match api.list(&Default::default()).await {
         Ok(list) => list,
         Err(kube::Error::Api(status)) if status.code == 404 => return Ok(HashMap::new()),
-        Err(err) => return Err(describe_api_error::<K::Referent>(&err)),
+        Err(err) => return Err(describe_api_error::<R>(&err)),
     };
     Ok(list
         .items
@@ -197,12 +238,12 @@ fn describe_api_error<T: Referent>(err: &kube::Error) -> String {
     }
 }
 
-async fn run_watch<K: Cached>(api: Api<K>, cache: Arc<Cache<K::Referent>>, metrics: Metrics) {
-    let kind = K::Referent::KIND;
-    let plural = K::Referent::PLURAL;
+async fn run_watch<R: Referent>(api: Api<Object<R>>, cache: Arc<Cache<R>>, metrics: Metrics) {
+    let kind = R::KIND;
+    let plural = R::PLURAL;
     let config = watcher::Config::default();
     let mut events = watcher::watcher(api, config).default_backoff().boxed();
-    let mut initial: HashMap<String, Arc<K::Referent>> = HashMap::new();
+    let mut initial: HashMap<String, Arc<R>> = HashMap::new();
     let mut last_error: Option<Instant> = None;
     while let Some(event) = events.next().await {
         match event {

@@ -13,15 +13,20 @@ use futures::future::BoxFuture;
 
 use crate::rules::Resolution;
 
-pub use cluster::{list, ClusterSource};
+pub use cluster::{list, ClusterSource, Object};
 pub use file::{Catalog, CatalogError, FileSource};
 
 /// A kind of object that Stash objects name, as the rules know it.
-pub trait Referent: fmt::Debug + Send + Sync + 'static {
+pub trait Referent: fmt::Debug + Clone + Send + Sync + 'static {
+    /// The API group and version its objects are served at.
+    const GROUP: &'static str;
+    const VERSION: &'static str;
     /// The kind, as messages name it (`Function`).
     const KIND: &'static str;
     /// The resource, as RBAC, API paths and metrics name it (`functions`).
     const PLURAL: &'static str;
+    /// What the rules need of one of its objects, given as JSON, worked out once when it is read.
+    fn from_object(object: &serde_json::Value) -> Self;
     /// Whether a cached copy may answer a review by itself: one that could lead to a denial is
     /// looked up live instead.
     fn answers_from_cache(&self) -> bool;
