@@ -140,22 +140,7 @@ async fn sigterm_lets_in_flight_reviews_finish_then_exits_zero() {
     let api = ApiServer::start().await;
     api.put_function("mysql-hook-executor", Some("appscode/mysql-hook:8.0.14"));
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: stand-in\n  cluster: {{server: \"http://{}\"}}\n\
-             users:\n- name: webhook\n  user: {{}}\ncontexts:\n- name: c\n  context: {{cluster: stand-in, user: webhook}}\n\
-             current-context: c\n",
-            api.addr
-        ),
-    )
-    .unwrap();
-    let bundle =
-        stash_webhook::certs::generate("localhost", &["localhost".into()], &[], 1).unwrap();
-    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    std::fs::write(&cert, &bundle.cert_pem).unwrap();
-    std::fs::write(&key, &bundle.key_pem).unwrap();
+    let (kubeconfig, cert, key, ca) = cluster_files(&api, dir.path());
 
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_stash-webhook"))
@@ -178,7 +163,7 @@ async fn sigterm_lets_in_flight_reviews_finish_then_exits_zero() {
         .spawn()
         .unwrap();
     let child = Server(child);
-    let client = client(bundle.ca_cert_pem.as_bytes(), port);
+    let client = client(ca.as_bytes(), port);
     wait_ready(&client, port).await;
 
     // Reviews that need a live GET, which the API server answers slowly: in flight at SIGTERM.
