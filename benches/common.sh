@@ -56,9 +56,14 @@ need() {
 }
 
 # Builds the release webhook and the floor server (examples/floor_server.rs); sets WEBHOOK and
-# FLOOR to their paths.
+# FLOOR to their paths. When both are set in the environment (binaries of another build, to
+# compare), nothing is built and those are used.
 # shellcheck disable=SC2034 # WEBHOOK and FLOOR are the sourcing script's
 build_servers() {
+    if [[ -n ${WEBHOOK:-} && -n ${FLOOR:-} ]]; then
+        log "using $WEBHOOK and $FLOOR as they are"
+        return
+    fi
     log "building release binaries"
     cargo build --release --locked --bin stash-webhook --example floor_server >&2
     WEBHOOK=target/release/stash-webhook

@@ -2,11 +2,15 @@
 # Instructions per request, webhook and floor, counted by callgrind: the same figure whatever else
 # the machine is doing, for comparing two builds where load.sh's timings are too noisy. Each
 # server runs under valgrind on 127.0.0.1; after a warm-up its counters are zeroed, N requests of
-# the recorded CREATE are sent with h2load, and the count is dumped. The TLS handshakes of the
-# measured run's C connections are included in both. See benches/README.md.
+# one body are sent with h2load, and the count is dumped. The TLS handshakes of the measured
+# run's C connections are included in both. See benches/README.md.
 #
 # Knobs (environment): N (requests, 20000), C (connections, 16), M (HTTP/2 streams per
-# connection, 8), PROTO (h2 or h1, h2).
+# connection, 8), PROTO (h2 or h1, h2), FIXTURE (the body, the recorded 3 KB CREATE), UPDATE_KIB
+# (when set, the body is instead a BackupBatch UPDATE of about that many KiB, from
+# load_bodies.py), LOG (the webhook's --log filter, warn), KEEP (a directory to copy the dumps
+# into, as floor.out and webhook.out, for callgrind_annotate), WEBHOOK and FLOOR (binaries to
+# measure instead of building them, both or neither).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,11 +18,19 @@ N=${N:-20000}
 C=${C:-16}
 M=${M:-8}
 PROTO=${PROTO:-h2}
-FIXTURE=tests/fixtures/reviews/backupconfiguration-create.json
+FIXTURE=${FIXTURE:-tests/fixtures/reviews/backupconfiguration-create.json}
+LOG=${LOG:-warn}
+KEEP=${KEEP:-}
+UPDATE_KIB=${UPDATE_KIB:-}
 PATH_QUERY='/validate?timeout=5s'
 
 # shellcheck source=benches/common.sh
 source benches/common.sh
+
+if [[ -n $UPDATE_KIB ]]; then
+    python3 benches/load_bodies.py update "$WORK" "$UPDATE_KIB"
+    FIXTURE=$WORK/update-${UPDATE_KIB}kib.json
+fi
 
 need_h2load
 need valgrind callgrind_control h2load curl python3 awk
@@ -43,7 +55,7 @@ count() {
     local name=$1 port
     shift
     port=$(free_port)
-    valgrind --tool=callgrind --callgrind-out-file="$WORK/$name.%p" "$@" --listen "127.0.0.1:$port" \
+    valgrind --tool=callgrind --dump-instr=no --collect-jumps=no --callgrind-out-file="$WORK/$name.%p" "$@" --listen "127.0.0.1:$port" \
         >"$WORK/$name.log" 2>&1 &
     local pid=$!
     # Stopped here: this runs in a command substitution, whose PIDS the exit trap does not see.
@@ -66,6 +78,7 @@ count() {
         sleep 0.1
     done
     [[ -n $dump ]] || die "no callgrind dump from $name"
+    if [[ -n $KEEP ]]; then mkdir -p "$KEEP" && cp "$dump" "$KEEP/$name.out"; fi
     kill "$pid"
     wait "$pid" 2>/dev/null || true
     awk -v n="$N" '/^(summary|totals):/ { t = $2 } END { printf "%.0f\n", t / n }' "$dump"
@@ -73,7 +86,8 @@ count() {
 
 floor=$(count floor "$FLOOR" --cert "$CERT" --key "$KEY")
 webhook=$(count webhook "$WEBHOOK" serve --tls-cert "$CERT" --tls-key "$KEY" \
-    --functions-file manifests/examples/functions.yaml --log warn)
-printf 'instructions per request (%s, %d requests, -c %d, callgrind)\n' "$PROTO" "$N" "$C"
+    --functions-file manifests/examples/functions.yaml --log "$LOG")
+printf 'instructions per request (%s, %s, %d bytes, %d requests, -c %d, --log %s, callgrind)\n' \
+    "$PROTO" "$(basename "$FIXTURE")" "$(wc -c <"$FIXTURE")" "$N" "$C" "$LOG"
 printf '  floor    %8d\n  webhook  %8d (%.2fx)\n' "$floor" "$webhook" \
     "$(awk -v w="$webhook" -v f="$floor" 'BEGIN { print w / f }')"
