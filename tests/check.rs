@@ -194,12 +194,7 @@ fn tasks_from_the_catalog_or_the_inputs_are_judged_with_their_steps_functions() 
         "{file}: BackupConfiguration demo/db-typo: spec.task.name: Task \"pg-backup-61\" not found: install the Stash addon that provides it (kubectl get tasks.stash.appscode.com lists those installed), or correct the name\n\
          {file}: RestoreSession demo/db-restore: spec.task.params: Function \"pg-restore\" (Task \"pg-restore-16\", spec.steps[0]) reads ${{outputDir}}, which neither that step's params nor spec.task.params set and Stash does not provide: add {{name: outputDir, value: ...}} to spec.task.params, or give it a default in the Function (${{outputDir:=...}})\n"
     );
-    let catalog = check(&[
-        "-f",
-        file,
-        "--functions-file",
-        &format!("{DIR}/addon.yaml"),
-    ]);
+    let catalog = check(&["-f", file, "--functions-file", &format!("{DIR}/addon.yaml")]);
     assert_eq!(
         stdout(&catalog),
         format!("{expected}3 objects judged, 2 denied, 0 warned, 0 skipped\n")
