@@ -69,3 +69,17 @@ build_servers() {
     WEBHOOK=target/release/stash-webhook
     FLOOR=target/release/examples/floor_server
 }
+
+# Builds the Go peer (benches/gopeer: the same rules on Go's standard library alone) with the
+# machine's Go; sets GOPEER to its path. GOPEER set in the environment is used as it is.
+# shellcheck disable=SC2034 # GOPEER is the sourcing script's
+build_gopeer() {
+    if [[ -n ${GOPEER:-} ]]; then
+        log "using $GOPEER as it is"
+        return
+    fi
+    need go
+    log "building the Go peer with $(go version)"
+    (cd benches/gopeer && GOFLAGS=-mod=mod go build -o "$WORK/gopeer" .) >&2
+    GOPEER=$WORK/gopeer
+}

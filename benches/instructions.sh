@@ -9,8 +9,9 @@
 # connection, 8), PROTO (h2 or h1, h2), FIXTURE (the body, the recorded 3 KB CREATE), UPDATE_KIB
 # (when set, the body is instead a BackupBatch UPDATE of about that many KiB, from
 # load_bodies.py), LOG (the webhook's --log filter, warn), KEEP (a directory to copy the dumps
-# into, as floor.out and webhook.out, for callgrind_annotate), WEBHOOK and FLOOR (binaries to
-# measure instead of building them, both or neither).
+# into, as floor.out, webhook.out and gopeer.out, for callgrind_annotate), WEBHOOK and FLOOR
+# (binaries to measure instead of building them, both or neither), PEER (0 to leave out the Go
+# peer, benches/gopeer, measured beside them otherwise; GOPEER, its binary instead of building).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,7 @@ FIXTURE=${FIXTURE:-tests/fixtures/reviews/backupconfiguration-create.json}
 LOG=${LOG:-warn}
 KEEP=${KEEP:-}
 UPDATE_KIB=${UPDATE_KIB:-}
+PEER=${PEER:-1}
 PATH_QUERY='/validate?timeout=5s'
 
 # shellcheck source=benches/common.sh
@@ -36,6 +38,7 @@ need_h2load
 need valgrind callgrind_control h2load curl python3 awk
 
 build_servers
+if [[ $PEER != 0 ]]; then build_gopeer; fi
 "$WEBHOOK" certs --service localhost --namespace bench --out "$WORK/certs" >/dev/null
 CERT=$WORK/certs/tls.crt
 KEY=$WORK/certs/tls.key
@@ -87,7 +90,18 @@ count() {
 floor=$(count floor "$FLOOR" --cert "$CERT" --key "$KEY")
 webhook=$(count webhook "$WEBHOOK" serve --tls-cert "$CERT" --tls-key "$KEY" \
     --functions-file manifests/examples/functions.yaml --log "$LOG")
+if [[ $PEER != 0 ]]; then
+    # callgrind fails an assertion on the signal of Go's asynchronous preemption: without it the
+    # scheduler preempts goroutines at function calls only.
+    gopeer=$(GODEBUG=asyncpreemptoff=1 count gopeer "$GOPEER" --cert "$CERT" --key "$KEY")
+fi
 printf 'instructions per request (%s, %s, %d bytes, %d requests, -c %d, --log %s, callgrind)\n' \
     "$PROTO" "$(basename "$FIXTURE")" "$(wc -c <"$FIXTURE")" "$N" "$C" "$LOG"
-printf '  floor    %8d\n  webhook  %8d (%.2fx)\n' "$floor" "$webhook" \
-    "$(awk -v w="$webhook" -v f="$floor" 'BEGIN { print w / f }')"
+# NAME COUNT: the count, its ratio to the floor's, and the review's own work (the difference).
+row() {
+    printf '  %-8s %10d (%.2fx)  own work %10d\n' "$1" "$2" \
+        "$(awk -v w="$2" -v f="$floor" 'BEGIN { print w / f }')" "$(($2 - floor))"
+}
+printf '  %-8s %10d\n' floor "$floor"
+row webhook "$webhook"
+if [[ $PEER != 0 ]]; then row 'Go peer' "$gopeer"; fi
