@@ -56,11 +56,30 @@ need() {
 }
 
 # Builds the release webhook and the floor server (examples/floor_server.rs); sets WEBHOOK and
-# FLOOR to their paths.
+# FLOOR to their paths. When both are set in the environment (binaries of another build, to
+# compare), nothing is built and those are used.
 # shellcheck disable=SC2034 # WEBHOOK and FLOOR are the sourcing script's
 build_servers() {
+    if [[ -n ${WEBHOOK:-} && -n ${FLOOR:-} ]]; then
+        log "using $WEBHOOK and $FLOOR as they are"
+        return
+    fi
     log "building release binaries"
     cargo build --release --locked --bin stash-webhook --example floor_server >&2
     WEBHOOK=target/release/stash-webhook
     FLOOR=target/release/examples/floor_server
+}
+
+# Builds the Go peer (benches/gopeer: the same rules on Go's standard library alone) with the
+# machine's Go; sets GOPEER to its path. GOPEER set in the environment is used as it is.
+# shellcheck disable=SC2034 # GOPEER is the sourcing script's
+build_gopeer() {
+    if [[ -n ${GOPEER:-} ]]; then
+        log "using $GOPEER as it is"
+        return
+    fi
+    need go
+    log "building the Go peer with $(go version)"
+    (cd benches/gopeer && GOFLAGS=-mod=mod go build -o "$WORK/gopeer" .) >&2
+    GOPEER=$WORK/gopeer
 }

@@ -7,6 +7,14 @@
                                      with preBackup and postBackup executors (the same shape as
                                      the criterion bench in benches/review.rs)
 
+  load_bodies.py update OUT_DIR KIB...
+      OUT_DIR/update-KIBkib.json     for each KIB, a BackupBatch UPDATE review of about KIB KiB as
+                                     the API server sends one after `kubectl apply`: object and
+                                     oldObject, each with its managedFields and last-applied
+                                     annotation; every member names the Task and the hook Function
+                                     of the recorded CREATE (manifests/examples/functions.yaml),
+                                     and the review is allowed
+
   load_bodies.py scale OUT_DIR FUNCTIONS BODIES NAMES_PER_BODY
       OUT_DIR/scale-functions.yaml   FUNCTIONS Functions, fn-00000 ... (multi-document YAML)
       OUT_DIR/scale-NNNN.json        BODIES BackupBatch CREATE reviews; body i names
@@ -141,6 +149,131 @@ def batch_review(members, name_of, pad, uid):
     return json.dumps(review, separators=(",", ":")).encode()
 
 
+def fleet_member(i):
+    def hook(phase, read_only):
+        return {
+            "exec": {
+                "command": [
+                    "/bin/sh",
+                    "-c",
+                    f"mysql -u root --password=$MYSQL_ROOT_PASSWORD -h mysql-{i:03d}.demo.svc -p 3306 "
+                    f'-e "SET GLOBAL super_read_only = {read_only};"',
+                ]
+            },
+            "executor": {"functionName": "mysql-hook-executor", "params": {"a": phase, "c": "d"}},
+        }
+
+    return {
+        "hooks": {"postBackup": hook("post", "OFF"), "preBackup": hook("pre", "ON")},
+        "runtimeSettings": {"container": {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}},
+        "target": {
+            "paths": ["/var/lib/mysql"],
+            "ref": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": f"mysql-{i:03d}"},
+            "volumeMounts": [{"mountPath": "/var/lib/mysql", "name": "data"}],
+        },
+        "task": {"name": "mysql-backup-8.0.14"},
+    }
+
+
+def fleet_object(members, schedule, generation, time):
+    """A BackupBatch as the API server stores it after `kubectl apply`: keys sorted, as Go writes
+    an unstructured object, with the last-applied annotation and the managedFields."""
+    spec = {
+        "driver": "Restic",
+        "members": [fleet_member(i) for i in range(members)],
+        "repository": {"name": "gcs-repo"},
+        "retentionPolicy": {"keepLast": 5, "name": "keep-last-5", "prune": True},
+        "schedule": schedule,
+    }
+    last_applied = {
+        "apiVersion": "stash.appscode.com/v1beta1",
+        "kind": "BackupBatch",
+        "metadata": {"annotations": {}, "name": "mysql-fleet", "namespace": "demo"},
+        "spec": spec,
+    }
+    spec_fields = {".": {}, **{f"f:{k}": {} for k in spec}}
+    spec_fields["f:repository"] = {".": {}, "f:name": {}}
+    spec_fields["f:retentionPolicy"] = {".": {}, "f:keepLast": {}, "f:name": {}, "f:prune": {}}
+    managed = [
+        {
+            "apiVersion": "stash.appscode.com/v1beta1",
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {
+                "f:metadata": {"f:annotations": {".": {}, "f:kubectl.kubernetes.io/last-applied-configuration": {}}},
+                "f:spec": spec_fields,
+            },
+            "manager": "kubectl-client-side-apply",
+            "operation": "Update",
+            "time": time,
+        },
+        {
+            "apiVersion": "stash.appscode.com/v1beta1",
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:status": {".": {}, "f:conditions": {}, "f:memberConditions": {}, "f:phase": {}}},
+            "manager": "stash",
+            "operation": "Update",
+            "subresource": "status",
+            "time": time,
+        },
+    ]
+    return {
+        "apiVersion": "stash.appscode.com/v1beta1",
+        "kind": "BackupBatch",
+        "metadata": {
+            "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": json.dumps(
+                    last_applied, separators=(",", ":"), sort_keys=True
+                )
+                + "\n"
+            },
+            "creationTimestamp": "2026-11-24T22:40:12Z",
+            "generation": generation,
+            "managedFields": managed,
+            "name": "mysql-fleet",
+            "namespace": "demo",
+            "resourceVersion": str(48213 + generation),
+            "uid": "7c1d3a2e-0b6f-4a8e-9d51-3f2b8c6e4a10",
+        },
+        "spec": spec,
+    }
+
+
+def update_review(members):
+    """A BackupBatch UPDATE of MEMBERS members that changes the schedule."""
+    gvk = {"group": "stash.appscode.com", "version": "v1beta1", "kind": "BackupBatch"}
+    gvr = {"group": "stash.appscode.com", "version": "v1beta1", "resource": "backupbatches"}
+    review = {
+        "kind": "AdmissionReview",
+        "apiVersion": "admission.k8s.io/v1",
+        "request": {
+            "uid": "9a3c1f0e-7d2b-4c8a-b1e5-6f0d2a9c3b74",
+            "kind": gvk,
+            "resource": gvr,
+            "requestKind": gvk,
+            "requestResource": gvr,
+            "name": "mysql-fleet",
+            "namespace": "demo",
+            "operation": "UPDATE",
+            "userInfo": {"username": "admin", "groups": ["system:masters", "system:authenticated"]},
+            "object": fleet_object(members, "*/15 * * * *", 2, "2026-11-25T09:12:44Z"),
+            "oldObject": fleet_object(members, "*/30 * * * *", 1, "2026-11-24T22:40:12Z"),
+            "dryRun": False,
+            "options": {"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": "kubectl-client-side-apply"},
+        },
+    }
+    return json.dumps(review, separators=(",", ":")).encode()
+
+
+def update(out, sizes):
+    one = len(update_review(1))
+    per_member = len(update_review(2)) - one
+    for kib in sizes:
+        members = max(1, round((kib * 1024 - one) / per_member) + 1)
+        body = update_review(members)
+        assert 0.95 < len(body) / (kib * 1024) < 1.05, (kib, len(body))
+        write(f"{out}/update-{kib}kib.json", body)
+
+
 def write(path, data):
     with open(path, "wb") as f:
         f.write(data if isinstance(data, bytes) else data.encode())
@@ -179,6 +312,8 @@ def scale(out, functions, bodies, names_per_body):
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "batch":
         batch(sys.argv[2])
+    elif len(sys.argv) >= 4 and sys.argv[1] == "update":
+        update(sys.argv[2], [int(a) for a in sys.argv[3:]])
     elif len(sys.argv) == 6 and sys.argv[1] == "scale":
         scale(sys.argv[2], *(int(a) for a in sys.argv[3:]))
     else:

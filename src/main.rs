@@ -27,6 +27,11 @@ use stash_webhook::{certs, check, EXAMPLE_FUNCTIONS};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// A review makes a few dozen small allocations, each freed before its answer is sent: mimalloc's
+/// per-thread free lists serve them with less work than the system allocator's arenas.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {

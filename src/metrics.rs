@@ -1,6 +1,6 @@
 //! Prometheus metrics: what an operator watches to know the webhook is healthy and fast.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use kube::core::admission::Operation;
 
@@ -111,10 +111,20 @@ struct RejectLabels {
     code: u16,
 }
 
+/// The label sets of `reviews`: 6 kinds (the judged ones and "other"), 4 operations, 3 verdicts.
+const REVIEW_SETS: usize = 6 * 4 * 3;
+/// The label sets of `lookups` for the two referents: 2 resources, 3 sources, 3 results.
+const LOOKUP_SETS: usize = 2 * 3 * 3;
+
 /// The process's metrics, each a prometheus-client family or metric registered once.
 struct Inner {
     registry: Registry,
     reviews: Family<ReviewLabels, Counter>,
+    /// Each review counter once its family has created it: a review is then counted without
+    /// hashing its labels into the family's map. The family still creates each series on first
+    /// use, so the exposition is the same.
+    review_counters: [OnceLock<Counter>; REVIEW_SETS],
+    lookup_counters: [OnceLock<Counter>; LOOKUP_SETS],
     rejected: Family<RejectLabels, Counter>,
     latency: Histogram,
     lookups: Family<LookupLabels, Counter>,
@@ -224,6 +234,8 @@ impl Default for Metrics {
             leader,
             registry,
             reviews,
+            review_counters: std::array::from_fn(|_| OnceLock::new()),
+            lookup_counters: std::array::from_fn(|_| OnceLock::new()),
             rejected,
             latency,
             lookups,
@@ -244,12 +256,15 @@ impl Metrics {
         verdict: Verdict,
         seconds: f64,
     ) {
-        self.0
-            .reviews
-            .get_or_create(&ReviewLabels {
-                kind: kind.map_or("other", StashKind::as_str),
-                operation: operation_label(operation),
-                verdict: verdict.as_str(),
+        let kind_index = kind.map_or(0, |k| k as usize + 1);
+        let index = (kind_index * 4 + operation_index(operation)) * 3 + verdict as usize;
+        self.0.review_counters[index]
+            .get_or_init(|| {
+                self.0.reviews.get_or_create_owned(&ReviewLabels {
+                    kind: kind.map_or("other", StashKind::as_str),
+                    operation: operation_label(operation),
+                    verdict: verdict.as_str(),
+                })
             })
             .inc();
         self.0.latency.observe(seconds);
@@ -266,13 +281,22 @@ impl Metrics {
         source: LookupSource,
         result: LookupResult,
     ) {
-        self.0
-            .lookups
-            .get_or_create(&LookupLabels {
-                resource,
-                source: source.as_str(),
-                result: result.as_str(),
-            })
+        let labels = || LookupLabels {
+            resource,
+            source: source.as_str(),
+            result: result.as_str(),
+        };
+        let resource_index = match resource {
+            "functions" => 0,
+            "tasks" => 1,
+            _ => {
+                self.0.lookups.get_or_create(&labels()).inc();
+                return;
+            }
+        };
+        let index = (resource_index * 3 + source as usize) * 3 + result as usize;
+        self.0.lookup_counters[index]
+            .get_or_init(|| self.0.lookups.get_or_create_owned(&labels()))
             .inc();
     }
 
@@ -339,6 +363,15 @@ impl Metrics {
     }
 }
 
+fn operation_index(operation: &Operation) -> usize {
+    match operation {
+        Operation::Create => 0,
+        Operation::Update => 1,
+        Operation::Delete => 2,
+        Operation::Connect => 3,
+    }
+}
+
 /// An operation as the API server writes it, for labels and logs.
 pub fn operation_label(operation: &Operation) -> &'static str {
     match operation {
@@ -383,5 +416,46 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
         }
+    }
+
+    #[test]
+    fn every_review_and_lookup_label_set_is_a_series_of_its_own() {
+        let metrics = Metrics::default();
+        let kinds = StashKind::ALL.into_iter().map(Some).chain([None]);
+        let operations = [
+            Operation::Create,
+            Operation::Update,
+            Operation::Delete,
+            Operation::Connect,
+        ];
+        let verdicts = [Verdict::Allowed, Verdict::Warned, Verdict::Denied];
+        for kind in kinds {
+            for operation in &operations {
+                for verdict in verdicts {
+                    metrics.record_review(kind, operation, verdict, 0.001);
+                }
+            }
+        }
+        let sources = [LookupSource::Cache, LookupSource::Api, LookupSource::File];
+        let results = [
+            LookupResult::Found,
+            LookupResult::NotFound,
+            LookupResult::Error,
+        ];
+        for resource in ["functions", "tasks", "backupbatches"] {
+            for source in sources {
+                for result in results {
+                    metrics.record_lookup(resource, source, result);
+                }
+            }
+        }
+        let text = metrics.encode();
+        let series = |prefix: &str| {
+            let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(prefix)).collect();
+            assert!(lines.iter().all(|l| l.ends_with("} 1")), "{text}");
+            lines.len()
+        };
+        assert_eq!(series("stash_webhook_reviews_total{"), 6 * 4 * 3);
+        assert_eq!(series("stash_webhook_lookups_total{"), 3 * 3 * 3);
     }
 }

@@ -245,11 +245,19 @@ pub fn encode(
     uid: &str,
     reply: Reply,
 ) -> Result<Vec<u8>, serde_json::Error> {
-    serde_json::to_vec(&Answer {
-        api_version: version.api_version(),
-        kind: "AdmissionReview",
-        response: reply.into_response(uid),
-    })
+    // One buffer the answer fits in (an allowed one is about 150 bytes besides its uid), so
+    // that it is not grown and copied on the way.
+    let texts = reply.message.len() + reply.warnings.iter().map(String::len).sum::<usize>();
+    let mut out = Vec::with_capacity(256 + uid.len() + texts + texts / 8);
+    serde_json::to_writer(
+        &mut out,
+        &Answer {
+            api_version: version.api_version(),
+            kind: "AdmissionReview",
+            response: reply.into_response(uid),
+        },
+    )?;
+    Ok(out)
 }
 
 #[cfg(test)]

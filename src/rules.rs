@@ -471,20 +471,20 @@ pub(crate) fn function_problem(name: &str, function: &Function) -> Option<(Strin
 
 /// What is wrong with a Function's container, and the fix; none when it can run a hook.
 pub(crate) fn container_problem(name: &str, container: &Container) -> Option<(String, String)> {
-    let edit = format!("kubectl edit functions.stash.appscode.com {name}");
+    let edit = || format!("kubectl edit functions.stash.appscode.com {name}");
     Some(match container {
         Container::Valid => return None,
         Container::NoImage => (
             format!("Function \"{name}\" has no container image (its spec.image is not set)"),
-            format!("give the Function an image ({edit}), or name another Function"),
+            format!("give the Function an image ({}), or name another Function", edit()),
         ),
         Container::ImageNotAString(found) => (
             format!("Function \"{name}\" has an invalid container image: spec.image must be a string, got {found}"),
-            format!("fix spec.image on the Function ({edit})"),
+            format!("fix spec.image on the Function ({})", edit()),
         ),
         Container::InvalidImage { image, error } => (
             format!("Function \"{name}\" has an invalid container image \"{image}\": {error}"),
-            format!("fix spec.image on the Function ({edit})"),
+            format!("fix spec.image on the Function ({})", edit()),
         ),
     })
 }

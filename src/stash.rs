@@ -450,9 +450,8 @@ impl Shape for Hooks {
 /// One hook, of which only the executor is read.
 #[derive(Default, Deserialize)]
 struct Hook {
-    /// Kept as JSON: an executor is small, and its shape is judged by [`Executor::from_value`].
     #[serde(default)]
-    executor: Option<Value>,
+    executor: Option<Executor>,
 }
 
 impl Shape for Hook {
@@ -462,7 +461,7 @@ impl Shape for Hook {
 /// `hooks.<name>`: its executor, none when the hook is not a map or has no (or a null) executor.
 fn hook_executor<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Executor>, D::Error> {
     let hook: Hook = map_or_default(d)?;
-    Ok(hook.executor.map(Executor::from_value))
+    Ok(hook.executor)
 }
 
 /// One element of `members`, of which only the hooks and the task are read.
@@ -490,64 +489,365 @@ fn members<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Member>, D::Error> {
 
 /// `task`: its reference when it is a map whose `name` is set and not empty; else none.
 fn task_ref<'de, D: Deserializer<'de>>(d: D) -> Result<Option<TaskRef>, D::Error> {
-    // Kept as JSON: a task reference is small, and its shape is judged by `TaskRef::from_value`.
-    let value = Option::<Value>::deserialize(d)?;
-    Ok(value.and_then(TaskRef::from_value))
+    d.deserialize_any(TaskVisitor)
 }
 
-impl TaskRef {
-    /// A `task` as written; none when it names no Task (not a map, no name, an empty name).
-    pub fn from_value(value: Value) -> Option<TaskRef> {
-        let Value::Object(mut fields) = value else {
-            return None;
-        };
-        let name = match fields.remove("name")? {
-            Value::Null => return None,
-            Value::String(name) if name.is_empty() => return None,
-            Value::String(name) => TaskName::Named(name),
-            other => TaskName::WrongType(json_type(&other)),
-        };
-        let params = match fields.remove("params") {
-            None | Some(Value::Null) => TaskParams::Absent,
-            Some(Value::Array(items)) => TaskParams::Names(
-                items
-                    .into_iter()
-                    .map(|item| match item {
-                        Value::Object(mut param) => match param.remove("name") {
-                            Some(Value::String(name)) => Some(name),
-                            _ => None,
-                        },
-                        _ => None,
-                    })
-                    .collect(),
-            ),
-            Some(other) => TaskParams::WrongType(json_type(&other)),
-        };
-        Some(TaskRef { name, params })
+// An executor and a task reference are read field by field, without building a `Value` of them:
+// the fields read are kept, the others read through and dropped. A field given twice counts as
+// given last, and an executor's `params` keys come sorted, each once, as in a `Value`'s map. What
+// is dropped is still read by `deserialize_any`, under serde_json's nesting limit, so a value too
+// deep for a `Value` is refused here as it was there.
+
+/// The visit methods of a visitor for a boolean, a number, null and a list: each gives
+/// `Self::other` of the JSON type, a list read through and dropped.
+macro_rules! visit_other_values {
+    () => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(Self::other("a boolean"))
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(Self::other("a number"))
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(Self::other("a number"))
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(Self::other("a number"))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Self::other("null"))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<Dropped>()?.is_some() {}
+            Ok(Self::other("a list"))
+        }
+    };
+}
+
+/// A value read through and dropped.
+struct Dropped;
+
+impl<'de> Deserialize<'de> for Dropped {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(DroppedVisitor)
     }
 }
 
-impl Executor {
-    /// An `executor` as written: a map with `functionName` and `params`, or a value of another
-    /// shape, recorded with its JSON type for the denial.
-    pub fn from_value(value: Value) -> Executor {
-        let Value::Object(mut fields) = value else {
-            return Executor::WrongType(json_type(&value));
-        };
-        let function = match fields.remove("functionName") {
-            None | Some(Value::Null) => FunctionName::Missing,
-            Some(Value::String(name)) => FunctionName::Named(name),
-            Some(other) => FunctionName::WrongType(json_type(&other)),
-        };
-        let params = match fields.remove("params") {
-            None | Some(Value::Null) => Params::Absent,
-            // serde_json's map is ordered by key: the keys come sorted, each once.
-            Some(Value::Object(params)) => {
-                Params::Keys(params.into_iter().map(|(k, _)| k).collect())
+struct DroppedVisitor;
+
+impl DroppedVisitor {
+    fn other(_: &'static str) -> Dropped {
+        Dropped
+    }
+}
+
+impl<'de> Visitor<'de> for DroppedVisitor {
+    type Value = Dropped;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    visit_other_values!();
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Dropped, E> {
+        Ok(Dropped)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Dropped, A::Error> {
+        while map.next_entry::<Dropped, Dropped>()?.is_some() {}
+        Ok(Dropped)
+    }
+}
+
+/// A field read as a string: the string, null, or the JSON type of another value.
+enum Text {
+    String(String),
+    Null,
+    Other(&'static str),
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl TextVisitor {
+    fn other(found: &'static str) -> Text {
+        match found {
+            "null" => Text::Null,
+            found => Text::Other(found),
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Text;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    visit_other_values!();
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Text, E> {
+        Ok(Text::String(text.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, text: String) -> Result<Text, E> {
+        Ok(Text::String(text))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Text, A::Error> {
+        while map.next_entry::<Dropped, Dropped>()?.is_some() {}
+        Ok(Text::Other("a map"))
+    }
+}
+
+/// The key of a field of an executor, a task or a task parameter.
+enum Key {
+    FunctionName,
+    Name,
+    Params,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
             }
-            Some(other) => Params::WrongType(json_type(&other)),
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
+                Ok(match key {
+                    "functionName" => Key::FunctionName,
+                    "name" => Key::Name,
+                    "params" => Key::Params,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Executor {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ExecutorVisitor)
+    }
+}
+
+struct ExecutorVisitor;
+
+impl ExecutorVisitor {
+    fn other(found: &'static str) -> Executor {
+        Executor::WrongType(found)
+    }
+}
+
+impl<'de> Visitor<'de> for ExecutorVisitor {
+    type Value = Executor;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an executor")
+    }
+    visit_other_values!();
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Executor, E> {
+        Ok(Executor::WrongType("a string"))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Executor, A::Error> {
+        let (mut function, mut params) = (FunctionName::Missing, Params::Absent);
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::FunctionName => {
+                    function = match map.next_value::<Text>()? {
+                        Text::String(name) => FunctionName::Named(name),
+                        Text::Null => FunctionName::Missing,
+                        Text::Other(found) => FunctionName::WrongType(found),
+                    }
+                }
+                Key::Params => params = map.next_value::<ParamsField>()?.0,
+                Key::Name | Key::Other => {
+                    map.next_value::<Dropped>()?;
+                }
+            }
+        }
+        Ok(Executor::Ref { function, params })
+    }
+}
+
+/// An executor's `params`: the keys of a map, sorted and each once.
+struct ParamsField(Params);
+
+impl<'de> Deserialize<'de> for ParamsField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ParamsVisitor)
+    }
+}
+
+struct ParamsVisitor;
+
+impl ParamsVisitor {
+    fn other(found: &'static str) -> ParamsField {
+        ParamsField(match found {
+            "null" => Params::Absent,
+            found => Params::WrongType(found),
+        })
+    }
+}
+
+impl<'de> Visitor<'de> for ParamsVisitor {
+    type Value = ParamsField;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map of parameters")
+    }
+    visit_other_values!();
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<ParamsField, E> {
+        Ok(Self::other("a string"))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ParamsField, A::Error> {
+        let mut keys = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            map.next_value::<Dropped>()?;
+            keys.push(key);
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(ParamsField(Params::Keys(keys)))
+    }
+}
+
+struct TaskVisitor;
+
+impl TaskVisitor {
+    fn other(_: &'static str) -> Option<TaskRef> {
+        None
+    }
+}
+
+impl<'de> Visitor<'de> for TaskVisitor {
+    type Value = Option<TaskRef>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a task reference")
+    }
+    visit_other_values!();
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Option<TaskRef>, E> {
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<TaskRef>, A::Error> {
+        let (mut name, mut params) = (None, TaskParams::Absent);
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Name => name = Some(map.next_value::<Text>()?),
+                Key::Params => params = map.next_value::<TaskParamsField>()?.0,
+                Key::FunctionName | Key::Other => {
+                    map.next_value::<Dropped>()?;
+                }
+            }
+        }
+        let name = match name {
+            None | Some(Text::Null) => return Ok(None),
+            Some(Text::String(name)) if name.is_empty() => return Ok(None),
+            Some(Text::String(name)) => TaskName::Named(name),
+            Some(Text::Other(found)) => TaskName::WrongType(found),
         };
-        Executor::Ref { function, params }
+        Ok(Some(TaskRef { name, params }))
+    }
+}
+
+/// `task.params`: the `name` of each entry that is a map with a string `name`, in order.
+struct TaskParamsField(TaskParams);
+
+impl<'de> Deserialize<'de> for TaskParamsField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TaskParamsVisitor)
+    }
+}
+
+struct TaskParamsVisitor;
+
+impl TaskParamsVisitor {
+    fn other(found: &'static str) -> TaskParamsField {
+        TaskParamsField(match found {
+            "null" => TaskParams::Absent,
+            found => TaskParams::WrongType(found),
+        })
+    }
+}
+
+impl<'de> Visitor<'de> for TaskParamsVisitor {
+    type Value = TaskParamsField;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of parameters")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<TaskParamsField, E> {
+        Ok(Self::other("a boolean"))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<TaskParamsField, E> {
+        Ok(Self::other("a number"))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<TaskParamsField, E> {
+        Ok(Self::other("a number"))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<TaskParamsField, E> {
+        Ok(Self::other("a number"))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<TaskParamsField, E> {
+        Ok(Self::other("null"))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<TaskParamsField, E> {
+        Ok(Self::other("a string"))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TaskParamsField, A::Error> {
+        while map.next_entry::<Dropped, Dropped>()?.is_some() {}
+        Ok(Self::other("a map"))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TaskParamsField, A::Error> {
+        let mut names = Vec::new();
+        while let Some(ParamName(name)) = seq.next_element()? {
+            names.push(name);
+        }
+        Ok(TaskParamsField(TaskParams::Names(names)))
+    }
+}
+
+/// One entry of `task.params`: its `name` when it is a map with a string `name`.
+struct ParamName(Option<String>);
+
+impl<'de> Deserialize<'de> for ParamName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ParamNameVisitor)
+    }
+}
+
+struct ParamNameVisitor;
+
+impl ParamNameVisitor {
+    fn other(_: &'static str) -> ParamName {
+        ParamName(None)
+    }
+}
+
+impl<'de> Visitor<'de> for ParamNameVisitor {
+    type Value = ParamName;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a parameter")
+    }
+    visit_other_values!();
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<ParamName, E> {
+        Ok(ParamName(None))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ParamName, A::Error> {
+        let mut name = None;
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Name => {
+                    name = match map.next_value::<Text>()? {
+                        Text::String(name) => Some(name),
+                        Text::Null | Text::Other(_) => None,
+                    }
+                }
+                Key::FunctionName | Key::Params | Key::Other => {
+                    map.next_value::<Dropped>()?;
+                }
+            }
+        }
+        Ok(ParamName(name))
     }
 }
 

@@ -277,8 +277,9 @@ fn step_functions(tasks: &HashMap<String, Resolution<Task>>) -> impl Iterator<It
     names.into_iter()
 }
 
-/// What `source` says of each of `names`, and the names it answered from memory. Names it knows
-/// in memory are answered at once; the rest are looked up before `deadline`.
+/// What `source` says of each of `names`, and the names it answered from a memory that may lag
+/// (none for a source that cannot lag: there is nothing to confirm). Names it knows in memory
+/// are answered at once; the rest are looked up before `deadline`.
 async fn resolve<T: Referent>(
     source: &dyn Source<T>,
     names: Vec<&str>,
@@ -286,12 +287,15 @@ async fn resolve<T: Referent>(
 ) -> (HashMap<String, Resolution<T>>, Vec<String>) {
     let mut found = HashMap::with_capacity(names.len());
     let mut remembered = Vec::new();
+    let may_lag = source.memory_may_lag();
     let mut pending = Vec::new();
     for name in names {
         match source.resolve_now(name) {
             Some(resolution) => {
                 found.insert(name.to_owned(), resolution);
-                remembered.push(name.to_owned());
+                if may_lag {
+                    remembered.push(name.to_owned());
+                }
             }
             None => pending.push(name),
         }

@@ -256,19 +256,29 @@ async fn answer(app: Arc<App>, request: Request, endpoint: Endpoint) -> Result<R
         outcome.verdict,
         elapsed.as_secs_f64(),
     );
-    span.in_scope(|| {
-        tracing::info!(
-            kind = %request.kind.kind,
-            namespace = request.namespace.as_deref().unwrap_or(""),
-            name = %request.name,
-            operation = metrics::operation_label(&request.operation),
-            dry_run = request.dry_run(),
-            judged = outcome.judged,
-            verdict = outcome.verdict.as_str(),
-            latency_us = elapsed.as_micros() as u64,
-            denial = %outcome.reply.message,
-            "review"
-        )
+    // A denial or a warning is what an operator looks for, at info. An allowed review is already
+    // counted in the metrics and recorded in the API server's audit log: it is logged at debug,
+    // since formatting and writing a line for each is a large share of what a review costs.
+    macro_rules! log_review {
+        ($level:expr) => {
+            tracing::event!(
+                $level,
+                kind = %request.kind.kind,
+                namespace = request.namespace.as_deref().unwrap_or(""),
+                name = %request.name,
+                operation = metrics::operation_label(&request.operation),
+                dry_run = request.dry_run(),
+                judged = outcome.judged,
+                verdict = outcome.verdict.as_str(),
+                latency_us = elapsed.as_micros() as u64,
+                denial = %outcome.reply.message,
+                "review"
+            )
+        };
+    }
+    span.in_scope(|| match outcome.verdict {
+        metrics::Verdict::Allowed => log_review!(tracing::Level::DEBUG),
+        metrics::Verdict::Warned | metrics::Verdict::Denied => log_review!(tracing::Level::INFO),
     });
     match review::encode(version, &request.uid, outcome.reply) {
         Ok(json) => Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response()),

@@ -345,15 +345,16 @@ fn problems<'a>(
     let mut all_found = true;
     let mut found_functions: Vec<(usize, &str, &Function)> = Vec::new();
     for (i, step) in task.steps.iter().enumerate() {
-        let at = format!("Task \"{name}\", at its spec.steps[{i}].name");
-        let edit_task = format!("kubectl edit tasks.stash.appscode.com {name}");
+        // Built only for a step with a problem: most have none.
+        let at = || format!("Task \"{name}\", at its spec.steps[{i}].name");
+        let edit_task = || format!("kubectl edit tasks.stash.appscode.com {name}");
         let Some(function) = step.function.as_deref() else {
             all_found = false;
             out.push((
                 problem(
                     name_path(),
-                    format!("{at}: no Function is named"),
-                    format!("fix the Task ({edit_task}), or name another Task"),
+                    format!("{}: no Function is named", at()),
+                    format!("fix the Task ({}), or name another Task", edit_task()),
                 ),
                 Subject::Task,
             ));
@@ -364,8 +365,12 @@ fn problems<'a>(
             out.push((
                 problem(
                     name_path(),
-                    format!("{at}: \"{}\" is not a valid Function name", shown(function)),
-                    format!("fix the Task ({edit_task}), or name another Task"),
+                    format!(
+                        "{}: \"{}\" is not a valid Function name",
+                        at(),
+                        shown(function)
+                    ),
+                    format!("fix the Task ({}), or name another Task", edit_task()),
                 ),
                 Subject::Task,
             ));
@@ -375,7 +380,7 @@ fn problems<'a>(
             Some(Resolution::Found(f)) => {
                 if let Some((what, fix)) = function_problem(function, f) {
                     out.push((
-                        problem(name_path(), format!("{at}: {what}"), fix),
+                        problem(name_path(), format!("{}: {what}", at()), fix),
                         Subject::Task,
                     ));
                 }
@@ -386,7 +391,7 @@ fn problems<'a>(
                 out.push((
                     problem(
                         name_path(),
-                        format!("{at}: Function \"{function}\" not found"),
+                        format!("{}: Function \"{function}\" not found", at()),
                         format!("create the Function, or fix the Task ({LIST_FUNCTIONS})"),
                     ),
                     Subject::Task,
@@ -397,7 +402,10 @@ fn problems<'a>(
                 out.push((
                     Found::Unverified(Problem {
                         path: name_path(),
-                        what: format!("{at}: Function \"{function}\" could not be verified: {why}"),
+                        what: format!(
+                            "{}: Function \"{function}\" could not be verified: {why}",
+                            at()
+                        ),
                         fix: "retry once the webhook can read Functions".into(),
                     }),
                     Subject::Task,
@@ -408,7 +416,10 @@ fn problems<'a>(
                 out.push((
                     Found::Unverified(Problem {
                         path: name_path(),
-                        what: format!("{at}: Function \"{function}\" could not be verified: it was not looked up"),
+                        what: format!(
+                            "{}: Function \"{function}\" could not be verified: it was not looked up",
+                            at()
+                        ),
                         fix: "retry".into(),
                     }),
                     Subject::Task,

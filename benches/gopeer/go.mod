@@ -1,0 +1,3 @@
+module stash-webhook/benches/gopeer
+
+go 1.26
