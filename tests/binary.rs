@@ -125,10 +125,12 @@ async fn dev_mode_serves_the_examples_with_a_verifiable_certificate() {
         .unwrap()
         .unwrap();
     assert!(output.status.success());
-    // Logs to a pipe are plain text: one line per review, and no terminal colour codes.
+    // Logs to a pipe are plain text, with no terminal colour codes; at the default level a denial
+    // is logged and an allowed review is not (it is counted in the metrics).
     let logs = String::from_utf8(output.stderr).unwrap();
     assert!(logs.contains("review"), "{logs}");
     assert!(logs.contains(r#"verdict="denied""#), "{logs}");
+    assert!(!logs.contains(r#"verdict="allowed""#), "{logs}");
     assert!(
         !logs.contains('\x1b'),
         "colour codes in logs written to a pipe:\n{logs}"
