@@ -11,7 +11,8 @@
 # load_bodies.py), LOG (the webhook's --log filter, warn), KEEP (a directory to copy the dumps
 # into, as floor.out, webhook.out and gopeer.out, for callgrind_annotate), WEBHOOK and FLOOR
 # (binaries to measure instead of building them, both or neither), PEER (0 to leave out the Go
-# peer, benches/gopeer, measured beside them otherwise; GOPEER, its binary instead of building).
+# peer, benches/gopeer, measured beside them otherwise; GOPEER, its binary instead of building),
+# CATALOG (the webhook's --functions-file, manifests/examples/functions.yaml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,7 @@ C=${C:-16}
 M=${M:-8}
 PROTO=${PROTO:-h2}
 FIXTURE=${FIXTURE:-tests/fixtures/reviews/backupconfiguration-create.json}
+CATALOG=${CATALOG:-manifests/examples/functions.yaml}
 LOG=${LOG:-warn}
 KEEP=${KEEP:-}
 UPDATE_KIB=${UPDATE_KIB:-}
@@ -89,7 +91,7 @@ count() {
 
 floor=$(count floor "$FLOOR" --cert "$CERT" --key "$KEY")
 webhook=$(count webhook "$WEBHOOK" serve --tls-cert "$CERT" --tls-key "$KEY" \
-    --functions-file manifests/examples/functions.yaml --log "$LOG")
+    --functions-file "$CATALOG" --log "$LOG")
 if [[ $PEER != 0 ]]; then
     # callgrind fails an assertion on the signal of Go's asynchronous preemption: without it the
     # scheduler preempts goroutines at function calls only.
