@@ -309,7 +309,7 @@ async fn resolve<T: Referent>(
 /// The source's authoritative answer for each of `names`, a few at a time, all before
 /// `deadline`: a name still unanswered when it passes is "could not be verified", so the review
 /// is answered in time however many names it holds.
-async fn look_up<T: Referent>(
+pub(crate) async fn look_up<T: Referent>(
     source: &dyn Source<T>,
     names: Vec<&str>,
     deadline: Deadline,
@@ -352,13 +352,13 @@ pub fn lookup_budget(lookup_timeout: Duration, api_server_timeout: Option<Durati
 
 /// When one review's lookups must be done by, and the budget that set it (for messages).
 #[derive(Debug, Clone, Copy)]
-struct Deadline {
-    at: Instant,
-    budget: Duration,
+pub(crate) struct Deadline {
+    pub(crate) at: Instant,
+    pub(crate) budget: Duration,
 }
 
 impl Deadline {
-    fn after(budget: Duration) -> Self {
+    pub(crate) fn after(budget: Duration) -> Self {
         Deadline {
             at: Instant::now() + budget,
             budget,

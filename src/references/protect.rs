@@ -12,11 +12,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use kube::core::admission::Operation;
 use kube::Client;
 use thiserror::Error;
-use tokio::time::Instant;
 
 use super::index::{list_referents, list_tasks_naming, Listed, Referent};
 use crate::functions::ClusterSource;
@@ -26,7 +24,7 @@ use crate::rules::tasks::{Task, TaskState};
 use crate::rules::{Container, FailurePolicy, Function, Resolution};
 use crate::sources::Source;
 use crate::stash::{STASH_GROUP, STASH_VERSION};
-use crate::validator::{lookup_budget, Outcome};
+use crate::validator::{look_up, lookup_budget, Deadline, Outcome};
 
 /// How many referring objects a message names; the rest are counted.
 const SHOWN_REFERENTS: usize = 10;
@@ -413,8 +411,7 @@ impl Protector {
             }
         };
         // All the lookups of one review share one deadline, as the validator's do.
-        let budget = lookup_budget(self.lookup_timeout, api_server_timeout);
-        let deadline = Instant::now() + budget;
+        let deadline = Deadline::after(lookup_budget(self.lookup_timeout, api_server_timeout));
         // The annotation counts on what is being written; on a DELETE, on the object deleted.
         let annotated = match req.operation {
             Operation::Delete => req.old_object.as_ref(),
@@ -422,8 +419,8 @@ impl Protector {
         }
         .is_some_and(|o| o.metadata.allow_breaking_references);
         let reply = match kind {
-            Kind::Function => self.function(req, annotated, deadline, budget).await,
-            Kind::Task => self.task(req, annotated, deadline, budget).await,
+            Kind::Function => self.function(req, annotated, deadline).await,
+            Kind::Task => self.task(req, annotated, deadline).await,
         };
         let reply = match reply {
             Ok(reply) => reply,
@@ -449,8 +446,7 @@ impl Protector {
         &self,
         req: &Request<'_>,
         annotated: bool,
-        deadline: Instant,
-        budget: Duration,
+        deadline: Deadline,
     ) -> Result<Reply, Unchecked> {
         let container = |o: &Option<Object>| {
             o.as_ref()
@@ -465,8 +461,7 @@ impl Protector {
         let users = match (&self.cluster, change.breaks()) {
             (Some(cluster), true) => {
                 // Always live: an object created a moment ago may not be in the index yet.
-                let listed = tokio::time::timeout_at(deadline, list_users(cluster, &req.name));
-                match listed.await.unwrap_or(Err(ListError::Timeout(budget))) {
+                match within(deadline, list_users(cluster, &req.name)).await {
                     Ok(users) => users,
                     Err(err) => {
                         let subject = match err {
@@ -494,8 +489,7 @@ impl Protector {
         &self,
         req: &Request<'_>,
         annotated: bool,
-        deadline: Instant,
-        budget: Duration,
+        deadline: Deadline,
     ) -> Result<Reply, Unchecked> {
         let read = |o: &Option<Object>| {
             o.as_ref().map(|o| Task {
@@ -540,7 +534,8 @@ impl Protector {
             return Ok(judge_task(&req.name, &change, warnings, &[], annotated));
         };
         if matches!(change, TaskChange::Breaks(_)) || !warnings.is_empty() {
-            let live = look_up(cluster.functions.as_ref(), &names, deadline, budget).await;
+            let source: &dyn Source<Function> = cluster.functions.as_ref();
+            let live = look_up(source, names.clone(), deadline).await;
             for (name, answer) in live {
                 match answer {
                     // A lookup that failed tells nothing: what the cache said stands, unconfirmed.
@@ -562,12 +557,12 @@ impl Protector {
             req.name
         );
         let tasks = BTreeSet::from([req.name.to_string()]);
-        let listed = tokio::time::timeout_at(deadline, async {
+        let listed = async {
             list_referents(&cluster.client, None, &tasks)
                 .await
                 .map_err(ListError::Objects)
-        });
-        let mut listed = match listed.await.unwrap_or(Err(ListError::Timeout(budget))) {
+        };
+        let mut listed = match within(deadline, listed).await {
             Ok(listed) => listed,
             Err(err) => {
                 return Err(Unchecked {
@@ -618,6 +613,16 @@ impl Protector {
 
 /// Who uses Function `name`, from live LISTs: the Tasks first (to know which Tasks' users count),
 /// then the five kinds.
+/// `list`, unless `deadline` passes first.
+async fn within<T>(
+    deadline: Deadline,
+    list: impl std::future::Future<Output = Result<T, ListError>>,
+) -> Result<T, ListError> {
+    tokio::time::timeout_at(deadline.at.into(), list)
+        .await
+        .unwrap_or(Err(ListError::Timeout(deadline.budget)))
+}
+
 async fn list_users(cluster: &Cluster, name: &str) -> Result<Users, ListError> {
     let naming = list_tasks_naming(&cluster.client, name)
         .await
@@ -627,36 +632,6 @@ async fn list_users(cluster: &Cluster, name: &str) -> Result<Users, ListError> {
         .await
         .map_err(ListError::Objects)?;
     Ok(Users::of(listed, &naming))
-}
-
-/// Live GETs of `names`, side by side, before `deadline`; a name not answered by then is
-/// unverified.
-async fn look_up(
-    source: &dyn Source<Function>,
-    names: &[&str],
-    deadline: Instant,
-    budget: Duration,
-) -> Vec<(String, Resolution<Function>)> {
-    // Built in a loop, not by a `.map()` closure over borrowed names, which trips the compiler's
-    // higher-ranked `Send` inference for the axum handler.
-    let mut lookups: Vec<BoxFuture<'_, Resolution<Function>>> = Vec::new();
-    for &name in names {
-        lookups.push(source.resolve(name));
-    }
-    let answers = tokio::time::timeout_at(deadline, futures::future::join_all(lookups)).await;
-    match answers {
-        Ok(answers) => names.iter().map(|n| (*n).to_owned()).zip(answers).collect(),
-        Err(_) => names
-            .iter()
-            .map(|n| {
-                let why = format!(
-                    "the Kubernetes API did not answer within {} ms",
-                    budget.as_millis()
-                );
-                ((*n).to_owned(), Resolution::Unverified(why))
-            })
-            .collect(),
-    }
 }
 
 #[cfg(test)]
