@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -145,23 +145,8 @@ async fn sigterm_lets_in_flight_reviews_finish_then_exits_zero() {
     let (kubeconfig, cert, key, ca) = cluster_files(&api, dir.path());
 
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_stash-webhook"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--lookup-timeout",
-            "10s",
-            "--shutdown-grace",
-            "10s",
-        ])
-        .arg("--tls-cert")
-        .arg(&cert)
-        .arg("--tls-key")
-        .arg(&key)
-        .env("KUBECONFIG", &kubeconfig)
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .stderr(Stdio::null())
+    let child = serve_command(port, &kubeconfig, &cert, &key)
+        .args(["--lookup-timeout", "10s", "--shutdown-grace", "10s"])
         .spawn()
         .unwrap();
     let child = Server(child);
@@ -204,9 +189,25 @@ async fn sigterm_lets_in_flight_reviews_finish_then_exits_zero() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// `stash-webhook serve` on 127.0.0.1:`port` against the stand-in, as a pod runs it: the
+/// certificate and kubeconfig of [`cluster_files`], no in-cluster config, logs discarded.
+fn serve_command(port: u16, kubeconfig: &Path, cert: &Path, key: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stash-webhook"));
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--tls-cert")
+        .arg(cert)
+        .arg("--tls-key")
+        .arg(key)
+        .env("KUBECONFIG", kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stderr(Stdio::null());
+    command
+}
+
 /// A kubeconfig for the stand-in, and a serving certificate for localhost, in `dir`: the
 /// KUBECONFIG path, the certificate and key paths, and the CA's PEM.
-fn cluster_files(api: &ApiServer, dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf, String) {
+fn cluster_files(api: &ApiServer, dir: &Path) -> (PathBuf, PathBuf, PathBuf, String) {
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(
         &kubeconfig,
@@ -242,19 +243,11 @@ async fn with_the_audit_off_no_lease_is_taken_and_no_event_written() {
     let (kubeconfig, cert, key, ca) = cluster_files(&api, dir.path());
     let start = |name: &str, audit: Option<&str>| {
         let (port, metrics) = (free_port(), free_port());
-        let mut command = Command::new(env!("CARGO_BIN_EXE_stash-webhook"));
+        let mut command = serve_command(port, &kubeconfig, &cert, &key);
         command
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
             .args(["--pod-name", name, "--namespace", "stash-system"])
-            .arg("--tls-cert")
-            .arg(&cert)
-            .arg("--tls-key")
-            .arg(&key)
-            .env("KUBECONFIG", &kubeconfig)
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env_remove("STASH_WEBHOOK_AUDIT")
-            .stderr(Stdio::null());
+            .env_remove("STASH_WEBHOOK_AUDIT");
         if let Some(audit) = audit {
             command.env("STASH_WEBHOOK_AUDIT", audit);
         }

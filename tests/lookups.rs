@@ -77,6 +77,13 @@ async fn down_at_start(options: Options) -> (Webhook, tokio::task::JoinHandle<()
     (webhook, _watch)
 }
 
+/// The recorded CREATE as the API server sent it, naming an executor and a Task.
+async fn recorded_create(c: &Cluster) -> Value {
+    c.webhook
+        .review(support::fixture("backupconfiguration-create"))
+        .await
+}
+
 /// The Function the recorded reviews' executor names.
 fn with_mysql(api: &ApiServer) {
     api.put_function("mysql-hook-executor", Some("appscode/mysql-hook:8.0.14"));
@@ -120,10 +127,7 @@ async fn found_in_the_cache_without_an_api_call_at_steady_state() {
     let gets_before = c.api.counters().gets();
     for _ in 0..20 {
         // As recorded: an executor and a Task.
-        let r = c
-            .webhook
-            .review(support::fixture("backupconfiguration-create"))
-            .await;
+        let r = recorded_create(&c).await;
         assert_eq!(r["allowed"], true);
     }
     assert_eq!(
@@ -532,10 +536,7 @@ async fn api_server_outage_the_cache_answers_and_the_watch_catches_up() {
 async fn a_task_and_its_function_created_a_moment_earlier_are_not_wrongly_denied() {
     let c = synced(Options::default(), with_mysql).await;
     with_mysql_task(&c.api);
-    let r = c
-        .webhook
-        .review(support::fixture("backupconfiguration-create"))
-        .await;
+    let r = recorded_create(&c).await;
     assert_eq!(r["allowed"], true, "{r}");
     assert_eq!(c.api.counters_for("tasks").gets(), 1);
 }
@@ -543,10 +544,7 @@ async fn a_task_and_its_function_created_a_moment_earlier_are_not_wrongly_denied
 #[tokio::test]
 async fn a_missing_task_is_confirmed_with_one_get_then_denied() {
     let c = synced(Options::default(), with_mysql).await;
-    let r = c
-        .webhook
-        .review(support::fixture("backupconfiguration-create"))
-        .await;
+    let r = recorded_create(&c).await;
     assert_eq!(r["allowed"], false);
     assert_eq!(
         message(&r),
@@ -577,10 +575,7 @@ async fn a_task_changed_since_it_was_cached_is_judged_as_it_is_now() {
     })
     .await;
     let gets = c.api.counters_for("tasks").gets();
-    let r = c
-        .webhook
-        .review(support::fixture("backupconfiguration-create"))
-        .await;
+    let r = recorded_create(&c).await;
     assert_eq!(r["allowed"], false);
     assert_eq!(
         message(&r),
