@@ -246,11 +246,6 @@ pub fn catalog_in(files: &[(String, Vec<Document>)]) -> Catalog {
     Catalog::of_documents(files.iter().flat_map(|(_, docs)| docs))
 }
 
-/// The Functions among `files`, by name.
-pub fn functions_in(files: &[(String, Vec<Document>)]) -> HashMap<String, Arc<Function>> {
-    catalog_in(files).functions
-}
-
 /// What Task names are checked against: the Tasks known, all there are (a name not among them is
 /// not found); or none at all (no cluster, no Task in any file), and Task names are not checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

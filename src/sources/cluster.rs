@@ -150,15 +150,6 @@ impl<R: Referent> ClusterSource<R> {
         self.cache.get(name)
     }
 
-    /// Calls `visit` with every cached referent, under the cache's lock: it must be quick.
-    pub fn visit(&self, mut visit: impl FnMut(&str, &R)) {
-        if let Ok(items) = self.cache.items.read() {
-            for (name, item) in items.iter() {
-                visit(name, item);
-            }
-        }
-    }
-
     /// Resolves when the cache changes.
     pub async fn changed(&self) {
         self.cache.changed.notified().await;

@@ -7,7 +7,6 @@ pub mod cluster;
 mod file;
 
 use std::fmt;
-use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
@@ -53,6 +52,3 @@ pub trait Source<T: Referent>: Send + Sync + 'static {
         self.len() == 0
     }
 }
-
-/// A source shared by the validator, the protection webhook and the audit.
-pub type Shared<T> = Arc<dyn Source<T>>;
