@@ -125,28 +125,7 @@ def batch_review(members, name_of, pad, uid):
         },
         "spec": spec,
     }
-    gvk = {"group": "stash.appscode.com", "version": "v1beta1", "kind": "BackupBatch"}
-    gvr = {"group": "stash.appscode.com", "version": "v1beta1", "resource": "backupbatches"}
-    review = {
-        "kind": "AdmissionReview",
-        "apiVersion": "admission.k8s.io/v1",
-        "request": {
-            "uid": uid,
-            "kind": gvk,
-            "resource": gvr,
-            "requestKind": gvk,
-            "requestResource": gvr,
-            "name": "mysql-fleet",
-            "namespace": "demo",
-            "operation": "CREATE",
-            "userInfo": {"username": "admin", "groups": ["system:masters", "system:authenticated"]},
-            "object": obj,
-            "oldObject": None,
-            "dryRun": False,
-            "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": "kubectl-client-side-apply"},
-        },
-    }
-    return json.dumps(review, separators=(",", ":")).encode()
+    return batch_review_body(uid, "CREATE", obj, None)
 
 
 def fleet_member(i):
@@ -240,25 +219,36 @@ def fleet_object(members, schedule, generation, time):
 
 def update_review(members):
     """A BackupBatch UPDATE of MEMBERS members that changes the schedule."""
+    return batch_review_body(
+        "9a3c1f0e-7d2b-4c8a-b1e5-6f0d2a9c3b74",
+        "UPDATE",
+        fleet_object(members, "*/15 * * * *", 2, "2026-11-25T09:12:44Z"),
+        fleet_object(members, "*/30 * * * *", 1, "2026-11-24T22:40:12Z"),
+    )
+
+
+def batch_review_body(uid, operation, obj, old):
+    """The AdmissionReview the API server sends for OPERATION on the BackupBatch mysql-fleet."""
     gvk = {"group": "stash.appscode.com", "version": "v1beta1", "kind": "BackupBatch"}
     gvr = {"group": "stash.appscode.com", "version": "v1beta1", "resource": "backupbatches"}
+    options = "CreateOptions" if operation == "CREATE" else "UpdateOptions"
     review = {
         "kind": "AdmissionReview",
         "apiVersion": "admission.k8s.io/v1",
         "request": {
-            "uid": "9a3c1f0e-7d2b-4c8a-b1e5-6f0d2a9c3b74",
+            "uid": uid,
             "kind": gvk,
             "resource": gvr,
             "requestKind": gvk,
             "requestResource": gvr,
             "name": "mysql-fleet",
             "namespace": "demo",
-            "operation": "UPDATE",
+            "operation": operation,
             "userInfo": {"username": "admin", "groups": ["system:masters", "system:authenticated"]},
-            "object": fleet_object(members, "*/15 * * * *", 2, "2026-11-25T09:12:44Z"),
-            "oldObject": fleet_object(members, "*/30 * * * *", 1, "2026-11-24T22:40:12Z"),
+            "object": obj,
+            "oldObject": old,
             "dryRun": False,
-            "options": {"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": "kubectl-client-side-apply"},
+            "options": {"kind": options, "apiVersion": "meta.k8s.io/v1", "fieldManager": "kubectl-client-side-apply"},
         },
     }
     return json.dumps(review, separators=(",", ":")).encode()

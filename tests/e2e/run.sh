@@ -305,6 +305,13 @@ eventually() {
   e2e_wait_for "$seconds" "$@" || CASE_PROBLEMS+=("not within ${seconds} s: $what")
 }
 
+# Usage: events_on NAME REASON: "TYPE REASON NOTE" of each Event on demo/NAME with that reason.
+events_on() {
+  kubectl get events -n demo --field-selector "reason=$2,involvedObject.name=$1" \
+    -o jsonpath='{range .items[*]}{.type} {.reason} {.message}{"\n"}{end}'
+}
+has_events_on() { [[ -n $(events_on "$1" "$2") ]]; }
+
 end() {
   if ((${#CASE_PROBLEMS[@]} == 0)); then
     echo "ok $CASE ($E2E_SERVER_VERSION)"
@@ -373,14 +380,9 @@ check 0 "Warning: Function \"short-lived-fn\" is used by 1 hook: demo/BackupConf
 function.stash.appscode.com \"short-lived-fn\" deleted" \
   kubectl delete function short-lived-fn
 # The audit reports the broken reference as a Warning Event on the object.
-events_of() { # events_of REASON: "TYPE REASON NOTE" of each Event on demo/ratchet with that reason
-  kubectl get events -n demo --field-selector "reason=$1,involvedObject.name=ratchet" \
-    -o jsonpath='{range .items[*]}{.type} {.reason} {.message}{"\n"}{end}'
-}
-has_events() { [[ -n $(events_of "$1") ]]; }
-eventually 60 "a Warning Event on demo/ratchet" has_events ExecutorFunctionNotFound
+eventually 60 "a Warning Event on demo/ratchet" has_events_on ratchet ExecutorFunctionNotFound
 check 0 "Warning ExecutorFunctionNotFound spec.hooks.preBackup.executor.functionName: Function \"short-lived-fn\" not found: create the Function, or fix the name $LIST" \
-  events_of ExecutorFunctionNotFound
+  events_on ratchet ExecutorFunctionNotFound
 # The webhook trusts its cache to allow: wait until it has seen the deletion (a new object naming
 # the Function is denied), so that the update below meets a Function that is gone.
 fresh_reference_denied() {
@@ -404,11 +406,11 @@ check 0 "short-lived-fn" \
   kubectl get -n demo backupconfiguration ratchet -o 'jsonpath={.spec.hooks.preBackup.executor.functionName}'
 # Created again, the Function resolves, and the audit says so.
 check 0 "function.stash.appscode.com/short-lived-fn created" kubectl apply -f $C/ratchet/function.yaml
-eventually 60 "a Normal Event on demo/ratchet" has_events ExecutorFunctionResolved
+eventually 60 "a Normal Event on demo/ratchet" has_events_on ratchet ExecutorFunctionResolved
 check 0 "Normal ExecutorFunctionResolved spec.hooks.preBackup.executor: the executor's Function resolves again" \
-  events_of ExecutorFunctionResolved
+  events_on ratchet ExecutorFunctionResolved
 check 0 "Warning ExecutorFunctionNotFound spec.hooks.preBackup.executor.functionName: Function \"short-lived-fn\" not found: create the Function, or fix the name $LIST" \
-  events_of ExecutorFunctionNotFound
+  events_on ratchet ExecutorFunctionNotFound
 end
 
 begin check-with-the-cluster-functions

@@ -101,18 +101,13 @@ check 0 "Warning: Task \"short-lived-task\" is used by 1 object: demo/BackupConf
 task.stash.appscode.com \"short-lived-task\" deleted" \
   kubectl delete tasks.stash.appscode.com short-lived-task
 # The audit reports the broken reference as a Warning Event on the object.
-task_events() { # task_events REASON: "TYPE REASON NOTE" of each Event on demo/task-audit with that reason
-  kubectl get events -n demo --field-selector "reason=$1,involvedObject.name=task-audit" \
-    -o jsonpath='{range .items[*]}{.type} {.reason} {.message}{"\n"}{end}'
-}
-has_task_events() { [[ -n $(task_events "$1") ]]; }
-eventually 60 "a Warning Event on demo/task-audit" has_task_events TaskNotFound
+eventually 60 "a Warning Event on demo/task-audit" has_events_on task-audit TaskNotFound
 check 0 "Warning TaskNotFound spec.task.name: Task \"short-lived-task\" not found: install the Stash addon that provides it $TASKS_LIST, or correct the name" \
-  task_events TaskNotFound
+  events_on task-audit TaskNotFound
 # Created again, the Task resolves, and the audit says so.
 check 0 "task.stash.appscode.com/short-lived-task created" kubectl apply -f $T/audit/task.yaml
-eventually 60 "a Normal Event on demo/task-audit" has_task_events TaskResolved
-check 0 "Normal TaskResolved spec.task: the Task resolves and can run again" task_events TaskResolved
+eventually 60 "a Normal Event on demo/task-audit" has_events_on task-audit TaskResolved
+check 0 "Normal TaskResolved spec.task: the Task resolves and can run again" events_on task-audit TaskResolved
 check 0 "backupconfiguration.stash.appscode.com \"task-audit\" deleted$(from_namespace demo)" \
   kubectl delete -f $T/audit/backupconfiguration.yaml
 check 0 'task.stash.appscode.com "short-lived-task" deleted' kubectl delete -f $T/audit/task.yaml
