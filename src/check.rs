@@ -11,6 +11,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::documents::{self, Document};
+use crate::kubestash;
+use crate::rules::kubestash as ks_rules;
 use crate::rules::tasks::{self as task_rules, Task};
 use crate::rules::{self, Function, Policy, Resolution};
 use crate::stash::{executor_refs, task_refs, SpecHooks, StashKind};
@@ -275,6 +277,12 @@ pub fn judge(
                 .api_version()
                 .split_once('/')
                 .unwrap_or(("", doc.api_version()));
+            if let Some(kind) = kubestash::kind(group, version, doc.kind()) {
+                report
+                    .objects
+                    .push(judge_kubestash(file, doc, kind, catalog, policy));
+                continue;
+            }
             let Some(kind) = StashKind::from_gvk(group, version, doc.kind()) else {
                 report.skipped += 1;
                 continue;
@@ -326,6 +334,77 @@ pub fn judge(
         }
     }
     report
+}
+
+/// Judges one KubeStash object as a CREATE. A referent kind the catalog holds none of (and that
+/// was not listed from a cluster) is not checked.
+fn judge_kubestash(
+    file: &str,
+    doc: &Document,
+    kind: &'static kubestash::Kind,
+    catalog: &Catalog,
+    policy: &Policy,
+) -> Judged {
+    fn found<T>(
+        items: &HashMap<String, Arc<T>>,
+        names: Vec<String>,
+        complete: bool,
+    ) -> Option<HashMap<String, Resolution<T>>> {
+        (complete || !items.is_empty()).then(|| {
+            names
+                .into_iter()
+                .map(|name| {
+                    let resolution = match items.get(&name) {
+                        Some(item) => Resolution::Found(item.clone()),
+                        None => Resolution::NotFound,
+                    };
+                    (name, resolution)
+                })
+                .collect()
+        })
+    }
+    let written = doc.meta("namespace");
+    // As kubectl would: an object without a namespace goes to the context's, here "default".
+    let namespace = if written.is_empty() {
+        "default"
+    } else {
+        written
+    };
+    let refs = kubestash::references(kind, &doc.object, namespace);
+    let complete = catalog.complete;
+    let addons = found(
+        &catalog.addons,
+        ks_rules::addons_to_resolve(kind, &refs),
+        complete,
+    );
+    let templates = found(
+        &catalog.hook_templates,
+        ks_rules::hook_templates_to_resolve(kind, &refs),
+        complete,
+    );
+    let partial = ks_rules::Known {
+        addons: addons.as_ref(),
+        functions: None,
+        hook_templates: templates.as_ref(),
+    };
+    let functions = found(
+        &catalog.addon_functions,
+        ks_rules::functions_to_resolve(&refs, partial),
+        complete,
+    );
+    let known = ks_rules::Known {
+        functions: functions.as_ref(),
+        ..partial
+    };
+    let verdict = ks_rules::judge(kind, namespace, &refs, &Default::default(), known, policy);
+    Judged {
+        file: file.to_owned(),
+        kind: kind.label(),
+        namespace: (!written.is_empty()).then(|| written.to_owned()),
+        name: doc.meta("name").to_owned(),
+        denials: verdict.denials.iter().map(ToString::to_string).collect(),
+        warnings: verdict.warnings,
+    }
 }
 
 #[cfg(test)]

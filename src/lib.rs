@@ -1,6 +1,7 @@
 //! stash-webhook: a validating admission webhook for Stash that rejects, at `kubectl apply`, hooks
 //! whose `executor` names a Function, and objects whose `task` names a Task, that does not exist or
-//! cannot run.
+//! cannot run; and the same for KubeStash ([`kubestash`]): addons, their tasks' Functions, and
+//! HookTemplates.
 //!
 //! The data path: [`http`] (TLS, routes, limits) -> [`review`] (AdmissionReview in and out) ->
 //! [`validator`] (which requests are judged, their lookups) -> [`stash`] (kinds, hook locations,
@@ -16,6 +17,7 @@ pub mod documents;
 pub mod functions;
 pub mod http;
 pub mod image;
+pub mod kubestash;
 pub mod metrics;
 pub mod references;
 pub mod review;

@@ -14,14 +14,16 @@ use stash_webhook::config::{
 };
 use stash_webhook::functions::{ClusterSource, FileSource, FunctionSource};
 use stash_webhook::http::{self, App, Limits};
+use stash_webhook::kubestash::referents::{Addon, AddonFunction, HookTemplate};
 use stash_webhook::metrics::Metrics;
 use stash_webhook::references::index::ReferenceIndex;
 use stash_webhook::references::protect::{self, Protector};
 use stash_webhook::references::{self, audit};
 use stash_webhook::rules::tasks::Task;
 use stash_webhook::rules::Policy;
-use stash_webhook::sources::Source;
+use stash_webhook::sources::{list, ClusterSource as Watched, Source};
 use stash_webhook::tls::{TlsFiles, TlsSource};
+use stash_webhook::validator::KubeStashSources;
 use stash_webhook::validator::Validator;
 use stash_webhook::{certs, check, EXAMPLE_FUNCTIONS};
 use tokio::net::TcpListener;
@@ -79,10 +81,24 @@ fn check_command(args: &CheckArgs) -> ExitCode {
                     let functions = check::list_functions(client.clone())
                         .await
                         .map_err(|e| format!("cannot list Functions: {e}"))?;
-                    let tasks = check::list_tasks(client)
+                    let tasks = check::list_tasks(client.clone())
                         .await
                         .map_err(|e| format!("cannot list Tasks: {e}"))?;
-                    Ok::<_, String>(check::Catalog { functions, tasks })
+                    let cannot = |what: &'static str| move |e| format!("cannot list {what}: {e}");
+                    Ok::<_, String>(check::Catalog {
+                        functions,
+                        tasks,
+                        addons: list::<Addon>(client.clone())
+                            .await
+                            .map_err(cannot("Addons"))?,
+                        addon_functions: list::<AddonFunction>(client.clone())
+                            .await
+                            .map_err(cannot("KubeStash Functions"))?,
+                        hook_templates: list::<HookTemplate>(client)
+                            .await
+                            .map_err(cannot("HookTemplates"))?,
+                        complete: true,
+                    })
                 })
             });
         match listed {
@@ -166,6 +182,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         extra_variables: args.extra_variables.clone(),
     };
     type Tasks = Option<Arc<dyn Source<Task>>>;
+    let kubestash: KubeStashSources;
     let (source, tasks, protector): (Arc<dyn FunctionSource>, Tasks, Protector) = match (
         &args.functions_file,
         args.dev,
@@ -174,6 +191,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
             let source = Arc::new(FileSource::from_path(path, metrics.clone())?);
             tracing::info!(path = %path.display(), functions = source.functions_len(), tasks = source.tasks_len(), "Functions and Tasks read from file");
             tracing::info!("protection and the reference audit are off: with a Functions file there are no objects to watch");
+            kubestash = file_kubestash(&source);
             (source.clone(), file_tasks(source), Protector::off())
         }
         (None, true) => {
@@ -187,6 +205,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
                     tasks = source.tasks_len(),
                     "dev mode: serving the example Functions and Tasks; protection and the reference audit are off"
                 );
+            kubestash = file_kubestash(&source);
             (source.clone(), file_tasks(source), Protector::off())
         }
         (None, false) => {
@@ -198,6 +217,18 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
             let (tasks, _task_watch) =
                 stash_webhook::tasks::ClusterSource::start(client.clone(), metrics.clone());
             let tasks = Arc::new(tasks);
+            // KubeStash's referents: a kind whose CRD is absent is reported as not installed, and
+            // its names are not checked.
+            let (addons, _addon_watch) = Watched::<Addon>::start(client.clone(), metrics.clone());
+            let (addon_functions, _addon_function_watch) =
+                Watched::<AddonFunction>::start(client.clone(), metrics.clone());
+            let (hook_templates, _hook_template_watch) =
+                Watched::<HookTemplate>::start(client.clone(), metrics.clone());
+            kubestash = KubeStashSources {
+                addons: Some(Arc::new(addons)),
+                functions: Some(Arc::new(addon_functions)),
+                hook_templates: Some(Arc::new(hook_templates)),
+            };
             let index = Arc::new(ReferenceIndex::default());
             let _index_watches =
                 references::index::start(client.clone(), index.clone(), metrics.clone());
@@ -250,6 +281,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     if let Some(tasks) = tasks {
         validator = validator.with_tasks(tasks);
     }
+    validator = validator.with_kubestash(kubestash);
     let limits = Limits {
         max_body_bytes: args.max_body_bytes,
         request_timeout: args.request_timeout,
@@ -298,6 +330,25 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
 /// Functions alone says nothing of the Tasks a cluster has installed).
 fn file_tasks(source: Arc<FileSource>) -> Option<Arc<dyn Source<Task>>> {
     (source.tasks_len() > 0).then_some(source as Arc<dyn Source<Task>>)
+}
+
+/// A catalog file's KubeStash referents, each kind only when the file has some.
+fn file_kubestash(source: &Arc<FileSource>) -> KubeStashSources {
+    fn some<T: stash_webhook::sources::Referent>(
+        source: &Arc<FileSource>,
+        n: usize,
+    ) -> Option<Arc<dyn Source<T>>>
+    where
+        FileSource: Source<T>,
+    {
+        (n > 0).then(|| source.clone() as Arc<dyn Source<T>>)
+    }
+    let catalog = source.catalog();
+    KubeStashSources {
+        addons: some(source, catalog.addons.len()),
+        functions: some(source, catalog.addon_functions.len()),
+        hook_templates: some(source, catalog.hook_templates.len()),
+    }
 }
 
 /// Resolves on SIGTERM (what the kubelet sends) or SIGINT (Ctrl-C).

@@ -270,6 +270,25 @@ impl Metrics {
         self.0.latency.observe(seconds);
     }
 
+    /// Counts a review of a kind of another family (`label`: `BackupConfiguration.core.kubestash.com`).
+    pub fn record_review_of(
+        &self,
+        label: &'static str,
+        operation: &Operation,
+        verdict: Verdict,
+        seconds: f64,
+    ) {
+        self.0
+            .reviews
+            .get_or_create(&ReviewLabels {
+                kind: label,
+                operation: operation_label(operation),
+                verdict: verdict.as_str(),
+            })
+            .inc();
+        self.0.latency.observe(seconds);
+    }
+
     pub fn record_rejected(&self, code: u16) {
         self.0.rejected.get_or_create(&RejectLabels { code }).inc();
     }

@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use kube::core::admission::{AdmissionResponse, Operation};
 use kube::core::Status;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use thiserror::Error;
 
 use crate::stash::SpecHooks;
@@ -97,6 +98,9 @@ pub struct Request<'a> {
     pub old_object: Option<Object>,
     #[serde(default)]
     pub dry_run: Option<bool>,
+    /// The whole body, for kinds whose objects are read whole ([`whole_objects`]).
+    #[serde(skip)]
+    pub body: &'a [u8],
 }
 
 impl Request<'_> {
@@ -177,7 +181,32 @@ pub fn decode(body: &[u8]) -> Result<(ReviewVersion, Request<'_>), ReviewError> 
         Some(V1BETA1) => ReviewVersion::V1Beta1,
         other => return Err(ReviewError::Version(other.unwrap_or_default().to_owned())),
     };
-    Ok((version, envelope.request.ok_or(ReviewError::NoRequest)?))
+    let mut request = envelope.request.ok_or(ReviewError::NoRequest)?;
+    request.body = body;
+    Ok((version, request))
+}
+
+/// The request's `object` and `oldObject`, whole, as JSON: a second read of a body [`decode`]
+/// accepted, for the KubeStash kinds, whose references are found by walking the object
+/// ([`crate::kubestash::references`]); Stash's kinds keep their one read of what they need.
+pub fn whole_objects(body: &[u8]) -> Result<(Option<Value>, Option<Value>), ReviewError> {
+    #[derive(Deserialize)]
+    struct Whole {
+        #[serde(default)]
+        request: Option<WholeRequest>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct WholeRequest {
+        #[serde(default)]
+        object: Option<Value>,
+        #[serde(default)]
+        old_object: Option<Value>,
+    }
+    let whole: Whole = serde_json::from_slice(body)?;
+    Ok(whole
+        .request
+        .map_or((None, None), |r| (r.object, r.old_object)))
 }
 
 /// What this server answers a review: allowed, or denied with a message, and any warnings.

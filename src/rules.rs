@@ -2,6 +2,7 @@
 //! named Function, to a verdict; [`tasks`] does the same for Task references. Pure: no HTTP, no
 //! TLS, no API calls.
 
+pub mod kubestash;
 pub mod tasks;
 
 use std::collections::{HashMap, HashSet};
@@ -152,15 +153,29 @@ pub struct Problem {
 }
 
 impl Problem {
-    /// The reference the problem is in: a hook (`spec.members[3].hooks.preBackup`) or a task
-    /// (`spec.members[3].task`).
-    fn reference(&self) -> &str {
+    /// The reference the problem is in, and whether it is a task: a hook
+    /// (`spec.members[3].hooks.preBackup`, `spec.sessions[0].hooks.preBackup[1]`) or a task
+    /// (`spec.members[3].task`, `spec.sessions[0].addon.tasks[2]`, `spec.addon`).
+    fn reference(&self) -> (&str, bool) {
         let path = self.path.as_str();
         if let Some((hook, _)) = path.split_once(".executor") {
-            return hook;
+            return (hook, false);
         }
-        path.find(".task")
-            .map_or(path, |at| &path[..at + ".task".len()])
+        // Through the first `]` after `at`, or `len` on from `at` when there is none.
+        let upto = |at: usize, len: usize| {
+            let end = path[at..].find(']').map_or(at + len, |e| at + e + 1);
+            &path[..end.min(path.len())]
+        };
+        if let Some(at) = path.find(".hooks.") {
+            return (upto(at, path.len() - at), false);
+        }
+        if let Some(at) = path.find(".task") {
+            return (upto(at, ".task".len()), true);
+        }
+        match path.find(".addon") {
+            Some(at) => (&path[..at + ".addon".len()], true),
+            None => (path, false),
+        }
     }
 }
 
@@ -188,8 +203,8 @@ impl Verdict {
     pub fn message(&self) -> String {
         let lines: Vec<String> = self.denials.iter().map(Problem::to_string).collect();
         let rest = self.denials.get(MAX_LINES..).unwrap_or_default();
-        let references: HashSet<&str> = rest.iter().map(Problem::reference).collect();
-        let tasks = references.iter().filter(|r| r.ends_with(".task")).count();
+        let references: HashSet<(&str, bool)> = rest.iter().map(Problem::reference).collect();
+        let tasks = references.iter().filter(|(_, task)| *task).count();
         let counted = (references.len() - tasks, tasks);
         capped(lines, "problems", Some(counted)).join("\n")
     }
@@ -215,7 +230,7 @@ impl Verdict {
                 "{}: {}; allowed because this reference is unchanged, but {} will fail until it is fixed",
                 p.path,
                 p.what,
-                if p.reference().ends_with(".task") { "the task" } else { "the hook" }
+                if p.reference().1 { "the task" } else { "the hook" }
             )),
             Found::Problem(p) => self.denials.push(p),
             Found::Unverified(p) if kept || policy.on_lookup_failure == FailurePolicy::Allow => self

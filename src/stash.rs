@@ -112,6 +112,11 @@ impl FieldPath {
         FieldPath(path)
     }
 
+    /// The element `i` of a list (`tasks[2]`).
+    pub fn index(&self, i: usize) -> Self {
+        FieldPath(format!("{}[{i}]", self.0))
+    }
+
     pub fn key(&self, key: &str) -> Self {
         FieldPath(format!("{}[{}]", self.0, key))
     }

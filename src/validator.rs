@@ -10,6 +10,7 @@ use futures::StreamExt;
 use kube::core::admission::Operation;
 
 use crate::functions::FunctionSource;
+use crate::kubestash;
 use crate::metrics;
 use crate::review::{Reply, Request};
 use crate::rules::tasks::{self as task_rules, Task};
@@ -26,6 +27,8 @@ pub struct Validator {
     source: Arc<dyn FunctionSource>,
     /// None when there is no Task source at all: Task names are then reported as not checked.
     tasks: Option<Arc<dyn Source<Task>>>,
+    /// KubeStash's referents; each None when there is no source for it.
+    kubestash: KubeStashSources,
     policy: Policy,
     lookup_timeout: Duration,
 }
@@ -49,6 +52,8 @@ pub struct Outcome {
     pub judged: bool,
     /// The request's kind when it is one this server judges (for metrics labels).
     pub kind: Option<StashKind>,
+    /// The metrics label of a judged kind of another family (KubeStash).
+    pub other_kind: Option<&'static str>,
 }
 
 impl Validator {
@@ -60,6 +65,7 @@ impl Validator {
         Validator {
             source,
             tasks: None,
+            kubestash: KubeStashSources::default(),
             policy: policy.into(),
             lookup_timeout,
         }
@@ -71,13 +77,22 @@ impl Validator {
         self
     }
 
+    /// Judges KubeStash objects against these sources (without them, their names are reported
+    /// as not checked).
+    pub fn with_kubestash(mut self, sources: KubeStashSources) -> Self {
+        self.kubestash = sources;
+        self
+    }
+
     pub fn source(&self) -> &Arc<dyn FunctionSource> {
         &self.source
     }
 
     /// True once every source can answer from a complete view.
     pub fn is_ready(&self) -> bool {
-        self.source.is_ready() && self.tasks.as_ref().is_none_or(|t| t.is_ready())
+        self.source.is_ready()
+            && self.tasks.as_ref().is_none_or(|t| t.is_ready())
+            && self.kubestash.is_ready()
     }
 
     /// The time allowed for this validator's lookups (see [`lookup_budget`]).
@@ -92,9 +107,13 @@ impl Validator {
             verdict: metrics::Verdict::Allowed,
             judged,
             kind,
+            other_kind: None,
         };
         if !matches!(req.operation, Operation::Create | Operation::Update) {
             return allow(false);
+        }
+        if let Some(kind) = kubestash::kind(&req.kind.group, &req.kind.version, &req.kind.kind) {
+            return self.review_kubestash(req, kind, api_server_timeout).await;
         }
         let Some(kind) = kind else {
             tracing::info!(
@@ -138,16 +157,8 @@ impl Validator {
         if !verdict.allowed() && self.confirm(&mut found, deadline).await {
             verdict = judge(&found);
         }
-        if !verdict.allowed() {
-            let mut outcome = deny(kind, verdict.message());
-            outcome.reply.warnings = verdict.capped_warnings();
-            return outcome;
-        }
-        let mut outcome = allow(true);
-        if !verdict.warnings.is_empty() {
-            outcome.verdict = metrics::Verdict::Warned;
-            outcome.reply.warnings = verdict.capped_warnings();
-        }
+        let mut outcome = answer(verdict);
+        outcome.kind = Some(kind);
         outcome
     }
 
@@ -369,12 +380,45 @@ impl Deadline {
 /// A denial as kubectl shows it: `Error from server (Forbidden): ... denied the request: MESSAGE`.
 fn deny(kind: StashKind, message: String) -> Outcome {
     Outcome {
+        kind: Some(kind),
+        ..refusal(message)
+    }
+}
+
+fn refusal(message: String) -> Outcome {
+    Outcome {
         reply: Reply::deny(message),
         verdict: metrics::Verdict::Denied,
         judged: true,
-        kind: Some(kind),
+        kind: None,
+        other_kind: None,
     }
 }
+
+/// The answer to a judged object: its denial, or allowed with its warnings.
+fn answer(verdict: Verdict) -> Outcome {
+    if !verdict.allowed() {
+        let mut outcome = refusal(verdict.message());
+        outcome.reply.warnings = verdict.capped_warnings();
+        return outcome;
+    }
+    let mut outcome = Outcome {
+        reply: Reply::allow(),
+        verdict: metrics::Verdict::Allowed,
+        judged: true,
+        kind: None,
+        other_kind: None,
+    };
+    if !verdict.warnings.is_empty() {
+        outcome.verdict = metrics::Verdict::Warned;
+        outcome.reply.warnings = verdict.capped_warnings();
+    }
+    outcome
+}
+
+mod kubestash_review;
+
+pub use kubestash_review::KubeStashSources;
 
 #[cfg(test)]
 mod tests;

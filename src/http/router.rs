@@ -250,12 +250,20 @@ async fn answer(app: Arc<App>, request: Request, endpoint: Endpoint) -> Result<R
         }
     };
     let elapsed = started.elapsed();
-    app.metrics.record_review(
-        outcome.kind,
-        &request.operation,
-        outcome.verdict,
-        elapsed.as_secs_f64(),
-    );
+    match outcome.other_kind {
+        Some(label) => app.metrics.record_review_of(
+            label,
+            &request.operation,
+            outcome.verdict,
+            elapsed.as_secs_f64(),
+        ),
+        None => app.metrics.record_review(
+            outcome.kind,
+            &request.operation,
+            outcome.verdict,
+            elapsed.as_secs_f64(),
+        ),
+    }
     // A denial or a warning is what an operator looks for, at info. An allowed review is already
     // counted in the metrics and recorded in the API server's audit log: it is logged at debug,
     // since formatting and writing a line for each is a large share of what a review costs.

@@ -407,6 +407,7 @@ impl Protector {
                     verdict: metrics::Verdict::Allowed,
                     judged: false,
                     kind: None,
+                    other_kind: None,
                 }
             }
         };
@@ -438,6 +439,7 @@ impl Protector {
             verdict,
             judged: true,
             kind: None,
+            other_kind: None,
         }
     }
 
@@ -535,7 +537,11 @@ impl Protector {
         };
         if matches!(change, TaskChange::Breaks(_)) || !warnings.is_empty() {
             let source: &dyn Source<Function> = cluster.functions.as_ref();
-            let live = look_up(source, names.clone(), deadline).await;
+            // In name order, so the same failure is reported each time.
+            let live: BTreeMap<_, _> = look_up(source, names.clone(), deadline)
+                .await
+                .into_iter()
+                .collect();
             for (name, answer) in live {
                 match answer {
                     // A lookup that failed tells nothing: what the cache said stands, unconfirmed.
@@ -607,6 +613,7 @@ impl Protector {
             verdict,
             judged: true,
             kind: None,
+            other_kind: None,
         }
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::core::ClusterResourceScope;
+use kube::core::DynamicResourceScope;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
@@ -43,6 +43,7 @@ impl<'de, R: Referent> Deserialize<'de> for Object<R> {
         Ok(Object {
             metadata: ObjectMeta {
                 name: text("/metadata/name"),
+                namespace: text("/metadata/namespace"),
                 resource_version: text("/metadata/resourceVersion"),
                 ..ObjectMeta::default()
             },
@@ -53,7 +54,8 @@ impl<'de, R: Referent> Deserialize<'de> for Object<R> {
 
 impl<R: Referent> kube::Resource for Object<R> {
     type DynamicType = ();
-    type Scope = ClusterResourceScope;
+    // Dynamic, so one type serves both cluster-scoped and namespaced referents.
+    type Scope = DynamicResourceScope;
 
     fn kind(_: &()) -> Cow<'_, str> {
         R::KIND.into()
@@ -75,9 +77,15 @@ impl<R: Referent> kube::Resource for Object<R> {
     }
 }
 
-impl<R> Object<R> {
+impl<R: Referent> Object<R> {
+    /// The name sources know it by (`NAMESPACE/NAME` for a namespaced referent), and the referent.
     fn into_referent(self) -> (Option<String>, Arc<R>) {
-        (self.metadata.name, self.referent)
+        let name = match (R::NAMESPACED, self.metadata.namespace) {
+            (true, Some(namespace)) => self.metadata.name.map(|n| format!("{namespace}/{n}")),
+            (true, None) => None,
+            (false, _) => self.metadata.name,
+        };
+        (name, self.referent)
     }
 }
 
@@ -87,7 +95,7 @@ impl<R> Object<R> {
 /// what it holds, is confirmed with one live GET. That is what keeps `kubectl apply -f dir/` (a
 /// Function, a Task and the BackupConfiguration together) from being wrongly denied.
 pub struct ClusterSource<R: Referent> {
-    api: Api<Object<R>>,
+    client: Client,
     cache: Arc<Cache<R>>,
     metrics: Metrics,
 }
@@ -95,6 +103,8 @@ pub struct ClusterSource<R: Referent> {
 struct Cache<T> {
     items: RwLock<HashMap<String, Arc<T>>>,
     synced: AtomicBool,
+    /// The API server answered the list 404: the kind is not served (its CRD is not installed).
+    absent: AtomicBool,
     /// Woken on every change, for the audit.
     changed: tokio::sync::Notify,
 }
@@ -104,6 +114,7 @@ impl<T: Referent> Cache<T> {
         Cache {
             items: RwLock::new(HashMap::new()),
             synced: AtomicBool::new(false),
+            absent: AtomicBool::new(false),
             changed: tokio::sync::Notify::new(),
         }
     }
@@ -131,12 +142,12 @@ impl<R: Referent> ClusterSource<R> {
     /// Starts watching the referent kind on `client`. The watch runs until the returned task is
     /// aborted, re-listing as kube's watcher decides (on 410 Gone, after errors).
     pub fn start(client: Client, metrics: Metrics) -> (Self, tokio::task::JoinHandle<()>) {
-        let api: Api<Object<R>> = Api::all(client);
+        let api: Api<Object<R>> = Api::all_with(client.clone(), &());
         let cache = Arc::new(Cache::new());
-        let task = tokio::spawn(run_watch(api.clone(), cache.clone(), metrics.clone()));
+        let task = tokio::spawn(run_watch(api, cache.clone(), metrics.clone()));
         (
             ClusterSource {
-                api,
+                client,
                 cache,
                 metrics,
             },
@@ -156,13 +167,23 @@ impl<R: Referent> ClusterSource<R> {
     }
 
     async fn live_get(&self, name: &str) -> Resolution<R> {
-        let resolution = match self.api.get_opt(name).await {
+        let (api, name) = match (R::NAMESPACED, name.split_once('/')) {
+            (true, Some((namespace, name))) => (
+                Api::<Object<R>>::namespaced_with(self.client.clone(), namespace, &()),
+                name,
+            ),
+            _ => (Api::all_with(self.client.clone(), &()), name),
+        };
+        let resolution = match api.get_opt(name).await {
             Ok(Some(object)) => Resolution::Found(object.into_referent().1),
             Ok(None) => Resolution::NotFound,
             Err(err) => Resolution::Unverified(describe_api_error::<R>(&err)),
         };
-        self.metrics
-            .record_lookup(R::PLURAL, LookupSource::Api, LookupResult::of(&resolution));
+        self.metrics.record_lookup(
+            R::RESOURCE,
+            LookupSource::Api,
+            LookupResult::of(&resolution),
+        );
         resolution
     }
 }
@@ -177,7 +198,7 @@ impl<R: Referent> Source<R> for ClusterSource<R> {
     fn resolve_now(&self, name: &str) -> Option<Resolution<R>> {
         let found = self.cache.get(name).filter(|r| r.answers_from_cache())?;
         self.metrics
-            .record_lookup(R::PLURAL, LookupSource::Cache, LookupResult::Found);
+            .record_lookup(R::RESOURCE, LookupSource::Cache, LookupResult::Found);
         Some(Resolution::Found(found))
     }
 
@@ -186,7 +207,11 @@ impl<R: Referent> Source<R> for ClusterSource<R> {
     }
 
     fn is_ready(&self) -> bool {
-        self.cache.synced.load(Ordering::Acquire)
+        self.cache.synced.load(Ordering::Acquire) || !self.is_installed()
+    }
+
+    fn is_installed(&self) -> bool {
+        !self.cache.absent.load(Ordering::Acquire)
     }
 
     fn len(&self) -> usize {
@@ -197,7 +222,7 @@ impl<R: Referent> Source<R> for ClusterSource<R> {
 /// Every referent of kind `R` in the cluster, by name: one LIST, no watch (for `check --cluster`).
 /// A kind whose CRD is not installed has none.
 pub async fn list<R: Referent>(client: Client) -> Result<HashMap<String, Arc<R>>, String> {
-    let api: Api<Object<R>> = Api::all(client);
+    let api: Api<Object<R>> = Api::all_with(client, &());
     let list = match api.list(&Default::default()).await {
         Ok(list) => list,
         Err(kube::Error::Api(status)) if status.code == 404 => return Ok(HashMap::new()),
@@ -217,9 +242,10 @@ pub async fn list<R: Referent>(client: Client) -> Result<HashMap<String, Arc<R>>
 fn describe_api_error<T: Referent>(err: &kube::Error) -> String {
     match err {
         kube::Error::Api(status) if status.code == 403 => format!(
-            "the Kubernetes API refused the lookup (403 Forbidden: {}); grant the webhook's ServiceAccount get, list and watch on {}.stash.appscode.com",
+            "the Kubernetes API refused the lookup (403 Forbidden: {}); grant the webhook's ServiceAccount get, list and watch on {}.{}",
             status.message,
             T::PLURAL,
+            T::GROUP,
         ),
         kube::Error::Api(status) => format!(
             "the Kubernetes API answered {} {} ({})",
@@ -231,7 +257,7 @@ fn describe_api_error<T: Referent>(err: &kube::Error) -> String {
 
 async fn run_watch<R: Referent>(api: Api<Object<R>>, cache: Arc<Cache<R>>, metrics: Metrics) {
     let kind = R::KIND;
-    let plural = R::PLURAL;
+    let plural = R::RESOURCE;
     let config = watcher::Config::default();
     let mut events = watcher::watcher(api, config).default_backoff().boxed();
     let mut initial: HashMap<String, Arc<R>> = HashMap::new();
@@ -246,6 +272,7 @@ async fn run_watch<R: Referent>(api: Api<Object<R>>, cache: Arc<Cache<R>>, metri
             }
             Ok(Event::InitDone) => {
                 let fresh = std::mem::take(&mut initial);
+                cache.absent.store(false, Ordering::Release);
                 let n = cache.apply(|m| *m = fresh);
                 metrics.set_cached(plural, n);
                 if !cache.synced.swap(true, Ordering::AcqRel) {
@@ -268,6 +295,16 @@ async fn run_watch<R: Referent>(api: Api<Object<R>>, cache: Arc<Cache<R>>, metri
                         m.remove(&name);
                     });
                     metrics.set_cached(plural, n);
+                }
+            }
+            // The kind is not served: names of it go unchecked (and readiness does not wait for
+            // it) until its CRD is installed and a retry lists it.
+            Err(watcher::Error::InitialListFailed(kube::Error::Api(status)))
+                if status.code == 404 =>
+            {
+                if !cache.absent.swap(true, Ordering::AcqRel) {
+                    tracing::info!(%kind, group = R::GROUP, "not served by this cluster (its CRD is not installed): its names are not checked until it is");
+                    cache.changed.notify_one();
                 }
             }
             Err(err) => {

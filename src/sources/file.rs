@@ -11,32 +11,44 @@ use thiserror::Error;
 
 use super::{Referent, Source};
 use crate::documents::{self, Document, DocumentError};
+use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate};
+use crate::kubestash::{ADDONS_GROUP, CORE_GROUP, VERSION as KUBESTASH_VERSION};
 use crate::metrics::{LookupResult, LookupSource, Metrics};
 use crate::rules::tasks::Task;
 use crate::rules::{Function, Resolution};
 use crate::stash::{STASH_GROUP, STASH_VERSION};
 
-/// The Functions and Tasks of some files, by name.
+/// The referents of some files, by name: Stash's Functions and Tasks, and KubeStash's Addons,
+/// Functions and HookTemplates (these by `NAMESPACE/NAME`).
 #[derive(Debug, Default, Clone)]
 pub struct Catalog {
     pub functions: HashMap<String, Arc<Function>>,
     pub tasks: HashMap<String, Arc<Task>>,
+    pub addons: HashMap<String, Arc<Addon>>,
+    pub addon_functions: HashMap<String, Arc<AddonFunction>>,
+    pub hook_templates: HashMap<String, Arc<HookTemplate>>,
+    /// Holds every referent a cluster has (`check --cluster`): a name not in it does not exist,
+    /// even of a kind of which it holds none.
+    pub complete: bool,
 }
 
 /// Which referent a document is, if it is one.
 enum Entry {
     Function,
     Task,
+    Addon,
+    AddonFunction,
+    HookTemplate,
 }
 
 fn entry(doc: &Document) -> Option<Entry> {
     let (group, version) = doc.api_version().split_once('/')?;
-    if group != STASH_GROUP || version != STASH_VERSION {
-        return None;
-    }
-    match doc.kind() {
-        "Function" => Some(Entry::Function),
-        "Task" => Some(Entry::Task),
+    match (group, version, doc.kind()) {
+        (STASH_GROUP, STASH_VERSION, "Function") => Some(Entry::Function),
+        (STASH_GROUP, STASH_VERSION, "Task") => Some(Entry::Task),
+        (ADDONS_GROUP, KUBESTASH_VERSION, "Addon") => Some(Entry::Addon),
+        (ADDONS_GROUP, KUBESTASH_VERSION, "Function") => Some(Entry::AddonFunction),
+        (CORE_GROUP, KUBESTASH_VERSION, "HookTemplate") => Some(Entry::HookTemplate),
         _ => None,
     }
 }
@@ -63,9 +75,26 @@ impl Catalog {
             ));
         };
         let name = doc.meta("name");
+        if name.is_empty() {
+            return Err(format!("a {} has no metadata.name", doc.kind()));
+        }
+        let object = &doc.object;
         match entry {
-            Entry::Function if name.is_empty() => Err("a Function has no metadata.name".into()),
-            Entry::Task if name.is_empty() => Err("a Task has no metadata.name".into()),
+            Entry::Addon => insert(&mut self.addons, name.to_owned(), object),
+            Entry::AddonFunction => insert(&mut self.addon_functions, name.to_owned(), object),
+            Entry::HookTemplate => {
+                // A HookTemplate is namespaced; one written without a namespace is in "default",
+                // where kubectl would create it.
+                let namespace = match doc.meta("namespace") {
+                    "" => "default",
+                    namespace => namespace,
+                };
+                insert(
+                    &mut self.hook_templates,
+                    format!("{namespace}/{name}"),
+                    object,
+                )
+            }
             Entry::Function => {
                 let function = Arc::new(Function::from_object(&doc.object));
                 self.functions.insert(name.to_owned(), function);
@@ -83,7 +112,20 @@ impl Catalog {
     pub fn extend(&mut self, other: Catalog) {
         self.functions.extend(other.functions);
         self.tasks.extend(other.tasks);
+        self.addons.extend(other.addons);
+        self.addon_functions.extend(other.addon_functions);
+        self.hook_templates.extend(other.hook_templates);
+        self.complete |= other.complete;
     }
+}
+
+fn insert<R: Referent>(
+    into: &mut HashMap<String, Arc<R>>,
+    name: String,
+    object: &serde_json::Value,
+) -> Result<(), String> {
+    into.insert(name, Arc::new(R::from_object(object)));
+    Ok(())
 }
 
 /// A catalog file that cannot be used; the server refuses to start with it.
@@ -100,7 +142,7 @@ pub enum CatalogError {
         doc: usize,
         source: serde_yaml_ng::Error,
     },
-    #[error("Functions file {path}: document {doc}: {what}; expected kind Function or Task (apiVersion stash.appscode.com/v1beta1) with metadata.name, or a List of them")]
+    #[error("Functions file {path}: document {doc}: {what}; expected kind Function or Task (apiVersion stash.appscode.com/v1beta1), Addon or Function (addons.kubestash.com/v1alpha1) or HookTemplate (core.kubestash.com/v1alpha1) with metadata.name, or a List of them")]
     NotACatalogEntry {
         path: PathBuf,
         doc: usize,
@@ -149,8 +191,11 @@ impl FileSource {
                     what,
                 })?;
         }
-        metrics.set_cached(Function::PLURAL, catalog.functions.len());
-        metrics.set_cached(Task::PLURAL, catalog.tasks.len());
+        metrics.set_cached(Function::RESOURCE, catalog.functions.len());
+        metrics.set_cached(Task::RESOURCE, catalog.tasks.len());
+        metrics.set_cached(Addon::RESOURCE, catalog.addons.len());
+        metrics.set_cached(AddonFunction::RESOURCE, catalog.addon_functions.len());
+        metrics.set_cached(HookTemplate::RESOURCE, catalog.hook_templates.len());
         Ok(FileSource { catalog, metrics })
     }
 
@@ -164,13 +209,21 @@ impl FileSource {
         self.catalog.tasks.len()
     }
 
+    /// The catalog itself.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
     fn lookup<T: Referent>(&self, items: &HashMap<String, Arc<T>>, name: &str) -> Resolution<T> {
         let resolution = match items.get(name) {
             Some(item) => Resolution::Found(item.clone()),
             None => Resolution::NotFound,
         };
-        self.metrics
-            .record_lookup(T::PLURAL, LookupSource::File, LookupResult::of(&resolution));
+        self.metrics.record_lookup(
+            T::RESOURCE,
+            LookupSource::File,
+            LookupResult::of(&resolution),
+        );
         resolution
     }
 }
@@ -204,6 +257,9 @@ macro_rules! file_source {
 
 file_source!(Function, functions);
 file_source!(Task, tasks);
+file_source!(Addon, addons);
+file_source!(AddonFunction, addon_functions);
+file_source!(HookTemplate, hook_templates);
 
 #[cfg(test)]
 mod tests {
@@ -262,7 +318,7 @@ mod tests {
         let err = load("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "Functions file test.yaml: document 1: found kind \"ConfigMap\" apiVersion \"v1\"; expected kind Function or Task (apiVersion stash.appscode.com/v1beta1) with metadata.name, or a List of them"
+            "Functions file test.yaml: document 1: found kind \"ConfigMap\" apiVersion \"v1\"; expected kind Function or Task (apiVersion stash.appscode.com/v1beta1), Addon or Function (addons.kubestash.com/v1alpha1) or HookTemplate (core.kubestash.com/v1alpha1) with metadata.name, or a List of them"
         );
         let err =
             load("apiVersion: stash.appscode.com/v1beta1\nkind: Function\nspec: {}\n").unwrap_err();

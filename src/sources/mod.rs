@@ -22,8 +22,14 @@ pub trait Referent: fmt::Debug + Clone + Send + Sync + 'static {
     const VERSION: &'static str;
     /// The kind, as messages name it (`Function`).
     const KIND: &'static str;
-    /// The resource, as RBAC, API paths and metrics name it (`functions`).
+    /// The resource, as RBAC and API paths name it (`functions`).
     const PLURAL: &'static str;
+    /// The resource as metrics label it: the plural for Stash's referents (`functions`), the
+    /// plural and group for another family's (`functions.addons.kubestash.com`), so the two
+    /// families' Functions are told apart.
+    const RESOURCE: &'static str = Self::PLURAL;
+    /// Whether its objects live in a namespace: their names are then `NAMESPACE/NAME`.
+    const NAMESPACED: bool = false;
     /// What the rules need of one of its objects, given as JSON, worked out once when it is read.
     fn from_object(object: &serde_json::Value) -> Self;
     /// Whether a cached copy may answer a review by itself: one that could lead to a denial is
@@ -44,8 +50,14 @@ pub trait Source<T: Referent>: Send + Sync + 'static {
     /// True when answers from memory may lag the truth (a watch cache): they are then trusted to
     /// allow, and a verdict that denies on them is confirmed with [`Source::resolve`].
     fn memory_may_lag(&self) -> bool;
-    /// True once the source can answer from a complete view (file loaded, cache synced).
+    /// True once the source can answer from a complete view (file loaded, cache synced), or knows
+    /// that the cluster does not serve the kind at all.
     fn is_ready(&self) -> bool;
+    /// False when the cluster does not serve the kind (its CRD is not installed): names of it are
+    /// then not checked, never denied.
+    fn is_installed(&self) -> bool {
+        true
+    }
     /// How many referents the source holds.
     fn len(&self) -> usize;
     fn is_empty(&self) -> bool {

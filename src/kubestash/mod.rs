@@ -1,0 +1,443 @@
+//! KubeStash, Stash's successor, as data: the kinds this webhook judges, where their references
+//! sit, and which referent each names. The rules are in [`crate::rules::kubestash`]; what the
+//! referents are, in [`referents`].
+//!
+//! A KubeStash object reaches a container image by two roads (kubestash/apimachinery
+//! `apis/core/v1alpha1`): an `addon` (an `Addon`, one of its tasks, and that task's `Function`),
+//! and a hook's `hookTemplate` (a namespaced `HookTemplate`, whose executor may be a `Function`).
+//! Each kind below says where those are, as field patterns: `[*]` stands for every element of a
+//! list, and becomes its index in the field paths of messages.
+
+pub mod referents;
+
+use serde_json::{Map, Value};
+
+use crate::stash::{json_type, FieldPath};
+
+/// The group of the kinds that name referents (BackupConfiguration, HookTemplate, ...).
+pub const CORE_GROUP: &str = "core.kubestash.com";
+/// The group of the referents an addon catalog installs (Addon, Function).
+pub const ADDONS_GROUP: &str = "addons.kubestash.com";
+/// The one served version of both groups.
+pub const VERSION: &str = "v1alpha1";
+
+/// Which of an Addon's task lists a reference names a task of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskList {
+    /// `spec.backupTasks`
+    Backup,
+    /// `spec.restoreTasks`
+    Restore,
+}
+
+impl TaskList {
+    /// "backup" or "restore", as messages say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskList::Backup => "backup",
+            TaskList::Restore => "restore",
+        }
+    }
+}
+
+/// A KubeStash kind this webhook judges, and where its references are.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Kind {
+    pub kind: &'static str,
+    pub plural: &'static str,
+    /// The addon references (`addon: {name, tasks: [{name, params, addonVolumes}]}`).
+    pub addons: &'static [&'static str],
+    /// Which of the Addon's task lists they name tasks of.
+    pub tasks: TaskList,
+    /// The hooks (`{name, hookTemplate: {name, namespace}, params, variables}`), each a list.
+    pub hooks: &'static [&'static str],
+    /// Its values are filled in per target later (a blueprint): a value holding `${` is not judged.
+    pub template: bool,
+}
+
+/// Every KubeStash kind judged, with its references (kubestash/apimachinery
+/// `apis/core/v1alpha1/*_types.go`: `BackupConfigurationSpec.Sessions`, `Session.Addon`,
+/// `SessionConfig.Hooks`, `RestoreSessionSpec.{Addon,Hooks}`, `BackupBatchSpec.Sessions[].Targets`,
+/// `BackupBlueprintSpec.BackupConfigurationTemplate`).
+pub const KINDS: &[Kind] = &[
+    Kind {
+        kind: "BackupConfiguration",
+        plural: "backupconfigurations",
+        addons: &["spec.sessions[*].addon"],
+        tasks: TaskList::Backup,
+        hooks: &[
+            "spec.sessions[*].hooks.preBackup[*]",
+            "spec.sessions[*].hooks.postBackup[*]",
+        ],
+        template: false,
+    },
+    Kind {
+        kind: "RestoreSession",
+        plural: "restoresessions",
+        addons: &["spec.addon"],
+        tasks: TaskList::Restore,
+        hooks: &["spec.hooks.preRestore[*]", "spec.hooks.postRestore[*]"],
+        template: false,
+    },
+    Kind {
+        kind: "BackupBatch",
+        plural: "backupbatches",
+        addons: &["spec.sessions[*].targets[*].addon"],
+        tasks: TaskList::Backup,
+        hooks: &[
+            "spec.sessions[*].hooks.preBackup[*]",
+            "spec.sessions[*].hooks.postBackup[*]",
+        ],
+        template: false,
+    },
+    Kind {
+        kind: "BackupBlueprint",
+        plural: "backupblueprints",
+        addons: &["spec.backupConfigurationTemplate.sessions[*].addon"],
+        tasks: TaskList::Backup,
+        hooks: &[
+            "spec.backupConfigurationTemplate.sessions[*].hooks.preBackup[*]",
+            "spec.backupConfigurationTemplate.sessions[*].hooks.postBackup[*]",
+        ],
+        template: true,
+    },
+];
+
+/// The judged kind for a group/version/kind, or `None`.
+pub fn kind(group: &str, version: &str, kind: &str) -> Option<&'static Kind> {
+    if group != CORE_GROUP || version != VERSION {
+        return None;
+    }
+    KINDS.iter().find(|k| k.kind == kind)
+}
+
+impl Kind {
+    /// The kind as metrics label it: `BackupConfiguration.core.kubestash.com`, distinct from
+    /// Stash's kind of the same name.
+    pub fn label(&self) -> &'static str {
+        match self.kind {
+            "BackupConfiguration" => "BackupConfiguration.core.kubestash.com",
+            "RestoreSession" => "RestoreSession.core.kubestash.com",
+            "BackupBatch" => "BackupBatch.core.kubestash.com",
+            _ => "BackupBlueprint.core.kubestash.com",
+        }
+    }
+}
+
+/// A name as written: a string, missing, or a value of another JSON type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Name {
+    Named(String),
+    Missing,
+    WrongType(&'static str),
+}
+
+impl Name {
+    fn of(value: Option<&Value>) -> Self {
+        match value {
+            None | Some(Value::Null) => Name::Missing,
+            Some(Value::String(s)) => Name::Named(s.clone()),
+            Some(other) => Name::WrongType(json_type(other)),
+        }
+    }
+
+    /// The name, when one is written and not empty.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Name::Named(name) if !name.is_empty() => Some(name),
+            _ => None,
+        }
+    }
+}
+
+/// `params`: a map of which the keys are judged, or a value of another JSON type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Params {
+    Keys(Vec<String>),
+    WrongType(&'static str),
+}
+
+impl Params {
+    fn of(value: Option<&Value>) -> Self {
+        match value {
+            None | Some(Value::Null) => Params::Keys(Vec::new()),
+            Some(Value::Object(map)) => Params::Keys(map.keys().cloned().collect()),
+            Some(other) => Params::WrongType(json_type(other)),
+        }
+    }
+
+    pub fn keys(&self) -> &[String] {
+        match self {
+            Params::Keys(keys) => keys,
+            Params::WrongType(_) => &[],
+        }
+    }
+}
+
+/// One addon reference: `addon.name` and the tasks it asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddonUse {
+    /// The `addon` field.
+    pub path: FieldPath,
+    pub name: Name,
+    pub tasks: Vec<TaskUse>,
+}
+
+/// One of `addon.tasks`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskUse {
+    /// The element of `tasks` (`...addon.tasks[0]`).
+    pub path: FieldPath,
+    pub name: Name,
+    pub params: Params,
+    /// `variables[].name`: inputs too.
+    pub variables: Vec<String>,
+    /// `addonVolumes[].name`, with each one's index.
+    pub volumes: Vec<(usize, String)>,
+}
+
+/// One hook that names a HookTemplate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookUse {
+    /// The element of the hook list (`spec.sessions[0].hooks.preBackup[1]`).
+    pub path: FieldPath,
+    pub name: Name,
+    /// The namespace searched: `hookTemplate.namespace`, or the object's own when it is empty.
+    pub namespace: String,
+    pub params: Params,
+    pub variables: Vec<String>,
+}
+
+impl HookUse {
+    /// The key sources know the HookTemplate by (`NAMESPACE/NAME`), when it names one.
+    pub fn key(&self) -> Option<String> {
+        Some(format!("{}/{}", self.namespace, self.name.as_str()?))
+    }
+}
+
+/// Every reference of one object, in document order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct References {
+    pub addons: Vec<AddonUse>,
+    pub hooks: Vec<HookUse>,
+}
+
+impl References {
+    pub fn is_empty(&self) -> bool {
+        self.addons.is_empty() && self.hooks.is_empty()
+    }
+}
+
+/// The references of an object of `kind` (`object`: the whole object, as JSON; `namespace`: the
+/// request's, for hooks that leave `hookTemplate.namespace` empty). Values of an unexpected shape
+/// are passed over: the CRD schema is the API server's job.
+pub fn references(kind: &Kind, object: &Value, namespace: &str) -> References {
+    let mut refs = References::default();
+    for pattern in kind.addons {
+        for (path, addon) in locate(object, pattern) {
+            let Some(addon) = addon.as_object() else {
+                continue;
+            };
+            refs.addons.push(AddonUse {
+                name: Name::of(addon.get("name")),
+                tasks: tasks_of(&path, addon),
+                path,
+            });
+        }
+    }
+    for pattern in kind.hooks {
+        for (path, hook) in locate(object, pattern) {
+            let Some(template) = hook.get("hookTemplate").and_then(Value::as_object) else {
+                continue;
+            };
+            let namespace = match template.get("namespace").and_then(Value::as_str) {
+                Some(ns) if !ns.is_empty() => ns.to_owned(),
+                _ => namespace.to_owned(),
+            };
+            refs.hooks.push(HookUse {
+                name: Name::of(template.get("name")),
+                namespace,
+                params: Params::of(hook.get("params")),
+                variables: names_in(hook.get("variables")),
+                path,
+            });
+        }
+    }
+    refs
+}
+
+fn tasks_of(path: &FieldPath, addon: &Map<String, Value>) -> Vec<TaskUse> {
+    let Some(tasks) = addon.get("tasks").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    let tasks_path = path.child("tasks");
+    tasks
+        .iter()
+        .enumerate()
+        .filter_map(|(j, task)| {
+            let task = task.as_object()?;
+            let volumes = task
+                .get("addonVolumes")
+                .and_then(Value::as_array)
+                .map(|list| {
+                    list.iter()
+                        .enumerate()
+                        .filter_map(|(i, v)| Some((i, v.get("name")?.as_str()?.to_owned())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some(TaskUse {
+                path: tasks_path.index(j),
+                name: Name::of(task.get("name")),
+                params: Params::of(task.get("params")),
+                variables: names_in(task.get("variables")),
+                volumes,
+            })
+        })
+        .collect()
+}
+
+/// The `name` of each element of a list of `{name, ...}`.
+fn names_in(list: Option<&Value>) -> Vec<String> {
+    list.and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|v| Some(v.get("name")?.as_str()?.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The values at `pattern` in `value`, each with its field path (`[*]` expanded to indices).
+fn locate<'v>(value: &'v Value, pattern: &str) -> Vec<(FieldPath, &'v Value)> {
+    let mut found = vec![(None::<FieldPath>, value)];
+    for segment in pattern.split('.') {
+        let (field, each) = match segment.strip_suffix("[*]") {
+            Some(field) => (field, true),
+            None => (segment, false),
+        };
+        let mut next = Vec::new();
+        for (path, value) in found {
+            let Some(child) = value.get(field) else {
+                continue;
+            };
+            let path = match path {
+                Some(p) => p.child(field),
+                None => FieldPath::from(field),
+            };
+            if !each {
+                next.push((Some(path), child));
+                continue;
+            }
+            if let Some(list) = child.as_array() {
+                next.extend(
+                    list.iter()
+                        .enumerate()
+                        .map(|(i, element)| (Some(path.index(i)), element)),
+                );
+            }
+        }
+        found = next;
+    }
+    found
+        .into_iter()
+        .filter_map(|(path, value)| Some((path?, value)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn every_reference_is_found_with_its_path() {
+        let object = json!({"spec": {"sessions": [
+            {"addon": {"name": "workload-addon", "tasks": [
+                {"name": "logical-backup", "params": {"paths": "/data"},
+                 "addonVolumes": [{"name": "kubestash-tmp-volume"}]}]},
+             "hooks": {"preBackup": [
+                {"name": "freeze", "hookTemplate": {"name": "freeze"}, "params": {"a": "b"}},
+                {"name": "noop"},
+                {"name": "other", "hookTemplate": {"name": "t", "namespace": "tools"}}]}},
+            "not a session"
+        ]}});
+        let kind = kind(CORE_GROUP, VERSION, "BackupConfiguration").unwrap();
+        let refs = references(kind, &object, "demo");
+        assert_eq!(refs.addons.len(), 1);
+        let addon = &refs.addons[0];
+        assert_eq!(addon.path.as_str(), "spec.sessions[0].addon");
+        assert_eq!(addon.name.as_str(), Some("workload-addon"));
+        assert_eq!(
+            addon.tasks[0].path.as_str(),
+            "spec.sessions[0].addon.tasks[0]"
+        );
+        assert_eq!(addon.tasks[0].params.keys(), ["paths"]);
+        assert_eq!(
+            addon.tasks[0].volumes,
+            [(0, "kubestash-tmp-volume".to_owned())]
+        );
+        let hooks: Vec<(&str, Option<String>)> = refs
+            .hooks
+            .iter()
+            .map(|h| (h.path.as_str(), h.key()))
+            .collect();
+        assert_eq!(
+            hooks,
+            [
+                (
+                    "spec.sessions[0].hooks.preBackup[0]",
+                    Some("demo/freeze".to_owned())
+                ),
+                (
+                    "spec.sessions[0].hooks.preBackup[2]",
+                    Some("tools/t".to_owned())
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn each_kind_reads_its_own_places() {
+        let restore = json!({"spec": {"addon": {"name": "a", "tasks": [{"name": "t"}]},
+            "hooks": {"postRestore": [{"hookTemplate": {"name": "h"}}]}}});
+        let refs = references(
+            kind(CORE_GROUP, VERSION, "RestoreSession").unwrap(),
+            &restore,
+            "ns",
+        );
+        assert_eq!(refs.addons[0].path.as_str(), "spec.addon");
+        assert_eq!(refs.hooks[0].path.as_str(), "spec.hooks.postRestore[0]");
+        let batch = json!({"spec": {"sessions": [{"targets": [{}, {"addon": {"name": "a"}}]}]}});
+        let refs = references(
+            kind(CORE_GROUP, VERSION, "BackupBatch").unwrap(),
+            &batch,
+            "ns",
+        );
+        assert_eq!(
+            refs.addons[0].path.as_str(),
+            "spec.sessions[0].targets[1].addon"
+        );
+        assert!(kind("stash.appscode.com", "v1beta1", "BackupConfiguration").is_none());
+    }
+
+    #[test]
+    fn values_of_another_shape_are_passed_over() {
+        for spec in [
+            json!(null),
+            json!({"sessions": "x"}),
+            json!({"sessions": [{"addon": 3, "hooks": {"preBackup": {"hookTemplate": {}}}}]}),
+        ] {
+            let refs = references(&KINDS[0], &json!({ "spec": spec }), "ns");
+            assert!(refs.is_empty(), "{spec}");
+        }
+        let refs = references(
+            &KINDS[0],
+            &json!({"spec": {"sessions": [{"addon": {"name": 7, "tasks": "x"}}]}}),
+            "ns",
+        );
+        assert_eq!(refs.addons[0].name, Name::WrongType("a number"));
+        assert!(refs.addons[0].tasks.is_empty());
+    }
+}

@@ -1,0 +1,343 @@
+//! What the rules know of KubeStash's referents: an `Addon` (its tasks), an addons.kubestash.com
+//! `Function` (its container), and a `HookTemplate` (its executor, parameters and usage policy),
+//! each read once from its object when a source loads it. Read from kubestash/apimachinery
+//! `apis/addons/v1alpha1/{addon,function}_types.go` and `apis/core/v1alpha1/hooktemplate_types.go`.
+
+use serde_json::Value;
+
+use super::{ADDONS_GROUP, CORE_GROUP, VERSION};
+use crate::functions::variables::{self, Variable};
+use crate::rules::Container;
+use crate::sources::Referent;
+
+/// An Addon: the tasks it offers for backups and for restores.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Addon {
+    pub backup_tasks: Vec<AddonTask>,
+    pub restore_tasks: Vec<AddonTask>,
+}
+
+/// One of an Addon's tasks (`spec.backupTasks[i]`, `spec.restoreTasks[i]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddonTask {
+    pub name: String,
+    /// The Function that runs it (`function`); none when it is not set.
+    pub function: Option<String>,
+    pub parameters: Vec<Parameter>,
+    /// The volumes it declares (`volumeTemplate[].name`), which `addonVolumes` may fill.
+    pub volumes: Vec<String>,
+}
+
+/// A declared parameter (`parameters[i]` of an Addon task, `params[i]` of a HookTemplate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parameter {
+    pub name: String,
+    pub required: bool,
+    pub default: Option<String>,
+}
+
+impl Parameter {
+    /// Required with no default: the reference must set it.
+    pub fn must_be_set(&self) -> bool {
+        self.required && self.default.as_deref().is_none_or(str::is_empty)
+    }
+}
+
+impl Addon {
+    pub fn from_object(object: &Value) -> Self {
+        let tasks = |field: &str| -> Vec<AddonTask> {
+            list(object.pointer(&format!("/spec/{field}")))
+                .iter()
+                .filter_map(|task| {
+                    Some(AddonTask {
+                        name: task.get("name")?.as_str()?.to_owned(),
+                        function: text(task.get("function")),
+                        parameters: parameters(task.get("parameters")),
+                        volumes: list(task.get("volumeTemplate"))
+                            .iter()
+                            .filter_map(|v| text(v.get("name")))
+                            .collect(),
+                    })
+                })
+                .collect()
+        };
+        Addon {
+            backup_tasks: tasks("backupTasks"),
+            restore_tasks: tasks("restoreTasks"),
+        }
+    }
+
+    /// The Functions its tasks name.
+    pub fn functions(&self) -> impl Iterator<Item = &str> {
+        self.backup_tasks
+            .iter()
+            .chain(&self.restore_tasks)
+            .filter_map(|t| t.function.as_deref())
+    }
+}
+
+/// A KubeStash Function: whether its container can run, and the variables it reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddonFunction {
+    pub container: Container,
+    /// Every `${NAME}` its spec reads (KubeStash substitutes the inputs into the whole spec,
+    /// `pkg.ResolveWithInputs`).
+    pub variables: Vec<Variable>,
+    pub versions: Versions,
+}
+
+/// Whether an image that reads `${DB_VERSION}` can be resolved: KubeStash picks the tag from
+/// `spec.availableVersions` (`pkg.FindAppropriateAddonVersion`), which fails on an empty list or
+/// on a version that is not semver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Versions {
+    /// The image does not read `${DB_VERSION}`.
+    NotRead,
+    Usable,
+    Empty,
+    NotSemver(String),
+}
+
+impl AddonFunction {
+    pub fn from_object(object: &Value) -> Self {
+        let spec = object.get("spec").unwrap_or(&Value::Null);
+        let image = spec.get("image");
+        let reads_version = image.and_then(Value::as_str).is_some_and(|i| {
+            variables::variables_in(i)
+                .iter()
+                .any(|v| v.name == "DB_VERSION")
+        });
+        let versions = if !reads_version {
+            Versions::NotRead
+        } else {
+            let available: Vec<&str> = list(spec.get("availableVersions"))
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            match available.iter().find(|v| !is_semver(v)) {
+                _ if available.is_empty() => Versions::Empty,
+                Some(bad) => Versions::NotSemver((*bad).to_owned()),
+                None => Versions::Usable,
+            }
+        };
+        AddonFunction {
+            container: Container::from_image(image),
+            variables: variables::of_json(spec),
+            versions,
+        }
+    }
+}
+
+/// A version as Masterminds/semver's `NewVersion` (which KubeStash uses) reads it: an optional
+/// `v`, one to three dot-separated numbers, then an optional `-prerelease` and `+build`.
+fn is_semver(version: &str) -> bool {
+    let version = version.strip_prefix('v').unwrap_or(version);
+    let core = version.split(['-', '+']).next().unwrap_or_default();
+    let parts: Vec<&str> = core.split('.').collect();
+    (1..=3).contains(&parts.len())
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A HookTemplate: what runs the hook, the parameters it declares, and who may use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookTemplate {
+    pub executor: HookExecutor,
+    pub params: Vec<Parameter>,
+    pub usage: Usage,
+}
+
+/// `spec.executor`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookExecutor {
+    /// `type: Function`, with `function.name` when it is set.
+    Function(Option<String>),
+    /// `Pod` or `Operator`: runs the hook's action in an existing container.
+    Other,
+}
+
+/// `spec.usagePolicy.allowedNamespaces.from` (kmodules `FromNamespaces`; Same when unset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    Same,
+    All,
+    /// Namespaces chosen by labels: not judged here (it would take a lookup per review).
+    Selector,
+}
+
+impl HookTemplate {
+    pub fn from_object(object: &Value) -> Self {
+        let spec = object.get("spec").unwrap_or(&Value::Null);
+        let function = spec.pointer("/executor/function");
+        let executor = match spec.pointer("/executor/type").and_then(Value::as_str) {
+            Some("Function") => HookExecutor::Function(function.and_then(|f| text(f.get("name")))),
+            None if function.is_some() => {
+                HookExecutor::Function(function.and_then(|f| text(f.get("name"))))
+            }
+            _ => HookExecutor::Other,
+        };
+        let usage = match spec
+            .pointer("/usagePolicy/allowedNamespaces/from")
+            .and_then(Value::as_str)
+        {
+            Some("All") => Usage::All,
+            Some("Selector") => Usage::Selector,
+            _ => Usage::Same,
+        };
+        HookTemplate {
+            executor,
+            params: parameters(spec.get("params")),
+            usage,
+        }
+    }
+
+    /// The Function it runs, when it runs one.
+    pub fn function(&self) -> Option<&str> {
+        match &self.executor {
+            HookExecutor::Function(name) => name.as_deref(),
+            HookExecutor::Other => None,
+        }
+    }
+}
+
+fn list(value: Option<&Value>) -> &[Value] {
+    value.and_then(Value::as_array).map_or(&[], Vec::as_slice)
+}
+
+fn text(value: Option<&Value>) -> Option<String> {
+    value
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+fn parameters(value: Option<&Value>) -> Vec<Parameter> {
+    list(value)
+        .iter()
+        .filter_map(|p| {
+            Some(Parameter {
+                name: p.get("name")?.as_str()?.to_owned(),
+                required: p.get("required").and_then(Value::as_bool).unwrap_or(false),
+                default: p.get("default").and_then(Value::as_str).map(str::to_owned),
+            })
+        })
+        .collect()
+}
+
+impl Referent for Addon {
+    const GROUP: &'static str = ADDONS_GROUP;
+    const VERSION: &'static str = VERSION;
+    const KIND: &'static str = "Addon";
+    const PLURAL: &'static str = "addons";
+    const RESOURCE: &'static str = "addons.addons.kubestash.com";
+
+    fn from_object(object: &Value) -> Self {
+        Addon::from_object(object)
+    }
+
+    /// A review's denial is confirmed live anyway; an Addon's tasks' Functions are looked up on
+    /// their own.
+    fn answers_from_cache(&self) -> bool {
+        true
+    }
+}
+
+impl Referent for AddonFunction {
+    const GROUP: &'static str = ADDONS_GROUP;
+    const VERSION: &'static str = VERSION;
+    const KIND: &'static str = "Function";
+    const PLURAL: &'static str = "functions";
+    const RESOURCE: &'static str = "functions.addons.kubestash.com";
+
+    fn from_object(object: &Value) -> Self {
+        AddonFunction::from_object(object)
+    }
+
+    fn answers_from_cache(&self) -> bool {
+        self.container == Container::Valid
+            && matches!(self.versions, Versions::NotRead | Versions::Usable)
+    }
+}
+
+impl Referent for HookTemplate {
+    const GROUP: &'static str = CORE_GROUP;
+    const VERSION: &'static str = VERSION;
+    const KIND: &'static str = "HookTemplate";
+    const PLURAL: &'static str = "hooktemplates";
+    const RESOURCE: &'static str = "hooktemplates.core.kubestash.com";
+    const NAMESPACED: bool = true;
+
+    fn from_object(object: &Value) -> Self {
+        HookTemplate::from_object(object)
+    }
+
+    fn answers_from_cache(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_catalogs_workload_addon_reads_whole() {
+        let addon = Addon::from_object(&json!({"spec": {
+            "backupTasks": [{"name": "logical-backup", "function": "workload-backup",
+                "parameters": [{"name": "paths", "required": true},
+                               {"name": "scratchDir", "required": false, "default": "/tmp"}],
+                "volumeTemplate": [{"name": "kubestash-tmp-volume"}]}],
+            "restoreTasks": [{"name": "logical-backup-restore", "function": "workload-restore"}]}}));
+        let task = &addon.backup_tasks[0];
+        assert_eq!(task.function.as_deref(), Some("workload-backup"));
+        assert!(task.parameters[0].must_be_set());
+        assert!(!task.parameters[1].must_be_set());
+        assert_eq!(task.volumes, ["kubestash-tmp-volume"]);
+        assert_eq!(
+            addon.functions().collect::<Vec<_>>(),
+            ["workload-backup", "workload-restore"]
+        );
+    }
+
+    #[test]
+    fn an_image_reading_db_version_needs_semver_versions() {
+        let function = |spec| AddonFunction::from_object(&json!({ "spec": spec }));
+        let image = "ghcr.io/kubedb/mongodb-restic-plugin:v0.11.0_${DB_VERSION}";
+        assert_eq!(
+            function(json!({"image": "x:1"})).versions,
+            Versions::NotRead
+        );
+        assert_eq!(function(json!({"image": image})).versions, Versions::Empty);
+        assert_eq!(
+            function(
+                json!({"image": image, "availableVersions": ["4.2.3", "v5.0", "10.4.32-focal"]})
+            )
+            .versions,
+            Versions::Usable
+        );
+        assert_eq!(
+            function(json!({"image": image, "availableVersions": ["4.2.3", "latest"]})).versions,
+            Versions::NotSemver("latest".into())
+        );
+        assert_eq!(function(json!({})).container, Container::NoImage);
+    }
+
+    #[test]
+    fn a_hook_templates_executor_and_policy() {
+        let template = HookTemplate::from_object(&json!({"spec": {
+            "executor": {"type": "Function", "function": {"name": "mysql-hook"}},
+            "params": [{"name": "mode", "required": true}],
+            "usagePolicy": {"allowedNamespaces": {"from": "All"}}}}));
+        assert_eq!(template.function(), Some("mysql-hook"));
+        assert_eq!(template.usage, Usage::All);
+        let pod = HookTemplate::from_object(&json!({"spec": {"executor": {"type": "Pod"}}}));
+        assert_eq!(pod.executor, HookExecutor::Other);
+        assert_eq!(pod.usage, Usage::Same);
+        let nameless =
+            HookTemplate::from_object(&json!({"spec": {"executor": {"type": "Function"}}}));
+        assert_eq!(nameless.executor, HookExecutor::Function(None));
+    }
+}

@@ -1,0 +1,672 @@
+//! The rules for KubeStash objects: from their addon and hook references, the stored object's
+//! references and what is known of each Addon, Function and HookTemplate named, to a verdict.
+//! Pure, as the Stash rules are, and sharing their verdict, ratchet, cap and lookup policy.
+
+use std::collections::HashMap;
+
+use super::{shown, valid_object_name, valid_param_name, Container, Found, Policy, Problem};
+use super::{Resolution, Verdict};
+use crate::functions::variables;
+use crate::kubestash::referents::{Addon, AddonFunction, AddonTask, HookTemplate, Parameter};
+use crate::kubestash::referents::{Usage, Versions};
+use crate::kubestash::{AddonUse, HookUse, Kind, Name, Params, References, TaskUse};
+use crate::stash::FieldPath;
+
+const LIST_ADDONS: &str = "list them with: kubectl get addons.addons.kubestash.com";
+const LIST_FUNCTIONS: &str = "list them with: kubectl get functions.addons.kubestash.com";
+const LIST_HOOK_TEMPLATES: &str = "list them with: kubectl get hooktemplates.core.kubestash.com -A";
+
+/// The inputs KubeStash sets for every Function it runs, besides the parameters (kubestash/
+/// apimachinery `apis/variables.go`), and `DB_VERSION`, which it picks from the Function's
+/// `availableVersions`.
+pub const KUBESTASH_VARIABLES: &[&str] = &[
+    "DB_VERSION",
+    "authSecretName",
+    "authSecretYaml",
+    "backupSession",
+    "configSecretName",
+    "configSecretYaml",
+    "enableCache",
+    "imageRegistry",
+    "imageRepo",
+    "imageTag",
+    "interimDataDir",
+    "invokerKind",
+    "invokerName",
+    "issuerRefName",
+    "licenseApiService",
+    "mongoDBName",
+    "mongoYaml",
+    "name",
+    "namespace",
+    "pgName",
+    "pgYaml",
+    "restoreNamespace",
+    "restoreSession",
+    "snapshotName",
+    "targetKind",
+    "targetMountPath",
+    "targetName",
+    "targetNamespace",
+    "targetPaths",
+    "taskName",
+];
+
+/// What one review's lookups found, by name (HookTemplates by `NAMESPACE/NAME`). `None`: there
+/// is no source for that referent at all (not installed, not in the catalog), so its names are
+/// reported as not checked, never denied.
+#[derive(Default, Clone, Copy)]
+pub struct Known<'a> {
+    pub addons: Option<&'a HashMap<String, Resolution<Addon>>>,
+    pub functions: Option<&'a HashMap<String, Resolution<AddonFunction>>>,
+    pub hook_templates: Option<&'a HashMap<String, Resolution<HookTemplate>>>,
+}
+
+/// The Addons an object names, each once: those that can be object names.
+pub fn addons_to_resolve(kind: &Kind, refs: &References) -> Vec<String> {
+    let mut names: Vec<String> = refs
+        .addons
+        .iter()
+        .filter_map(|a| a.name.as_str())
+        .filter(|name| judged(kind, name) && valid_object_name(name))
+        .map(str::to_owned)
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// The HookTemplates an object names, each once, as `NAMESPACE/NAME`.
+pub fn hook_templates_to_resolve(kind: &Kind, refs: &References) -> Vec<String> {
+    let mut keys: Vec<String> = refs
+        .hooks
+        .iter()
+        .filter(|h| {
+            h.name
+                .as_str()
+                .is_some_and(|n| judged(kind, n) && valid_object_name(n))
+        })
+        .filter_map(HookUse::key)
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// The Functions the found Addons' named tasks and the found HookTemplates run, each once.
+pub fn functions_to_resolve(refs: &References, known: Known<'_>) -> Vec<String> {
+    let mut names = Vec::new();
+    for addon_use in &refs.addons {
+        let Some(Resolution::Found(addon)) = lookup(known.addons, addon_use.name.as_str()) else {
+            continue;
+        };
+        for task in &addon_use.tasks {
+            let offered = addon.backup_tasks.iter().chain(&addon.restore_tasks);
+            for t in offered.filter(|t| Some(t.name.as_str()) == task.name.as_str()) {
+                names.extend(t.function.clone());
+            }
+        }
+    }
+    for hook in &refs.hooks {
+        if let Some(Resolution::Found(template)) =
+            lookup(known.hook_templates, hook.key().as_deref())
+        {
+            names.extend(template.function().map(str::to_owned));
+        }
+    }
+    names.retain(|n| valid_object_name(n));
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// A blueprint's value holding `${` is filled in per target later.
+fn judged(kind: &Kind, name: &str) -> bool {
+    !(kind.template && name.contains("${"))
+}
+
+fn lookup<'a, T>(
+    found: Option<&'a HashMap<String, Resolution<T>>>,
+    name: Option<&str>,
+) -> Option<&'a Resolution<T>> {
+    found?.get(name?)
+}
+
+/// Judges the references of a KubeStash object of `kind`. `old` are the stored object's on
+/// UPDATE: a problem in a reference left unchanged is a warning, as for Stash objects.
+pub fn judge(
+    kind: &Kind,
+    namespace: &str,
+    refs: &References,
+    old: &References,
+    known: Known<'_>,
+    policy: &Policy,
+) -> Verdict {
+    let mut verdict = Verdict::default();
+    let old_addons: HashMap<&FieldPath, &AddonUse> =
+        old.addons.iter().map(|a| (&a.path, a)).collect();
+    let old_hooks: HashMap<&FieldPath, &HookUse> = old.hooks.iter().map(|h| (&h.path, h)).collect();
+    for addon in &refs.addons {
+        let before = old_addons.get(&addon.path).copied();
+        for (found, subject) in addon_problems(kind, addon, known) {
+            let kept = before.is_some_and(|b| b.name == addon.name)
+                && match subject {
+                    Subject::Reference => true,
+                    Subject::Task(j) => {
+                        let task = &addon.tasks[j];
+                        let old_task = b_task(before, &task.path);
+                        old_task.is_some_and(|t| t.name == task.name)
+                    }
+                    Subject::Inputs(j) => {
+                        b_task(before, &addon.tasks[j].path) == Some(&addon.tasks[j])
+                    }
+                };
+            verdict.add(found, kept, policy);
+        }
+    }
+    for hook in &refs.hooks {
+        let before = old_hooks.get(&hook.path).copied();
+        for (found, subject) in hook_problems(kind, namespace, hook, known) {
+            let kept = before.is_some_and(|b| match subject {
+                Subject::Inputs(_) => b == hook,
+                _ => b.name == hook.name && b.namespace == hook.namespace,
+            });
+            verdict.add(found, kept, policy);
+        }
+    }
+    verdict
+}
+
+fn b_task<'a>(before: Option<&'a AddonUse>, path: &FieldPath) -> Option<&'a TaskUse> {
+    before?.tasks.iter().find(|t| &t.path == path)
+}
+
+/// What a finding is about, for ratcheting: the referent named, one task of an addon (by index),
+/// or the inputs a task or hook gives.
+enum Subject {
+    Reference,
+    Task(usize),
+    Inputs(usize),
+}
+
+fn problem(path: FieldPath, what: String, fix: String) -> Found {
+    Found::Problem(Problem { path, what, fix })
+}
+
+fn unverified(path: FieldPath, what: String, fix: &str) -> Found {
+    Found::Unverified(Problem {
+        path,
+        what,
+        fix: fix.to_owned(),
+    })
+}
+
+/// The problems of a name as written, before any lookup: none when it names something to look
+/// up (`Some(name)`).
+fn name_problems<'n>(
+    kind: &Kind,
+    path: FieldPath,
+    name: &'n Name,
+    what: &str,
+    fix: &str,
+    out: &mut Vec<Found>,
+) -> Option<&'n str> {
+    let name = match name {
+        Name::Missing => {
+            out.push(problem(path, "is required".into(), fix.to_owned()));
+            return None;
+        }
+        Name::WrongType(found) => {
+            out.push(problem(
+                path,
+                format!("must be a string, got {found}"),
+                fix.to_owned(),
+            ));
+            return None;
+        }
+        Name::Named(name) if name.is_empty() => {
+            out.push(problem(path, "must not be empty".into(), fix.to_owned()));
+            return None;
+        }
+        Name::Named(name) => name,
+    };
+    if !judged(kind, name) {
+        out.push(Found::Warning(format!(
+            "{path}: {what} \"{}\" is filled in per target when KubeStash creates each BackupConfiguration from this blueprint: not checked here",
+            shown(name)
+        )));
+        return None;
+    }
+    if !valid_object_name(name) {
+        out.push(problem(
+            path,
+            format!("\"{}\" is not a valid {what} name: Kubernetes names are lowercase letters, digits, '-' and '.', start and end with a letter or digit, and are at most 253 characters", shown(name)),
+            fix.to_owned(),
+        ));
+        return None;
+    }
+    Some(name)
+}
+
+/// "not checked" when there is no source for `what` at all.
+fn not_checked(path: &FieldPath, what: &str, name: &str) -> Found {
+    Found::Warning(format!(
+        "{path}: {what} \"{name}\" not checked: no {what}s were given to check it against (add them to the --functions-file catalog or to the files checked, or check with --cluster)"
+    ))
+}
+
+fn addon_problems(kind: &Kind, addon: &AddonUse, known: Known<'_>) -> Vec<(Found, Subject)> {
+    let mut out = Vec::new();
+    let name_path = addon.path.child("name");
+    let fix = format!("name the Addon that backs up this target ({LIST_ADDONS})");
+    let mut found = Vec::new();
+    let name = name_problems(
+        kind,
+        name_path.clone(),
+        &addon.name,
+        "Addon",
+        &fix,
+        &mut found,
+    );
+    out.extend(found.into_iter().map(|f| (f, Subject::Reference)));
+    let Some(name) = name else {
+        return out;
+    };
+    let Some(addons) = known.addons else {
+        out.push((not_checked(&name_path, "Addon", name), Subject::Reference));
+        return out;
+    };
+    let addon_found = match addons.get(name) {
+        Some(Resolution::Found(found)) => found,
+        Some(Resolution::NotFound) => {
+            out.push((
+                problem(
+                    name_path,
+                    format!("Addon \"{name}\" not found"),
+                    format!("install the KubeStash addon that provides it, or fix the name ({LIST_ADDONS})"),
+                ),
+                Subject::Reference,
+            ));
+            return out;
+        }
+        Some(Resolution::Unverified(why)) => {
+            out.push((
+                unverified(
+                    name_path,
+                    format!("Addon \"{name}\" could not be verified: {why}"),
+                    "retry once the webhook can read Addons",
+                ),
+                Subject::Reference,
+            ));
+            return out;
+        }
+        None => {
+            out.push((
+                unverified(
+                    name_path,
+                    format!("Addon \"{name}\" could not be verified: it was not looked up"),
+                    "retry",
+                ),
+                Subject::Reference,
+            ));
+            return out;
+        }
+    };
+    let list = kind.tasks.as_str();
+    let offered = match kind.tasks {
+        crate::kubestash::TaskList::Backup => &addon_found.backup_tasks,
+        crate::kubestash::TaskList::Restore => &addon_found.restore_tasks,
+    };
+    for (j, task) in addon.tasks.iter().enumerate() {
+        let task_path = task.path.child("name");
+        let fix = format!(
+            "name one of Addon \"{name}\"'s {list} tasks ({})",
+            it_has(task.name.as_str().unwrap_or_default(), offered)
+        );
+        let mut found = Vec::new();
+        let task_name = name_problems(
+            kind,
+            task_path.clone(),
+            &task.name,
+            "task",
+            &fix,
+            &mut found,
+        );
+        out.extend(found.into_iter().map(|f| (f, Subject::Task(j))));
+        let Some(task_name) = task_name else {
+            continue;
+        };
+        let Some(offer) = offered.iter().find(|t| t.name == task_name) else {
+            out.push((
+                problem(
+                    task_path,
+                    format!("Addon \"{name}\" has no {list} task \"{task_name}\""),
+                    fix,
+                ),
+                Subject::Task(j),
+            ));
+            continue;
+        };
+        let runner = format!("{list} task \"{task_name}\" of Addon \"{name}\"");
+        let function = function_problems(&task_path, &runner, offer.function.as_deref(), known);
+        let reads = function.1;
+        out.extend(function.0.into_iter().map(|f| (f, Subject::Task(j))));
+        let inputs = input_problems(
+            &task.path,
+            &runner,
+            &offer.parameters,
+            &task.params,
+            &task.variables,
+            reads,
+        );
+        out.extend(inputs.into_iter().map(|f| (f, Subject::Inputs(j))));
+        for (i, volume) in &task.volumes {
+            if !offer.volumes.contains(volume) {
+                out.push((
+                    Found::Warning(format!(
+                        "{}: {runner} declares no volume \"{}\" ({}): check the name",
+                        task.path.child("addonVolumes").index(*i).child("name"),
+                        shown(volume),
+                        declares(
+                            volume,
+                            &offer.volumes.iter().map(String::as_str).collect::<Vec<_>>(),
+                            "volumes"
+                        ),
+                    )),
+                    Subject::Inputs(j),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn hook_problems(
+    kind: &Kind,
+    namespace: &str,
+    hook: &HookUse,
+    known: Known<'_>,
+) -> Vec<(Found, Subject)> {
+    let mut out = Vec::new();
+    let name_path = hook.path.child("hookTemplate").child("name");
+    let fix = format!("name the HookTemplate that runs this hook ({LIST_HOOK_TEMPLATES})");
+    let mut found = Vec::new();
+    let name = name_problems(
+        kind,
+        name_path.clone(),
+        &hook.name,
+        "HookTemplate",
+        &fix,
+        &mut found,
+    );
+    out.extend(found.into_iter().map(|f| (f, Subject::Reference)));
+    let (Some(name), Some(key)) = (name, hook.key()) else {
+        return out;
+    };
+    let Some(templates) = known.hook_templates else {
+        out.push((
+            not_checked(&name_path, "HookTemplate", name),
+            Subject::Reference,
+        ));
+        return out;
+    };
+    let ns = &hook.namespace;
+    let template = match templates.get(&key) {
+        Some(Resolution::Found(found)) => found,
+        Some(Resolution::NotFound) => {
+            out.push((
+                problem(
+                    name_path,
+                    format!("HookTemplate \"{name}\" not found in namespace \"{ns}\""),
+                    format!("create it there, or set hookTemplate.namespace to the namespace that has it ({LIST_HOOK_TEMPLATES})"),
+                ),
+                Subject::Reference,
+            ));
+            return out;
+        }
+        Some(Resolution::Unverified(why)) => {
+            out.push((
+                unverified(
+                    name_path,
+                    format!("HookTemplate \"{key}\" could not be verified: {why}"),
+                    "retry once the webhook can read HookTemplates",
+                ),
+                Subject::Reference,
+            ));
+            return out;
+        }
+        None => {
+            out.push((
+                unverified(
+                    name_path,
+                    format!("HookTemplate \"{key}\" could not be verified: it was not looked up"),
+                    "retry",
+                ),
+                Subject::Reference,
+            ));
+            return out;
+        }
+    };
+    if template.usage == Usage::Same && ns != namespace {
+        out.push((
+            Found::Warning(format!(
+                "{}: HookTemplate \"{key}\" may be used only from its own namespace (its spec.usagePolicy.allowedNamespaces.from is Same, or unset), not from \"{namespace}\": KubeStash will refuse it; allow this namespace on the HookTemplate, or use one in \"{namespace}\"",
+                hook.path.child("hookTemplate"),
+            )),
+            Subject::Reference,
+        ));
+    }
+    let runner = format!("HookTemplate \"{key}\"");
+    let mut reads = None;
+    if let crate::kubestash::referents::HookExecutor::Function(function) = &template.executor {
+        let found = match function {
+            None => (
+                vec![problem(
+                    name_path.clone(),
+                    format!("{runner} has executor type Function but names no Function (its spec.executor.function.name is not set)"),
+                    format!("fix the HookTemplate (kubectl edit hooktemplates.core.kubestash.com {name} -n {ns})"),
+                )],
+                None,
+            ),
+            Some(function) => function_problems(&name_path, &runner, Some(function), known),
+        };
+        reads = found.1;
+        out.extend(found.0.into_iter().map(|f| (f, Subject::Reference)));
+    }
+    let inputs = input_problems(
+        &hook.path,
+        &runner,
+        &template.params,
+        &hook.params,
+        &hook.variables,
+        reads,
+    );
+    out.extend(inputs.into_iter().map(|f| (f, Subject::Inputs(0))));
+    out
+}
+
+/// What keeps the Function `runner` runs from running, reported at `path`; and, when it was
+/// found, the variables it reads.
+fn function_problems<'a>(
+    path: &FieldPath,
+    runner: &str,
+    function: Option<&str>,
+    known: Known<'a>,
+) -> (Vec<Found>, Option<&'a AddonFunction>) {
+    let Some(function) = function else {
+        return (
+            vec![problem(
+                path.clone(),
+                format!("{runner} names no Function"),
+                "fix the Addon, or name another task".into(),
+            )],
+            None,
+        );
+    };
+    let Some(functions) = known.functions else {
+        return (vec![not_checked(path, "Function", function)], None);
+    };
+    let runs = format!("{runner} runs Function \"{function}\" (functions.addons.kubestash.com)");
+    let edit = format!("kubectl edit functions.addons.kubestash.com {function}");
+    let found = match functions.get(function) {
+        Some(Resolution::Found(found)) => found,
+        Some(Resolution::NotFound) => {
+            return (
+                vec![problem(
+                    path.clone(),
+                    format!("{runs}, which is not found"),
+                    format!("install the addon catalog that provides it ({LIST_FUNCTIONS})"),
+                )],
+                None,
+            )
+        }
+        Some(Resolution::Unverified(why)) => {
+            return (
+                vec![unverified(
+                    path.clone(),
+                    format!("{runs}, which could not be verified: {why}"),
+                    "retry once the webhook can read Functions",
+                )],
+                None,
+            )
+        }
+        None => {
+            return (
+                vec![unverified(
+                    path.clone(),
+                    format!("{runs}, which could not be verified: it was not looked up"),
+                    "retry",
+                )],
+                None,
+            )
+        }
+    };
+    let mut out = Vec::new();
+    let what = match &found.container {
+        Container::Valid => None,
+        Container::NoImage => {
+            Some("which has no container image (its spec.image is not set)".to_owned())
+        }
+        Container::ImageNotAString(t) => {
+            Some(format!("whose spec.image must be a string, got {t}"))
+        }
+        Container::InvalidImage { image, error } => Some(format!(
+            "which has an invalid container image \"{image}\": {error}"
+        )),
+    };
+    if let Some(what) = what {
+        out.push(problem(
+            path.clone(),
+            format!("{runs}, {what}"),
+            format!("give the Function a valid spec.image ({edit})"),
+        ));
+    }
+    let versions = match &found.versions {
+        Versions::NotRead | Versions::Usable => None,
+        Versions::Empty => Some("whose image reads ${DB_VERSION} but whose spec.availableVersions is empty, so KubeStash cannot choose a version".to_owned()),
+        Versions::NotSemver(v) => Some(format!(
+            "whose spec.availableVersions holds \"{}\", which is not a semantic version, so KubeStash cannot choose a version for ${{DB_VERSION}}",
+            shown(v)
+        )),
+    };
+    if let Some(what) = versions {
+        out.push(problem(
+            path.clone(),
+            format!("{runs}, {what}"),
+            format!("list the image's versions in spec.availableVersions ({edit})"),
+        ));
+    }
+    (out, Some(found))
+}
+
+/// The parameters a reference must set and does not, the keys it sets that are not declared,
+/// and the variables the Function reads that nothing sets.
+fn input_problems(
+    path: &FieldPath,
+    runner: &str,
+    declared: &[Parameter],
+    params: &Params,
+    variables: &[String],
+    function: Option<&AddonFunction>,
+) -> Vec<Found> {
+    let mut out = Vec::new();
+    let params_path = path.child("params");
+    let keys = match params {
+        Params::WrongType(found) => {
+            out.push(problem(
+                params_path,
+                format!("must be a map of parameter names to string values, got {found}"),
+                "write params: {KEY: VALUE}".into(),
+            ));
+            return out;
+        }
+        Params::Keys(keys) => keys,
+    };
+    for parameter in declared.iter().filter(|p| p.must_be_set()) {
+        if !keys.contains(&parameter.name) {
+            let p = shown(&parameter.name);
+            out.push(problem(
+                params_path.clone(),
+                format!("{runner} requires parameter \"{p}\", which is not set and has no default"),
+                format!("add params.{p}"),
+            ));
+        }
+    }
+    let names: Vec<&str> = declared.iter().map(|p| p.name.as_str()).collect();
+    for key in keys {
+        if !names.contains(&key.as_str()) {
+            out.push(Found::Warning(format!(
+                "{}: {runner} declares no parameter \"{}\" ({}): check the name",
+                params_path.key(&shown(key)),
+                shown(key),
+                declares(key, &names, "parameters"),
+            )));
+        }
+    }
+    let Some(function) = function else {
+        return out;
+    };
+    for variable in &function.variables {
+        let name = variable.name.as_str();
+        let set = variable.has_default
+            || names.contains(&name)
+            || keys.iter().any(|k| k == name)
+            || variables.iter().any(|v| v == name)
+            || KUBESTASH_VARIABLES.contains(&name)
+            || !valid_param_name(name);
+        if !set {
+            out.push(Found::Warning(format!(
+                "{params_path}: the Function {runner} runs reads ${{{n}}}, which no parameter, params key, variable or KubeStash input sets: add params.{n}, or check the Function",
+                n = shown(name)
+            )));
+        }
+    }
+    out
+}
+
+/// "it declares A, B", the closest to `key` first, at most five; or "it declares no WHAT".
+fn declares(key: &str, names: &[&str], what: &str) -> String {
+    if names.is_empty() {
+        return format!("it declares no {what}");
+    }
+    let mut sorted = names.to_vec();
+    sorted.sort_by_key(|name| (variables::distance(key, name), *name));
+    let shown_names: Vec<String> = sorted.iter().take(5).map(|n| shown(n)).collect();
+    let more = if sorted.len() > 5 { ", ..." } else { "" };
+    format!("it declares {}{more}", shown_names.join(", "))
+}
+
+/// "it has A, B", the closest to `name` first, at most five; or "it has none".
+fn it_has(name: &str, tasks: &[AddonTask]) -> String {
+    if tasks.is_empty() {
+        return "it has none".to_owned();
+    }
+    let mut names: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
+    names.sort_by_key(|n| (variables::distance(name, n), *n));
+    let more = if names.len() > 5 { ", ..." } else { "" };
+    let listed: Vec<String> = names.iter().take(5).map(|n| shown(n)).collect();
+    format!("it has {}{more}", listed.join(", "))
+}
+
+#[cfg(test)]
+mod tests;
