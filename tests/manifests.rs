@@ -14,11 +14,31 @@ use stash_webhook::rules::FailurePolicy;
 use stash_webhook::stash::{
     executor_refs, task_refs, SpecHooks, StashKind, STASH_GROUP, STASH_VERSION,
 };
-use support::kustomize::{documents, kustomize};
+use support::kustomize::{documents, kustomize, overlay_with};
 
 const NAMESPACE: &str = "stash-system";
 const NAME: &str = "stash-webhook";
 const WEBHOOK_NAME: &str = "validate.stash-webhook.stash.appscode.com";
+const PROTECT_NAME: &str = "protect.stash-webhook.stash.appscode.com";
+const KUBESTASH_WEBHOOK_NAME: &str = "validate-kubestash.stash-webhook.stash.appscode.com";
+const KUBESTASH_PROTECT_NAME: &str = "protect-kubestash.stash-webhook.stash.appscode.com";
+/// Every webhook of the configuration, in order.
+const WEBHOOK_NAMES: [&str; 4] = [
+    WEBHOOK_NAME,
+    PROTECT_NAME,
+    KUBESTASH_WEBHOOK_NAME,
+    KUBESTASH_PROTECT_NAME,
+];
+const KUBESTASH_CORE: &str = "core.kubestash.com";
+const KUBESTASH_ADDONS: &str = "addons.kubestash.com";
+const KUBESTASH_VERSION: &str = "v1alpha1";
+/// The KubeStash kinds judged on /validate (core.kubestash.com, all namespaced).
+const KUBESTASH_JUDGED: [&str; 4] = [
+    "backupconfigurations",
+    "restoresessions",
+    "backupbatches",
+    "backupblueprints",
+];
 const TLS_SECRET: &str = "stash-webhook-tls";
 const TLS_MOUNT: &str = "/etc/stash-webhook/tls";
 
@@ -64,6 +84,23 @@ fn set<'a>(items: impl IntoIterator<Item = &'a str>) -> BTreeSet<&'a str> {
     items.into_iter().collect()
 }
 
+/// The webhook named `name` of the ValidatingWebhookConfiguration.
+fn webhook_named<'a>(docs: &'a [Value], name: &str) -> &'a Value {
+    let webhooks = find(docs, "ValidatingWebhookConfiguration", NAME)["webhooks"]
+        .as_array()
+        .expect("webhooks");
+    let found: Vec<_> = webhooks.iter().filter(|w| w["name"] == name).collect();
+    assert_eq!(found.len(), 1, "one webhook {name}: {webhooks:?}");
+    found[0]
+}
+
+/// The webhooks of the ValidatingWebhookConfiguration, in order.
+fn webhooks(docs: &[Value]) -> &Vec<Value> {
+    find(docs, "ValidatingWebhookConfiguration", NAME)["webhooks"]
+        .as_array()
+        .expect("webhooks")
+}
+
 fn base() -> Vec<Value> {
     kustomize(&manifests().join("base"))
 }
@@ -81,7 +118,11 @@ fn base_webhook_judges_create_and_update_of_the_five_hook_kinds_and_fails_closed
     let docs = base();
     let config = find(&docs, "ValidatingWebhookConfiguration", NAME);
     let webhooks = config["webhooks"].as_array().expect("webhooks");
-    assert_eq!(webhooks.len(), 2, "{webhooks:?}");
+    let names: Vec<&str> = webhooks
+        .iter()
+        .map(|w| w["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, WEBHOOK_NAMES);
     let webhook = &webhooks[0];
     assert_eq!(webhook["name"], WEBHOOK_NAME);
 
@@ -151,7 +192,7 @@ fn protect_webhook_judges_functions_and_tasks_and_fails_closed() {
     let docs = base();
     let config = find(&docs, "ValidatingWebhookConfiguration", NAME);
     let webhook = &config["webhooks"][1];
-    assert_eq!(webhook["name"], "protect.stash-webhook.stash.appscode.com");
+    assert_eq!(webhook["name"], PROTECT_NAME);
     assert_eq!(
         webhook["clientConfig"]["service"],
         json!({"name": NAME, "namespace": NAMESPACE, "path": "/protect", "port": 443})
@@ -167,11 +208,111 @@ fn protect_webhook_judges_functions_and_tasks_and_fails_closed() {
 }
 
 #[test]
+fn kubestash_webhook_judges_create_and_update_of_the_four_kinds_like_the_stash_one() {
+    let docs = base();
+    let webhook = webhook_named(&docs, KUBESTASH_WEBHOOK_NAME);
+    let stash = webhook_named(&docs, WEBHOOK_NAME);
+    let client = &webhook["clientConfig"];
+    assert_eq!(
+        client["service"],
+        json!({"name": NAME, "namespace": NAMESPACE, "path": "/validate", "port": 443})
+    );
+    assert!(client.get("caBundle").is_none(), "{client}");
+
+    let rules = webhook["rules"].as_array().expect("rules");
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    let rule = &rules[0];
+    assert_eq!(strings(&rule["apiGroups"]), set([KUBESTASH_CORE]));
+    assert_eq!(strings(&rule["apiVersions"]), set([KUBESTASH_VERSION]));
+    assert_eq!(strings(&rule["operations"]), set(["CREATE", "UPDATE"]));
+    // Exactly the judged kinds, main resource only: no `*`, no `/status`.
+    assert_eq!(strings(&rule["resources"]), set(KUBESTASH_JUDGED));
+    assert_eq!(rule["scope"], "Namespaced");
+
+    // The same guarantees as the Stash webhook: fails closed, no side effects, the same timeout,
+    // and never in the webhook's own namespace or kube-system.
+    for field in [
+        "failurePolicy",
+        "sideEffects",
+        "timeoutSeconds",
+        "matchPolicy",
+        "admissionReviewVersions",
+        "namespaceSelector",
+    ] {
+        assert!(!webhook[field].is_null(), "{field}: {webhook}");
+        assert_eq!(webhook[field], stash[field], "{field}");
+    }
+    assert_eq!(webhook["failurePolicy"], "Fail");
+
+    let conditions = webhook["matchConditions"]
+        .as_array()
+        .expect("matchConditions");
+    let names: Vec<&str> = conditions
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["names-an-addon-or-hook"]);
+}
+
+#[test]
+fn kubestash_protect_webhook_judges_addons_functions_and_hook_templates_like_the_stash_one() {
+    let docs = base();
+    let webhook = webhook_named(&docs, KUBESTASH_PROTECT_NAME);
+    let stash = webhook_named(&docs, PROTECT_NAME);
+    assert_eq!(
+        webhook["clientConfig"]["service"],
+        json!({"name": NAME, "namespace": NAMESPACE, "path": "/protect", "port": 443})
+    );
+    // (group, version, resource, scope), each with every operation that can break a reference.
+    let mut covered = BTreeSet::new();
+    for rule in webhook["rules"].as_array().expect("rules") {
+        assert_eq!(
+            strings(&rule["operations"]),
+            set(["CREATE", "UPDATE", "DELETE"]),
+            "{rule}"
+        );
+        for group in strings(&rule["apiGroups"]) {
+            for version in strings(&rule["apiVersions"]) {
+                for resource in strings(&rule["resources"]) {
+                    let scope = rule["scope"].as_str().expect("scope");
+                    covered.insert((group, version, resource, scope));
+                }
+            }
+        }
+    }
+    assert_eq!(
+        covered,
+        BTreeSet::from([
+            (KUBESTASH_ADDONS, KUBESTASH_VERSION, "addons", "Cluster"),
+            (KUBESTASH_ADDONS, KUBESTASH_VERSION, "functions", "Cluster"),
+            (
+                KUBESTASH_CORE,
+                KUBESTASH_VERSION,
+                "hooktemplates",
+                "Namespaced"
+            ),
+        ])
+    );
+    for field in [
+        "failurePolicy",
+        "sideEffects",
+        "timeoutSeconds",
+        "matchPolicy",
+        "admissionReviewVersions",
+        "namespaceSelector",
+        "matchConditions",
+    ] {
+        assert_eq!(webhook.get(field), stash.get(field), "{field}");
+    }
+    assert!(webhook.get("matchConditions").is_none());
+}
+
+#[test]
 fn cluster_role_grants_reads_and_events_and_a_role_the_lease() {
     let docs = base();
     let role = find(&docs, "ClusterRole", NAME);
     let rules = role["rules"].as_array().expect("rules");
-    assert_eq!(rules.len(), 2, "{rules:?}");
+    assert_eq!(rules.len(), 4, "{rules:?}");
     for rule in rules {
         let rule = rule.as_object().expect("rule");
         assert_eq!(
@@ -180,15 +321,41 @@ fn cluster_role_grants_reads_and_events_and_a_role_the_lease() {
             "no resourceNames or nonResourceURLs: {rule:?}"
         );
     }
-    assert_eq!(strings(&rules[0]["apiGroups"]), set([STASH_GROUP]));
-    let mut read = set(StashKind::ALL.map(StashKind::plural));
-    read.insert("functions");
-    read.insert("tasks");
-    assert_eq!(strings(&rules[0]["resources"]), read);
-    assert_eq!(strings(&rules[0]["verbs"]), set(["get", "list", "watch"]));
-    assert_eq!(strings(&rules[1]["apiGroups"]), set(["events.k8s.io"]));
-    assert_eq!(strings(&rules[1]["resources"]), set(["events"]));
-    assert_eq!(strings(&rules[1]["verbs"]), set(["create", "patch"]));
+    // One rule per API group, reading exactly what the webhook reads.
+    let mut stash_read = set(StashKind::ALL.map(StashKind::plural));
+    stash_read.insert("functions");
+    stash_read.insert("tasks");
+    let reads = [
+        (STASH_GROUP, stash_read),
+        (KUBESTASH_ADDONS, set(["addons", "functions"])),
+        (
+            KUBESTASH_CORE,
+            set([
+                "hooktemplates",
+                "backupconfigurations",
+                "restoresessions",
+                "backupbatches",
+                "backupblueprints",
+            ]),
+        ),
+    ];
+    for (i, (group, resources)) in reads.iter().enumerate() {
+        let rule = &rules[i];
+        assert_eq!(strings(&rule["apiGroups"]), set([*group]), "{rule}");
+        assert_eq!(&strings(&rule["resources"]), resources, "{group}");
+        assert_eq!(
+            strings(&rule["verbs"]),
+            set(["get", "list", "watch"]),
+            "{group}"
+        );
+    }
+    // Every resource a KubeStash webhook judges is readable.
+    for resource in KUBESTASH_JUDGED {
+        assert!(reads[2].1.contains(resource), "{resource}");
+    }
+    assert_eq!(strings(&rules[3]["apiGroups"]), set(["events.k8s.io"]));
+    assert_eq!(strings(&rules[3]["resources"]), set(["events"]));
+    assert_eq!(strings(&rules[3]["verbs"]), set(["create", "patch"]));
     assert_eq!(of_kind(&docs, "ClusterRole").len(), 1);
 
     // The Lease, in the webhook's own namespace only.
@@ -444,6 +611,88 @@ fn self_signed_overlay_uses_the_certificates_made_by_the_certs_command() {
             .expect("base64");
         let content = std::fs::read(generated.join(file)).expect(file);
         assert!(data == content, "Secret data {file} is generated/{file}");
+    }
+}
+
+/// The objects of a rendering with the webhook configuration's `webhooks` taken out, and the
+/// webhooks' names.
+fn split_webhooks(docs: &[Value]) -> (Vec<Value>, Vec<Value>) {
+    let mut rest = docs.to_vec();
+    let config = rest
+        .iter_mut()
+        .find(|d| d["kind"] == "ValidatingWebhookConfiguration")
+        .expect("ValidatingWebhookConfiguration");
+    let webhooks = config
+        .as_object_mut()
+        .expect("config")
+        .remove("webhooks")
+        .expect("webhooks");
+    let webhooks = webhooks.as_array().expect("webhooks").clone();
+    (rest, webhooks)
+}
+
+#[test]
+fn family_components_remove_exactly_their_two_webhooks() {
+    let shipped = kustomize(&manifests().join("overlays/cert-manager"));
+    let (shipped_rest, shipped_webhooks) = split_webhooks(&shipped);
+    let without_match_conditions = |webhooks: Vec<Value>| -> Vec<Value> {
+        webhooks
+            .into_iter()
+            .map(|mut w| {
+                w.as_object_mut()
+                    .expect("webhook")
+                    .remove("matchConditions");
+                w
+            })
+            .collect()
+    };
+    let only = |names: [&str; 2]| -> Vec<Value> {
+        let found: Vec<Value> = shipped_webhooks
+            .iter()
+            .filter(|w| names.iter().any(|n| w["name"] == *n))
+            .cloned()
+            .collect();
+        assert_eq!(found.len(), 2, "{names:?}");
+        found
+    };
+    let kubestash = [KUBESTASH_WEBHOOK_NAME, KUBESTASH_PROTECT_NAME];
+    let stash = [WEBHOOK_NAME, PROTECT_NAME];
+    let cases: [(&[&str], Vec<Value>); 5] = [
+        (&["no-stash"], only(kubestash)),
+        (&["no-kubestash"], only(stash)),
+        (
+            &["no-match-conditions"],
+            without_match_conditions(shipped_webhooks.clone()),
+        ),
+        (
+            &["no-match-conditions", "no-stash"],
+            without_match_conditions(only(kubestash)),
+        ),
+        (
+            &["no-match-conditions", "no-kubestash"],
+            without_match_conditions(only(stash)),
+        ),
+    ];
+    for (components, expected) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let docs = overlay_with(dir.path(), "cert-manager", components)
+            .unwrap_or_else(|e| panic!("{components:?}: {e}"));
+        let (rest, webhooks) = split_webhooks(&docs);
+        // The remaining webhooks exactly as shipped, in the shipped order; every other object
+        // and field unchanged.
+        assert_eq!(webhooks, expected, "{components:?}");
+        assert_eq!(rest, shipped_rest, "{components:?}");
+    }
+
+    // After a family component, no-match-conditions would find other webhooks at its positions:
+    // the build fails instead of changing them (or adding a webhook back).
+    for first in ["no-stash", "no-kubestash"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let components = [first, "no-match-conditions"];
+        match overlay_with(dir.path(), "cert-manager", &components) {
+            Ok(docs) => panic!("{components:?} builds: {:?}", webhooks(&docs)),
+            Err(e) => assert!(e.contains("no-match-conditions"), "{components:?}: {e}"),
+        }
     }
 }
 

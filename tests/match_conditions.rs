@@ -11,7 +11,7 @@ mod support;
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use cel_interpreter::{Context, Program, ResolveResult, Value as Cel};
@@ -20,10 +20,13 @@ use serde_json::{json, Value};
 use stash_webhook::stash::{
     executor_refs, task_refs, SpecHooks, StashKind, STASH_GROUP, STASH_VERSION,
 };
-use support::kustomize::kustomize;
+use support::kustomize::{kustomize, overlay_with};
 
 const NAME: &str = "stash-webhook";
 const WEBHOOK_NAME: &str = "validate.stash-webhook.stash.appscode.com";
+const KUBESTASH_WEBHOOK_NAME: &str = "validate-kubestash.stash-webhook.stash.appscode.com";
+/// The webhooks with matchConditions.
+const CONDITIONAL_WEBHOOKS: [&str; 2] = [WEBHOOK_NAME, KUBESTASH_WEBHOOK_NAME];
 const HOOK_NAMES: [&str; 4] = ["preBackup", "postBackup", "preRestore", "postRestore"];
 
 fn repo() -> PathBuf {
@@ -34,8 +37,13 @@ fn cert_manager_overlay() -> Vec<Value> {
     kustomize(&repo().join("manifests/overlays/cert-manager"))
 }
 
-/// The one webhook of the ValidatingWebhookConfiguration.
+/// The Stash validating webhook of the ValidatingWebhookConfiguration.
 fn webhook(docs: &[Value]) -> &Value {
+    webhook_named(docs, WEBHOOK_NAME)
+}
+
+/// The webhook named `name` of the ValidatingWebhookConfiguration.
+fn webhook_named<'a>(docs: &'a [Value], name: &str) -> &'a Value {
     let configs: Vec<_> = docs
         .iter()
         .filter(|d| d["kind"] == "ValidatingWebhookConfiguration" && d["metadata"]["name"] == NAME)
@@ -48,8 +56,8 @@ fn webhook(docs: &[Value]) -> &Value {
     let webhooks = configs[0]["webhooks"].as_array().expect("webhooks");
     webhooks
         .iter()
-        .find(|w| w["name"] == WEBHOOK_NAME)
-        .unwrap_or_else(|| panic!("no webhook {WEBHOOK_NAME}: {webhooks:?}"))
+        .find(|w| w["name"] == name)
+        .unwrap_or_else(|| panic!("no webhook {name}: {webhooks:?}"))
 }
 
 /// A named condition, compiled.
@@ -490,6 +498,143 @@ fn every_object_the_server_would_judge_reaches_the_webhook() {
     }
 }
 
+fn kubestash_of_kind(kind: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "core.kubestash.com/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": "sample", "namespace": "demo"},
+        "spec": spec,
+    })
+}
+
+/// The four KubeStash kinds judged on /validate (core.kubestash.com v1alpha1).
+const KUBESTASH_KINDS: [&str; 4] = [
+    "BackupConfiguration",
+    "RestoreSession",
+    "BackupBatch",
+    "BackupBlueprint",
+];
+
+/// Every shape of KubeStash object, with whether the webhook must be called for it.
+fn kubestash_table() -> Vec<(String, Value, bool)> {
+    let session = json!({
+        "name": "daily",
+        "addon": {"name": "workload-addon", "tasks": [{"name": "logical-backup"}]},
+        "hooks": {"preBackup": [{"name": "ping", "hookTemplate": {"name": "ping", "namespace": "demo"}}]},
+    });
+    let restore_hooks = json!({"preRestore": [{"name": "ping", "hookTemplate": {"name": "ping", "namespace": "demo"}}]});
+    let addon = json!({"name": "workload-addon", "tasks": [{"name": "logical-restore"}]});
+    let mut rows: Vec<(String, Value, bool)> = Vec::new();
+    // What each kind names a referent with, as KubeStash writes it, and every other value the
+    // field can hold: the field is there, so the server decides.
+    let named: [(&str, &str, Value); 5] = [
+        ("BackupConfiguration", "sessions", json!([session])),
+        ("BackupBatch", "sessions", json!([session])),
+        ("RestoreSession", "addon", addon),
+        ("RestoreSession", "hooks", restore_hooks),
+        (
+            "BackupBlueprint",
+            "backupConfigurationTemplate",
+            json!({"sessions": [session], "backends": []}),
+        ),
+    ];
+    for (kind, field, value) in named {
+        for (what, value) in [
+            ("as written", value),
+            ("empty list", json!([])),
+            ("empty map", json!({})),
+            ("a string", json!("workload-addon")),
+            ("a number", json!(3)),
+            ("null", Value::Null),
+        ] {
+            rows.push((
+                format!("{kind} spec.{field}: {what}"),
+                kubestash_of_kind(
+                    kind,
+                    json!({field: value, "target": {"kind": "StatefulSet"}}),
+                ),
+                true,
+            ));
+        }
+    }
+    for kind in KUBESTASH_KINDS {
+        for (what, spec, sent) in [
+            ("an empty spec", json!({}), false),
+            ("spec: null", Value::Null, false),
+            ("spec is a list", json!([{"sessions": []}]), false),
+            ("spec is a string", json!("sessions"), false),
+            ("spec is a number", json!(1), false),
+            (
+                "only other fields",
+                json!({"target": {"kind": "StatefulSet", "name": "db"}, "backends": [{"name": "s3"}],
+                       "dataSource": {"repository": "r"}, "paused": true,
+                       "usagePolicy": {}, "subjects": []}),
+                false,
+            ),
+            (
+                "the names deeper than spec",
+                json!({"target": {"sessions": [], "addon": {}, "hooks": {},
+                                  "backupConfigurationTemplate": {}}}),
+                false,
+            ),
+            (
+                "another spelling",
+                json!({"Sessions": [], "addons": {}, "hook": {}}),
+                false,
+            ),
+            (
+                "every name",
+                json!({"sessions": [], "addon": {}, "hooks": {},
+                                  "backupConfigurationTemplate": {}}),
+                true,
+            ),
+        ] {
+            rows.push((
+                format!("{kind} with {what}"),
+                kubestash_of_kind(kind, spec),
+                sent,
+            ));
+        }
+        rows.push((
+            format!("{kind} without spec"),
+            json!({"apiVersion": "core.kubestash.com/v1alpha1", "kind": kind, "metadata": {"name": "x"}}),
+            false,
+        ));
+    }
+    rows.push(("object: null (DELETE)".to_owned(), Value::Null, false));
+    rows
+}
+
+#[test]
+fn only_kubestash_objects_that_can_name_a_referent_reach_the_webhook() {
+    let docs = cert_manager_overlay();
+    let conditions = conditions(webhook_named(&docs, KUBESTASH_WEBHOOK_NAME));
+    let rows = kubestash_table();
+    let mut wrong = Vec::new();
+    for (name, object, expected) in &rows {
+        match evaluate(&conditions, object, &Value::Null, &create_request(object)) {
+            Ok(got) if got == *expected => {}
+            Ok(got) => wrong.push(format!("{name}: expected {expected}, got {got}")),
+            Err(e) => wrong.push(format!("{name}: expected {expected}, got an ERROR ({e})")),
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} rows wrong:\n{}",
+        wrong.len(),
+        rows.len(),
+        wrong.join("\n")
+    );
+    // 5 referent fields x 6 values, 4 kinds x 10 shapes, and DELETE.
+    assert_eq!(rows.len(), 30 + 40 + 1);
+
+    // The Stash shapes, none of which has a KubeStash field in spec but `hooks`: never an error.
+    for (name, object, _) in table() {
+        evaluate(&conditions, &object, &Value::Null, &create_request(&object))
+            .unwrap_or_else(|e| panic!("Stash shape {name}: {e}"));
+    }
+}
+
 /// The operand of each `has(X.f)` and `X.exists(` in `expression`, with where it is.
 fn field_tests_and_iterations(expression: &str) -> Vec<(usize, String, &'static str)> {
     let operand_char = |c: char| c.is_ascii_alphanumeric() || "_.[]".contains(c);
@@ -521,10 +666,11 @@ fn every_field_test_and_iteration_checks_the_type_first() {
     // cannot see a missing check there. Each has() and exists() must then follow, to its left,
     // a type check of its operand (`object` is a map whenever it is not null).
     let docs = cert_manager_overlay();
-    for condition in webhook(&docs)["matchConditions"]
-        .as_array()
-        .expect("conditions")
-    {
+    for condition in CONDITIONAL_WEBHOOKS.iter().flat_map(|name| {
+        webhook_named(&docs, name)["matchConditions"]
+            .as_array()
+            .expect("conditions")
+    }) {
         let name = &condition["name"];
         let expression = condition["expression"].as_str().expect("expression");
         let found = field_tests_and_iterations(expression);
@@ -552,7 +698,10 @@ fn conditions_read_only_the_new_object() {
     // Removing an executor is always allowed, so oldObject does not matter; and nothing asks
     // the authorizer, which a condition could not do without an API call.
     let docs = cert_manager_overlay();
-    for condition in conditions(webhook(&docs)) {
+    for condition in CONDITIONAL_WEBHOOKS
+        .iter()
+        .flat_map(|name| conditions(webhook_named(&docs, name)))
+    {
         let references = condition.program.references();
         assert!(references.has_variable("object"), "{}", condition.name);
         for unused in ["oldObject", "request", "authorizer", "params"] {
@@ -646,64 +795,41 @@ fn recorded_reviews_and_the_examples_are_sent_as_the_server_expects() {
     assert_eq!(judged, 5, "the five example objects of manifests/examples");
 }
 
-/// `to` relative to `from` (both absolute): kustomize refuses absolute paths to other
-/// kustomizations.
-fn relative(from: &Path, to: &Path) -> PathBuf {
-    let from: Vec<Component> = from.components().collect();
-    let to: Vec<Component> = to.components().collect();
-    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
-    let mut path = PathBuf::new();
-    for _ in common..from.len() {
-        path.push("..");
-    }
-    for part in &to[common..] {
-        path.push(part);
-    }
-    path
-}
-
 #[test]
 fn the_no_match_conditions_component_removes_them_and_nothing_else() {
-    let repo = repo().canonicalize().expect("repo");
     let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().canonicalize().expect("tempdir");
-    let overlay = relative(&root, &repo.join("manifests/overlays/cert-manager"));
-    let component = relative(
-        &root,
-        &repo.join("manifests/components/no-match-conditions"),
-    );
-    std::fs::write(
-        root.join("kustomization.yaml"),
-        format!(
-            "apiVersion: kustomize.config.k8s.io/v1beta1\n\
-             kind: Kustomization\n\
-             resources:\n  - {}\n\
-             components:\n  - {}\n",
-            overlay.display(),
-            component.display()
-        ),
-    )
-    .expect("write kustomization");
-
+    let without = overlay_with(dir.path(), "cert-manager", &["no-match-conditions"])
+        .unwrap_or_else(|e| panic!("{e}"));
     let shipped = cert_manager_overlay();
-    let without = kustomize(&root);
 
-    let shipped_webhook = webhook(&shipped);
-    assert!(shipped_webhook.get("matchConditions").is_some());
-    let webhook_without = webhook(&without);
-    assert_eq!(
-        webhook_without.get("matchConditions"),
-        None,
-        "{webhook_without}"
-    );
-
-    // The webhook is otherwise exactly as shipped, and so is every other object.
-    let mut expected_webhook = shipped_webhook.clone();
-    expected_webhook
-        .as_object_mut()
-        .expect("webhook")
-        .remove("matchConditions");
-    assert_eq!(webhook_without, &expected_webhook);
+    for name in CONDITIONAL_WEBHOOKS {
+        assert!(
+            webhook_named(&shipped, name)
+                .get("matchConditions")
+                .is_some(),
+            "{name}"
+        );
+    }
+    // Every webhook is otherwise exactly as shipped, in the same order, and so is every other
+    // object.
+    let webhooks = |docs: &[Value]| -> Vec<Value> {
+        docs.iter()
+            .find(|d| d["kind"] == "ValidatingWebhookConfiguration")
+            .expect("ValidatingWebhookConfiguration")["webhooks"]
+            .as_array()
+            .expect("webhooks")
+            .clone()
+    };
+    let expected: Vec<Value> = webhooks(&shipped)
+        .into_iter()
+        .map(|mut w| {
+            w.as_object_mut()
+                .expect("webhook")
+                .remove("matchConditions");
+            w
+        })
+        .collect();
+    assert_eq!(webhooks(&without), expected);
 
     let others = |docs: &[Value]| -> Vec<Value> {
         docs.iter()

@@ -59,19 +59,28 @@ SELF_SIGNED=(--set certificate.source=self-signed
   --set-file "certificate.selfSigned.tlsCrt=$GENERATED/tls.crt"
   --set-file "certificate.selfSigned.tlsKey=$GENERATED/tls.key")
 
-# A kustomization of its own in $WORK/NAME: the overlay, with components and more.
-# Usage: kustomization NAME OVERLAY [COMPONENT] <<< "extra lines"
+# A kustomization of its own in $WORK/NAME: the overlay, with components (in this order) and more.
+# Usage: kustomization NAME OVERLAY [COMPONENT...] <<< "extra lines"
 kustomization() {
-  local dir=$WORK/$1 overlay=$2 component=${3:-}
+  local dir=$WORK/$1 overlay=$2 component
+  shift 2
   mkdir -p "$dir"
   {
     printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../manifests/overlays/%s]\n' "$overlay"
-    [[ -z $component ]] || printf 'components: [../manifests/components/%s]\n' "$component"
+    (($# == 0)) || echo 'components:'
+    for component; do
+      printf '  - ../manifests/components/%s\n' "$component"
+    done
     cat
   } >"$dir/kustomization.yaml"
 }
 kustomization self-signed-no-mc self-signed no-match-conditions </dev/null
 kustomization cert-manager-no-mc cert-manager no-match-conditions </dev/null
+kustomization cert-manager-no-stash cert-manager no-stash </dev/null
+kustomization cert-manager-no-kubestash cert-manager no-kubestash </dev/null
+kustomization self-signed-no-stash self-signed no-stash </dev/null
+kustomization self-signed-no-kubestash-no-mc self-signed no-match-conditions no-kubestash </dev/null
+kustomization cert-manager-no-stash-no-mc cert-manager no-match-conditions no-stash </dev/null
 kustomization cert-manager-image cert-manager <<'EOF'
 images:
   - name: stash-webhook
@@ -139,6 +148,17 @@ compare "overlays/cert-manager with components/no-match-conditions and the chart
   "$WORK/cert-manager-no-mc" --set matchConditions=false
 compare "overlays/self-signed with components/no-match-conditions and the chart with certificate.source=self-signed, matchConditions=false" \
   "$WORK/self-signed-no-mc" "${SELF_SIGNED[@]}" --set matchConditions=false
+compare "overlays/cert-manager with components/no-stash and the chart with stash.enabled=false" \
+  "$WORK/cert-manager-no-stash" --set stash.enabled=false
+compare "overlays/cert-manager with components/no-kubestash and the chart with kubestash.enabled=false" \
+  "$WORK/cert-manager-no-kubestash" --set kubestash.enabled=false
+compare "overlays/self-signed with components/no-stash and the chart with certificate.source=self-signed, stash.enabled=false" \
+  "$WORK/self-signed-no-stash" "${SELF_SIGNED[@]}" --set stash.enabled=false
+compare "overlays/self-signed with components/no-match-conditions, no-kubestash and the chart with certificate.source=self-signed, matchConditions=false, kubestash.enabled=false" \
+  "$WORK/self-signed-no-kubestash-no-mc" "${SELF_SIGNED[@]}" --set matchConditions=false \
+  --set kubestash.enabled=false
+compare "overlays/cert-manager with components/no-match-conditions, no-stash and the chart with matchConditions=false, stash.enabled=false" \
+  "$WORK/cert-manager-no-stash-no-mc" --set matchConditions=false --set stash.enabled=false
 compare "overlays/cert-manager with kustomize images and replicas and the chart with image.repository, image.tag, replicas" \
   "$WORK/cert-manager-image" --set image.repository=registry.example.com/stash/stash-webhook \
   --set image.tag=0.1.0 --set replicas=3

@@ -62,10 +62,10 @@ deployment.apps/stash-webhook created
 poddisruptionbudget.policy/stash-webhook created
 validatingwebhookconfiguration.admissionregistration.k8s.io/stash-webhook created" kubectl apply -k "$SELF_SIGNED"
 CA_BUNDLE=$(<"$GENERATED/ca-bundle.b64")
-check 0 "$CA_BUNDLE $CA_BUNDLE" kubectl get validatingwebhookconfigurations.admissionregistration.k8s.io stash-webhook \
+check 0 "$CA_BUNDLE $CA_BUNDLE $CA_BUNDLE $CA_BUNDLE" kubectl get validatingwebhookconfigurations.admissionregistration.k8s.io stash-webhook \
   -o 'jsonpath={.webhooks[*].clientConfig.caBundle}'
-check 0 "names-an-executor-or-task" kubectl get validatingwebhookconfigurations.admissionregistration.k8s.io stash-webhook \
-  -o 'jsonpath={.webhooks[0].matchConditions[*].name}'
+check 0 "names-an-executor-or-task names-an-addon-or-hook" kubectl get validatingwebhookconfigurations.admissionregistration.k8s.io stash-webhook \
+  -o 'jsonpath={.webhooks[*].matchConditions[*].name}'
 secret_is_generated() { # secret_is_generated FILE: the Secret's FILE is generated/FILE
   kubectl get secret -n stash-system stash-webhook-tls -o "jsonpath={.data.${1//./\\.}}" | base64 -d | cmp - "$GENERATED/$1"
 }
@@ -143,6 +143,11 @@ check 0 "same objects: overlays/cert-manager and the chart's defaults
 same objects: overlays/self-signed and the chart with certificate.source=self-signed
 same objects: overlays/cert-manager with components/no-match-conditions and the chart with matchConditions=false
 same objects: overlays/self-signed with components/no-match-conditions and the chart with certificate.source=self-signed, matchConditions=false
+same objects: overlays/cert-manager with components/no-stash and the chart with stash.enabled=false
+same objects: overlays/cert-manager with components/no-kubestash and the chart with kubestash.enabled=false
+same objects: overlays/self-signed with components/no-stash and the chart with certificate.source=self-signed, stash.enabled=false
+same objects: overlays/self-signed with components/no-match-conditions, no-kubestash and the chart with certificate.source=self-signed, matchConditions=false, kubestash.enabled=false
+same objects: overlays/cert-manager with components/no-match-conditions, no-stash and the chart with matchConditions=false, stash.enabled=false
 same objects: overlays/cert-manager with kustomize images and replicas and the chart with image.repository, image.tag, replicas" \
   env STASH_WEBHOOK_BIN="$WEBHOOK_BIN" HELM="$(command -v helm)" bash tests/chart/compare.sh
 end
@@ -181,6 +186,9 @@ check 1 "$CHART_OBJECTS$CHART_UNKNOWN" chart_dry_run
 check 1 "$CHART_OBJECTS$CHART_UNKNOWN" chart_dry_run "${CHART_ALL_OFF[@]}"
 check 0 "$CHART_OBJECTS_SELF_SIGNED" chart_dry_run "${CHART_SELF_SIGNED[@]}"
 check 0 "$CHART_OBJECTS_SELF_SIGNED" chart_dry_run "${CHART_EVERY_VALUE[@]}"
+# Each family switched off, with everything else off too.
+check 0 "$CHART_OBJECTS_SELF_SIGNED" chart_dry_run "${CHART_EVERY_VALUE[@]}" --set stash.enabled=false
+check 0 "$CHART_OBJECTS_SELF_SIGNED" chart_dry_run "${CHART_EVERY_VALUE[@]}" --set kubestash.enabled=false
 check 1 'Error from server (NotFound): validatingwebhookconfigurations.admissionregistration.k8s.io "stash-webhook" not found' \
   kubectl get validatingwebhookconfigurations.admissionregistration.k8s.io stash-webhook
 end
@@ -193,10 +201,15 @@ chart_json() { # chart_json KIND JQ HELM_ARGS...: JQ of the chart's KIND rendere
     yq -cS "select(.kind == \"$kind\") | $filter"
 }
 WEBHOOKS='[.webhooks[] | {name, failurePolicy, timeoutSeconds, clientConfig: (.clientConfig | del(.caBundle)), matchConditions: [.matchConditions[]?.name]}]'
-check 0 '[{"clientConfig":{"service":{"name":"stash-webhook","namespace":"stash-system","path":"/validate","port":443}},"failurePolicy":"Fail","matchConditions":["names-an-executor-or-task"],"name":"validate.stash-webhook.stash.appscode.com","timeoutSeconds":5},{"clientConfig":{"service":{"name":"stash-webhook","namespace":"stash-system","path":"/protect","port":443}},"failurePolicy":"Fail","matchConditions":[],"name":"protect.stash-webhook.stash.appscode.com","timeoutSeconds":5}]' \
+check 0 '[{"clientConfig":{"service":{"name":"stash-webhook","namespace":"stash-system","path":"/validate","port":443}},"failurePolicy":"Fail","matchConditions":["names-an-executor-or-task"],"name":"validate.stash-webhook.stash.appscode.com","timeoutSeconds":5},{"clientConfig":{"service":{"name":"stash-webhook","namespace":"stash-system","path":"/protect","port":443}},"failurePolicy":"Fail","matchConditions":[],"name":"protect.stash-webhook.stash.appscode.com","timeoutSeconds":5},{"clientConfig":{"service":{"name":"stash-webhook","namespace":"stash-system","path":"/validate","port":443}},"failurePolicy":"Fail","matchConditions":["names-an-addon-or-hook"],"name":"validate-kubestash.stash-webhook.stash.appscode.com","timeoutSeconds":5},{"clientConfig":{"service":{"name":"stash-webhook","namespace":"stash-system","path":"/protect","port":443}},"failurePolicy":"Fail","matchConditions":[],"name":"protect-kubestash.stash-webhook.stash.appscode.com","timeoutSeconds":5}]' \
   chart_json ValidatingWebhookConfiguration "$WEBHOOKS"
-check 0 '[{"clientConfig":{"url":"https://127.0.0.1:8443/validate"},"failurePolicy":"Ignore","matchConditions":[],"name":"validate.stash-webhook.stash.appscode.com","timeoutSeconds":10}]' \
+check 0 '[{"clientConfig":{"url":"https://127.0.0.1:8443/validate"},"failurePolicy":"Ignore","matchConditions":[],"name":"validate.stash-webhook.stash.appscode.com","timeoutSeconds":10},{"clientConfig":{"url":"https://127.0.0.1:8443/validate"},"failurePolicy":"Ignore","matchConditions":[],"name":"validate-kubestash.stash-webhook.stash.appscode.com","timeoutSeconds":10}]' \
   chart_json ValidatingWebhookConfiguration "$WEBHOOKS" "${CHART_EVERY_VALUE[@]}"
+# Each family on its own: its two webhooks, in order.
+check 0 '["validate-kubestash.stash-webhook.stash.appscode.com","protect-kubestash.stash-webhook.stash.appscode.com"]' \
+  chart_json ValidatingWebhookConfiguration '[.webhooks[].name]' --set stash.enabled=false
+check 0 '["validate.stash-webhook.stash.appscode.com","protect.stash-webhook.stash.appscode.com"]' \
+  chart_json ValidatingWebhookConfiguration '[.webhooks[].name]' --set kubestash.enabled=false
 # shellcheck disable=SC2016 # $r is jq's
 check 0 '{"args":["serve","--listen=0.0.0.0:8443","--tls-cert=/etc/stash-webhook/tls/tls.crt","--tls-key=/etc/stash-webhook/tls/tls.key","--metrics-listen=0.0.0.0:9090","--log-format=json","--audit-interval=30m","--on-lookup-failure=allow","--lookup-timeout=1s"],"image":"registry.example.com/stash/stash-webhook:0.1.0","imagePullPolicy":"IfNotPresent","replicas":3,"resources":{"limits":{"cpu":"500m","memory":"256Mi"},"requests":{"cpu":"100m","memory":"64Mi"}}}' \
   chart_json Deployment '.spec.replicas as $r | .spec.template.spec.containers[0] | {args, image, imagePullPolicy, resources, replicas: $r}' "${CHART_EVERY_VALUE[@]}"
@@ -205,10 +218,14 @@ check 1 'Error: execution error at (stash-webhook/templates/webhook.yaml:7:13): 
 
 Use --debug flag to render out invalid YAML' \
   helm template stash-webhook "$CHART" --set certificate.source=vault
-check 1 'Error: execution error at (stash-webhook/templates/webhook.yaml:14:10): certificate.selfSigned.caCrt: --set-file certificate.selfSigned.caCrt=DIR/ca.crt (see values.yaml)
+check 1 'Error: execution error at (stash-webhook/templates/webhook.yaml:18:10): certificate.selfSigned.caCrt: --set-file certificate.selfSigned.caCrt=DIR/ca.crt (see values.yaml)
 
 Use --debug flag to render out invalid YAML' \
   helm template stash-webhook "$CHART" --set certificate.source=self-signed
+check 1 'Error: execution error at (stash-webhook/templates/webhook.yaml:12:4): stash.enabled and kubestash.enabled are both false: the webhook would judge nothing
+
+Use --debug flag to render out invalid YAML' \
+  helm template stash-webhook "$CHART" --set stash.enabled=false --set kubestash.enabled=false
 end
 
 begin chart-install-denies-through-kubectl
@@ -251,6 +268,11 @@ namespace but stash-system and kube-system:
   kubectl apply -f manifests/examples/backupconfiguration-missing-function.yaml
 prints
   $(denied creating manifests/examples/backupconfiguration-missing-function.yaml)spec.hooks.preBackup.executor.functionName: Function \"mysql-hook-exector\" not found: create the Function, or fix the name $LIST
+
+KubeStash (core.kubestash.com): BackupConfigurations, RestoreSessions, BackupBatches and
+BackupBlueprints are judged by validate-kubestash.stash-webhook.stash.appscode.com, and
+Addons, Functions (addons.kubestash.com) and HookTemplates by
+protect-kubestash.stash-webhook.stash.appscode.com.
 
 Uninstall: helm uninstall stash-webhook -n stash-system
 (the webhook configuration is deleted first, so no write waits on a webhook that is gone)." helm_install

@@ -165,11 +165,16 @@ apply_crds() {
   setup "apply the Task CRD" kubectl apply -f "$E2E_DIR/tasks-crd.yaml"
   setup "render tests/fixtures/crds" kubectl kustomize tests/fixtures/crds -o "$RUN_DIR/crds.yaml"
   setup "apply the hook kinds' CRDs" kubectl apply -f "$RUN_DIR/crds.yaml"
+  setup "apply the KubeStash CRDs" kubectl apply -f "$E2E_DIR/kubestash-crds.yaml"
   setup "wait for the CRDs" kubectl wait --for condition=Established --timeout 60s \
     crd/functions.stash.appscode.com crd/tasks.stash.appscode.com \
     crd/backupconfigurations.stash.appscode.com \
     crd/restoresessions.stash.appscode.com crd/backupbatches.stash.appscode.com \
-    crd/restorebatches.stash.appscode.com crd/backupblueprints.stash.appscode.com
+    crd/restorebatches.stash.appscode.com crd/backupblueprints.stash.appscode.com \
+    crd/addons.addons.kubestash.com crd/functions.addons.kubestash.com \
+    crd/hooktemplates.core.kubestash.com crd/backupconfigurations.core.kubestash.com \
+    crd/restoresessions.core.kubestash.com crd/backupbatches.core.kubestash.com \
+    crd/backupblueprints.core.kubestash.com
 }
 apply_crds
 
@@ -242,6 +247,16 @@ patches:
             url: $WEBHOOK_URL/validate
             caBundle: $(base64 -w0 "$WEBHOOK_PKI/ca.crt")
         - name: protect.stash-webhook.stash.appscode.com
+          clientConfig:
+            service: null
+            url: $WEBHOOK_URL/protect
+            caBundle: $(base64 -w0 "$WEBHOOK_PKI/ca.crt")
+        - name: validate-kubestash.stash-webhook.stash.appscode.com
+          clientConfig:
+            service: null
+            url: $WEBHOOK_URL/validate
+            caBundle: $(base64 -w0 "$WEBHOOK_PKI/ca.crt")
+        - name: protect-kubestash.stash-webhook.stash.appscode.com
           clientConfig:
             service: null
             url: $WEBHOOK_URL/protect
