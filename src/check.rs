@@ -440,4 +440,29 @@ mod tests {
              2 objects judged, 1 denied, 0 warned, 2 skipped\n"
         );
     }
+
+    #[test]
+    fn kubestash_objects_are_judged_against_the_addons_in_the_inputs() {
+        let files = docs(
+            "apiVersion: addons.kubestash.com/v1alpha1\nkind: Addon\nmetadata: {name: a}\n\
+             spec: {backupTasks: [{name: backup, function: f}]}\n---\n\
+             apiVersion: addons.kubestash.com/v1alpha1\nkind: Function\nmetadata: {name: f}\nspec: {image: busybox}\n---\n\
+             apiVersion: core.kubestash.com/v1alpha1\nkind: BackupConfiguration\nmetadata: {name: ok, namespace: demo}\n\
+             spec: {sessions: [{addon: {name: a, tasks: [{name: backup}]}}]}\n---\n\
+             apiVersion: core.kubestash.com/v1alpha1\nkind: BackupConfiguration\nmetadata: {name: bad, namespace: demo}\n\
+             spec: {sessions: [{addon: {name: a, tasks: [{name: backups}]}}]}\n",
+        );
+        let report = judge(
+            &files,
+            &catalog_in(&files),
+            Tasks::NotGiven,
+            &Policy::default(),
+        );
+        assert_eq!((report.objects.len(), report.skipped), (2, 2));
+        assert_eq!(
+            report.text(),
+            "in.yaml: BackupConfiguration.core.kubestash.com demo/bad: spec.sessions[0].addon.tasks[0].name: Addon \"a\" has no backup task \"backups\": name one of Addon \"a\"'s backup tasks (it has backup)\n\
+             2 objects judged, 1 denied, 0 warned, 2 skipped\n"
+        );
+    }
 }

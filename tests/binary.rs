@@ -321,3 +321,58 @@ fn every_flag_is_documented_in_the_readme() {
         }
     }
 }
+
+/// A cluster with Stash alone: the server gets ready without the KubeStash CRDs (their lists
+/// answer 404), still judges Stash objects, and reports KubeStash names as not checked.
+#[tokio::test]
+async fn a_cluster_without_kubestash_is_served_and_kubestash_names_are_not_checked() {
+    let api = ApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (kubeconfig, cert, key, ca) = cluster_files(&api, dir.path());
+    let port = free_port();
+    let _child = Server(
+        serve_command(port, &kubeconfig, &cert, &key)
+            .spawn()
+            .unwrap(),
+    );
+    let client = client(ca.as_bytes(), port);
+    wait_ready(&client, port).await;
+
+    let post = |body: String| {
+        client
+            .post(format!("https://localhost:{port}/validate?timeout=5s"))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+    };
+    let denied: Value = post(create_naming("ghost"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(denied["response"]["allowed"], false, "{denied}");
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "7f1d6c2a-0000-4000-8000-000000000002",
+            "kind": {"group": "core.kubestash.com", "version": "v1alpha1", "kind": "RestoreSession"},
+            "name": "restore",
+            "namespace": "demo",
+            "operation": "CREATE",
+            "object": {"spec": {"addon": {"name": "workload-addon", "tasks": [{"name": "t"}]}}},
+        }
+    });
+    let allowed: Value = post(review.to_string())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(allowed["response"]["allowed"], true, "{allowed}");
+    assert_eq!(
+        allowed["response"]["warnings"],
+        serde_json::json!(["spec.addon.name: Addon \"workload-addon\" not checked: there are no Addons to check it against (the cluster does not serve them: their CRD is not installed; or the catalog and files checked hold none)"])
+    );
+}

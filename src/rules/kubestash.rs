@@ -251,7 +251,7 @@ fn name_problems<'n>(
 /// "not checked" when there is no source for `what` at all.
 fn not_checked(path: &FieldPath, what: &str, name: &str) -> Found {
     Found::Warning(format!(
-        "{path}: {what} \"{name}\" not checked: no {what}s were given to check it against (add them to the --functions-file catalog or to the files checked, or check with --cluster)"
+        "{path}: {what} \"{name}\" not checked: there are no {what}s to check it against (the cluster does not serve them: their CRD is not installed; or the catalog and files checked hold none)"
     ))
 }
 

@@ -18,9 +18,9 @@ use stash_webhook::metrics::Metrics;
 use stash_webhook::references::protect::Protector;
 use stash_webhook::rules::tasks::Task;
 use stash_webhook::rules::FailurePolicy;
-use stash_webhook::sources::Source;
+use stash_webhook::sources::{Referent, Source};
 use stash_webhook::tls::{TlsFiles, TlsSource};
-use stash_webhook::validator::Validator;
+use stash_webhook::validator::{KubeStashSources, Validator};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -73,6 +73,8 @@ pub struct Options {
     pub protector: Protector,
     /// Where Tasks come from; none: Task names are not checked.
     pub tasks: Option<Arc<dyn Source<Task>>>,
+    /// Where KubeStash's referents come from; none: their names are not checked.
+    pub kubestash: KubeStashSources,
 }
 
 impl Default for Options {
@@ -83,6 +85,7 @@ impl Default for Options {
             limits: Limits::default(),
             protector: Protector::off(),
             tasks: None,
+            kubestash: KubeStashSources::default(),
         }
     }
 }
@@ -121,6 +124,7 @@ impl Webhook {
         if let Some(tasks) = options.tasks {
             validator = validator.with_tasks(tasks);
         }
+        validator = validator.with_kubestash(options.kubestash);
         let app = App::new(
             validator,
             options.protector,
@@ -150,8 +154,20 @@ impl Webhook {
         let source = Arc::new(
             FileSource::from_text(yaml, Path::new("functions.yaml"), metrics.clone()).unwrap(),
         );
+        fn some<T: Referent>(source: &Arc<FileSource>, n: usize) -> Option<Arc<dyn Source<T>>>
+        where
+            FileSource: Source<T>,
+        {
+            (n > 0).then(|| source.clone() as Arc<dyn Source<T>>)
+        }
+        let catalog = source.catalog();
         let options = Options {
-            tasks: (source.tasks_len() > 0).then(|| source.clone() as Arc<dyn Source<Task>>),
+            tasks: some(&source, source.tasks_len()),
+            kubestash: KubeStashSources {
+                addons: some(&source, catalog.addons.len()),
+                functions: some(&source, catalog.addon_functions.len()),
+                hook_templates: some(&source, catalog.hook_templates.len()),
+            },
             ..Options::default()
         };
         Webhook::start(source, metrics, options).await

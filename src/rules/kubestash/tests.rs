@@ -335,7 +335,7 @@ fn without_a_source_names_are_not_checked_never_denied() {
     assert!(v.allowed());
     assert_eq!(
         v.warnings,
-        ["spec.sessions[0].addon.name: Addon \"anything\" not checked: no Addons were given to check it against (add them to the --functions-file catalog or to the files checked, or check with --cluster)"]
+        ["spec.sessions[0].addon.name: Addon \"anything\" not checked: there are no Addons to check it against (the cluster does not serve them: their CRD is not installed; or the catalog and files checked hold none)"]
     );
 }
 

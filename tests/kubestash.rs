@@ -1,0 +1,187 @@
+//! KubeStash objects reviewed by the real server over TLS, against a catalog of Addons, Functions
+//! and HookTemplates: the verdicts as the API server receives them, and the metrics that count
+//! them.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::Webhook;
+
+const CATALOG: &str = r#"
+apiVersion: addons.kubestash.com/v1alpha1
+kind: Addon
+metadata: {name: workload-addon}
+spec:
+  backupTasks:
+  - name: logical-backup
+    function: workload-backup
+    parameters:
+    - {name: paths, required: true}
+  - {name: snapshot, function: imageless}
+  restoreTasks:
+  - {name: logical-backup-restore, function: workload-restore}
+---
+apiVersion: addons.kubestash.com/v1alpha1
+kind: Function
+metadata: {name: workload-backup}
+spec: {image: "ghcr.io/kubestash/workload:v0.28.0", args: ["--paths=${paths}"]}
+---
+apiVersion: addons.kubestash.com/v1alpha1
+kind: Function
+metadata: {name: workload-restore}
+spec: {image: "ghcr.io/kubestash/workload:v0.28.0"}
+---
+apiVersion: addons.kubestash.com/v1alpha1
+kind: Function
+metadata: {name: imageless}
+spec: {}
+---
+apiVersion: core.kubestash.com/v1alpha1
+kind: HookTemplate
+metadata: {name: freeze, namespace: demo}
+spec:
+  executor: {type: Function, function: {name: missing-hook-fn}}
+"#;
+
+fn review(kind: &str, operation: &str, spec: Value, old_spec: Option<Value>) -> String {
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "5b8c3a1e-0000-4000-8000-000000000001",
+            "kind": {"group": "core.kubestash.com", "version": "v1alpha1", "kind": kind},
+            "resource": {"group": "core.kubestash.com", "version": "v1alpha1", "resource": "x"},
+            "name": "db",
+            "namespace": "demo",
+            "operation": operation,
+            "userInfo": {"username": "admin"},
+            "object": {"apiVersion": "core.kubestash.com/v1alpha1", "kind": kind,
+                       "metadata": {"name": "db", "namespace": "demo"}, "spec": spec},
+            "oldObject": old_spec.map(|s| json!({"spec": s})),
+        }
+    })
+    .to_string()
+}
+
+fn backup(addon: Value, hooks: Value) -> Value {
+    json!({"sessions": [{"name": "daily", "addon": addon, "hooks": hooks}]})
+}
+
+#[tokio::test]
+async fn kubestash_objects_are_judged_against_the_catalog() {
+    let webhook = Webhook::with_functions(CATALOG).await;
+
+    let valid = backup(
+        json!({"name": "workload-addon", "tasks": [{"name": "logical-backup", "params": {"paths": "/data"}}]}),
+        json!({}),
+    );
+    let r = webhook
+        .review(review("BackupConfiguration", "CREATE", valid.clone(), None))
+        .await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert!(r.get("warnings").is_none(), "{r}");
+
+    let broken = backup(
+        json!({"name": "workload-addon", "tasks": [{"name": "snapshot"}, {"name": "logical-backup"}]}),
+        json!({"preBackup": [{"name": "f", "hookTemplate": {"name": "freeze"}}]}),
+    );
+    let r = webhook
+        .review(review(
+            "BackupConfiguration",
+            "CREATE",
+            broken.clone(),
+            None,
+        ))
+        .await;
+    assert_eq!(r["allowed"], false, "{r}");
+    assert_eq!(r["status"]["code"], 403);
+    assert_eq!(
+        r["status"]["message"].as_str().unwrap().lines().collect::<Vec<_>>(),
+        [
+            "spec.sessions[0].addon.tasks[0].name: backup task \"snapshot\" of Addon \"workload-addon\" runs Function \"imageless\" (functions.addons.kubestash.com), which has no container image (its spec.image is not set): give the Function a valid spec.image (kubectl edit functions.addons.kubestash.com imageless)",
+            "spec.sessions[0].addon.tasks[1].params: backup task \"logical-backup\" of Addon \"workload-addon\" requires parameter \"paths\", which is not set and has no default: add params.paths",
+            "spec.sessions[0].hooks.preBackup[0].hookTemplate.name: HookTemplate \"demo/freeze\" runs Function \"missing-hook-fn\" (functions.addons.kubestash.com), which is not found: install the addon catalog that provides it (list them with: kubectl get functions.addons.kubestash.com)",
+        ]
+    );
+
+    // The same problems already stored: an update that leaves them is allowed, with warnings.
+    let r = webhook
+        .review(review(
+            "BackupConfiguration",
+            "UPDATE",
+            broken.clone(),
+            Some(broken),
+        ))
+        .await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(r["warnings"].as_array().unwrap().len(), 3, "{r}");
+
+    let restore =
+        json!({"addon": {"name": "workload-addon", "tasks": [{"name": "logical-backup-restore"}]}});
+    let r = webhook
+        .review(review("RestoreSession", "CREATE", restore, None))
+        .await;
+    assert_eq!(r["allowed"], true, "{r}");
+
+    let text = webhook.metrics.encode();
+    for line in [
+        "stash_webhook_reviews_total{kind=\"BackupConfiguration.core.kubestash.com\",operation=\"CREATE\",verdict=\"denied\"} 1",
+        "stash_webhook_reviews_total{kind=\"BackupConfiguration.core.kubestash.com\",operation=\"UPDATE\",verdict=\"warned\"} 1",
+        "stash_webhook_reviews_total{kind=\"RestoreSession.core.kubestash.com\",operation=\"CREATE\",verdict=\"allowed\"} 1",
+        "stash_webhook_cache_size{resource=\"hooktemplates.core.kubestash.com\"} 1",
+        "stash_webhook_cache_size{resource=\"functions.addons.kubestash.com\"} 3",
+    ] {
+        assert!(text.contains(line), "no {line:?} in\n{text}");
+    }
+    assert!(
+        text.contains("stash_webhook_lookups_total{resource=\"addons.addons.kubestash.com\",source=\"file\",result=\"found\"}"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn without_kubestash_referents_their_names_are_not_checked() {
+    // A catalog of Stash Functions only: nothing to check KubeStash names against.
+    let webhook = Webhook::with_functions(
+        "apiVersion: stash.appscode.com/v1beta1\nkind: Function\nmetadata: {name: f}\nspec: {image: x}\n",
+    )
+    .await;
+    let spec = backup(
+        json!({"name": "anything", "tasks": [{"name": "t"}]}),
+        json!({"postBackup": [{"name": "h", "hookTemplate": {"name": "h", "namespace": "tools"}}]}),
+    );
+    let r = webhook
+        .review(review("BackupConfiguration", "CREATE", spec, None))
+        .await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(
+        r["warnings"],
+        json!([
+            "spec.sessions[0].addon.name: Addon \"anything\" not checked: there are no Addons to check it against (the cluster does not serve them: their CRD is not installed; or the catalog and files checked hold none)",
+            "spec.sessions[0].hooks.postBackup[0].hookTemplate.name: HookTemplate \"h\" not checked: there are no HookTemplates to check it against (the cluster does not serve them: their CRD is not installed; or the catalog and files checked hold none)",
+        ])
+    );
+}
+
+#[tokio::test]
+async fn a_kubestash_object_without_references_is_allowed_and_a_bad_one_gets_a_clear_answer() {
+    let webhook = Webhook::with_functions(CATALOG).await;
+    for spec in [json!({}), json!({"sessions": "not a list"}), json!(null)] {
+        let r = webhook
+            .review(review("BackupConfiguration", "CREATE", spec, None))
+            .await;
+        assert_eq!(r["allowed"], true, "{r}");
+    }
+    let r = webhook
+        .review(review(
+            "BackupConfiguration",
+            "CREATE",
+            backup(json!({"name": 7}), json!({})),
+            None,
+        ))
+        .await;
+    assert_eq!(
+        r["status"]["message"],
+        "spec.sessions[0].addon.name: must be a string, got a number: name the Addon that backs up this target (list them with: kubectl get addons.addons.kubestash.com)"
+    );
+}
