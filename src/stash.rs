@@ -1,6 +1,7 @@
-//! The Stash kinds this webhook judges, where their references are, and every reference found in
-//! an object, with its field path: each hook's executor (a Function) and the Task that runs the
-//! backup or restore (`spec.task`, or `spec.members[i].task` of a batch).
+//! The Stash kinds this webhook judges and where their references are (a table, [`KindInfo`],
+//! beside KubeStash's), and every reference found in an object, with its field path: each hook's
+//! executor (a Function) and the Task that runs the backup or restore (`spec.task`, or
+//! `spec.members[i].task` of a batch).
 //!
 //! Decoding is deliberately tolerant: only `hooks.*.executor` and `task` are read. A hook, a `hooks` block or a
 //! `members` list of an unexpected shape is skipped, never rejected, because the API evolves (the
@@ -17,8 +18,65 @@ pub const STASH_GROUP: &str = "stash.appscode.com";
 /// The only served version of the hook-bearing kinds.
 pub const STASH_VERSION: &str = "v1beta1";
 
+/// A Stash kind this webhook judges, and where its references are: data, as KubeStash's kinds are
+/// ([`crate::kubestash::KINDS`]). Its objects are read by the decoder below, which reads only
+/// these places.
+#[derive(Debug, PartialEq, Eq)]
+pub struct KindInfo {
+    pub kind: &'static str,
+    pub plural: &'static str,
+    /// The hooks, each at `spec.hooks.NAME.executor` (and `spec.members[*].hooks.NAME.executor`
+    /// for a batch), naming a Function.
+    pub hooks: &'static [&'static str],
+    /// A batch: its Tasks and more hooks are in `spec.members[*]`, each with `task.name`; the
+    /// other kinds name their Task at `spec.task.name`.
+    pub members: bool,
+    /// Its values are filled in per target later (a blueprint): a value holding `${` is not judged.
+    pub template: bool,
+}
+
 const BACKUP_HOOKS: &[&str] = &["preBackup", "postBackup"];
 const RESTORE_HOOKS: &[&str] = &["preRestore", "postRestore"];
+
+/// Every Stash kind judged, in [`StashKind::ALL`]'s order (stashed/apimachinery
+/// `apis/stash/v1beta1/*_types.go`: `Hooks`, `Members`, `Task`).
+const KINDS: [KindInfo; 5] = [
+    KindInfo {
+        kind: "BackupConfiguration",
+        plural: "backupconfigurations",
+        hooks: BACKUP_HOOKS,
+        members: false,
+        template: false,
+    },
+    KindInfo {
+        kind: "RestoreSession",
+        plural: "restoresessions",
+        hooks: RESTORE_HOOKS,
+        members: false,
+        template: false,
+    },
+    KindInfo {
+        kind: "BackupBatch",
+        plural: "backupbatches",
+        hooks: BACKUP_HOOKS,
+        members: true,
+        template: false,
+    },
+    KindInfo {
+        kind: "RestoreBatch",
+        plural: "restorebatches",
+        hooks: RESTORE_HOOKS,
+        members: true,
+        template: false,
+    },
+    KindInfo {
+        kind: "BackupBlueprint",
+        plural: "backupblueprints",
+        hooks: BACKUP_HOOKS,
+        members: false,
+        template: true,
+    },
+];
 
 /// A Stash kind whose objects carry hooks, and so are judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -48,36 +106,26 @@ impl StashKind {
         Self::ALL.into_iter().find(|k| k.as_str() == kind)
     }
 
+    /// Where its references are.
+    pub fn info(self) -> &'static KindInfo {
+        &KINDS[self as usize]
+    }
+
     pub fn as_str(self) -> &'static str {
-        match self {
-            StashKind::BackupConfiguration => "BackupConfiguration",
-            StashKind::RestoreSession => "RestoreSession",
-            StashKind::BackupBatch => "BackupBatch",
-            StashKind::RestoreBatch => "RestoreBatch",
-            StashKind::BackupBlueprint => "BackupBlueprint",
-        }
+        self.info().kind
     }
 
     /// The plural resource name, as webhook rules, RBAC and API paths name it.
     pub fn plural(self) -> &'static str {
-        match self {
-            StashKind::BackupConfiguration => "backupconfigurations",
-            StashKind::RestoreSession => "restoresessions",
-            StashKind::BackupBatch => "backupbatches",
-            StashKind::RestoreBatch => "restorebatches",
-            StashKind::BackupBlueprint => "backupblueprints",
-        }
+        self.info().plural
     }
 
     fn hook_names(self) -> &'static [&'static str] {
-        match self {
-            StashKind::RestoreSession | StashKind::RestoreBatch => RESTORE_HOOKS,
-            _ => BACKUP_HOOKS,
-        }
+        self.info().hooks
     }
 
     fn has_members(self) -> bool {
-        matches!(self, StashKind::BackupBatch | StashKind::RestoreBatch)
+        self.info().members
     }
 
     /// Whether the kind names its Task in `spec.task` (a batch names one per member instead).
@@ -88,7 +136,7 @@ impl StashKind {
     /// Whether the kind's values are templates, filled in per target before they are used: a
     /// BackupBlueprint's `${TARGET_...}` become a BackupConfiguration's values.
     pub fn is_template(self) -> bool {
-        self == StashKind::BackupBlueprint
+        self.info().template
     }
 }
 
@@ -866,6 +914,20 @@ impl SpecHooks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_kind_reads_its_own_row_of_the_table() {
+        for kind in StashKind::ALL {
+            assert_eq!(kind.as_str(), format!("{kind:?}"));
+            assert_eq!(
+                kind.plural(),
+                format!("{kind:?}")
+                    .to_lowercase()
+                    .replace("batch", "batche")
+                    + "s"
+            );
+        }
+    }
     use serde_json::json;
 
     fn paths(kind: StashKind, obj: Value) -> Vec<String> {
