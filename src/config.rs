@@ -87,7 +87,8 @@ pub struct CheckArgs {
     #[arg(short = 'R', long)]
     pub recursive: bool,
 
-    /// More Functions that count as existing (YAML or JSON), besides those in the inputs.
+    /// More referents that count as existing (YAML or JSON), besides those in the inputs: Stash's
+    /// Functions and Tasks, KubeStash's Addons, Functions and HookTemplates.
     #[arg(long, env = "STASH_WEBHOOK_FUNCTIONS_FILE", conflicts_with = "cluster")]
     pub functions_file: Option<PathBuf>,
 
@@ -143,8 +144,9 @@ pub struct ServeArgs {
     #[arg(long, env = "STASH_WEBHOOK_CERT_RELOAD_INTERVAL", default_value = "10s", value_parser = duration)]
     pub cert_reload_interval: Duration,
 
-    /// Read Functions from this file (YAML or JSON: one Function, several documents, or a List)
-    /// instead of the Kubernetes API.
+    /// Read the referents from this file instead of the Kubernetes API (YAML or JSON: one object,
+    /// several documents, or a List): Stash's Functions and Tasks, KubeStash's Addons, Functions
+    /// (addons.kubestash.com) and HookTemplates. A kind of which it holds none is not checked.
     #[arg(long, env = "STASH_WEBHOOK_FUNCTIONS_FILE")]
     pub functions_file: Option<PathBuf>,
 
