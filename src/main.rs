@@ -262,7 +262,8 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
                 }),
                 policy.on_lookup_failure,
                 args.lookup_timeout,
-            );
+            )
+            .with_kubestash(kubestash.clone());
             (source, Some(tasks), protector)
         }
     };
