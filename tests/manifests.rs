@@ -592,7 +592,10 @@ fn self_signed_overlay_uses_the_certificates_made_by_the_certs_command() {
     let docs = kustomize(&overlay);
     let config = find(&docs, "ValidatingWebhookConfiguration", NAME);
     let ca_bundle = std::fs::read_to_string(generated.join("ca-bundle.b64")).expect("ca-bundle");
-    for webhook in config["webhooks"].as_array().expect("webhooks") {
+    let webhooks = config["webhooks"].as_array().expect("webhooks");
+    // The patch sets them by position: it must cover every one.
+    assert_eq!(webhooks.len(), stash_webhook::certs::WEBHOOKS);
+    for webhook in webhooks {
         assert_eq!(webhook["clientConfig"]["caBundle"], ca_bundle.trim());
     }
 

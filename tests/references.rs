@@ -1,7 +1,8 @@
 //! After admission, against the stand-in API server: Function and Task protection over HTTPS
 //! (`/protect`), decided by live LISTs so that an object the index has not seen yet is protected
 //! too, and the audit's Events on executors and Tasks, one leader at a time, with none lost or
-//! duplicated through an outage.
+//! duplicated through an outage. The same for KubeStash's referents (Addons, its Functions,
+//! HookTemplates): protection by live LISTs of the KubeStash kinds, and the audit's Events.
 
 mod support;
 
@@ -15,8 +16,9 @@ use stash_webhook::references::audit::{self, Settings};
 use stash_webhook::references::index::{self, ReferenceIndex};
 use stash_webhook::references::protect::{self, Protector};
 use stash_webhook::rules::{FailurePolicy, Policy};
-use stash_webhook::sources::Source;
+use stash_webhook::sources::{ClusterSource as Watched, Source};
 use stash_webhook::tasks::ClusterSource as TaskSource;
+use stash_webhook::validator::KubeStashSources;
 use support::apiserver::ApiServer;
 use support::{eventually, fixture, Options, Webhook};
 
@@ -81,6 +83,7 @@ struct Cluster {
     api: ApiServer,
     source: Arc<ClusterSource>,
     tasks: Arc<TaskSource>,
+    kubestash: Option<audit::KubeStash>,
     index: Arc<ReferenceIndex>,
     index_watches: Vec<tokio::task::JoinHandle<()>>,
     webhook: Webhook,
@@ -106,6 +109,11 @@ async fn cluster(prepare: impl FnOnce(&ApiServer)) -> Cluster {
     let tasks = Arc::new(tasks);
     let index = Arc::new(ReferenceIndex::default());
     let index_watches = index::start(api.client(), index.clone(), metrics.clone());
+    let kubestash = audit::KubeStash {
+        addons: Arc::new(Watched::start(api.client(), metrics.clone()).0),
+        functions: Arc::new(Watched::start(api.client(), metrics.clone()).0),
+        hook_templates: Arc::new(Watched::start(api.client(), metrics.clone()).0),
+    };
     let protector = Protector::new(
         Some(protect::Cluster {
             client: api.client(),
@@ -113,7 +121,12 @@ async fn cluster(prepare: impl FnOnce(&ApiServer)) -> Cluster {
         }),
         FailurePolicy::Deny,
         Duration::from_secs(2),
-    );
+    )
+    .with_kubestash(KubeStashSources {
+        addons: Some(kubestash.addons.clone()),
+        functions: Some(kubestash.functions.clone()),
+        hook_templates: Some(kubestash.hook_templates.clone()),
+    });
     let webhook = Webhook::start(
         source.clone(),
         metrics.clone(),
@@ -123,16 +136,29 @@ async fn cluster(prepare: impl FnOnce(&ApiServer)) -> Cluster {
         },
     )
     .await;
-    let (s, t, i) = (source.clone(), tasks.clone(), index.clone());
+    let (s, t, i, k) = (
+        source.clone(),
+        tasks.clone(),
+        index.clone(),
+        kubestash.clone(),
+    );
     eventually(WAIT, "the caches and the index to sync", || {
-        let (s, t, i) = (s.clone(), t.clone(), i.clone());
-        async move { s.is_ready() && t.is_ready() && i.is_synced() }
+        let (s, t, i, k) = (s.clone(), t.clone(), i.clone(), k.clone());
+        async move {
+            s.is_ready()
+                && t.is_ready()
+                && i.is_synced()
+                && k.addons.is_ready()
+                && k.functions.is_ready()
+                && k.hook_templates.is_ready()
+        }
     })
     .await;
     Cluster {
         api,
         source,
         tasks,
+        kubestash: Some(kubestash),
         index,
         index_watches,
         webhook,
@@ -347,6 +373,7 @@ fn start_audit_with(
         c.index.clone(),
         c.source.clone(),
         c.tasks.clone(),
+        c.kubestash.clone(),
         c.metrics.clone(),
         settings,
     ))
@@ -843,4 +870,377 @@ async fn a_task_update_whose_functions_cannot_be_looked_up_follows_the_lookup_fa
             && text.ends_with(": retry once the webhook can read Functions"),
         "{text}"
     );
+}
+
+// ---- KubeStash's referents ------------------------------------------------------------------
+
+const ADDONS: &str = "addons.addons.kubestash.com";
+const KS_FUNCTIONS: &str = "functions.addons.kubestash.com";
+const HOOK_TEMPLATES: &str = "hooktemplates.core.kubestash.com";
+const KS_BACKUPS: &str = "backupconfigurations.core.kubestash.com";
+
+/// A review of a KubeStash referent, as the API server sends it (the recorded Function DELETE,
+/// made one of `group`'s `kind`): `old` and `new` are the `spec` of `oldObject` and `object`
+/// (none: null), each with the annotation when `annotated`.
+#[allow(clippy::too_many_arguments)]
+fn kubestash_review(
+    group: &str,
+    kind: &str,
+    resource: &str,
+    operation: &str,
+    (namespace, name): (Option<&str>, &str),
+    old: Option<Value>,
+    new: Option<Value>,
+    annotated: bool,
+) -> String {
+    let mut review: Value = serde_json::from_str(&fixture("function-delete")).unwrap();
+    let request = &mut review["request"];
+    for field in ["kind", "requestKind"] {
+        request[field] = json!({"group": group, "version": "v1alpha1", "kind": kind});
+    }
+    for field in ["resource", "requestResource"] {
+        request[field] = json!({"group": group, "version": "v1alpha1", "resource": resource});
+    }
+    request["name"] = json!(name);
+    if let Some(namespace) = namespace {
+        request["namespace"] = json!(namespace);
+    }
+    request["operation"] = json!(operation);
+    let object = |spec: Option<Value>| match spec {
+        Some(spec) => {
+            let mut object = json!({"apiVersion": format!("{group}/v1alpha1"), "kind": kind,
+                "metadata": {"name": name}, "spec": spec});
+            if let Some(namespace) = namespace {
+                object["metadata"]["namespace"] = json!(namespace);
+            }
+            if annotated {
+                object["metadata"]["annotations"][ANNOTATION] = json!("true");
+            }
+            object
+        }
+        None => Value::Null,
+    };
+    request["oldObject"] = object(old);
+    request["object"] = object(new);
+    review.to_string()
+}
+
+fn addon_review(
+    operation: &str,
+    old: Option<Value>,
+    new: Option<Value>,
+    annotated: bool,
+) -> String {
+    kubestash_review(
+        "addons.kubestash.com",
+        "Addon",
+        "addons",
+        operation,
+        (None, "workload-addon"),
+        old,
+        new,
+        annotated,
+    )
+}
+
+fn workload_addon() -> Value {
+    json!({"backupTasks": [
+        {"name": "logical-backup", "function": "workload-backup"},
+        {"name": "manifest-backup", "function": "workload-backup"}]})
+}
+
+/// Addon `workload-addon` (its task `logical-backup` run by Function `workload-backup`),
+/// HookTemplate `demo/freeze` (run by Function `freeze-fn`), and BackupConfiguration
+/// `demo/db-backup`, which names the task and the HookTemplate.
+fn with_kubestash_users(api: &ApiServer) {
+    api.put_object(
+        KS_FUNCTIONS,
+        None,
+        "workload-backup",
+        json!({"image": "ghcr.io/kubestash/workload-restic-plugin:v0.11.0"}),
+    );
+    api.put_object(
+        KS_FUNCTIONS,
+        None,
+        "freeze-fn",
+        json!({"image": "ghcr.io/kubestash/freeze:v0.1.0"}),
+    );
+    api.put_object(ADDONS, None, "workload-addon", workload_addon());
+    api.put_object(
+        HOOK_TEMPLATES,
+        Some("demo"),
+        "freeze",
+        json!({"executor": {"type": "Function", "function": {"name": "freeze-fn"}}}),
+    );
+    api.put_object(
+        HOOK_TEMPLATES,
+        Some("demo"),
+        "unused",
+        json!({"executor": {"type": "Pod"}}),
+    );
+    api.put_object(
+        KS_BACKUPS,
+        Some("demo"),
+        "db-backup",
+        json!({"sessions": [{"name": "daily",
+            "addon": {"name": "workload-addon", "tasks": [{"name": "logical-backup"}]},
+            "hooks": {"preBackup": [{"name": "freeze", "hookTemplate": {"name": "freeze"}}]}}]}),
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_kubestash_addon_in_use_is_denied_unless_annotated() {
+    let c = cluster(with_kubestash_users).await;
+    let r = c
+        .webhook
+        .protect(addon_review("DELETE", Some(workload_addon()), None, false))
+        .await;
+    assert_eq!(r["allowed"], false, "{r}");
+    assert_eq!(
+        r["status"]["message"],
+        format!("Addon \"workload-addon\" is used by 1 object: demo/BackupConfiguration/db-backup (spec.sessions[0].addon): change or delete them first, or annotate the Addon with {ANNOTATION}=true")
+    );
+    let r = c
+        .webhook
+        .protect(addon_review("DELETE", Some(workload_addon()), None, true))
+        .await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(
+        r["warnings"],
+        json!([format!("Addon \"workload-addon\" is used by 1 object: demo/BackupConfiguration/db-backup (spec.sessions[0].addon); allowed by the annotation {ANNOTATION}=true: those objects fail until they name an Addon that exists")])
+    );
+}
+
+#[tokio::test]
+async fn deleting_an_unused_hook_template_is_allowed_and_a_used_one_denied() {
+    let c = cluster(with_kubestash_users).await;
+    let delete = |name: &str| {
+        kubestash_review(
+            "core.kubestash.com",
+            "HookTemplate",
+            "hooktemplates",
+            "DELETE",
+            (Some("demo"), name),
+            Some(json!({"executor": {"type": "Pod"}})),
+            None,
+            false,
+        )
+    };
+    let lists = c.api.counters_for(KS_BACKUPS).lists();
+    let r = c.webhook.protect(delete("unused")).await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert!(r.get("warnings").is_none(), "{r}");
+    assert!(
+        c.api.counters_for(KS_BACKUPS).lists() > lists,
+        "decided by a live LIST"
+    );
+    let r = c.webhook.protect(delete("freeze")).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    assert_eq!(
+        r["status"]["message"],
+        format!("HookTemplate \"demo/freeze\" is used by 1 hook: demo/BackupConfiguration/db-backup (spec.sessions[0].hooks.preBackup[0]): change or delete them first, or annotate the HookTemplate with {ANNOTATION}=true")
+    );
+}
+
+#[tokio::test]
+async fn an_addon_update_removing_a_used_task_is_denied() {
+    let c = cluster(with_kubestash_users).await;
+    let without =
+        json!({"backupTasks": [{"name": "manifest-backup", "function": "workload-backup"}]});
+    let r = c
+        .webhook
+        .protect(addon_review(
+            "UPDATE",
+            Some(workload_addon()),
+            Some(without),
+            false,
+        ))
+        .await;
+    assert_eq!(r["allowed"], false, "{r}");
+    assert_eq!(
+        r["status"]["message"],
+        format!("spec.backupTasks: this change removes backup task \"logical-backup\" of Addon \"workload-addon\", and it is used by 1 object: demo/BackupConfiguration/db-backup (spec.sessions[0].addon.tasks[0]): change or delete them first, or annotate the Addon with {ANNOTATION}=true")
+    );
+    // Removing the task no object names is allowed.
+    let without =
+        json!({"backupTasks": [{"name": "logical-backup", "function": "workload-backup"}]});
+    let r = c
+        .webhook
+        .protect(addon_review(
+            "UPDATE",
+            Some(workload_addon()),
+            Some(without),
+            false,
+        ))
+        .await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert!(r.get("warnings").is_none(), "{r}");
+    // A task without a Function is written with a warning.
+    let r = c
+        .webhook
+        .protect(addon_review(
+            "CREATE",
+            None,
+            Some(json!({"backupTasks": [{"name": "t"}]})),
+            false,
+        ))
+        .await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(
+        r["warnings"],
+        json!(["spec.backupTasks[0].function: backup task \"t\" of Addon \"workload-addon\" names no Function: an object that names this task fails until it names one (set function to the name of a Function, list them with: kubectl get functions.addons.kubestash.com)"])
+    );
+}
+
+#[tokio::test]
+async fn a_kubestash_function_update_removing_its_image_while_used_is_denied() {
+    let c = cluster(with_kubestash_users).await;
+    let review = kubestash_review(
+        "addons.kubestash.com",
+        "Function",
+        "functions",
+        "UPDATE",
+        (None, "workload-backup"),
+        Some(json!({"image": "ghcr.io/kubestash/workload-restic-plugin:v0.11.0"})),
+        Some(json!({})),
+        false,
+    );
+    let r = c.webhook.protect(review).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    assert_eq!(
+        r["status"]["message"],
+        format!("spec.image: this change leaves Function \"workload-backup\" unable to run (has no container image), and it is used by Addon \"workload-addon\" backup task \"logical-backup\" (spec.backupTasks[0].function), named by 1 object: demo/BackupConfiguration/db-backup (spec.sessions[0].addon.tasks[0]): change or delete them first, or annotate the Function with {ANNOTATION}=true")
+    );
+    assert_eq!(
+        r["warnings"],
+        json!(["spec.image: Function \"workload-backup\" has no container image: an Addon task or HookTemplate that runs it fails until it has one (set spec.image to a container image)"])
+    );
+}
+
+#[tokio::test]
+async fn a_hook_template_in_use_deleted_gets_a_warning_event_then_a_normal_one_when_restored() {
+    let c = cluster(with_kubestash_users).await;
+    let _audit = start_audit(&c, "replica-a", Duration::from_secs(3600));
+    // Deleted with the annotation (the stand-in calls no webhook).
+    assert!(c.api.delete_object(HOOK_TEMPLATES, Some("demo"), "freeze"));
+    let api = &c.api;
+    eventually(
+        Duration::from_secs(60),
+        "a HookTemplateNotFound Event",
+        || async move { !events(api, audit::HOOK_TEMPLATE_NOT_FOUND).is_empty() },
+    )
+    .await;
+    let event = c
+        .api
+        .events()
+        .into_iter()
+        .find(|e| e["reason"] == audit::HOOK_TEMPLATE_NOT_FOUND)
+        .unwrap();
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["regarding"]["kind"], "BackupConfiguration");
+    assert_eq!(
+        event["regarding"]["apiVersion"],
+        "core.kubestash.com/v1alpha1"
+    );
+    assert_eq!(event["regarding"]["name"], "db-backup");
+    assert_eq!(event["metadata"]["namespace"], "demo");
+    assert_eq!(event["action"], "AuditHookTemplate");
+    assert_eq!(
+        event["note"],
+        "spec.sessions[0].hooks.preBackup[0].hookTemplate.name: HookTemplate \"freeze\" not found in namespace \"demo\": create it there, or set hookTemplate.namespace to the namespace that has it (list them with: kubectl get hooktemplates.core.kubestash.com -A)"
+    );
+    // The addon reference still resolves: nothing said of it.
+    assert!(events(&c.api, audit::ADDON_NOT_FOUND).is_empty());
+    assert!(events(&c.api, audit::ADDON_UNUSABLE).is_empty());
+
+    c.api.put_object(
+        HOOK_TEMPLATES,
+        Some("demo"),
+        "freeze",
+        json!({"executor": {"type": "Function", "function": {"name": "freeze-fn"}}}),
+    );
+    eventually(
+        Duration::from_secs(60),
+        "a HookTemplateResolved Event",
+        || async move { !events(api, audit::HOOK_TEMPLATE_RESOLVED).is_empty() },
+    )
+    .await;
+    assert_eq!(events(&c.api, audit::HOOK_TEMPLATE_NOT_FOUND).len(), 1);
+}
+
+#[tokio::test]
+async fn an_addon_losing_a_used_task_gets_an_addon_unusable_event() {
+    let c = cluster(with_kubestash_users).await;
+    let _audit = start_audit(&c, "replica-a", Duration::from_secs(3600));
+    c.api.put_object(
+        ADDONS,
+        None,
+        "workload-addon",
+        json!({"backupTasks": [{"name": "manifest-backup", "function": "workload-backup"}]}),
+    );
+    let api = &c.api;
+    eventually(
+        Duration::from_secs(60),
+        "an AddonUnusable Event",
+        || async move { !events(api, audit::ADDON_UNUSABLE).is_empty() },
+    )
+    .await;
+    let event = c
+        .api
+        .events()
+        .into_iter()
+        .find(|e| e["reason"] == audit::ADDON_UNUSABLE)
+        .unwrap();
+    assert_eq!(event["regarding"]["name"], "db-backup");
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["action"], "AuditAddon");
+    assert_eq!(
+        event["note"],
+        "spec.sessions[0].addon.tasks[0].name: Addon \"workload-addon\" has no backup task \"logical-backup\": name one of Addon \"workload-addon\"'s backup tasks (it has manifest-backup)"
+    );
+    // Given the task again: a Normal Event.
+    c.api
+        .put_object(ADDONS, None, "workload-addon", workload_addon());
+    eventually(
+        Duration::from_secs(60),
+        "an AddonResolved Event",
+        || async move { !events(api, audit::ADDON_RESOLVED).is_empty() },
+    )
+    .await;
+    let resolved = c
+        .api
+        .events()
+        .into_iter()
+        .find(|e| e["reason"] == audit::ADDON_RESOLVED)
+        .unwrap();
+    assert_eq!(resolved["type"], "Normal");
+    assert_eq!(
+        resolved["note"],
+        "spec.sessions[0].addon: the Addon resolves and its tasks can run again"
+    );
+}
+
+#[tokio::test]
+async fn a_cluster_without_kubestash_still_protects_stash_referents() {
+    let c = cluster(|api| {
+        api.set_kubestash_installed(false);
+        with_three_users(api);
+    })
+    .await;
+    let r = c
+        .webhook
+        .protect(delete_of("mysql-hook-executor", false))
+        .await;
+    assert_eq!(r["allowed"], false, "{r}");
+    assert_eq!(
+        r["status"]["message"],
+        format!("Function \"mysql-hook-executor\" is used by 3 hooks: {THREE_HOOKS}: change or delete them first, or annotate the Function with {ANNOTATION}=true")
+    );
+    // A KubeStash referent has no users there: its kinds answer 404.
+    let r = c
+        .webhook
+        .protect(addon_review("DELETE", Some(workload_addon()), None, false))
+        .await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert!(r.get("warnings").is_none(), "{r}");
 }

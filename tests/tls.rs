@@ -93,9 +93,17 @@ async fn certs_command_output_verifies_for_the_service_names() {
         .decode(read("ca-bundle.b64"))
         .unwrap();
     assert_eq!(String::from_utf8(bundle).unwrap(), read("ca.crt"));
-    assert!(
-        read("webhook-ca-bundle-patch.yaml").contains(&format!("value: {}", read("ca-bundle.b64")))
-    );
+    // One caBundle per webhook of the configuration, in its order (validate, protect,
+    // validate-kubestash, protect-kubestash).
+    let patch = read("webhook-ca-bundle-patch.yaml");
+    for i in 0..stash_webhook::certs::WEBHOOKS {
+        let entry = format!(
+            "- op: replace\n  path: /webhooks/{i}/clientConfig/caBundle\n  value: {}\n",
+            read("ca-bundle.b64")
+        );
+        assert!(patch.contains(&entry), "webhook {i}:\n{patch}");
+    }
+    assert_eq!(patch.matches("- op:").count(), 4);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

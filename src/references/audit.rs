@@ -2,6 +2,10 @@
 //! run (the referent deleted with the annotation, broken by an edit, or the object admitted while
 //! the webhook was not in the path), gets a `Warning` Event, and a `Normal` one when it is fixed.
 //! One replica writes them, the holder of a Lease; admission stays active on every replica.
+//!
+//! KubeStash objects get the same: every `addon` whose Addon (or task of it) is missing or cannot
+//! run, and every hook whose HookTemplate is, judged by the KubeStash rules on each pass against
+//! the watched Addons, Functions and HookTemplates, the objects themselves listed live.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -13,10 +17,16 @@ use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
 
 use super::index::{ObjectKey, ReferenceIndex};
+use super::protect::kubestash::{list_objects, Listed, ObjectKey as KubeStashKey};
 use crate::functions::ClusterSource;
+use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate};
+use crate::kubestash::References;
 use crate::metrics::Metrics;
+use crate::rules::kubestash::{self as kubestash_rules, Known};
 use crate::rules::tasks::{self as task_rules, Task};
+use crate::rules::FailurePolicy;
 use crate::rules::{self, valid_object_name, Function, Policy, Resolution};
+use crate::sources::ClusterSource as Watched;
 use crate::sources::Source;
 use crate::stash::{
     Executor, ExecutorRef, FieldPath, FunctionName, StashKind, TaskName, TaskRef, TaskUse,
@@ -33,9 +43,23 @@ pub const TASK_NOT_FOUND: &str = "TaskNotFound";
 /// run, a variable left unset.
 pub const TASK_UNUSABLE: &str = "TaskUnusable";
 pub const TASK_RESOLVED: &str = "TaskResolved";
+/// A KubeStash `addon` names an Addon that does not exist.
+pub const ADDON_NOT_FOUND: &str = "AddonNotFound";
+/// A KubeStash `addon` names an Addon, or a task of it, that cannot run: the task missing, its
+/// Function missing or without a usable image, a parameter left unset.
+pub const ADDON_UNUSABLE: &str = "AddonUnusable";
+pub const ADDON_RESOLVED: &str = "AddonResolved";
+/// A KubeStash hook names a HookTemplate that does not exist.
+pub const HOOK_TEMPLATE_NOT_FOUND: &str = "HookTemplateNotFound";
+/// A KubeStash hook names a HookTemplate that cannot run it.
+pub const HOOK_TEMPLATE_UNUSABLE: &str = "HookTemplateUnusable";
+pub const HOOK_TEMPLATE_RESOLVED: &str = "HookTemplateResolved";
 
 /// Every Warning reason, for the gauge.
 const BROKEN: [&str; 4] = [NOT_FOUND, UNUSABLE, TASK_NOT_FOUND, TASK_UNUSABLE];
+
+/// How long the LISTs of the KubeStash objects of one pass may take.
+const LIST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long confirming one finding with live lookups may take.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
@@ -198,12 +222,44 @@ fn cached(functions: &ClusterSource, executor: &Executor) -> Option<Resolution> 
     })
 }
 
+/// KubeStash's referents as the cluster serves them, for the audit of KubeStash objects (which
+/// are listed on each pass, not indexed).
+#[derive(Clone)]
+pub struct KubeStash {
+    pub addons: Arc<Watched<Addon>>,
+    pub functions: Arc<Watched<AddonFunction>>,
+    pub hook_templates: Arc<Watched<HookTemplate>>,
+}
+
+impl KubeStash {
+    fn is_ready(&self) -> bool {
+        self.addons.is_ready() && self.functions.is_ready() && self.hook_templates.is_ready()
+    }
+
+    async fn changed(&self) {
+        tokio::select! {
+            () = self.addons.changed() => {}
+            () = self.functions.changed() => {}
+            () = self.hook_templates.changed() => {}
+        }
+    }
+}
+
+/// Resolves when KubeStash's referents change; never without them.
+async fn kubestash_changed(kubestash: Option<&KubeStash>) {
+    match kubestash {
+        Some(k) => k.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Runs the audit while this replica holds the Lease, until the task is aborted.
 pub async fn run(
     client: Client,
     index: Arc<ReferenceIndex>,
     functions: Arc<ClusterSource>,
     tasks: Arc<TaskSource>,
+    kubestash: Option<KubeStash>,
     metrics: Metrics,
     settings: Settings,
 ) {
@@ -226,20 +282,23 @@ pub async fn run(
     };
     let (mut leading, _lease) = manager.watch().await;
     let recorder = Recorder::new(
-        client,
+        client.clone(),
         Reporter {
             controller: "stash-webhook".into(),
             instance: Some(settings.identity.clone()),
         },
     );
     let mut audit = Audit {
+        client,
         index,
         functions,
         tasks,
+        kubestash,
         recorder,
         metrics,
         settings,
         reported: HashMap::new(),
+        kubestash_reported: HashMap::new(),
     };
     loop {
         if !*leading.borrow_and_update() {
@@ -259,15 +318,19 @@ pub async fn run(
 }
 
 struct Audit {
+    client: Client,
     index: Arc<ReferenceIndex>,
     functions: Arc<ClusterSource>,
     tasks: Arc<TaskSource>,
+    kubestash: Option<KubeStash>,
     recorder: Recorder,
     metrics: Metrics,
     settings: Settings,
     /// What this leader has written, by reference (a hook's executor or a `task`); a finding is
     /// written again only when it changes, or on the periodic refresh.
     reported: HashMap<HookId, (ObjectKey, Finding)>,
+    /// The same for the references of KubeStash objects.
+    kubestash_reported: HashMap<HookId, (KubeStashKey, Finding)>,
 }
 
 impl Audit {
@@ -291,17 +354,25 @@ impl Audit {
                     () = self.index.changed() => {}
                     () = self.functions.changed() => {}
                     () = self.tasks.changed() => {}
+                    () = kubestash_changed(self.kubestash.as_ref()) => {}
                     _ = refresh.tick() => refresh_all = true,
                     () = tokio::time::sleep(Duration::from_secs(2)), if retry => {}
                 }
                 // Let a burst of changes (a re-list, `kubectl apply -f dir/`) settle into one pass.
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            if !(self.index.is_synced() && self.functions.is_ready() && self.tasks.is_ready()) {
+            let kubestash_ready = self.kubestash.as_ref().is_none_or(KubeStash::is_ready);
+            if !(self.index.is_synced()
+                && self.functions.is_ready()
+                && self.tasks.is_ready()
+                && kubestash_ready)
+            {
                 retry = true;
                 continue;
             }
-            retry = !self.pass(refresh_all).await;
+            let stash = self.pass(refresh_all).await;
+            let kubestash = self.kubestash_pass(refresh_all).await;
+            retry = !(stash && kubestash);
         }
     }
 
@@ -372,7 +443,13 @@ impl Audit {
                 continue;
             }
             if self
-                .publish(key, &id.0, EventType::Warning, found.reason, &found.note)
+                .publish(
+                    stash_reference(key, &id.0),
+                    &key.to_string(),
+                    EventType::Warning,
+                    found.reason,
+                    &found.note,
+                )
                 .await
             {
                 self.reported
@@ -408,7 +485,13 @@ impl Audit {
                 )
             };
             if self
-                .publish(&key, &id.0, EventType::Normal, reason, &note)
+                .publish(
+                    stash_reference(&key, &id.0),
+                    &key.to_string(),
+                    EventType::Normal,
+                    reason,
+                    &note,
+                )
                 .await
             {
                 self.reported.remove(&id);
@@ -479,29 +562,22 @@ impl Audit {
         }
     }
 
-    /// Writes one Event on `key`; false when the API refused or could not be reached.
+    /// Writes one Event on the object `reference` points at (`key`, for the logs); false when
+    /// the API refused or could not be reached.
     async fn publish(
         &self,
-        key: &ObjectKey,
-        uid: &str,
+        reference: ObjectReference,
+        key: &str,
         type_: EventType,
         reason: &str,
         note: &str,
     ) -> bool {
-        let reference = ObjectReference {
-            api_version: Some(format!(
-                "{}/{}",
-                crate::stash::STASH_GROUP,
-                crate::stash::STASH_VERSION
-            )),
-            kind: Some(key.kind.as_str().to_owned()),
-            name: Some(key.name.clone()),
-            namespace: key.namespace.clone(),
-            uid: Some(uid.to_owned()),
-            ..ObjectReference::default()
-        };
         let action = if is_task_reason(reason) {
             "AuditTask"
+        } else if is_addon_reason(reason) {
+            "AuditAddon"
+        } else if is_hook_template_reason(reason) {
+            "AuditHookTemplate"
         } else {
             "AuditExecutor"
         };
@@ -522,6 +598,359 @@ impl Audit {
                 false
             }
         }
+    }
+}
+
+/// Which reference of a KubeStash object: one of its addons, or one of its hooks (by index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubeStashRef {
+    Addon(usize),
+    Hook(usize),
+}
+
+/// What is known of KubeStash's referents during one pass, by name (HookTemplates by
+/// `NAMESPACE/NAME`); a map is none when the cluster does not serve that kind.
+#[derive(Default)]
+struct KubeStashKnown {
+    addons: Option<HashMap<String, Resolution<Addon>>>,
+    functions: Option<HashMap<String, Resolution<AddonFunction>>>,
+    hook_templates: Option<HashMap<String, Resolution<HookTemplate>>>,
+}
+
+impl KubeStashKnown {
+    fn known(&self) -> Known<'_> {
+        Known {
+            addons: self.addons.as_ref(),
+            functions: self.functions.as_ref(),
+            hook_templates: self.hook_templates.as_ref(),
+        }
+    }
+}
+
+/// One reference of `refs`, alone.
+fn only(refs: &References, which: KubeStashRef) -> References {
+    match which {
+        KubeStashRef::Addon(i) => References {
+            addons: vec![refs.addons[i].clone()],
+            hooks: Vec::new(),
+        },
+        KubeStashRef::Hook(i) => References {
+            addons: Vec::new(),
+            hooks: vec![refs.hooks[i].clone()],
+        },
+    }
+}
+
+/// What the audit reports of one reference (`which`) of a KubeStash object of `kind`, given what
+/// is known of the referents: a finding when admission would deny it (without the ratchet), none
+/// when it would not, or when something it depends on could not be looked up or is not served,
+/// which says nothing of the reference. Pure.
+pub fn kubestash_finding(
+    kind: &crate::kubestash::Kind,
+    namespace: &str,
+    refs: &References,
+    which: KubeStashRef,
+    known: Known<'_>,
+    policy: &Policy,
+) -> Option<Finding> {
+    let one = only(refs, which);
+    // A lookup that failed or was not made is a warning here, never a finding.
+    let policy = Policy {
+        on_lookup_failure: FailurePolicy::Allow,
+        ..policy.clone()
+    };
+    let verdict = kubestash_rules::judge(
+        kind,
+        namespace,
+        &one,
+        &References::default(),
+        known,
+        &policy,
+    );
+    if verdict.allowed() {
+        return None;
+    }
+    let reason = match which {
+        KubeStashRef::Addon(_) => {
+            let name = one.addons[0].name.as_str();
+            let missing = name
+                .and_then(|n| known.addons?.get(n))
+                .is_some_and(|r| matches!(r, Resolution::NotFound));
+            if missing {
+                ADDON_NOT_FOUND
+            } else {
+                ADDON_UNUSABLE
+            }
+        }
+        KubeStashRef::Hook(_) => {
+            let key = one.hooks[0].key();
+            let missing = key
+                .and_then(|k| known.hook_templates?.get(&k))
+                .is_some_and(|r| matches!(r, Resolution::NotFound));
+            if missing {
+                HOOK_TEMPLATE_NOT_FOUND
+            } else {
+                HOOK_TEMPLATE_UNUSABLE
+            }
+        }
+    };
+    Some(Finding {
+        reason,
+        note: note(verdict.message()),
+    })
+}
+
+/// What a watched source holds for `name`, usable or not.
+fn cached_referent<R: crate::sources::Referent>(source: &Watched<R>, name: &str) -> Resolution<R> {
+    match source.cached(name) {
+        Some(found) => Resolution::Found(found),
+        None => Resolution::NotFound,
+    }
+}
+
+/// Fills in what `kubestash` says of the referents `refs` names, from the caches or (`live`)
+/// with live lookups; each name once.
+async fn learn(
+    kubestash: &KubeStash,
+    kind: &crate::kubestash::Kind,
+    refs: &References,
+    known: &mut KubeStashKnown,
+    live: bool,
+) {
+    async fn fill<R: crate::sources::Referent>(
+        source: &Watched<R>,
+        map: &mut Option<HashMap<String, Resolution<R>>>,
+        names: Vec<String>,
+        live: bool,
+    ) {
+        let Some(map) = map else {
+            return;
+        };
+        for name in names {
+            if map.contains_key(&name) {
+                continue;
+            }
+            let answer = if live {
+                source.resolve(&name).await
+            } else {
+                cached_referent(source, &name)
+            };
+            map.insert(name, answer);
+        }
+    }
+    let addons = kubestash_rules::addons_to_resolve(kind, refs);
+    fill(&kubestash.addons, &mut known.addons, addons, live).await;
+    let templates = kubestash_rules::hook_templates_to_resolve(kind, refs);
+    fill(
+        &kubestash.hook_templates,
+        &mut known.hook_templates,
+        templates,
+        live,
+    )
+    .await;
+    let functions = kubestash_rules::functions_to_resolve(refs, known.known());
+    fill(&kubestash.functions, &mut known.functions, functions, live).await;
+}
+
+impl KubeStash {
+    /// An empty view of what is known, with a map for each kind the cluster serves.
+    fn unknown(&self) -> KubeStashKnown {
+        KubeStashKnown {
+            addons: self.addons.is_installed().then(HashMap::new),
+            functions: self.functions.is_installed().then(HashMap::new),
+            hook_templates: self.hook_templates.is_installed().then(HashMap::new),
+        }
+    }
+}
+
+impl Audit {
+    /// The KubeStash part of a pass: every object of the four kinds listed live (a kind whose CRD
+    /// is absent has none), each reference judged against the caches, a new finding confirmed
+    /// live, and Events written as for Stash's references. False when the objects could not be
+    /// listed or an Event could not be written (the pass is retried).
+    async fn kubestash_pass(&mut self, refresh_all: bool) -> bool {
+        let Some(kubestash) = self.kubestash.clone() else {
+            return true;
+        };
+        let listed = tokio::time::timeout(LIST_TIMEOUT, list_objects(&self.client)).await;
+        let objects = match listed {
+            Ok(Ok(objects)) => objects.0,
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "audit: cannot list the KubeStash objects; retrying");
+                return false;
+            }
+            Err(_) => {
+                tracing::warn!("audit: listing the KubeStash objects timed out; retrying");
+                return false;
+            }
+        };
+        let policy = self.settings.policy.clone();
+        let mut known = kubestash.unknown();
+        let mut current: HashMap<HookId, (KubeStashKey, Finding)> = HashMap::new();
+        let mut still_there: HashSet<HookId> = HashSet::new();
+        let mut where_: HashMap<HookId, (usize, KubeStashRef)> = HashMap::new();
+        for (n, object) in objects.iter().enumerate() {
+            let namespace = object.key.namespace.as_deref().unwrap_or_default();
+            learn(&kubestash, object.kind, &object.refs, &mut known, false).await;
+            let each = (0..object.refs.addons.len())
+                .map(KubeStashRef::Addon)
+                .chain((0..object.refs.hooks.len()).map(KubeStashRef::Hook));
+            for which in each {
+                let path = match which {
+                    KubeStashRef::Addon(i) => object.refs.addons[i].path.as_str(),
+                    KubeStashRef::Hook(i) => object.refs.hooks[i].path.as_str(),
+                };
+                let id = (object.uid.clone(), path.to_owned());
+                let found = kubestash_finding(
+                    object.kind,
+                    namespace,
+                    &object.refs,
+                    which,
+                    known.known(),
+                    &policy,
+                );
+                where_.insert(id.clone(), (n, which));
+                match found {
+                    Some(found) => {
+                        current.insert(id, (object.key.clone(), found));
+                    }
+                    None => {
+                        still_there.insert(id);
+                    }
+                }
+            }
+        }
+        let mut all_written = true;
+        for (id, (key, found)) in &current {
+            let unchanged = self
+                .kubestash_reported
+                .get(id)
+                .is_some_and(|(_, f)| f == found);
+            if unchanged && !refresh_all {
+                continue;
+            }
+            if !unchanged {
+                // The caches may lag: a new finding is confirmed with live lookups first.
+                let (n, which) = where_[id];
+                let confirm = confirm_kubestash(&kubestash, &objects[n], which, &policy);
+                let confirmed = tokio::time::timeout(CONFIRM_TIMEOUT, confirm)
+                    .await
+                    .unwrap_or(false);
+                if !confirmed {
+                    continue;
+                }
+            }
+            let reference = kubestash_reference(key, &id.0);
+            if self
+                .publish(
+                    reference,
+                    &key.to_string(),
+                    EventType::Warning,
+                    found.reason,
+                    &found.note,
+                )
+                .await
+            {
+                self.kubestash_reported
+                    .insert(id.clone(), (key.clone(), found.clone()));
+            } else {
+                all_written = false;
+            }
+        }
+        let fixed: Vec<HookId> = self
+            .kubestash_reported
+            .keys()
+            .filter(|id| !current.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in fixed {
+            let Some((key, was)) = self.kubestash_reported.get(&id).cloned() else {
+                continue;
+            };
+            // Gone with its object or its reference: nothing to say on it.
+            if !still_there.contains(&id) {
+                self.kubestash_reported.remove(&id);
+                continue;
+            }
+            let (reason, note) = if is_addon_reason(was.reason) {
+                (
+                    ADDON_RESOLVED,
+                    format!("{}: the Addon resolves and its tasks can run again", id.1),
+                )
+            } else {
+                (
+                    HOOK_TEMPLATE_RESOLVED,
+                    format!("{}: the HookTemplate resolves and can run again", id.1),
+                )
+            };
+            let reference = kubestash_reference(&key, &id.0);
+            if self
+                .publish(
+                    reference,
+                    &key.to_string(),
+                    EventType::Normal,
+                    reason,
+                    &note,
+                )
+                .await
+            {
+                self.kubestash_reported.remove(&id);
+            } else {
+                all_written = false;
+            }
+        }
+        all_written
+    }
+}
+
+/// Whether a finding on reference `which` of `object` still stands when what it names is
+/// looked up live.
+async fn confirm_kubestash(
+    kubestash: &KubeStash,
+    object: &Listed,
+    which: KubeStashRef,
+    policy: &Policy,
+) -> bool {
+    let one = only(&object.refs, which);
+    let mut known = kubestash.unknown();
+    learn(kubestash, object.kind, &one, &mut known, true).await;
+    let namespace = object.key.namespace.as_deref().unwrap_or_default();
+    let which = match which {
+        KubeStashRef::Addon(_) => KubeStashRef::Addon(0),
+        KubeStashRef::Hook(_) => KubeStashRef::Hook(0),
+    };
+    kubestash_finding(object.kind, namespace, &one, which, known.known(), policy).is_some()
+}
+
+/// The Event's reference to a Stash object.
+fn stash_reference(key: &ObjectKey, uid: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(format!(
+            "{}/{}",
+            crate::stash::STASH_GROUP,
+            crate::stash::STASH_VERSION
+        )),
+        kind: Some(key.kind.as_str().to_owned()),
+        name: Some(key.name.clone()),
+        namespace: key.namespace.clone(),
+        uid: Some(uid.to_owned()),
+        ..ObjectReference::default()
+    }
+}
+
+/// The Event's reference to a KubeStash object.
+fn kubestash_reference(key: &KubeStashKey, uid: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(format!(
+            "{}/{}",
+            crate::kubestash::CORE_GROUP,
+            crate::kubestash::VERSION
+        )),
+        kind: Some(key.kind.to_owned()),
+        name: Some(key.name.clone()),
+        namespace: key.namespace.clone(),
+        uid: Some(uid.to_owned()),
+        ..ObjectReference::default()
     }
 }
 
@@ -551,6 +980,21 @@ impl Live {
         self.functions.insert(name.to_owned(), answer.clone());
         answer
     }
+}
+
+/// Whether an Event reason is about a KubeStash addon reference.
+fn is_addon_reason(reason: &str) -> bool {
+    [ADDON_NOT_FOUND, ADDON_UNUSABLE, ADDON_RESOLVED].contains(&reason)
+}
+
+/// Whether an Event reason is about a KubeStash hook's HookTemplate.
+fn is_hook_template_reason(reason: &str) -> bool {
+    [
+        HOOK_TEMPLATE_NOT_FOUND,
+        HOOK_TEMPLATE_UNUSABLE,
+        HOOK_TEMPLATE_RESOLVED,
+    ]
+    .contains(&reason)
 }
 
 /// Whether an Event reason is about a Task reference.

@@ -24,7 +24,7 @@ use crate::rules::tasks::{Task, TaskState};
 use crate::rules::{Container, FailurePolicy, Function, Resolution};
 use crate::sources::Source;
 use crate::stash::{STASH_GROUP, STASH_VERSION};
-use crate::validator::{look_up, lookup_budget, Deadline, Outcome};
+use crate::validator::{look_up, lookup_budget, Deadline, KubeStashSources, Outcome};
 
 /// How many referring objects a message names; the rest are counted.
 const SHOWN_REFERENTS: usize = 10;
@@ -219,7 +219,7 @@ pub fn judge_task(
 
 /// Denies a change that breaks what `what` names, or allows it with a warning saying what
 /// `breaks` when the referent (a `kind`) carries the annotation.
-fn decide(
+pub(super) fn decide(
     mut warnings: Vec<String>,
     what: String,
     kind: &str,
@@ -267,7 +267,7 @@ pub fn task_warnings<'a>(
 }
 
 /// Why a Function cannot run a hook, in a few words.
-fn unusable(container: &Container) -> String {
+pub(super) fn unusable(container: &Container) -> String {
     match container {
         Container::Valid => "can run".to_owned(),
         Container::NoImage => "has no container image".to_owned(),
@@ -279,7 +279,7 @@ fn unusable(container: &Container) -> String {
 }
 
 /// `1 hook`, `3 objects`.
-fn count(n: usize, one: &str) -> String {
+pub(super) fn count(n: usize, one: &str) -> String {
     match n {
         1 => format!("1 {one}"),
         n => format!("{n} {one}s"),
@@ -288,7 +288,7 @@ fn count(n: usize, one: &str) -> String {
 
 /// `a (spec.hooks.preBackup), b (...) and 2 more`: as many as `budget` allows, which is reduced
 /// by as many.
-fn names(referents: &[Referent], budget: &mut usize) -> String {
+pub(super) fn names<R: std::fmt::Display>(referents: &[R], budget: &mut usize) -> String {
     let shown = referents.len().min(*budget);
     *budget -= shown;
     let listed: Vec<String> = referents[..shown].iter().map(ToString::to_string).collect();
@@ -302,35 +302,63 @@ fn names(referents: &[Referent], budget: &mut usize) -> String {
 /// b (spec.task), c (spec.task)`: at most [`SHOWN_REFERENTS`] objects named in all, hooks first,
 /// and at most [`SHOWN_TASKS`] Tasks; the rest counted.
 fn users_text(users: &Users) -> String {
+    let through: Vec<Through<'_, Referent>> = users
+        .tasks
+        .iter()
+        .map(|t| {
+            let steps: Vec<String> = t.steps.iter().map(|i| format!("spec.steps[{i}]")).collect();
+            Through {
+                what: format!("Task \"{}\" ({})", t.task, steps.join(", ")),
+                objects: &t.objects,
+                noun: "object",
+            }
+        })
+        .collect();
+    through_text(("hook", &users.hooks), &through, ("Task", "Tasks"))
+}
+
+/// A referent through which objects use the one changed (a Task whose steps run a Function, an
+/// Addon's task, a HookTemplate), and the places that name it.
+pub struct Through<'a, R> {
+    /// `Task "t" (spec.steps[0])`.
+    pub what: String,
+    pub objects: &'a [R],
+    /// What each of `objects` is: `object`, `hook`.
+    pub noun: &'static str,
+}
+
+/// Who uses a referent, directly (`direct`: what they are, and where) and through others, as
+/// [`users_text`] says it: at most [`SHOWN_REFERENTS`] places named in all, direct ones first, and
+/// at most [`SHOWN_TASKS`] referents they go through; the rest counted as `more` (one, many).
+pub(super) fn through_text<R: std::fmt::Display>(
+    direct: (&str, &[R]),
+    through: &[Through<'_, R>],
+    more: (&str, &str),
+) -> String {
     let mut budget = SHOWN_REFERENTS;
     let mut parts = Vec::new();
-    if !users.hooks.is_empty() {
+    let (noun, direct) = direct;
+    if !direct.is_empty() {
         parts.push(format!(
             "{}: {}",
-            count(users.hooks.len(), "hook"),
-            names(&users.hooks, &mut budget)
+            count(direct.len(), noun),
+            names(direct, &mut budget)
         ));
     }
-    for t in users.tasks.iter().take(SHOWN_TASKS) {
-        let steps: Vec<String> = t.steps.iter().map(|i| format!("spec.steps[{i}]")).collect();
-        let head = format!(
-            "Task \"{}\" ({}), named by {}",
-            t.task,
-            steps.join(", "),
-            count(t.objects.len(), "object")
-        );
+    for t in through.iter().take(SHOWN_TASKS) {
+        let head = format!("{}, named by {}", t.what, count(t.objects.len(), t.noun));
         parts.push(match budget {
             0 => head,
-            _ => format!("{head}: {}", names(&t.objects, &mut budget)),
+            _ => format!("{head}: {}", names(t.objects, &mut budget)),
         });
     }
-    if let Some(rest) = users.tasks.get(SHOWN_TASKS..).filter(|r| !r.is_empty()) {
+    if let Some(rest) = through.get(SHOWN_TASKS..).filter(|r| !r.is_empty()) {
         let objects = rest.iter().map(|t| t.objects.len()).sum();
-        let tasks = match rest.len() {
-            1 => "1 more Task".to_owned(),
-            n => format!("{n} more Tasks"),
+        let what = match rest.len() {
+            1 => format!("1 more {}", more.0),
+            n => format!("{n} more {}", more.1),
         };
-        parts.push(format!("{tasks}, named by {}", count(objects, "object")));
+        parts.push(format!("{what}, named by {}", count(objects, "object")));
     }
     parts.join(" and by ")
 }
@@ -352,28 +380,32 @@ enum Kind {
 
 /// Why the users of a referent could not be listed.
 #[derive(Debug, Error)]
-enum ListError {
+pub(super) enum ListError {
     #[error("the Kubernetes API refused to list the objects that could name it ({0}); grant the webhook's ServiceAccount list on the five hook kinds")]
     Objects(kube::Error),
     #[error("the Kubernetes API refused to list the Tasks that could name it ({0}); grant the webhook's ServiceAccount list on tasks.stash.appscode.com")]
     Tasks(kube::Error),
+    #[error("the Kubernetes API refused to list the KubeStash objects that could name it ({0}); grant the webhook's ServiceAccount list on the core.kubestash.com and addons.kubestash.com kinds")]
+    KubeStash(kube::Error),
     #[error("the Kubernetes API did not list the objects that could name it within {} ms", .0.as_millis())]
     Timeout(Duration),
 }
 
 /// A change that could not be checked: what, why, and when to retry.
-struct Unchecked {
-    subject: String,
-    why: String,
-    retry: &'static str,
+pub(super) struct Unchecked {
+    pub subject: String,
+    pub why: String,
+    pub retry: &'static str,
 }
 
-const RETRY_LIST: &str = "retry once the webhook can list them";
+pub(super) const RETRY_LIST: &str = "retry once the webhook can list them";
 
 /// Judges reviews of Functions and Tasks (`/protect`). Without a cluster (Functions and Tasks
 /// from a file), every change is allowed: there are no objects to protect.
 pub struct Protector {
     cluster: Option<Cluster>,
+    /// KubeStash's Functions, to tell whether an Addon's task or a HookTemplate can run.
+    kubestash: KubeStashSources,
     on_lookup_failure: FailurePolicy,
     lookup_timeout: Duration,
 }
@@ -386,6 +418,7 @@ impl Protector {
     ) -> Self {
         Protector {
             cluster,
+            kubestash: KubeStashSources::default(),
             on_lookup_failure,
             lookup_timeout,
         }
@@ -396,11 +429,20 @@ impl Protector {
         Protector::new(None, FailurePolicy::Deny, Duration::from_secs(1))
     }
 
+    /// Protects KubeStash's referents too (Addons, its Functions, HookTemplates), telling whether
+    /// a task or a HookTemplate can run from these sources.
+    pub fn with_kubestash(mut self, sources: KubeStashSources) -> Self {
+        self.kubestash = sources;
+        self
+    }
+
     pub async fn review(&self, req: &Request<'_>, api_server_timeout: Option<Duration>) -> Outcome {
         let ours = req.kind.group == STASH_GROUP && req.kind.version == STASH_VERSION;
+        let which = kubestash::Which::of(req);
         let kind = match &*req.kind.kind {
-            "Function" if ours => Kind::Function,
-            "Task" if ours => Kind::Task,
+            "Function" if ours => Some(Kind::Function),
+            "Task" if ours => Some(Kind::Task),
+            _ if which.is_some() => None,
             _ => {
                 return Outcome {
                     reply: Reply::allow(),
@@ -419,14 +461,22 @@ impl Protector {
             _ => req.object.as_ref(),
         }
         .is_some_and(|o| o.metadata.allow_breaking_references);
-        let reply = match kind {
-            Kind::Function => self.function(req, annotated, deadline).await,
-            Kind::Task => self.task(req, annotated, deadline).await,
+        let reply = match (kind, which) {
+            (Some(Kind::Function), _) => self.function(req, annotated, deadline).await,
+            (Some(Kind::Task), _) => self.task(req, annotated, deadline).await,
+            (None, Some(which)) => {
+                return self.review_kubestash(req, which, annotated, deadline).await
+            }
+            (None, None) => Ok(Reply::allow()),
         };
-        let reply = match reply {
-            Ok(reply) => reply,
-            Err(unchecked) => return self.unverified(&unchecked),
-        };
+        match reply {
+            Ok(reply) => self.outcome(reply),
+            Err(unchecked) => self.unverified(&unchecked),
+        }
+    }
+
+    /// The outcome of a judged review.
+    fn outcome(&self, reply: Reply) -> Outcome {
         let verdict = if !reply.allowed {
             metrics::Verdict::Denied
         } else if !reply.warnings.is_empty() {
@@ -621,7 +671,7 @@ impl Protector {
 /// Who uses Function `name`, from live LISTs: the Tasks first (to know which Tasks' users count),
 /// then the five kinds.
 /// `list`, unless `deadline` passes first.
-async fn within<T>(
+pub(super) async fn within<T>(
     deadline: Deadline,
     list: impl std::future::Future<Output = Result<T, ListError>>,
 ) -> Result<T, ListError> {
@@ -640,6 +690,8 @@ async fn list_users(cluster: &Cluster, name: &str) -> Result<Users, ListError> {
         .map_err(ListError::Objects)?;
     Ok(Users::of(listed, &naming))
 }
+
+pub mod kubestash;
 
 #[cfg(test)]
 mod tests;

@@ -59,6 +59,10 @@ pub const HOOK_KINDS: [&str; 5] = [
 
 /// A resource this server serves.
 struct Kind {
+    /// What the test helpers call it: the plural for Stash's kinds and the built-in ones
+    /// (`functions`, `events`), the plural and group for KubeStash's, whose plurals are Stash's too
+    /// (`functions.addons.kubestash.com`, `backupconfigurations.core.kubestash.com`).
+    name: &'static str,
     group: &'static str,
     version: &'static str,
     plural: &'static str,
@@ -71,6 +75,7 @@ struct Kind {
 
 const fn stash(plural: &'static str, kind: &'static str, namespaced: bool) -> Kind {
     Kind {
+        name: plural,
         group: STASH,
         version: "v1beta1",
         plural,
@@ -80,7 +85,30 @@ const fn stash(plural: &'static str, kind: &'static str, namespaced: bool) -> Ki
     }
 }
 
-static KINDS: [Kind; 9] = [
+/// A KubeStash kind (kubestash/apimachinery `apis/{core,addons}/v1alpha1`), known to the helpers
+/// by its `plural.group`.
+const fn kubestash(
+    name: &'static str,
+    group: &'static str,
+    plural: &'static str,
+    kind: &'static str,
+    namespaced: bool,
+) -> Kind {
+    Kind {
+        name,
+        group,
+        version: "v1alpha1",
+        plural,
+        kind,
+        namespaced,
+        custom: true,
+    }
+}
+
+pub const KUBESTASH_CORE: &str = "core.kubestash.com";
+pub const KUBESTASH_ADDONS: &str = "addons.kubestash.com";
+
+static KINDS: [Kind; 16] = [
     stash("functions", "Function", false),
     stash("tasks", "Task", false),
     stash("backupconfigurations", "BackupConfiguration", true),
@@ -88,7 +116,57 @@ static KINDS: [Kind; 9] = [
     stash("backupbatches", "BackupBatch", true),
     stash("restorebatches", "RestoreBatch", true),
     stash("backupblueprints", "BackupBlueprint", false),
+    kubestash(
+        "addons.addons.kubestash.com",
+        KUBESTASH_ADDONS,
+        "addons",
+        "Addon",
+        false,
+    ),
+    kubestash(
+        "functions.addons.kubestash.com",
+        KUBESTASH_ADDONS,
+        "functions",
+        "Function",
+        false,
+    ),
+    kubestash(
+        "hooktemplates.core.kubestash.com",
+        KUBESTASH_CORE,
+        "hooktemplates",
+        "HookTemplate",
+        true,
+    ),
+    kubestash(
+        "backupconfigurations.core.kubestash.com",
+        KUBESTASH_CORE,
+        "backupconfigurations",
+        "BackupConfiguration",
+        true,
+    ),
+    kubestash(
+        "restoresessions.core.kubestash.com",
+        KUBESTASH_CORE,
+        "restoresessions",
+        "RestoreSession",
+        true,
+    ),
+    kubestash(
+        "backupbatches.core.kubestash.com",
+        KUBESTASH_CORE,
+        "backupbatches",
+        "BackupBatch",
+        true,
+    ),
+    kubestash(
+        "backupblueprints.core.kubestash.com",
+        KUBESTASH_CORE,
+        "backupblueprints",
+        "BackupBlueprint",
+        true,
+    ),
     Kind {
+        name: "events",
         group: "events.k8s.io",
         version: "v1",
         plural: "events",
@@ -97,6 +175,7 @@ static KINDS: [Kind; 9] = [
         custom: false,
     },
     Kind {
+        name: "leases",
         group: "coordination.k8s.io",
         version: "v1",
         plural: "leases",
@@ -107,14 +186,19 @@ static KINDS: [Kind; 9] = [
 ];
 
 impl Kind {
-    fn by_plural(plural: &str) -> Option<&'static Kind> {
-        KINDS.iter().find(|k| k.plural == plural)
+    /// The resource served at `/apis/{group}/{version}/.../{plural}`.
+    fn at(group: &str, version: &str, plural: &str) -> Option<&'static Kind> {
+        KINDS
+            .iter()
+            .find(|k| k.plural == plural && k.group == group && k.version == version)
     }
 
-    /// A resource a test helper names: an unknown one is a bug in the test.
-    fn known(plural: &str) -> &'static Kind {
-        Kind::by_plural(plural)
-            .unwrap_or_else(|| panic!("the stand-in API server does not serve {plural:?}"))
+    /// A resource a test helper names (see [`Kind::name`]): an unknown one is a bug in the test.
+    fn known(name: &str) -> &'static Kind {
+        KINDS
+            .iter()
+            .find(|k| k.name == name)
+            .unwrap_or_else(|| panic!("the stand-in API server does not serve {name:?}"))
     }
 
     fn api_version(&self) -> String {
@@ -129,7 +213,7 @@ impl Kind {
     /// Where the fields whose managers are tracked live: `spec`, or the top level of an Event
     /// (which has no spec).
     fn tracked_in(&self) -> Option<&'static str> {
-        (self.plural != "events").then_some("spec")
+        (self.name != "events").then_some("spec")
     }
 }
 
@@ -176,6 +260,7 @@ impl Counters {
 #[derive(Clone)]
 struct Change {
     rv: u64,
+    /// The resource, as [`Kind::name`].
     plural: &'static str,
     kind: &'static str,
     object: Value,
@@ -233,7 +318,7 @@ fn key(kind: &Kind, namespace: &str, name: &str) -> String {
 
 impl Store {
     fn get(&self, kind: &Kind, key: &str) -> Option<&Stored> {
-        self.objects.get(kind.plural)?.get(key)
+        self.objects.get(kind.name)?.get(key)
     }
 
     /// Stores a new state of an object under the next resourceVersion, with the metadata the
@@ -301,7 +386,7 @@ impl Store {
         stored.object = Value::Object(object);
         let object = stored.object.clone();
         self.objects
-            .entry(kind.plural)
+            .entry(kind.name)
             .or_default()
             .insert(key, stored);
         let change = if old.is_some() { "MODIFIED" } else { "ADDED" };
@@ -319,7 +404,7 @@ impl Store {
     ) -> Option<Value> {
         let stored = self
             .objects
-            .get_mut(kind.plural)?
+            .get_mut(kind.name)?
             .remove(&key(kind, namespace, name))?;
         self.rv += 1;
         let rv = self.rv;
@@ -339,7 +424,7 @@ impl Store {
     ) {
         let change = Change {
             rv,
-            plural: kind.plural,
+            plural: kind.name,
             kind: change,
             object,
         };
@@ -355,6 +440,8 @@ struct Shared {
     drop_watches: watch::Sender<u64>,
     counters: BTreeMap<&'static str, Counters>,
     forbidden: AtomicBool,
+    /// API groups whose CRDs are not installed: their resources are not served at all.
+    absent_groups: Mutex<BTreeSet<&'static str>>,
     forbidden_resources: Mutex<BTreeSet<&'static str>>,
     failing_writes: Mutex<BTreeMap<&'static str, u16>>,
     fail_gets_with_500: AtomicBool,
@@ -364,7 +451,7 @@ struct Shared {
 
 impl Shared {
     fn counters(&self, kind: &Kind) -> &Counters {
-        &self.counters[kind.plural]
+        &self.counters[kind.name]
     }
 }
 
@@ -393,9 +480,10 @@ impl ApiServer {
             drop_watches: watch::channel(0).0,
             counters: KINDS
                 .iter()
-                .map(|k| (k.plural, Counters::default()))
+                .map(|k| (k.name, Counters::default()))
                 .collect(),
             forbidden: AtomicBool::new(false),
+            absent_groups: Mutex::default(),
             forbidden_resources: Mutex::default(),
             failing_writes: Mutex::default(),
             fail_gets_with_500: AtomicBool::new(false),
@@ -522,6 +610,19 @@ impl ApiServer {
             .to_owned()
     }
 
+    /// Uninstalls (or installs again) the CRDs of KubeStash, both its groups: their resources
+    /// answer 404 as kube-apiserver answers for a resource it does not serve.
+    pub fn set_kubestash_installed(&self, installed: bool) {
+        let mut absent = lock(&self.shared.absent_groups);
+        for group in [KUBESTASH_CORE, KUBESTASH_ADDONS] {
+            if installed {
+                absent.remove(group);
+            } else {
+                absent.insert(group);
+            }
+        }
+    }
+
     /// Deletes an object (watches see DELETED); false when there was none.
     pub fn delete_object(&self, plural: &str, namespace: Option<&str>, name: &str) -> bool {
         let kind = Kind::known(plural);
@@ -544,7 +645,7 @@ impl ApiServer {
         let store = lock(&self.shared.store);
         store
             .objects
-            .get(kind.plural)
+            .get(kind.name)
             .map(|objects| objects.values().map(|s| s.object.clone()).collect())
             .unwrap_or_default()
     }
@@ -573,9 +674,9 @@ impl ApiServer {
         let kind = Kind::known(plural);
         let mut forbidden = lock(&self.shared.forbidden_resources);
         if on {
-            forbidden.insert(kind.plural);
+            forbidden.insert(kind.name);
         } else {
-            forbidden.remove(kind.plural);
+            forbidden.remove(kind.name);
         }
     }
 
@@ -586,8 +687,8 @@ impl ApiServer {
         let kind = Kind::known(plural);
         let mut failing = lock(&self.shared.failing_writes);
         match code {
-            Some(code) => failing.insert(kind.plural, code),
-            None => failing.remove(kind.plural),
+            Some(code) => failing.insert(kind.name, code),
+            None => failing.remove(kind.name),
         };
     }
 
@@ -901,7 +1002,7 @@ impl Target {
             [g, v, p, n] => (*g, *v, None, *p, Some(*n)),
             _ => return None,
         };
-        let kind = Kind::by_plural(plural).filter(|k| k.group == group && k.version == version)?;
+        let kind = Kind::at(group, version, plural)?;
         // A namespaced object is reached through its namespace; a cluster-scoped one never is.
         let misplaced = (namespace.is_some() && !kind.namespaced)
             || (name.is_some() && namespace.is_none() && kind.namespaced);
@@ -943,6 +1044,14 @@ async fn handle(
         Err(e) => return bad_request(&format!("invalid query: {e}")),
     };
     let kind = target.kind;
+    if lock(&shared.absent_groups).contains(kind.group) {
+        return status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+            json!({}),
+        );
+    }
     let watching = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
     let collection_create = target.namespace.is_some() || !kind.namespaced;
     let verb = match (&method, target.name.is_some()) {
@@ -976,7 +1085,7 @@ async fn handle(
 
     let delay = match verb {
         Verb::Get if kind.group == STASH => shared.get_delay_ms.load(Ordering::SeqCst),
-        Verb::List if HOOK_KINDS.contains(&kind.plural) => {
+        Verb::List if kind.group == STASH && HOOK_KINDS.contains(&kind.plural) => {
             shared.list_delay_ms.load(Ordering::SeqCst)
         }
         _ => 0,
@@ -985,7 +1094,7 @@ async fn handle(
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     if shared.forbidden.load(Ordering::SeqCst)
-        || lock(&shared.forbidden_resources).contains(kind.plural)
+        || lock(&shared.forbidden_resources).contains(kind.name)
     {
         let name = target.name.as_deref().filter(|_| verb != Verb::Create);
         return forbidden(kind, verb, target.namespace.as_deref(), name);
@@ -995,7 +1104,7 @@ async fn handle(
         return server_trouble(500);
     }
     if verb.writes() {
-        if let Some(code) = lock(&shared.failing_writes).get(kind.plural) {
+        if let Some(code) = lock(&shared.failing_writes).get(kind.name) {
             return server_trouble(*code);
         }
     }
@@ -1124,7 +1233,7 @@ struct Scope {
 impl Scope {
     fn new(target: &Target, query: &Params) -> Result<Scope, Response> {
         Ok(Scope {
-            plural: target.kind.plural,
+            plural: target.kind.name,
             namespace: target.namespace.clone(),
             selector: Selector::parse(query)?,
         })
@@ -1204,7 +1313,7 @@ fn list(shared: &Shared, target: &Target, query: &Params) -> Response {
             };
             let snapshot = store
                 .snapshots
-                .get(&(kind.plural, rv))
+                .get(&(kind.name, rv))
                 .filter(|_| rv >= store.compacted);
             let Some(snapshot) = snapshot else {
                 return status(410, "Expired", "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.", Value::Null);
@@ -1217,7 +1326,7 @@ fn list(shared: &Shared, target: &Target, query: &Params) -> Response {
             }
             let all: Vec<(String, Value)> = store
                 .objects
-                .get(kind.plural)
+                .get(kind.name)
                 .map(|objects| {
                     objects
                         .iter()
@@ -1231,7 +1340,7 @@ fn list(shared: &Shared, target: &Target, query: &Params) -> Response {
     let matching: Vec<&(String, Value)> = all
         .iter()
         .filter(|(key, _)| start.as_deref().is_none_or(|start| key.as_str() >= start))
-        .filter(|(_, object)| scope.contains(kind.plural, object))
+        .filter(|(_, object)| scope.contains(kind.name, object))
         .collect();
     let (page, next) = match limit {
         Some(n) if matching.len() > n => (
@@ -1248,7 +1357,7 @@ fn list(shared: &Shared, target: &Target, query: &Params) -> Response {
         metadata["remainingItemCount"] = json!(remaining);
     }
     if next.is_some() && start.is_none() {
-        store.snapshots.insert((kind.plural, rv), all.clone());
+        store.snapshots.insert((kind.name, rv), all.clone());
     }
     let body = json!({"apiVersion": kind.api_version(), "items": items,
         "kind": format!("{}List", kind.kind), "metadata": metadata});
@@ -1303,10 +1412,10 @@ fn watch_stream(shared: &Arc<Shared>, target: &Target, query: &Params) -> Respon
             // From "now": synthetic ADDED events for what exists.
             None => store
                 .objects
-                .get(kind.plural)
+                .get(kind.name)
                 .into_iter()
                 .flat_map(|objects| objects.values())
-                .filter(|s| scope.contains(kind.plural, &s.object))
+                .filter(|s| scope.contains(kind.name, &s.object))
                 .map(|s| ("ADDED", s.object.clone()))
                 .collect(),
         };
@@ -1552,7 +1661,7 @@ fn check_shape(kind: &Kind, object: &Value) -> Result<(), Response> {
 /// kube-apiserver's validation of the objects it stores (for Events and Leases; the Stash CRDs'
 /// schemas are not checked).
 fn validate(kind: &Kind, name: &str, namespace: &str, object: &Value) -> Result<(), Response> {
-    let errors = match kind.plural {
+    let errors = match kind.name {
         "events" => event_errors(namespace, object),
         "leases" => lease_errors(object),
         _ => Vec::new(),
