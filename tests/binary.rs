@@ -327,6 +327,7 @@ fn every_flag_is_documented_in_the_readme() {
 #[tokio::test]
 async fn a_cluster_without_kubestash_is_served_and_kubestash_names_are_not_checked() {
     let api = ApiServer::start().await;
+    api.set_kubestash_installed(false);
     let dir = tempfile::tempdir().unwrap();
     let (kubeconfig, cert, key, ca) = cluster_files(&api, dir.path());
     let port = free_port();

@@ -185,3 +185,122 @@ async fn a_kubestash_object_without_references_is_allowed_and_a_bad_one_gets_a_c
         "spec.sessions[0].addon.name: must be a string, got a number: name the Addon that backs up this target (list them with: kubectl get addons.addons.kubestash.com)"
     );
 }
+
+/// Watched from the stand-in API server, as the server runs in a cluster: reviews at steady state
+/// make no API call, and a referent the caches have not seen yet (`kubectl apply -f dir/`) is
+/// looked up live rather than denied.
+#[tokio::test]
+async fn at_steady_state_reviews_make_no_api_call_and_a_new_referent_is_looked_up_live() {
+    use std::sync::Arc;
+
+    use stash_webhook::kubestash::referents::{Addon, AddonFunction, HookTemplate};
+    use stash_webhook::sources::{ClusterSource, Source};
+    use stash_webhook::validator::KubeStashSources;
+    use support::apiserver::ApiServer;
+    use support::{eventually, Options};
+
+    let api = ApiServer::start().await;
+    api.put_object(
+        "addons.addons.kubestash.com",
+        None,
+        "workload-addon",
+        json!({"backupTasks": [{"name": "logical-backup", "function": "workload-backup"}]}),
+    );
+    api.put_object(
+        "functions.addons.kubestash.com",
+        None,
+        "workload-backup",
+        json!({"image": "ghcr.io/kubestash/workload:v0.28.0"}),
+    );
+    api.put_object(
+        "hooktemplates.core.kubestash.com",
+        Some("demo"),
+        "freeze",
+        json!({"executor": {"type": "Function", "function": {"name": "workload-backup"}}}),
+    );
+    let metrics = stash_webhook::metrics::Metrics::default();
+    let (addons, _a) = ClusterSource::<Addon>::start(api.client(), metrics.clone());
+    let (functions, _f) = ClusterSource::<AddonFunction>::start(api.client(), metrics.clone());
+    let (templates, _t) = ClusterSource::<HookTemplate>::start(api.client(), metrics.clone());
+    let (addons, functions, templates) =
+        (Arc::new(addons), Arc::new(functions), Arc::new(templates));
+    let sources = KubeStashSources {
+        addons: Some(addons.clone()),
+        functions: Some(functions.clone()),
+        hook_templates: Some(templates.clone()),
+    };
+    let (stash_functions, _s) =
+        stash_webhook::functions::ClusterSource::start(api.client(), metrics.clone());
+    let options = Options {
+        kubestash: sources,
+        ..Options::default()
+    };
+    let webhook = Webhook::start(Arc::new(stash_functions), metrics, options).await;
+    eventually(
+        std::time::Duration::from_secs(20),
+        "the KubeStash caches to sync",
+        || {
+            let ready = addons.is_ready() && functions.is_ready() && templates.is_ready();
+            async move { ready }
+        },
+    )
+    .await;
+
+    let spec = backup(
+        json!({"name": "workload-addon", "tasks": [{"name": "logical-backup"}]}),
+        json!({"preBackup": [{"name": "f", "hookTemplate": {"name": "freeze"}}]}),
+    );
+    let gets = |plural: &str| api.counters_for(plural).gets();
+    for _ in 0..10 {
+        let r = webhook
+            .review(review("BackupConfiguration", "CREATE", spec.clone(), None))
+            .await;
+        assert_eq!(r["allowed"], true, "{r}");
+    }
+    assert_eq!(
+        (
+            gets("addons.addons.kubestash.com"),
+            gets("functions.addons.kubestash.com"),
+            gets("hooktemplates.core.kubestash.com")
+        ),
+        (0, 0, 0),
+        "cached, usable referents need no GET"
+    );
+    let text = webhook.metrics.encode();
+    for line in [
+        "stash_webhook_lookups_total{resource=\"addons.addons.kubestash.com\",source=\"cache\",result=\"found\"} 10",
+        "stash_webhook_lookups_total{resource=\"functions.addons.kubestash.com\",source=\"cache\",result=\"found\"} 10",
+        "stash_webhook_lookups_total{resource=\"hooktemplates.core.kubestash.com\",source=\"cache\",result=\"found\"} 10",
+    ] {
+        assert!(text.contains(line), "no {line:?} in\n{text}");
+    }
+
+    // Created a moment before the object that names it: the cache may not have it yet, and a
+    // live GET finds it, so the object is allowed whatever the watch has delivered.
+    api.put_object(
+        "addons.addons.kubestash.com",
+        None,
+        "fresh-addon",
+        json!({"backupTasks": [{"name": "b", "function": "workload-backup"}]}),
+    );
+    let fresh = backup(
+        json!({"name": "fresh-addon", "tasks": [{"name": "b"}]}),
+        json!({}),
+    );
+    let r = webhook
+        .review(review("BackupConfiguration", "CREATE", fresh, None))
+        .await;
+    assert_eq!(r["allowed"], true, "{r}");
+
+    // A denial rests on a live answer: a missing Addon is looked up before it is denied.
+    let before = gets("addons.addons.kubestash.com");
+    let missing = backup(
+        json!({"name": "ghost-addon", "tasks": [{"name": "b"}]}),
+        json!({}),
+    );
+    let r = webhook
+        .review(review("BackupConfiguration", "CREATE", missing, None))
+        .await;
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(gets("addons.addons.kubestash.com") > before);
+}
