@@ -25,15 +25,16 @@ use crate::stash::{
 };
 use crate::tasks::TaskObject;
 
-/// Which object: kind, namespace (none for a cluster-scoped one) and name.
+/// Which object: kind, namespace (none for a cluster-scoped one) and name. The kind is a Stash
+/// kind, or the name of another family's (`&'static str`, for KubeStash).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjectKey {
-    pub kind: StashKind,
+pub struct ObjectKey<K = StashKind> {
+    pub kind: K,
     pub namespace: Option<String>,
     pub name: String,
 }
 
-impl fmt::Display for ObjectKey {
+impl<K: fmt::Display> fmt::Display for ObjectKey<K> {
     /// `demo/BackupConfiguration/app-backup`, or `BackupBlueprint/b` for a cluster-scoped one.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.namespace {
@@ -46,14 +47,14 @@ impl fmt::Display for ObjectKey {
 /// One place that names a referent: the object, and where in it: a hook naming a Function, or a
 /// `task` field naming a Task.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Referent {
-    pub object: ObjectKey,
+pub struct Referent<K = StashKind> {
+    pub object: ObjectKey<K>,
     /// A hook (`spec.hooks.preBackup`, `spec.members[2].hooks.postBackup`) or a task field
     /// (`spec.task`, `spec.members[2].task`).
     pub path: String,
 }
 
-impl fmt::Display for Referent {
+impl<K: fmt::Display> fmt::Display for Referent<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.object, self.path)
     }

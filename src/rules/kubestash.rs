@@ -3,6 +3,7 @@
 //! Pure, as the Stash rules are, and sharing their verdict, ratchet, cap and lookup policy.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::{shown, valid_object_name, valid_param_name, Container, Found, Policy, Problem};
 use super::{Resolution, Verdict};
@@ -201,6 +202,34 @@ fn unverified(path: FieldPath, what: String, fix: &str) -> Found {
     })
 }
 
+/// The referent `shown` (`Addon "x"`) when it was found; else the finding that ends the checks
+/// of this reference: not found (`not_found` gives what and fix), or not verified.
+fn found_or<'a, T>(
+    answer: Option<&'a Resolution<T>>,
+    path: &FieldPath,
+    shown: &str,
+    kinds: &str,
+    not_found: impl FnOnce() -> (String, String),
+) -> Result<&'a Arc<T>, Found> {
+    match answer {
+        Some(Resolution::Found(found)) => Ok(found),
+        Some(Resolution::NotFound) => {
+            let (what, fix) = not_found();
+            Err(problem(path.clone(), what, fix))
+        }
+        Some(Resolution::Unverified(why)) => Err(unverified(
+            path.clone(),
+            format!("{shown} could not be verified: {why}"),
+            &format!("retry once the webhook can read {kinds}"),
+        )),
+        None => Err(unverified(
+            path.clone(),
+            format!("{shown} could not be verified: it was not looked up"),
+            "retry",
+        )),
+    }
+}
+
 /// The problems of a name as written, before any lookup: none when it names something to look
 /// up (`Some(name)`).
 fn name_problems<'n>(
@@ -276,39 +305,24 @@ fn addon_problems(kind: &Kind, addon: &AddonUse, known: Known<'_>) -> Vec<(Found
         out.push((not_checked(&name_path, "Addon", name), Subject::Reference));
         return out;
     };
-    let addon_found = match addons.get(name) {
-        Some(Resolution::Found(found)) => found,
-        Some(Resolution::NotFound) => {
-            out.push((
-                problem(
-                    name_path,
-                    format!("Addon \"{name}\" not found"),
-                    format!("install the KubeStash addon that provides it, or fix the name ({LIST_ADDONS})"),
+    let found = found_or(
+        addons.get(name),
+        &name_path,
+        &format!("Addon \"{name}\""),
+        "Addons",
+        || {
+            (
+                format!("Addon \"{name}\" not found"),
+                format!(
+                    "install the KubeStash addon that provides it, or fix the name ({LIST_ADDONS})"
                 ),
-                Subject::Reference,
-            ));
-            return out;
-        }
-        Some(Resolution::Unverified(why)) => {
-            out.push((
-                unverified(
-                    name_path,
-                    format!("Addon \"{name}\" could not be verified: {why}"),
-                    "retry once the webhook can read Addons",
-                ),
-                Subject::Reference,
-            ));
-            return out;
-        }
-        None => {
-            out.push((
-                unverified(
-                    name_path,
-                    format!("Addon \"{name}\" could not be verified: it was not looked up"),
-                    "retry",
-                ),
-                Subject::Reference,
-            ));
+            )
+        },
+    );
+    let addon_found = match found {
+        Ok(found) => found,
+        Err(finding) => {
+            out.push((finding, Subject::Reference));
             return out;
         }
     };
@@ -411,39 +425,22 @@ fn hook_problems(
         return out;
     };
     let ns = &hook.namespace;
-    let template = match templates.get(&key) {
-        Some(Resolution::Found(found)) => found,
-        Some(Resolution::NotFound) => {
-            out.push((
-                problem(
-                    name_path,
-                    format!("HookTemplate \"{name}\" not found in namespace \"{ns}\""),
-                    format!("create it there, or set hookTemplate.namespace to the namespace that has it ({LIST_HOOK_TEMPLATES})"),
-                ),
-                Subject::Reference,
-            ));
-            return out;
-        }
-        Some(Resolution::Unverified(why)) => {
-            out.push((
-                unverified(
-                    name_path,
-                    format!("HookTemplate \"{key}\" could not be verified: {why}"),
-                    "retry once the webhook can read HookTemplates",
-                ),
-                Subject::Reference,
-            ));
-            return out;
-        }
-        None => {
-            out.push((
-                unverified(
-                    name_path,
-                    format!("HookTemplate \"{key}\" could not be verified: it was not looked up"),
-                    "retry",
-                ),
-                Subject::Reference,
-            ));
+    let found = found_or(
+        templates.get(&key),
+        &name_path,
+        &format!("HookTemplate \"{key}\""),
+        "HookTemplates",
+        || {
+            (
+            format!("HookTemplate \"{name}\" not found in namespace \"{ns}\""),
+            format!("create it there, or set hookTemplate.namespace to the namespace that has it ({LIST_HOOK_TEMPLATES})"),
+        )
+        },
+    );
+    let template = match found {
+        Ok(found) => found,
+        Err(finding) => {
+            out.push((finding, Subject::Reference));
             return out;
         }
     };
@@ -508,38 +505,21 @@ fn function_problems<'a>(
     };
     let runs = format!("{runner} runs Function \"{function}\" (functions.addons.kubestash.com)");
     let edit = format!("kubectl edit functions.addons.kubestash.com {function}");
-    let found = match functions.get(function) {
-        Some(Resolution::Found(found)) => found,
-        Some(Resolution::NotFound) => {
-            return (
-                vec![problem(
-                    path.clone(),
-                    format!("{runs}, which is not found"),
-                    format!("install the addon catalog that provides it ({LIST_FUNCTIONS})"),
-                )],
-                None,
+    let found = found_or(
+        functions.get(function),
+        path,
+        &format!("{runs}, which"),
+        "Functions",
+        || {
+            (
+                format!("{runs}, which is not found"),
+                format!("install the addon catalog that provides it ({LIST_FUNCTIONS})"),
             )
-        }
-        Some(Resolution::Unverified(why)) => {
-            return (
-                vec![unverified(
-                    path.clone(),
-                    format!("{runs}, which could not be verified: {why}"),
-                    "retry once the webhook can read Functions",
-                )],
-                None,
-            )
-        }
-        None => {
-            return (
-                vec![unverified(
-                    path.clone(),
-                    format!("{runs}, which could not be verified: it was not looked up"),
-                    "retry",
-                )],
-                None,
-            )
-        }
+        },
+    );
+    let found = match found {
+        Ok(found) => found,
+        Err(finding) => return (vec![finding], None),
     };
     let mut out = Vec::new();
     let what = match &found.container {

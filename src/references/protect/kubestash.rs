@@ -9,7 +9,6 @@
 //! the change, of what was listed and of what is known of the Functions named.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::core::admission::Operation;
@@ -21,6 +20,7 @@ use super::{
 };
 use crate::kubestash::referents::{Addon, AddonFunction, AddonTask, HookTemplate};
 use crate::kubestash::{self, Kind, References, TaskList, ADDONS_GROUP, CORE_GROUP, VERSION};
+use crate::references::index;
 use crate::review::{self, Reply, Request};
 use crate::rules::{Container, Resolution};
 use crate::sources::{Referent, Source};
@@ -28,38 +28,12 @@ use crate::validator::{look_up, Deadline, Outcome};
 
 const LIST_FUNCTIONS: &str = "list them with: kubectl get functions.addons.kubestash.com";
 
-/// One object of the four kinds that name KubeStash referents.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjectKey {
-    /// `BackupConfiguration`.
-    pub kind: &'static str,
-    pub namespace: Option<String>,
-    pub name: String,
-}
-
-impl fmt::Display for ObjectKey {
-    /// `demo/BackupConfiguration/app-backup`, as Stash's objects are named in messages.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.namespace {
-            Some(ns) => write!(f, "{ns}/{}/{}", self.kind, self.name),
-            None => write!(f, "{}/{}", self.kind, self.name),
-        }
-    }
-}
+/// One object of the four kinds that name KubeStash referents (`BackupConfiguration`).
+pub type ObjectKey = index::ObjectKey<&'static str>;
 
 /// One place that names a referent: the object, and the field (an `addon`, one of its `tasks`,
 /// a hook).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct User {
-    pub object: ObjectKey,
-    pub path: String,
-}
-
-impl fmt::Display for User {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.object, self.path)
-    }
-}
+pub type User = index::Referent<&'static str>;
 
 /// One listed object and its references.
 #[derive(Debug, Clone)]
