@@ -360,6 +360,17 @@ impl Metrics {
             .set(n);
     }
 
+    /// The same for a kind of another family (`label`: `BackupConfiguration.core.kubestash.com`).
+    pub fn set_broken_references_of(&self, label: &'static str, reason: &'static str, n: i64) {
+        self.0
+            .broken_references
+            .get_or_create(&BrokenLabels {
+                kind: label,
+                reason,
+            })
+            .set(n);
+    }
+
     pub fn record_event(&self, reason: &str) {
         self.0
             .events

@@ -1152,6 +1152,8 @@ async fn a_hook_template_in_use_deleted_gets_a_warning_event_then_a_normal_one_w
     // The addon reference still resolves: nothing said of it.
     assert!(events(&c.api, audit::ADDON_NOT_FOUND).is_empty());
     assert!(events(&c.api, audit::ADDON_UNUSABLE).is_empty());
+    let gauge = "stash_webhook_broken_references{kind=\"BackupConfiguration.core.kubestash.com\",reason=\"HookTemplateNotFound\"} ";
+    assert_eq!(sample(&c.metrics, gauge).as_deref(), Some("1"));
 
     c.api.put_object(
         HOOK_TEMPLATES,
@@ -1166,6 +1168,11 @@ async fn a_hook_template_in_use_deleted_gets_a_warning_event_then_a_normal_one_w
     )
     .await;
     assert_eq!(events(&c.api, audit::HOOK_TEMPLATE_NOT_FOUND).len(), 1);
+    let metrics = &c.metrics;
+    eventually(WAIT, "the gauge to go back to zero", || async move {
+        sample(metrics, gauge).as_deref() == Some("0")
+    })
+    .await;
 }
 
 #[tokio::test]

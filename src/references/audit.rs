@@ -57,6 +57,13 @@ pub const HOOK_TEMPLATE_RESOLVED: &str = "HookTemplateResolved";
 
 /// Every Warning reason, for the gauge.
 const BROKEN: [&str; 4] = [NOT_FOUND, UNUSABLE, TASK_NOT_FOUND, TASK_UNUSABLE];
+/// Every Warning reason of KubeStash objects, for the gauge.
+const KUBESTASH_BROKEN: [&str; 4] = [
+    ADDON_NOT_FOUND,
+    ADDON_UNUSABLE,
+    HOOK_TEMPLATE_NOT_FOUND,
+    HOOK_TEMPLATE_UNUSABLE,
+];
 
 /// How long the LISTs of the KubeStash objects of one pass may take.
 const LIST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -789,6 +796,12 @@ impl Audit {
         let mut current: HashMap<HookId, (KubeStashKey, Finding)> = HashMap::new();
         let mut still_there: HashSet<HookId> = HashSet::new();
         let mut where_: HashMap<HookId, (usize, KubeStashRef)> = HashMap::new();
+        let mut counts: HashMap<(&'static str, &'static str), i64> = HashMap::new();
+        for kind in crate::kubestash::KINDS {
+            for reason in KUBESTASH_BROKEN {
+                counts.insert((kind.label(), reason), 0);
+            }
+        }
         for (n, object) in objects.iter().enumerate() {
             let namespace = object.key.namespace.as_deref().unwrap_or_default();
             learn(&kubestash, object.kind, &object.refs, &mut known, false).await;
@@ -812,6 +825,9 @@ impl Audit {
                 where_.insert(id.clone(), (n, which));
                 match found {
                     Some(found) => {
+                        *counts
+                            .entry((object.kind.label(), found.reason))
+                            .or_default() += 1;
                         current.insert(id, (object.key.clone(), found));
                     }
                     None => {
@@ -819,6 +835,9 @@ impl Audit {
                     }
                 }
             }
+        }
+        for ((kind, reason), n) in counts {
+            self.metrics.set_broken_references_of(kind, reason, n);
         }
         let mut all_written = true;
         for (id, (key, found)) in &current {
