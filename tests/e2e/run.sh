@@ -476,6 +476,12 @@ end
 # shellcheck source-path=SCRIPTDIR source=task-cases.sh
 source "$E2E_DIR/task-cases.sh"
 
+# The KubeStash cases, on the current server only (the cases of Stash's kinds cover 1.20).
+if [[ $E2E_SERVER == current ]]; then
+  # shellcheck source-path=SCRIPTDIR source=kubestash-cases.sh
+  source "$E2E_DIR/kubestash-cases.sh"
+fi
+
 begin lookup-refused-without-rbac
 check 0 'clusterrolebinding.rbac.authorization.k8s.io "stash-webhook" deleted' \
   kubectl delete clusterrolebinding stash-webhook
