@@ -68,6 +68,36 @@ async fn wait_ready(client: &reqwest::Client, port: u16) {
     .await;
 }
 
+/// A CREATE review of the one KubeStash object of `manifests/examples/FILE`.
+fn kubestash_example_create(file: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("manifests/examples")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let object: Value = serde_yaml_ng::from_str(&text).unwrap();
+    let kind = object["kind"].as_str().unwrap();
+    serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "4e1b0c9a-0000-4000-8000-000000000001",
+            "kind": {"group": "core.kubestash.com", "version": "v1alpha1", "kind": kind},
+            "resource": {"group": "core.kubestash.com", "version": "v1alpha1", "resource": "backupconfigurations"},
+            "requestKind": {"group": "core.kubestash.com", "version": "v1alpha1", "kind": kind},
+            "requestResource": {"group": "core.kubestash.com", "version": "v1alpha1", "resource": "backupconfigurations"},
+            "name": object["metadata"]["name"],
+            "namespace": object["metadata"]["namespace"],
+            "operation": "CREATE",
+            "userInfo": {"username": "kubernetes-admin"},
+            "object": object,
+            "oldObject": null,
+            "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
+        }
+    })
+    .to_string()
+}
+
 #[tokio::test]
 async fn dev_mode_serves_the_examples_with_a_verifiable_certificate() {
     let dir = tempfile::tempdir().unwrap();
@@ -118,6 +148,31 @@ async fn dev_mode_serves_the_examples_with_a_verifiable_certificate() {
         .as_str()
         .unwrap()
         .contains("has no container image"));
+
+    // The KubeStash examples, against the KubeStash catalog of the same file.
+    let ok: Value = post(kubestash_example_create(
+        "kubestash-backupconfiguration-valid.yaml",
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(ok["response"]["allowed"], true, "{ok}");
+    assert!(ok["response"]["warnings"].is_null(), "{ok}");
+    let denied: Value = post(kubestash_example_create(
+        "kubestash-backupconfiguration-missing-hooktemplate.yaml",
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(denied["response"]["allowed"], false);
+    assert_eq!(
+        denied["response"]["status"]["message"],
+        r#"spec.sessions[0].hooks.preBackup[0].hookTemplate.name: HookTemplate "mysql-readonly" not found in namespace "demo": create it there, or set hookTemplate.namespace to the namespace that has it (list them with: kubectl get hooktemplates.core.kubestash.com -A)"#
+    );
 
     signal(&child, "-INT");
     let output = tokio::task::spawn_blocking(move || child.wait_with_output())

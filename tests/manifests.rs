@@ -10,6 +10,7 @@ use std::process::Command;
 use base64::Engine;
 use serde_json::{json, Value};
 use stash_webhook::check;
+use stash_webhook::kubestash;
 use stash_webhook::rules::FailurePolicy;
 use stash_webhook::stash::{
     executor_refs, task_refs, SpecHooks, StashKind, STASH_GROUP, STASH_VERSION,
@@ -765,17 +766,29 @@ fn read_documents(path: &Path) -> Vec<Value> {
 #[test]
 fn examples_parse_and_functions_yaml_has_the_functions_and_tasks_the_readme_names() {
     let files = example_files();
-    assert!(files.len() >= 5, "{files:?}");
+    assert!(files.len() >= 8, "{files:?}");
+    let stash = format!("{STASH_GROUP}/{STASH_VERSION}");
+    let core = format!("{KUBESTASH_CORE}/{KUBESTASH_VERSION}");
+    let addons = format!("{KUBESTASH_ADDONS}/{KUBESTASH_VERSION}");
     for file in &files {
         let docs = read_documents(file);
         assert!(!docs.is_empty(), "{}", file.display());
+        // A KubeStash example says so in its file name.
+        let kubestash = file
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("kubestash-"));
         for doc in &docs {
-            assert_eq!(
-                doc["apiVersion"],
-                format!("{STASH_GROUP}/{STASH_VERSION}"),
-                "{}",
-                file.display()
-            );
+            let api_version = doc["apiVersion"].as_str().expect("apiVersion");
+            if file.ends_with("functions.yaml") {
+                assert!(
+                    [&stash, &core, &addons].contains(&&api_version.to_owned()),
+                    "{api_version}"
+                );
+            } else if kubestash {
+                assert_eq!(api_version, core, "{}", file.display());
+            } else {
+                assert_eq!(api_version, stash, "{}", file.display());
+            }
             assert!(doc["metadata"]["name"].is_string(), "{}", file.display());
         }
     }
@@ -785,8 +798,16 @@ fn examples_parse_and_functions_yaml_has_the_functions_and_tasks_the_readme_name
         .iter()
         .map(|f| {
             let kind = f["kind"].as_str().expect("kind");
-            assert!(kind == "Function" || kind == "Task", "{kind}");
-            format!("{kind} {}", f["metadata"]["name"].as_str().expect("name"))
+            let api_version = f["apiVersion"].as_str().expect("apiVersion");
+            let group = api_version.split_once('/').expect("group/version").0;
+            let name = f["metadata"]["name"].as_str().expect("name");
+            match (group, kind) {
+                (STASH_GROUP, "Function" | "Task") => format!("{kind} {name}"),
+                (KUBESTASH_ADDONS, "Addon" | "Function") | (KUBESTASH_CORE, "HookTemplate") => {
+                    format!("{kind}.{group} {name}")
+                }
+                _ => panic!("{api_version} {kind} {name}"),
+            }
         })
         .collect();
     assert_eq!(
@@ -802,12 +823,18 @@ fn examples_parse_and_functions_yaml_has_the_functions_and_tasks_the_readme_name
             "Task mysql-backup-8.0.14",
             "Task postgres-backup-16.1",
             "Task postgres-restore-16.1",
+            "Addon.addons.kubestash.com mysql-addon",
+            "Function.addons.kubestash.com mysql-logical-backup",
+            "Function.addons.kubestash.com mysql-logical-restore",
+            "Function.addons.kubestash.com mysql-read-only",
+            "HookTemplate.core.kubestash.com mysql-read-only",
         ]
     );
 }
 
-/// Each example is judged by `stash-webhook check`'s own reader and rules, against the Functions of
-/// `functions.yaml`, as the README says: `-valid` files allowed, the others denied with the text
+/// Each example is judged by `stash-webhook check`'s own reader and rules, against the catalog of
+/// `functions.yaml` (Stash's Functions and Tasks, KubeStash's Addon, Functions and HookTemplate),
+/// as the README says: `-valid` files allowed, the others denied with the text
 /// the README quotes.
 #[test]
 fn examples_are_judged_as_their_readme_says() {
@@ -832,17 +859,24 @@ fn examples_are_judged_as_their_readme_says() {
         }
         assert!(readme.contains(&file_name), "README.md names {file_name}");
         for object in read_documents(&file) {
-            let kind = StashKind::from_gvk(
-                STASH_GROUP,
-                STASH_VERSION,
-                object["kind"].as_str().expect("kind"),
-            )
-            .unwrap_or_else(|| panic!("{file_name}: not a judged kind"));
-            let spec = SpecHooks::from_value(&object["spec"]).unwrap();
-            assert!(
-                !executor_refs(kind, &spec).is_empty() || !task_refs(kind, &spec).is_empty(),
-                "{file_name}: an example names an executor or a Task"
-            );
+            let kind_name = object["kind"].as_str().expect("kind");
+            let api_version = object["apiVersion"].as_str().expect("apiVersion");
+            let (group, version) = api_version.split_once('/').expect("group/version");
+            if let Some(kind) = StashKind::from_gvk(group, version, kind_name) {
+                let spec = SpecHooks::from_value(&object["spec"]).unwrap();
+                assert!(
+                    !executor_refs(kind, &spec).is_empty() || !task_refs(kind, &spec).is_empty(),
+                    "{file_name}: an example names an executor or a Task"
+                );
+            } else {
+                let kind = kubestash::kind(group, version, kind_name)
+                    .unwrap_or_else(|| panic!("{file_name}: not a judged kind"));
+                let refs = kubestash::references(kind, &object, "demo");
+                assert!(
+                    !refs.addons.is_empty() && !refs.hooks.is_empty(),
+                    "{file_name}: a KubeStash example names an Addon and a HookTemplate"
+                );
+            }
             let name = object["metadata"]["name"].as_str().expect("name");
             let judged = report
                 .objects
@@ -855,6 +889,14 @@ fn examples_are_judged_as_their_readme_says() {
                     "{file_name}: {:?}",
                     judged.denials
                 );
+                // The KubeStash catalog of functions.yaml is whole: no warning either.
+                if file_name.starts_with("kubestash-") {
+                    assert!(
+                        judged.warnings.is_empty(),
+                        "{file_name}: {:?}",
+                        judged.warnings
+                    );
+                }
             } else {
                 assert!(!judged.denials.is_empty(), "{file_name} is denied");
                 let message = judged.denials.join("\n");

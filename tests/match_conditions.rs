@@ -771,9 +771,12 @@ fn recorded_reviews_and_the_examples_are_sent_as_the_server_expects() {
         ]
     );
 
-    // Every example object names an executor or a Task, valid or not: all are judged.
+    // Every example object names an executor or a Task (a KubeStash one an Addon and a
+    // HookTemplate), valid or not: all are sent to their family's webhook.
+    let kubestash_conditions = self::conditions(webhook_named(&docs, KUBESTASH_WEBHOOK_NAME));
     let examples = repo().join("manifests/examples");
     let mut judged = 0;
+    let mut kubestash_judged = 0;
     for entry in std::fs::read_dir(&examples).expect("examples") {
         let path = entry.expect("entry").path();
         if path.extension().is_none_or(|e| e != "yaml") {
@@ -783,7 +786,23 @@ fn recorded_reviews_and_the_examples_are_sent_as_the_server_expects() {
         for doc in serde_yaml_ng::Deserializer::from_str(&text) {
             let object = Value::deserialize(doc).expect("YAML");
             let kind = object["kind"].as_str().unwrap_or_default();
-            if StashKind::from_gvk(STASH_GROUP, STASH_VERSION, kind).is_none() {
+            if object["apiVersion"] == "core.kubestash.com/v1alpha1"
+                && KUBESTASH_KINDS.contains(&kind)
+            {
+                let called = evaluate(
+                    &kubestash_conditions,
+                    &object,
+                    &Value::Null,
+                    &create_request(&object),
+                )
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert!(called, "{}: {kind} is sent to the webhook", path.display());
+                kubestash_judged += 1;
+                continue;
+            }
+            if object["apiVersion"] != format!("{STASH_GROUP}/{STASH_VERSION}")
+                || StashKind::from_gvk(STASH_GROUP, STASH_VERSION, kind).is_none()
+            {
                 continue;
             }
             let called = evaluate(&conditions, &object, &Value::Null, &create_request(&object))
@@ -792,7 +811,14 @@ fn recorded_reviews_and_the_examples_are_sent_as_the_server_expects() {
             judged += 1;
         }
     }
-    assert_eq!(judged, 5, "the five example objects of manifests/examples");
+    assert_eq!(
+        judged, 5,
+        "the five Stash example objects of manifests/examples"
+    );
+    assert_eq!(
+        kubestash_judged, 3,
+        "the three KubeStash example objects of manifests/examples"
+    );
 }
 
 #[test]

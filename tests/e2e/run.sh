@@ -353,11 +353,11 @@ begin missing-function
 check 1 "$(denied creating $C/backupconfiguration-missing-function.yaml)spec.hooks.preBackup.executor.functionName: Function \"mysql-hook-exector\" not found: create the Function, or fix the name $LIST" \
   kubectl apply -f $C/backupconfiguration-missing-function.yaml
 check 1 "$(not_found backupconfigurations mysql-backup-typo)" \
-  kubectl get -n demo backupconfiguration mysql-backup-typo
+  kubectl get -n demo backupconfigurations.stash.appscode.com mysql-backup-typo
 end
 
 begin function-without-image
-check 0 "" kubectl get function no-image-fn -o 'jsonpath={.spec.image}'
+check 0 "" kubectl get functions.stash.appscode.com no-image-fn -o 'jsonpath={.spec.image}'
 check 1 "$(denied creating $C/backupconfiguration-no-image.yaml)spec.hooks.postBackup.executor.functionName: Function \"no-image-fn\" has no container image (its spec.image is not set): give the Function an image (kubectl edit functions.stash.appscode.com no-image-fn), or name another Function" \
   kubectl apply -f $C/backupconfiguration-no-image.yaml
 end
@@ -370,7 +370,7 @@ spec.members[1].hooks.preBackup.executor.functionName: Function \"ghost-fn\" not
 spec.members[1].hooks.preBackup.executor.params[db-host]: parameter name \"db-host\" is invalid: use letters, digits and '_', not starting with a digit, since the Function reads it as \${NAME}
 spec.members[2].hooks.postBackup.executor.functionName: is required: name the Function that runs this hook $LIST" \
   kubectl apply -f $C/backupbatch-several.yaml
-check 1 "$(not_found backupbatches app-and-db)" kubectl get -n demo backupbatch app-and-db
+check 1 "$(not_found backupbatches app-and-db)" kubectl get -n demo backupbatches.stash.appscode.com app-and-db
 end
 
 begin valid-executor
@@ -387,13 +387,13 @@ check 0 "backupconfiguration.stash.appscode.com/ratchet created" \
 # A Function a hook names is protected: deleting it is denied, naming the hook.
 ANNOTATION=stash-webhook.stash.appscode.com/allow-breaking-references
 check 1 "Error from server (Forbidden): admission webhook \"protect.stash-webhook.stash.appscode.com\" denied the request: Function \"short-lived-fn\" is used by 1 hook: demo/BackupConfiguration/ratchet (spec.hooks.preBackup): change or delete them first, or annotate the Function with $ANNOTATION=true" \
-  kubectl delete function short-lived-fn
+  kubectl delete functions.stash.appscode.com short-lived-fn
 # With the annotation, it goes, with a warning naming what breaks.
 check 0 "function.stash.appscode.com/short-lived-fn annotated" \
-  kubectl annotate function short-lived-fn "$ANNOTATION=true"
+  kubectl annotate functions.stash.appscode.com short-lived-fn "$ANNOTATION=true"
 check 0 "Warning: Function \"short-lived-fn\" is used by 1 hook: demo/BackupConfiguration/ratchet (spec.hooks.preBackup); allowed by the annotation $ANNOTATION=true: those hooks fail until they name a Function that can run
 function.stash.appscode.com \"short-lived-fn\" deleted" \
-  kubectl delete function short-lived-fn
+  kubectl delete functions.stash.appscode.com short-lived-fn
 # The audit reports the broken reference as a Warning Event on the object.
 eventually 60 "a Warning Event on demo/ratchet" has_events_on ratchet ExecutorFunctionNotFound
 check 0 "Warning ExecutorFunctionNotFound spec.hooks.preBackup.executor.functionName: Function \"short-lived-fn\" not found: create the Function, or fix the name $LIST" \
@@ -410,15 +410,15 @@ check 0 "$WARNING
 backupconfiguration.stash.appscode.com/ratchet configured" \
   kubectl apply -f $C/ratchet/backupconfiguration-edited.yaml
 check 0 "echo before, edited" \
-  kubectl get -n demo backupconfiguration ratchet -o 'jsonpath={.spec.hooks.preBackup.exec.command[2]}'
+  kubectl get -n demo backupconfigurations.stash.appscode.com ratchet -o 'jsonpath={.spec.hooks.preBackup.exec.command[2]}'
 check 0 "$WARNING
 backupconfiguration.stash.appscode.com/ratchet labeled" \
-  kubectl label -n demo backupconfiguration ratchet paused=true
+  kubectl label -n demo backupconfigurations.stash.appscode.com ratchet paused=true
 # A changed reference that fails is denied.
 check 1 "$(denied replacing $C/ratchet/backupconfiguration-renamed.yaml)spec.hooks.preBackup.executor.functionName: Function \"short-lived-fn-2\" not found: create the Function, or fix the name $LIST" \
   kubectl replace -f $C/ratchet/backupconfiguration-renamed.yaml
 check 0 "short-lived-fn" \
-  kubectl get -n demo backupconfiguration ratchet -o 'jsonpath={.spec.hooks.preBackup.executor.functionName}'
+  kubectl get -n demo backupconfigurations.stash.appscode.com ratchet -o 'jsonpath={.spec.hooks.preBackup.executor.functionName}'
 # Created again, the Function resolves, and the audit says so.
 check 0 "function.stash.appscode.com/short-lived-fn created" kubectl apply -f $C/ratchet/function.yaml
 eventually 60 "a Normal Event on demo/ratchet" has_events_on ratchet ExecutorFunctionResolved
@@ -446,11 +446,11 @@ begin server-dry-run
 check 1 "$(denied creating $C/restoresession-missing-function.yaml)spec.hooks.postRestore.executor.functionName: Function \"pg-restore-hook\" not found: create the Function, or fix the name $LIST" \
   kubectl apply --dry-run=server -f $C/restoresession-missing-function.yaml
 check 1 "$(not_found restoresessions postgres-restore-typo)" \
-  kubectl get -n demo restoresession postgres-restore-typo
+  kubectl get -n demo restoresessions.stash.appscode.com postgres-restore-typo
 check 0 "backupconfiguration.stash.appscode.com/plain-hooks created (server dry run)" \
   kubectl apply --dry-run=server -f $C/backupconfiguration-no-executor.yaml
 check 1 "$(not_found backupconfigurations plain-hooks)" \
-  kubectl get -n demo backupconfiguration plain-hooks
+  kubectl get -n demo backupconfigurations.stash.appscode.com plain-hooks
 end
 
 begin function-and-user-in-one-apply
@@ -467,7 +467,7 @@ begin hook-without-executor
 check 0 "backupconfiguration.stash.appscode.com/plain-hooks created" \
   kubectl apply -f $C/backupconfiguration-no-executor.yaml
 check 0 "mysql" \
-  kubectl get -n demo backupconfiguration plain-hooks -o 'jsonpath={.spec.hooks.preBackup.containerName}'
+  kubectl get -n demo backupconfigurations.stash.appscode.com plain-hooks -o 'jsonpath={.spec.hooks.preBackup.containerName}'
 check 0 "backupconfiguration.stash.appscode.com \"plain-hooks\" deleted$(from_namespace demo)" \
   kubectl delete -f $C/backupconfiguration-no-executor.yaml
 end
@@ -475,6 +475,12 @@ end
 # The Task cases: objects naming a Task in spec.task or spec.members[].task.
 # shellcheck source-path=SCRIPTDIR source=task-cases.sh
 source "$E2E_DIR/task-cases.sh"
+
+# The KubeStash cases, on the current server only (the cases of Stash's kinds cover 1.20).
+if [[ $E2E_SERVER == current ]]; then
+  # shellcheck source-path=SCRIPTDIR source=kubestash-cases.sh
+  source "$E2E_DIR/kubestash-cases.sh"
+fi
 
 begin lookup-refused-without-rbac
 check 0 'clusterrolebinding.rbac.authorization.k8s.io "stash-webhook" deleted' \

@@ -1,0 +1,112 @@
+# The end-to-end cases of KubeStash objects (core.kubestash.com, addons.kubestash.com), sourced by
+# run.sh on the current server only, while its webhook runs. The Addon, Functions and
+# HookTemplates of cases/kubestash/catalog.yaml are created first and deleted last; each case
+# deletes what it creates, the object naming a referent first.
+# shellcheck shell=bash disable=SC2154 # the variables and functions of run.sh
+
+K=tests/e2e/cases/kubestash
+KS_NAME=validate-kubestash.stash-webhook.stash.appscode.com
+KS_ADDONS='(list them with: kubectl get addons.addons.kubestash.com)'
+KS_FUNCTIONS='(list them with: kubectl get functions.addons.kubestash.com)'
+KS_HOOK_TEMPLATES='(list them with: kubectl get hooktemplates.core.kubestash.com -A)'
+ks_denied() { # ks_denied FILE: what kubectl prints before the webhook's message for a create of FILE
+  printf 'Error from server (Forbidden): error when creating "%s": admission webhook "%s" denied the request: ' "$1" "$KS_NAME"
+}
+ks_not_found() { # ks_not_found NAME: kubectl get of a KubeStash BackupConfiguration not stored
+  printf 'Error from server (NotFound): backupconfigurations.core.kubestash.com "%s" not found' "$1"
+}
+
+begin kubestash-catalog-created
+check 0 "addon.addons.kubestash.com/e2e-addon created
+function.addons.kubestash.com/e2e-backup-fn created
+function.addons.kubestash.com/e2e-restore-fn created
+function.addons.kubestash.com/e2e-no-image-fn created
+function.addons.kubestash.com/e2e-hook-fn created
+hooktemplate.core.kubestash.com/e2e-hook created
+hooktemplate.core.kubestash.com/e2e-ghost-fn-hook created" \
+  kubectl apply -f $K/catalog.yaml
+end
+
+begin kubestash-missing-addon
+check 1 "$(ks_denied $K/backupconfiguration-missing-addon.yaml)spec.sessions[0].addon.name: Addon \"e2e-ghost-addon\" not found: install the KubeStash addon that provides it, or fix the name $KS_ADDONS" \
+  kubectl apply -f $K/backupconfiguration-missing-addon.yaml
+check 1 "$(ks_not_found ks-missing-addon)" \
+  kubectl get -n demo backupconfigurations.core.kubestash.com ks-missing-addon
+end
+
+begin kubestash-task-not-in-addon
+check 1 "$(ks_denied $K/backupconfiguration-missing-task.yaml)spec.sessions[0].addon.tasks[0].name: Addon \"e2e-addon\" has no backup task \"logical-bakup\": name one of Addon \"e2e-addon\"'s backup tasks (it has logical-backup, no-image-backup)" \
+  kubectl apply -f $K/backupconfiguration-missing-task.yaml
+check 1 "$(ks_not_found ks-missing-task)" \
+  kubectl get -n demo backupconfigurations.core.kubestash.com ks-missing-task
+end
+
+begin kubestash-task-function-without-image
+check 1 "$(ks_denied $K/backupconfiguration-no-image-function.yaml)spec.sessions[0].addon.tasks[0].name: backup task \"no-image-backup\" of Addon \"e2e-addon\" runs Function \"e2e-no-image-fn\" (functions.addons.kubestash.com), which has no container image (its spec.image is not set): give the Function a valid spec.image (kubectl edit functions.addons.kubestash.com e2e-no-image-fn)" \
+  kubectl apply -f $K/backupconfiguration-no-image-function.yaml
+check 1 "$(ks_not_found ks-no-image)" \
+  kubectl get -n demo backupconfigurations.core.kubestash.com ks-no-image
+end
+
+begin kubestash-missing-required-parameter
+check 1 "$(ks_denied $K/backupconfiguration-missing-parameter.yaml)spec.sessions[0].addon.tasks[0].params: backup task \"logical-backup\" of Addon \"e2e-addon\" requires parameter \"databases\", which is not set and has no default: add params.databases" \
+  kubectl apply -f $K/backupconfiguration-missing-parameter.yaml
+check 1 "$(ks_not_found ks-missing-param)" \
+  kubectl get -n demo backupconfigurations.core.kubestash.com ks-missing-param
+end
+
+begin kubestash-missing-hooktemplate
+check 1 "$(ks_denied $K/backupconfiguration-missing-hooktemplate.yaml)spec.sessions[0].hooks.preBackup[0].hookTemplate.name: HookTemplate \"e2e-ghost-hook\" not found in namespace \"demo\": create it there, or set hookTemplate.namespace to the namespace that has it $KS_HOOK_TEMPLATES" \
+  kubectl apply -f $K/backupconfiguration-missing-hooktemplate.yaml
+check 1 "$(ks_not_found ks-missing-hook)" \
+  kubectl get -n demo backupconfigurations.core.kubestash.com ks-missing-hook
+end
+
+begin kubestash-hooktemplate-names-a-missing-function
+check 1 "$(ks_denied $K/backupconfiguration-hooktemplate-missing-function.yaml)spec.sessions[0].hooks.preBackup[0].hookTemplate.name: HookTemplate \"demo/e2e-ghost-fn-hook\" runs Function \"e2e-ghost-hook-fn\" (functions.addons.kubestash.com), which is not found: install the addon catalog that provides it $KS_FUNCTIONS" \
+  kubectl apply -f $K/backupconfiguration-hooktemplate-missing-function.yaml
+check 1 "$(ks_not_found ks-ghost-hook-fn)" \
+  kubectl get -n demo backupconfigurations.core.kubestash.com ks-ghost-hook-fn
+end
+
+begin kubestash-catalog-and-user-in-one-apply
+# None of the Addon, the Functions and the HookTemplate is in the webhook's caches when the
+# BackupConfiguration comes: the live GETs find them.
+check 0 "addon.addons.kubestash.com/together-addon created
+function.addons.kubestash.com/together-backup-fn created
+function.addons.kubestash.com/together-hook-fn created
+hooktemplate.core.kubestash.com/together-hook created
+backupconfiguration.core.kubestash.com/together-user created" \
+  kubectl apply -f $K/together/
+check 0 "backupconfiguration.core.kubestash.com \"together-user\" deleted$(from_namespace demo)" \
+  kubectl delete -f $K/together/4-backupconfiguration.yaml
+check 0 "hooktemplate.core.kubestash.com \"together-hook\" deleted$(from_namespace demo)" \
+  kubectl delete -f $K/together/3-hooktemplate.yaml
+check 0 'function.addons.kubestash.com "together-backup-fn" deleted
+function.addons.kubestash.com "together-hook-fn" deleted' kubectl delete -f $K/together/2-functions.yaml
+check 0 'addon.addons.kubestash.com "together-addon" deleted' kubectl delete -f $K/together/1-addon.yaml
+end
+
+begin kubestash-valid-restoresession
+check 0 "restoresession.core.kubestash.com/ks-restore created" \
+  kubectl apply -f $K/restoresession-valid.yaml
+check 0 "restoresession.core.kubestash.com \"ks-restore\" deleted$(from_namespace demo)" \
+  kubectl delete -f $K/restoresession-valid.yaml
+end
+
+# --- protection ------------------------------------------------------------------------------
+# PROTECTION CASES GO HERE, while the catalog above still exists: deleting an Addon in use is
+# denied by the protect webhook; a HookTemplate in use, deleted with the override annotation, is
+# followed by the audit's Event on the object that names it.
+
+begin kubestash-catalog-deleted
+check 0 "hooktemplate.core.kubestash.com \"e2e-hook\" deleted$(from_namespace demo)
+hooktemplate.core.kubestash.com \"e2e-ghost-fn-hook\" deleted$(from_namespace demo)" \
+  kubectl delete hooktemplates.core.kubestash.com -n demo e2e-hook e2e-ghost-fn-hook
+check 0 'function.addons.kubestash.com "e2e-backup-fn" deleted
+function.addons.kubestash.com "e2e-restore-fn" deleted
+function.addons.kubestash.com "e2e-no-image-fn" deleted
+function.addons.kubestash.com "e2e-hook-fn" deleted' \
+  kubectl delete functions.addons.kubestash.com e2e-backup-fn e2e-restore-fn e2e-no-image-fn e2e-hook-fn
+check 0 'addon.addons.kubestash.com "e2e-addon" deleted' kubectl delete addons.addons.kubestash.com e2e-addon
+end
