@@ -823,10 +823,10 @@ fn examples_parse_and_functions_yaml_has_the_functions_and_tasks_the_readme_name
             "Task mysql-backup-8.0.14",
             "Task postgres-backup-16.1",
             "Task postgres-restore-16.1",
-            "Addon.addons.kubestash.com mysql-addon",
             "Function.addons.kubestash.com mysql-logical-backup",
             "Function.addons.kubestash.com mysql-logical-restore",
             "Function.addons.kubestash.com mysql-read-only",
+            "Addon.addons.kubestash.com mysql-addon",
             "HookTemplate.core.kubestash.com mysql-read-only",
         ]
     );

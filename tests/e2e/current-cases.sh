@@ -291,10 +291,10 @@ function.stash.appscode.com/update-status created
 task.stash.appscode.com/mysql-backup-8.0.14 created
 task.stash.appscode.com/postgres-backup-16.1 created
 task.stash.appscode.com/postgres-restore-16.1 created
-addon.addons.kubestash.com/mysql-addon created
 function.addons.kubestash.com/mysql-logical-backup created
 function.addons.kubestash.com/mysql-logical-restore created
 function.addons.kubestash.com/mysql-read-only created
+addon.addons.kubestash.com/mysql-addon created
 hooktemplate.core.kubestash.com/mysql-read-only created" kubectl apply -f manifests/examples/functions.yaml
 check 1 "$(denied creating "$C/backupconfiguration-missing-function.yaml")spec.hooks.preBackup.executor.functionName: Function \"mysql-hook-exector\" not found: create the Function, or fix the name $LIST" \
   kubectl apply -f "$C/backupconfiguration-missing-function.yaml"
@@ -312,9 +312,9 @@ function.stash.appscode.com \"update-status\" deleted
 task.stash.appscode.com \"mysql-backup-8.0.14\" deleted
 task.stash.appscode.com \"postgres-backup-16.1\" deleted
 task.stash.appscode.com \"postgres-restore-16.1\" deleted
-addon.addons.kubestash.com \"mysql-addon\" deleted
 function.addons.kubestash.com \"mysql-logical-backup\" deleted
 function.addons.kubestash.com \"mysql-logical-restore\" deleted
 function.addons.kubestash.com \"mysql-read-only\" deleted
+addon.addons.kubestash.com \"mysql-addon\" deleted
 hooktemplate.core.kubestash.com \"mysql-read-only\" deleted$(from_namespace demo)" kubectl delete -f manifests/examples/functions.yaml
 end

@@ -17,12 +17,16 @@ ks_not_found() { # ks_not_found NAME: kubectl get of a KubeStash BackupConfigura
 }
 
 begin kubestash-catalog-created
-check 0 "addon.addons.kubestash.com/e2e-addon created
-function.addons.kubestash.com/e2e-backup-fn created
+# Each referent created so that it cannot run is allowed, with a warning from the protect webhook.
+check 0 "function.addons.kubestash.com/e2e-backup-fn created
 function.addons.kubestash.com/e2e-restore-fn created
+Warning: spec.image: Function \"e2e-no-image-fn\" has no container image: an Addon task or HookTemplate that runs it fails until it has one (set spec.image to a container image)
 function.addons.kubestash.com/e2e-no-image-fn created
 function.addons.kubestash.com/e2e-hook-fn created
+Warning: spec.backupTasks[1].function: Function \"e2e-no-image-fn\" has no container image: an object that names backup task \"no-image-backup\" of Addon \"e2e-addon\" fails until it can run
+addon.addons.kubestash.com/e2e-addon created
 hooktemplate.core.kubestash.com/e2e-hook created
+Warning: spec.executor.function.name: Function \"e2e-ghost-hook-fn\" not found: a hook that names HookTemplate \"demo/e2e-ghost-fn-hook\" fails until it exists (create the Function, or fix the name; list them with: kubectl get functions.addons.kubestash.com)
 hooktemplate.core.kubestash.com/e2e-ghost-fn-hook created" \
   kubectl apply -f $K/catalog.yaml
 end
@@ -71,8 +75,10 @@ end
 
 begin kubestash-catalog-and-user-in-one-apply
 # None of the Addon, the Functions and the HookTemplate is in the webhook's caches when the
-# BackupConfiguration comes: the live GETs find them.
-check 0 "addon.addons.kubestash.com/together-addon created
+# BackupConfiguration comes: the live GETs find them. The Addon comes before its Function, so it
+# is created with a warning that the Function does not exist yet.
+check 0 "Warning: spec.backupTasks[0].function: Function \"together-backup-fn\" not found: an object that names backup task \"logical-backup\" of Addon \"together-addon\" fails until it exists (create the Function, or fix the name; list them with: kubectl get functions.addons.kubestash.com)
+addon.addons.kubestash.com/together-addon created
 function.addons.kubestash.com/together-backup-fn created
 function.addons.kubestash.com/together-hook-fn created
 hooktemplate.core.kubestash.com/together-hook created
@@ -95,9 +101,44 @@ check 0 "restoresession.core.kubestash.com \"ks-restore\" deleted$(from_namespac
 end
 
 # --- protection ------------------------------------------------------------------------------
-# PROTECTION CASES GO HERE, while the catalog above still exists: deleting an Addon in use is
-# denied by the protect webhook; a HookTemplate in use, deleted with the override annotation, is
-# followed by the audit's Event on the object that names it.
+# While the catalog above exists: deleting an Addon in use is denied by the protect webhook; a
+# HookTemplate in use, deleted with the override annotation, is followed by the audit's Event on
+# the object that names it, and by a Normal one once it is back.
+KS_PROTECT=protect-kubestash.stash-webhook.stash.appscode.com
+
+begin kubestash-addon-in-use-is-protected
+check 0 "backupconfiguration.core.kubestash.com/ks-protected created" \
+  kubectl apply -f $K/protected/backupconfiguration.yaml
+check 1 "Error from server (Forbidden): admission webhook \"$KS_PROTECT\" denied the request: Addon \"e2e-addon\" is used by 1 object: demo/BackupConfiguration/ks-protected (spec.sessions[0].addon): change or delete them first, or annotate the Addon with $ANNOTATION=true" \
+  kubectl delete addons.addons.kubestash.com e2e-addon
+check 0 "e2e-addon" kubectl get addons.addons.kubestash.com e2e-addon -o 'jsonpath={.metadata.name}'
+check 0 "backupconfiguration.core.kubestash.com \"ks-protected\" deleted$(from_namespace demo)" \
+  kubectl delete -f $K/protected/backupconfiguration.yaml
+end
+
+begin kubestash-hooktemplate-deleted-then-audited
+check 0 "hooktemplate.core.kubestash.com/e2e-short-lived-hook created" \
+  kubectl apply -f $K/audit/hooktemplate.yaml
+check 0 "backupconfiguration.core.kubestash.com/ks-hook-audit created" \
+  kubectl apply -f $K/audit/backupconfiguration.yaml
+check 0 "hooktemplate.core.kubestash.com/e2e-short-lived-hook annotated" \
+  kubectl annotate -n demo hooktemplates.core.kubestash.com e2e-short-lived-hook "$ANNOTATION=true"
+check 0 "Warning: HookTemplate \"demo/e2e-short-lived-hook\" is used by 1 hook: demo/BackupConfiguration/ks-hook-audit (spec.sessions[0].hooks.preBackup[0]); allowed by the annotation $ANNOTATION=true: those hooks fail until they name a HookTemplate that exists
+hooktemplate.core.kubestash.com \"e2e-short-lived-hook\" deleted$(from_namespace demo)" \
+  kubectl delete -n demo hooktemplates.core.kubestash.com e2e-short-lived-hook
+eventually 60 "a Warning Event on demo/ks-hook-audit" has_events_on ks-hook-audit HookTemplateNotFound
+check 0 "Warning HookTemplateNotFound spec.sessions[0].hooks.preBackup[0].hookTemplate.name: HookTemplate \"e2e-short-lived-hook\" not found in namespace \"demo\": create it there, or set hookTemplate.namespace to the namespace that has it $KS_HOOK_TEMPLATES" \
+  events_on ks-hook-audit HookTemplateNotFound
+check 0 "hooktemplate.core.kubestash.com/e2e-short-lived-hook created" \
+  kubectl apply -f $K/audit/hooktemplate.yaml
+eventually 60 "a Normal Event on demo/ks-hook-audit" has_events_on ks-hook-audit HookTemplateResolved
+check 0 "Normal HookTemplateResolved spec.sessions[0].hooks.preBackup[0]: the HookTemplate resolves and can run again" \
+  events_on ks-hook-audit HookTemplateResolved
+check 0 "backupconfiguration.core.kubestash.com \"ks-hook-audit\" deleted$(from_namespace demo)" \
+  kubectl delete -f $K/audit/backupconfiguration.yaml
+check 0 "hooktemplate.core.kubestash.com \"e2e-short-lived-hook\" deleted$(from_namespace demo)" \
+  kubectl delete -f $K/audit/hooktemplate.yaml
+end
 
 begin kubestash-catalog-deleted
 check 0 "hooktemplate.core.kubestash.com \"e2e-hook\" deleted$(from_namespace demo)
