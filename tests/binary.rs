@@ -432,3 +432,66 @@ async fn a_cluster_without_kubestash_is_served_and_kubestash_names_are_not_check
         serde_json::json!(["spec.addon.name: Addon \"workload-addon\" not checked: there are no Addons to check it against (the cluster does not serve them: their CRD is not installed; or the catalog and files checked hold none)"])
     );
 }
+
+/// A cluster with KubeStash alone: without Stash's CRDs (their lists answer 404) the server gets
+/// ready, judges KubeStash objects against the cluster, and its audit reports a KubeStash object
+/// whose Addon does not exist.
+#[tokio::test]
+async fn a_cluster_with_kubestash_alone_is_served_and_audited() {
+    let api = ApiServer::start().await;
+    api.set_stash_installed(false);
+    api.put_object(
+        "backupconfigurations.core.kubestash.com",
+        Some("demo"),
+        "orphan",
+        serde_json::json!({"sessions": [{"addon": {"name": "never-created", "tasks": [{"name": "t"}]}}]}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (kubeconfig, cert, key, ca) = cluster_files(&api, dir.path());
+    let port = free_port();
+    let mut command = serve_command(port, &kubeconfig, &cert, &key);
+    command
+        .args(["--pod-name", "replica-a", "--namespace", "stash-system"])
+        .env_remove("STASH_WEBHOOK_AUDIT");
+    let _child = Server(command.spawn().unwrap());
+    let client = client(ca.as_bytes(), port);
+    wait_ready(&client, port).await;
+
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "7f1d6c2a-0000-4000-8000-000000000003",
+            "kind": {"group": "core.kubestash.com", "version": "v1alpha1", "kind": "BackupConfiguration"},
+            "name": "db",
+            "namespace": "demo",
+            "operation": "CREATE",
+            "object": {"spec": {"sessions": [{"addon": {"name": "never-created"}}]}},
+        }
+    });
+    let denied: Value = client
+        .post(format!("https://localhost:{port}/validate?timeout=5s"))
+        .header("Content-Type", "application/json")
+        .body(review.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        denied["response"]["status"]["message"],
+        "spec.sessions[0].addon.name: Addon \"never-created\" not found: install the KubeStash addon that provides it, or fix the name (list them with: kubectl get addons.addons.kubestash.com)"
+    );
+    let api = &api;
+    eventually(
+        Duration::from_secs(60),
+        "an AddonNotFound Event on demo/orphan",
+        || async move {
+            api.events()
+                .iter()
+                .any(|e| e["reason"] == "AddonNotFound" && e["regarding"]["name"] == "orphan")
+        },
+    )
+    .await;
+}

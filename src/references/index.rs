@@ -605,6 +605,21 @@ async fn watch_kind(client: Client, kind: StashKind, index: Arc<ReferenceIndex>,
                     metrics.set_indexed_objects(index.len());
                 }
             }
+            // The kind is not served (a cluster with KubeStash alone): it has no objects, and the
+            // index counts it as listed, so the audit of what is installed goes on. A retry lists
+            // it once its CRD is installed.
+            Err(watcher::Error::InitialListFailed(kube::Error::Api(status)))
+                if status.code == 404 =>
+            {
+                if !index.synced[kind as usize].load(Ordering::Acquire) {
+                    tracing::info!(%kind, "not served by this cluster (its CRD is not installed): no objects of it to index");
+                    index.replace_kind(kind, Vec::new());
+                    if index.is_synced() {
+                        metrics.set_index_synced(true);
+                        tracing::info!(objects = index.len(), "reference index synced");
+                    }
+                }
+            }
             Err(err) => {
                 metrics.record_watch_error(kind.plural());
                 let quiet = last_error.is_some_and(|t| t.elapsed() < Duration::from_secs(60));

@@ -623,6 +623,17 @@ impl ApiServer {
         }
     }
 
+    /// Whether Stash's CRDs are installed: when not, `stash.appscode.com` answers every request
+    /// with the 404 of a resource the server does not serve (a cluster with KubeStash alone).
+    pub fn set_stash_installed(&self, installed: bool) {
+        let mut absent = lock(&self.shared.absent_groups);
+        if installed {
+            absent.remove("stash.appscode.com");
+        } else {
+            absent.insert("stash.appscode.com");
+        }
+    }
+
     /// Deletes an object (watches see DELETED); false when there was none.
     pub fn delete_object(&self, plural: &str, namespace: Option<&str>, name: &str) -> bool {
         let kind = Kind::known(plural);
