@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::apiserver::ApiServer;
-use support::{create_naming, eventually, fixture};
+use support::{create_naming, eventually, fixture, kubestash_review};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -408,24 +408,13 @@ async fn a_cluster_without_kubestash_is_served_and_kubestash_names_are_not_check
         .await
         .unwrap();
     assert_eq!(denied["response"]["allowed"], false, "{denied}");
-    let review = serde_json::json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "7f1d6c2a-0000-4000-8000-000000000002",
-            "kind": {"group": "core.kubestash.com", "version": "v1alpha1", "kind": "RestoreSession"},
-            "name": "restore",
-            "namespace": "demo",
-            "operation": "CREATE",
-            "object": {"spec": {"addon": {"name": "workload-addon", "tasks": [{"name": "t"}]}}},
-        }
-    });
-    let allowed: Value = post(review.to_string())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let review = kubestash_review(
+        "RestoreSession",
+        "CREATE",
+        serde_json::json!({"addon": {"name": "workload-addon", "tasks": [{"name": "t"}]}}),
+        None,
+    );
+    let allowed: Value = post(review).await.unwrap().json().await.unwrap();
     assert_eq!(allowed["response"]["allowed"], true, "{allowed}");
     assert_eq!(
         allowed["response"]["warnings"],
@@ -457,22 +446,16 @@ async fn a_cluster_with_kubestash_alone_is_served_and_audited() {
     let client = client(ca.as_bytes(), port);
     wait_ready(&client, port).await;
 
-    let review = serde_json::json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "7f1d6c2a-0000-4000-8000-000000000003",
-            "kind": {"group": "core.kubestash.com", "version": "v1alpha1", "kind": "BackupConfiguration"},
-            "name": "db",
-            "namespace": "demo",
-            "operation": "CREATE",
-            "object": {"spec": {"sessions": [{"addon": {"name": "never-created"}}]}},
-        }
-    });
+    let review = kubestash_review(
+        "BackupConfiguration",
+        "CREATE",
+        serde_json::json!({"sessions": [{"addon": {"name": "never-created"}}]}),
+        None,
+    );
     let denied: Value = client
         .post(format!("https://localhost:{port}/validate?timeout=5s"))
         .header("Content-Type", "application/json")
-        .body(review.to_string())
+        .body(review)
         .send()
         .await
         .unwrap()

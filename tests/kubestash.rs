@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::Webhook;
+use support::{kubestash_review as review, Webhook};
 
 const CATALOG: &str = r#"
 apiVersion: addons.kubestash.com/v1alpha1
@@ -42,26 +42,6 @@ metadata: {name: freeze, namespace: demo}
 spec:
   executor: {type: Function, function: {name: missing-hook-fn}}
 "#;
-
-fn review(kind: &str, operation: &str, spec: Value, old_spec: Option<Value>) -> String {
-    json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "5b8c3a1e-0000-4000-8000-000000000001",
-            "kind": {"group": "core.kubestash.com", "version": "v1alpha1", "kind": kind},
-            "resource": {"group": "core.kubestash.com", "version": "v1alpha1", "resource": "x"},
-            "name": "db",
-            "namespace": "demo",
-            "operation": operation,
-            "userInfo": {"username": "admin"},
-            "object": {"apiVersion": "core.kubestash.com/v1alpha1", "kind": kind,
-                       "metadata": {"name": "db", "namespace": "demo"}, "spec": spec},
-            "oldObject": old_spec.map(|s| json!({"spec": s})),
-        }
-    })
-    .to_string()
-}
 
 fn backup(addon: Value, hooks: Value) -> Value {
     json!({"sessions": [{"name": "daily", "addon": addon, "hooks": hooks}]})

@@ -1124,18 +1124,7 @@ async fn a_hook_template_in_use_deleted_gets_a_warning_event_then_a_normal_one_w
     // Deleted with the annotation (the stand-in calls no webhook).
     assert!(c.api.delete_object(HOOK_TEMPLATES, Some("demo"), "freeze"));
     let api = &c.api;
-    eventually(
-        Duration::from_secs(60),
-        "a HookTemplateNotFound Event",
-        || async move { !events(api, audit::HOOK_TEMPLATE_NOT_FOUND).is_empty() },
-    )
-    .await;
-    let event = c
-        .api
-        .events()
-        .into_iter()
-        .find(|e| e["reason"] == audit::HOOK_TEMPLATE_NOT_FOUND)
-        .unwrap();
+    let event = first_event(api, audit::HOOK_TEMPLATE_NOT_FOUND).await;
     assert_eq!(event["type"], "Warning");
     assert_eq!(event["regarding"]["kind"], "BackupConfiguration");
     assert_eq!(
@@ -1186,18 +1175,7 @@ async fn an_addon_losing_a_used_task_gets_an_addon_unusable_event() {
         json!({"backupTasks": [{"name": "manifest-backup", "function": "workload-backup"}]}),
     );
     let api = &c.api;
-    eventually(
-        Duration::from_secs(60),
-        "an AddonUnusable Event",
-        || async move { !events(api, audit::ADDON_UNUSABLE).is_empty() },
-    )
-    .await;
-    let event = c
-        .api
-        .events()
-        .into_iter()
-        .find(|e| e["reason"] == audit::ADDON_UNUSABLE)
-        .unwrap();
+    let event = first_event(api, audit::ADDON_UNUSABLE).await;
     assert_eq!(event["regarding"]["name"], "db-backup");
     assert_eq!(event["type"], "Warning");
     assert_eq!(event["action"], "AuditAddon");
@@ -1250,4 +1228,18 @@ async fn a_cluster_without_kubestash_still_protects_stash_referents() {
         .await;
     assert_eq!(r["allowed"], true, "{r}");
     assert!(r.get("warnings").is_none(), "{r}");
+}
+
+/// The first Event stored for `reason`, once there is one.
+async fn first_event(api: &ApiServer, reason: &str) -> Value {
+    eventually(
+        Duration::from_secs(60),
+        &format!("a {reason} Event"),
+        || async move { !events(api, reason).is_empty() },
+    )
+    .await;
+    api.events()
+        .into_iter()
+        .find(|e| e["reason"] == reason)
+        .unwrap()
 }

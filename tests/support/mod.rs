@@ -305,3 +305,30 @@ spec:
   steps:
   - {name: mysql-backup}
 "#;
+
+/// An AdmissionReview of the KubeStash object `demo/db` of `kind` (`core.kubestash.com`), with
+/// `spec`, and the stored object's when there is one.
+pub fn kubestash_review(
+    kind: &str,
+    operation: &str,
+    spec: Value,
+    old_spec: Option<Value>,
+) -> String {
+    serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "5b8c3a1e-0000-4000-8000-000000000001",
+            "kind": {"group": "core.kubestash.com", "version": "v1alpha1", "kind": kind},
+            "resource": {"group": "core.kubestash.com", "version": "v1alpha1", "resource": "x"},
+            "name": "db",
+            "namespace": "demo",
+            "operation": operation,
+            "userInfo": {"username": "admin"},
+            "object": {"apiVersion": "core.kubestash.com/v1alpha1", "kind": kind,
+                       "metadata": {"name": "db", "namespace": "demo"}, "spec": spec},
+            "oldObject": old_spec.map(|s| serde_json::json!({"spec": s})),
+        }
+    })
+    .to_string()
+}
