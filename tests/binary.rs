@@ -123,26 +123,9 @@ async fn dev_mode_serves_the_examples_with_a_verifiable_certificate() {
     let client = client(&std::fs::read(&ca).unwrap(), port);
     wait_ready(&client, port).await;
 
-    let post = |body: String| {
-        client
-            .post(format!("https://localhost:{port}/validate?timeout=5s"))
-            .header("Content-Type", "application/json")
-            .body(body)
-            .send()
-    };
-    let ok: Value = post(fixture("backupconfiguration-create"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ok: Value = validate(&client, port, fixture("backupconfiguration-create")).await;
     assert_eq!(ok["response"]["allowed"], true);
-    let denied: Value = post(create_naming("no-image-fn"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let denied: Value = validate(&client, port, create_naming("no-image-fn")).await;
     assert_eq!(denied["response"]["allowed"], false);
     assert!(denied["response"]["status"]["message"]
         .as_str()
@@ -150,24 +133,20 @@ async fn dev_mode_serves_the_examples_with_a_verifiable_certificate() {
         .contains("has no container image"));
 
     // The KubeStash examples, against the KubeStash catalog of the same file.
-    let ok: Value = post(kubestash_example_create(
-        "kubestash-backupconfiguration-valid.yaml",
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let ok: Value = validate(
+        &client,
+        port,
+        kubestash_example_create("kubestash-backupconfiguration-valid.yaml"),
+    )
+    .await;
     assert_eq!(ok["response"]["allowed"], true, "{ok}");
     assert!(ok["response"]["warnings"].is_null(), "{ok}");
-    let denied: Value = post(kubestash_example_create(
-        "kubestash-backupconfiguration-missing-hooktemplate.yaml",
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let denied: Value = validate(
+        &client,
+        port,
+        kubestash_example_create("kubestash-backupconfiguration-missing-hooktemplate.yaml"),
+    )
+    .await;
     assert_eq!(denied["response"]["allowed"], false);
     assert_eq!(
         denied["response"]["status"]["message"],
@@ -394,19 +373,7 @@ async fn a_cluster_without_kubestash_is_served_and_kubestash_names_are_not_check
     let client = client(ca.as_bytes(), port);
     wait_ready(&client, port).await;
 
-    let post = |body: String| {
-        client
-            .post(format!("https://localhost:{port}/validate?timeout=5s"))
-            .header("Content-Type", "application/json")
-            .body(body)
-            .send()
-    };
-    let denied: Value = post(create_naming("ghost"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let denied: Value = validate(&client, port, create_naming("ghost")).await;
     assert_eq!(denied["response"]["allowed"], false, "{denied}");
     let review = kubestash_review(
         "RestoreSession",
@@ -414,7 +381,7 @@ async fn a_cluster_without_kubestash_is_served_and_kubestash_names_are_not_check
         serde_json::json!({"addon": {"name": "workload-addon", "tasks": [{"name": "t"}]}}),
         None,
     );
-    let allowed: Value = post(review).await.unwrap().json().await.unwrap();
+    let allowed: Value = validate(&client, port, review).await;
     assert_eq!(allowed["response"]["allowed"], true, "{allowed}");
     assert_eq!(
         allowed["response"]["warnings"],
@@ -452,16 +419,7 @@ async fn a_cluster_with_kubestash_alone_is_served_and_audited() {
         serde_json::json!({"sessions": [{"addon": {"name": "never-created"}}]}),
         None,
     );
-    let denied: Value = client
-        .post(format!("https://localhost:{port}/validate?timeout=5s"))
-        .header("Content-Type", "application/json")
-        .body(review)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let denied: Value = validate(&client, port, review).await;
     assert_eq!(
         denied["response"]["status"]["message"],
         "spec.sessions[0].addon.name: Addon \"never-created\" not found: install the KubeStash addon that provides it, or fix the name (list them with: kubectl get addons.addons.kubestash.com)"
@@ -477,4 +435,18 @@ async fn a_cluster_with_kubestash_alone_is_served_and_audited() {
         },
     )
     .await;
+}
+
+/// POSTs `body` to the server's `/validate` and reads the AdmissionReview it answers.
+async fn validate(client: &reqwest::Client, port: u16, body: String) -> Value {
+    client
+        .post(format!("https://localhost:{port}/validate?timeout=5s"))
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
