@@ -850,7 +850,9 @@ impl Audit {
             }
             if !unchanged {
                 // The caches may lag: a new finding is confirmed with live lookups first.
-                let (n, which) = where_[id];
+                let Some(&(n, which)) = where_.get(id) else {
+                    continue;
+                };
                 let confirm = confirm_kubestash(&kubestash, &objects[n], which, &policy);
                 let confirmed = tokio::time::timeout(CONFIRM_TIMEOUT, confirm)
                     .await
