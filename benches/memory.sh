@@ -4,14 +4,19 @@
 # OBJECTS objects of the five hook kinds, each with an executor and a Task, on 127.0.0.1; the
 # release webhook lists and watches them all (Function and Task caches, reference index), then
 # judges reviews; its peak RSS is reported. See benches/README.md.
+# FAMILY=kubestash fills KubeStash's kinds instead: FUNCTIONS addons.kubestash.com Functions, 100
+# Addons, 50 HookTemplates and OBJECTS BackupConfigurations naming them; the figure is taken once
+# the audit has listed and judged them all.
 #
-# Knobs (environment): FUNCTIONS (10000), OBJECTS (50000), REVIEWS (2000).
+# Knobs (environment): FUNCTIONS (10000), OBJECTS (50000), REVIEWS (2000), FAMILY (stash).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FUNCTIONS=${FUNCTIONS:-10000}
 OBJECTS=${OBJECTS:-50000}
 REVIEWS=${REVIEWS:-2000}
+FAMILY=${FAMILY:-stash}
+[[ $FAMILY == stash || $FAMILY == kubestash ]] || { echo "FAMILY is stash or kubestash" >&2; exit 2; }
 
 # shellcheck source=benches/common.sh
 source benches/common.sh
@@ -25,7 +30,7 @@ cargo build --release --locked --bin stash-webhook --example standin_apiserver >
 WEBHOOK=target/release/stash-webhook
 
 log "starting the stand-in API server with $FUNCTIONS Functions and $OBJECTS objects"
-target/release/examples/standin_apiserver "$FUNCTIONS" "$OBJECTS" "$WORK/kubeconfig" >"$WORK/standin.log" 2>&1 &
+target/release/examples/standin_apiserver "$FUNCTIONS" "$OBJECTS" "$WORK/kubeconfig" "$FAMILY" >"$WORK/standin.log" 2>&1 &
 PIDS+=("$!")
 for _ in $(seq 600); do
     grep -q '^ready' "$WORK/standin.log" 2>/dev/null && break
@@ -42,23 +47,39 @@ KUBECONFIG="$WORK/kubeconfig" "$WEBHOOK" serve --listen "127.0.0.1:$PORT" --metr
 PIDS+=("$!")
 WEBHOOK_PID=$!
 
+if [[ $FAMILY == stash ]]; then
+    functions_metric='stash_webhook_cache_size{resource="functions"}'
+    # Set by every pass of the audit, once it has judged the Stash objects.
+    pass_metric='stash_webhook_broken_references{kind="BackupConfiguration",reason="ExecutorFunctionNotFound"}'
+else
+    functions_metric='stash_webhook_cache_size{resource="functions.addons.kubestash.com"}'
+    pass_metric='stash_webhook_broken_references{kind="BackupConfiguration.core.kubestash.com",reason="AddonNotFound"}'
+fi
 for _ in $(seq 1200); do
-    [[ $(metric stash_webhook_reference_index_synced) == 1 && $(metric 'stash_webhook_cache_size{resource="functions"}') == "$FUNCTIONS" ]] && break
+    [[ $(metric stash_webhook_reference_index_synced) == 1 && $(metric "$functions_metric") == "$FUNCTIONS" && -n $(metric "$pass_metric") ]] && break
     kill -0 "$WEBHOOK_PID" 2>/dev/null || die "the webhook exited: $(cat "$WORK/webhook.log")"
     sleep 0.1
 done
 [[ $(metric stash_webhook_reference_index_synced) == 1 ]] || die "the reference index did not sync within 120 s"
+[[ -n $(metric "$pass_metric") ]] || die "the audit did not finish a pass within 120 s: $(tail -5 "$WORK/webhook.log")"
 synced=$(date +%s.%N)
 INDEXED=$(metric stash_webhook_reference_index_objects)
 HWM_SYNCED=$(proc_kib "$WEBHOOK_PID" VmHWM)
 
 # Reviews naming Functions from the cache, so the judging path is in the figure too.
-python3 - "$WORK/review.json" <<'PY'
+python3 - "$WORK/review.json" "$FAMILY" <<'PY'
 import json, sys
 review = json.load(open("tests/fixtures/reviews/backupconfiguration-create.json"))
-review["request"]["object"]["spec"]["hooks"]["preBackup"]["executor"] = {
-    "functionName": "fn-00042", "params": {"DB_HOST": "db.demo.svc"}}
-review["request"]["object"]["spec"]["task"] = {"name": "task-042"}
+if sys.argv[2] == "stash":
+    review["request"]["object"]["spec"]["hooks"]["preBackup"]["executor"] = {
+        "functionName": "fn-00042", "params": {"DB_HOST": "db.demo.svc"}}
+    review["request"]["object"]["spec"]["task"] = {"name": "task-042"}
+else:
+    review["request"]["kind"] = {"group": "core.kubestash.com", "version": "v1alpha1", "kind": "BackupConfiguration"}
+    review["request"]["namespace"] = "ns-07"
+    review["request"]["object"] = {"spec": {"sessions": [{"name": "daily",
+        "addon": {"name": "addon-042", "tasks": [{"name": "logical-backup", "params": {"databases": "app"}}]},
+        "hooks": {"preBackup": [{"name": "freeze", "hookTemplate": {"name": "freeze"}}]}}]}}
 json.dump(review, open(sys.argv[1], "w"))
 PY
 for _ in $(seq "$REVIEWS"); do
@@ -76,7 +97,11 @@ HWM=$(proc_kib "$WEBHOOK_PID" VmHWM)
 RSS=$(proc_kib "$WEBHOOK_PID" VmRSS)
 
 echo
-echo "memory: $FUNCTIONS Functions, 100 Tasks, $OBJECTS objects of the five hook kinds ($INDEXED indexed), $REVIEWS reviews"
+if [[ $FAMILY == stash ]]; then
+    echo "memory: $FUNCTIONS Functions, 100 Tasks, $OBJECTS objects of the five hook kinds ($INDEXED indexed), $REVIEWS reviews"
+else
+    echo "memory: $FUNCTIONS KubeStash Functions, 100 Addons, 50 HookTemplates, $OBJECTS KubeStash BackupConfigurations (audited by LISTs), $REVIEWS reviews"
+fi
 printf '  listed and synced in:              %.1f s\n' "$(awk -v a="$started" -v b="$synced" 'BEGIN { print b - a }')"
 echo "  peak RSS once synced:               $(mib "$HWM_SYNCED") MiB"
 echo "  peak RSS after the reviews:         $(mib "$HWM") MiB (target < 64 MiB: $(awk -v k="$HWM" 'BEGIN { print (k < 65536 ? "ok" : "MISS") }'))"

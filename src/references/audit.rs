@@ -7,6 +7,7 @@
 //! run, and every hook whose HookTemplate is, judged by the KubeStash rules on each pass against
 //! the watched Addons, Functions and HookTemplates, the objects themselves listed live.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
 
 use super::index::{ObjectKey, ReferenceIndex};
-use super::protect::kubestash::{list_objects, Listed, ObjectKey as KubeStashKey};
+use super::protect::kubestash::{for_each_object, Listed, ObjectKey as KubeStashKey};
 use crate::functions::ClusterSource;
 use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate};
 use crate::kubestash::References;
@@ -715,48 +716,62 @@ fn cached_referent<R: crate::sources::Referent>(source: &Watched<R>, name: &str)
     }
 }
 
-/// Fills in what `kubestash` says of the referents `refs` names, from the caches or (`live`)
-/// with live lookups; each name once.
-async fn learn(
+/// Fills in what the caches hold of the referents `refs` names that `known` does not have yet.
+fn learn_cached(
     kubestash: &KubeStash,
     kind: &crate::kubestash::Kind,
     refs: &References,
     known: &mut KubeStashKnown,
-    live: bool,
+) {
+    fn fill<R: crate::sources::Referent>(
+        source: &Watched<R>,
+        map: &mut Option<HashMap<String, Resolution<R>>>,
+        names: Vec<String>,
+    ) {
+        if let Some(map) = map {
+            for name in names {
+                if let Entry::Vacant(slot) = map.entry(name) {
+                    let answer = cached_referent(source, slot.key());
+                    slot.insert(answer);
+                }
+            }
+        }
+    }
+    let addons = kubestash_rules::addons_to_resolve(kind, refs);
+    fill(&kubestash.addons, &mut known.addons, addons);
+    let templates = kubestash_rules::hook_templates_to_resolve(kind, refs);
+    fill(&kubestash.hook_templates, &mut known.hook_templates, templates);
+    let functions = kubestash_rules::functions_to_resolve(refs, known.known());
+    fill(&kubestash.functions, &mut known.functions, functions);
+}
+
+/// Looks up live what `kubestash` says of the referents `refs` names; each name once.
+async fn learn_live(
+    kubestash: &KubeStash,
+    kind: &crate::kubestash::Kind,
+    refs: &References,
+    known: &mut KubeStashKnown,
 ) {
     async fn fill<R: crate::sources::Referent>(
         source: &Watched<R>,
         map: &mut Option<HashMap<String, Resolution<R>>>,
         names: Vec<String>,
-        live: bool,
     ) {
-        let Some(map) = map else {
-            return;
-        };
-        for name in names {
-            if map.contains_key(&name) {
-                continue;
+        if let Some(map) = map {
+            for name in names {
+                if let Entry::Vacant(slot) = map.entry(name) {
+                    let answer = source.resolve(slot.key()).await;
+                    slot.insert(answer);
+                }
             }
-            let answer = if live {
-                source.resolve(&name).await
-            } else {
-                cached_referent(source, &name)
-            };
-            map.insert(name, answer);
         }
     }
     let addons = kubestash_rules::addons_to_resolve(kind, refs);
-    fill(&kubestash.addons, &mut known.addons, addons, live).await;
+    fill(&kubestash.addons, &mut known.addons, addons).await;
     let templates = kubestash_rules::hook_templates_to_resolve(kind, refs);
-    fill(
-        &kubestash.hook_templates,
-        &mut known.hook_templates,
-        templates,
-        live,
-    )
-    .await;
+    fill(&kubestash.hook_templates, &mut known.hook_templates, templates).await;
     let functions = kubestash_rules::functions_to_resolve(refs, known.known());
-    fill(&kubestash.functions, &mut known.functions, functions, live).await;
+    fill(&kubestash.functions, &mut known.functions, functions).await;
 }
 
 impl KubeStash {
@@ -779,22 +794,15 @@ impl Audit {
         let Some(kubestash) = self.kubestash.clone() else {
             return true;
         };
-        let listed = tokio::time::timeout(LIST_TIMEOUT, list_objects(&self.client)).await;
-        let objects = match listed {
-            Ok(Ok(objects)) => objects.0,
-            Ok(Err(err)) => {
-                tracing::warn!(error = %err, "audit: cannot list the KubeStash objects; retrying");
-                return false;
-            }
-            Err(_) => {
-                tracing::warn!("audit: listing the KubeStash objects timed out; retrying");
-                return false;
-            }
-        };
         let policy = self.settings.policy.clone();
         let mut known = kubestash.unknown();
         let mut current: HashMap<HookId, (KubeStashKey, Finding)> = HashMap::new();
+        // Of the references reported before, those still there (a fixed one gets a Normal
+        // Event; one gone with its object gets none).
         let mut still_there: HashSet<HookId> = HashSet::new();
+        // The objects with a finding, kept to confirm it live; the rest are judged as they are
+        // listed and dropped, so a cluster's worth of objects is never held at once.
+        let mut broken: Vec<Listed> = Vec::new();
         let mut where_: HashMap<HookId, (usize, KubeStashRef)> = HashMap::new();
         let mut counts: HashMap<(&'static str, &'static str), i64> = HashMap::new();
         for kind in crate::kubestash::KINDS {
@@ -802,12 +810,14 @@ impl Audit {
                 counts.insert((kind.label(), reason), 0);
             }
         }
-        for (n, object) in objects.iter().enumerate() {
+        let reported = &self.kubestash_reported;
+        let judge = |object: Listed| {
             let namespace = object.key.namespace.as_deref().unwrap_or_default();
-            learn(&kubestash, object.kind, &object.refs, &mut known, false).await;
+            learn_cached(&kubestash, object.kind, &object.refs, &mut known);
             let each = (0..object.refs.addons.len())
                 .map(KubeStashRef::Addon)
                 .chain((0..object.refs.hooks.len()).map(KubeStashRef::Hook));
+            let mut kept = false;
             for which in each {
                 let path = match which {
                     KubeStashRef::Addon(i) => object.refs.addons[i].path.as_str(),
@@ -822,20 +832,39 @@ impl Audit {
                     known.known(),
                     &policy,
                 );
-                where_.insert(id.clone(), (n, which));
                 match found {
                     Some(found) => {
                         *counts
                             .entry((object.kind.label(), found.reason))
                             .or_default() += 1;
+                        where_.insert(id.clone(), (broken.len(), which));
                         current.insert(id, (object.key.clone(), found));
+                        kept = true;
                     }
-                    None => {
+                    None if reported.contains_key(&id) => {
                         still_there.insert(id);
                     }
+                    None => {}
                 }
             }
+            if kept {
+                broken.push(object);
+            }
+        };
+        let listed =
+            tokio::time::timeout(LIST_TIMEOUT, for_each_object(&self.client, judge)).await;
+        match listed {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "audit: cannot list the KubeStash objects; retrying");
+                return false;
+            }
+            Err(_) => {
+                tracing::warn!("audit: listing the KubeStash objects timed out; retrying");
+                return false;
+            }
         }
+        let objects = broken;
         for ((kind, reason), n) in counts {
             self.metrics.set_broken_references_of(kind, reason, n);
         }
@@ -934,7 +963,7 @@ async fn confirm_kubestash(
 ) -> bool {
     let one = only(&object.refs, which);
     let mut known = kubestash.unknown();
-    learn(kubestash, object.kind, &one, &mut known, true).await;
+    learn_live(kubestash, object.kind, &one, &mut known).await;
     let namespace = object.key.namespace.as_deref().unwrap_or_default();
     let which = match which {
         KubeStashRef::Addon(_) => KubeStashRef::Addon(0),

@@ -305,8 +305,12 @@ struct Store {
     objects: BTreeMap<&'static str, BTreeMap<String, Stored>>,
     history: Vec<Change>,
     /// What a paginated LIST saw, by resource and resourceVersion, for its `continue` tokens.
-    snapshots: BTreeMap<(&'static str, u64), Vec<(String, Value)>>,
+    /// Shared, so that each page of a large LIST does not copy the whole of it.
+    snapshots: BTreeMap<(&'static str, u64), Snapshot>,
 }
+
+/// The objects of one resource at one resourceVersion, by key, as a paginated LIST saw them.
+type Snapshot = Arc<Vec<(String, Value)>>;
 
 fn key(kind: &Kind, namespace: &str, name: &str) -> String {
     if kind.namespaced {
@@ -1329,7 +1333,7 @@ fn list(shared: &Shared, target: &Target, query: &Params) -> Response {
             let Some(snapshot) = snapshot else {
                 return status(410, "Expired", "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.", Value::Null);
             };
-            (rv, Some(start), snapshot.clone())
+            (rv, Some(start), Arc::clone(snapshot))
         }
         None => {
             if let Err(response) = check_list_version(&store, query) {
@@ -1345,7 +1349,7 @@ fn list(shared: &Shared, target: &Target, query: &Params) -> Response {
                         .collect()
                 })
                 .unwrap_or_default();
-            (store.rv, None, all)
+            (store.rv, None, Arc::new(all))
         }
     };
     let matching: Vec<&(String, Value)> = all
@@ -1368,7 +1372,7 @@ fn list(shared: &Shared, target: &Target, query: &Params) -> Response {
         metadata["remainingItemCount"] = json!(remaining);
     }
     if next.is_some() && start.is_none() {
-        store.snapshots.insert((kind.name, rv), all.clone());
+        store.snapshots.insert((kind.name, rv), Arc::clone(&all));
     }
     let body = json!({"apiVersion": kind.api_version(), "items": items,
         "kind": format!("{}List", kind.kind), "metadata": metadata});

@@ -8,7 +8,7 @@
 //! references are. A kind whose CRD is absent has no objects. The verdicts are pure functions of
 //! the change, of what was listed and of what is known of the Functions named.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::core::admission::Operation;
@@ -140,9 +140,12 @@ fn resource(group: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, VERSION, kind), plural)
 }
 
-/// The objects of one kind that hold references.
-async fn list_kind(client: &Client, kind: &'static Kind) -> Result<Vec<Listed>, kube::Error> {
-    let mut listed = Vec::new();
+/// The objects of one kind that hold references, one at a time, to `each`.
+async fn list_kind(
+    client: &Client,
+    kind: &'static Kind,
+    each: &mut impl FnMut(Listed),
+) -> Result<(), kube::Error> {
     let resource = resource(CORE_GROUP, kind.kind, kind.plural);
     list_each(client, &resource, |object| {
         let Some(name) = object.metadata.name.clone() else {
@@ -154,7 +157,7 @@ async fn list_kind(client: &Client, kind: &'static Kind) -> Result<Vec<Listed>, 
         if refs.is_empty() {
             return;
         }
-        listed.push(Listed {
+        each(Listed {
             kind,
             key: ObjectKey {
                 kind: kind.kind,
@@ -165,15 +168,34 @@ async fn list_kind(client: &Client, kind: &'static Kind) -> Result<Vec<Listed>, 
             refs,
         });
     })
-    .await?;
-    Ok(listed)
+    .await
 }
 
-/// Every object of the four kinds that holds a reference, from live LISTs side by side.
-pub async fn list_objects(client: &Client) -> Result<Objects, kube::Error> {
-    let kinds = kubestash::KINDS.iter().map(|kind| list_kind(client, kind));
-    let found = futures::future::try_join_all(kinds).await?;
-    Ok(Objects(found.into_iter().flatten().collect()))
+/// Every object of the four kinds that holds a reference, from live LISTs, one at a time and
+/// kind after kind: a cluster's worth of objects and their references is never held at once.
+pub async fn for_each_object(
+    client: &Client,
+    mut each: impl FnMut(Listed),
+) -> Result<(), kube::Error> {
+    for kind in kubestash::KINDS {
+        list_kind(client, kind, &mut each).await?;
+    }
+    Ok(())
+}
+
+/// The objects of the four kinds that `keep` keeps, from live LISTs.
+pub async fn list_objects(
+    client: &Client,
+    keep: impl Fn(&Listed) -> bool,
+) -> Result<Objects, kube::Error> {
+    let mut kept = Vec::new();
+    for_each_object(client, |object| {
+        if keep(&object) {
+            kept.push(object);
+        }
+    })
+    .await?;
+    Ok(Objects(kept))
 }
 
 /// Every referent of `R`, by name (HookTemplates by `NAMESPACE/NAME`), from a live LIST.
@@ -707,13 +729,20 @@ impl Protector {
         }
     }
 
-    async fn objects(&self, deadline: Deadline) -> Result<Objects, ListError> {
+    /// The objects that `keep` keeps, listed live before `deadline`.
+    async fn objects(
+        &self,
+        deadline: Deadline,
+        keep: impl Fn(&Listed) -> bool,
+    ) -> Result<Objects, ListError> {
         let Some(cluster) = &self.cluster else {
             return Ok(Objects::default());
         };
         let client = cluster.client.clone();
         within(deadline, async move {
-            list_objects(&client).await.map_err(ListError::KubeStash)
+            list_objects(&client, keep)
+                .await
+                .map_err(ListError::KubeStash)
         })
         .await
     }
@@ -755,7 +784,7 @@ impl Protector {
             _ => false,
         };
         let objects = if could_break {
-            self.objects(deadline)
+            self.objects(deadline, |o| names_addon(o, |a| a == name))
                 .await
                 .map_err(|e| self.listing_failed(format!("Addon \"{name}\""), e))?
         } else {
@@ -808,7 +837,7 @@ impl Protector {
         let could_break = req.operation == Operation::Delete
             || hook_template_breaks(&req.operation, old.as_ref(), new.as_ref(), lookup).is_some();
         let objects = if could_break {
-            self.objects(deadline)
+            self.objects(deadline, |o| names_hook_template(o, |k| k == key))
                 .await
                 .map_err(|e| self.listing_failed(format!("HookTemplate \"{key}\""), e))?
         } else {
@@ -856,12 +885,29 @@ impl Protector {
         };
         let client = cluster.client.clone();
         let listed = within(deadline, async move {
-            let (addons, templates, objects) = futures::try_join!(
+            let (addons, templates) = futures::try_join!(
                 list_referents::<Addon>(&client),
                 list_referents::<HookTemplate>(&client),
-                list_objects(&client),
             )
             .map_err(ListError::KubeStash)?;
+            // Only the objects that name an Addon or a HookTemplate running the Function.
+            let running: BTreeSet<&str> = addons
+                .iter()
+                .filter(|(_, a)| a.functions().any(|f| f == name))
+                .map(|(n, _)| n.as_str())
+                .collect();
+            let hooks: BTreeSet<&str> = templates
+                .iter()
+                .filter(|(_, t)| t.function() == Some(name))
+                .map(|(k, _)| k.as_str())
+                .collect();
+            let keep = |o: &Listed| {
+                names_addon(o, |a| running.contains(a))
+                    || names_hook_template(o, |k| hooks.contains(k))
+            };
+            let objects = list_objects(&client, keep)
+                .await
+                .map_err(ListError::KubeStash)?;
             Ok((addons, templates, objects))
         })
         .await;
@@ -877,6 +923,24 @@ impl Protector {
             annotated,
         ))
     }
+}
+
+/// Whether `object` names an Addon that `addon` accepts.
+fn names_addon(object: &Listed, addon: impl Fn(&str) -> bool) -> bool {
+    object
+        .refs
+        .addons
+        .iter()
+        .any(|a| a.name.as_str().is_some_and(&addon))
+}
+
+/// Whether `object` names a HookTemplate whose `NAMESPACE/NAME` `key` accepts.
+fn names_hook_template(object: &Listed, key: impl Fn(&str) -> bool) -> bool {
+    object
+        .refs
+        .hooks
+        .iter()
+        .any(|h| h.key().is_some_and(|k| key(&k)))
 }
 
 /// Whether an update removes a task of the Addon, or points one at a Function that cannot run,
