@@ -6,6 +6,8 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
+mod support;
+
 const DIR: &str = "tests/fixtures/check";
 
 fn check(args: &[&str]) -> Output {
@@ -206,4 +208,62 @@ fn tasks_from_the_catalog_or_the_inputs_are_judged_with_their_steps_functions() 
         stdout(&together),
         format!("{expected}3 objects judged, 2 denied, 0 warned, 4 skipped\n")
     );
+}
+
+/// `check --cluster` lists every referent kind from the cluster (the stand-in API server here):
+/// Stash's and KubeStash's, each name judged as admission judges it.
+#[tokio::test]
+async fn check_cluster_judges_both_families_against_the_cluster() {
+    let api = support::apiserver::ApiServer::start().await;
+    api.put_function("mysql-hook-executor", Some("appscode/mysql-hook:8.0.14"));
+    api.put_object(
+        "addons.addons.kubestash.com",
+        None,
+        "workload-addon",
+        serde_json::json!({"backupTasks": [{"name": "logical-backup", "function": "workload-backup"}]}),
+    );
+    api.put_object(
+        "functions.addons.kubestash.com",
+        None,
+        "workload-backup",
+        serde_json::json!({"image": "ghcr.io/kubestash/workload:v0.28.0"}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: s\n  cluster: {{server: \"http://{}\"}}\n\
+             users:\n- name: u\n  user: {{}}\ncontexts:\n- name: c\n  context: {{cluster: s, user: u}}\ncurrent-context: c\n",
+            api.addr
+        ),
+    )
+    .unwrap();
+    let objects = dir.path().join("objects.yaml");
+    std::fs::write(
+        &objects,
+        "apiVersion: stash.appscode.com/v1beta1\nkind: BackupConfiguration\nmetadata: {name: ok, namespace: demo}\n\
+         spec: {hooks: {preBackup: {executor: {functionName: mysql-hook-executor, params: {a: b}}}}}\n---\n\
+         apiVersion: core.kubestash.com/v1alpha1\nkind: BackupConfiguration\nmetadata: {name: typo, namespace: demo}\n\
+         spec: {sessions: [{addon: {name: workload-addon, tasks: [{name: logical-bakup}]}}]}\n",
+    )
+    .unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_stash-webhook"))
+            .args(["check", "--cluster", "-f"])
+            .arg(&objects)
+            .env("KUBECONFIG", &kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = stdout(&output);
+    assert!(
+        text.ends_with(": BackupConfiguration.core.kubestash.com demo/typo: spec.sessions[0].addon.tasks[0].name: Addon \"workload-addon\" has no backup task \"logical-bakup\": name one of Addon \"workload-addon\"'s backup tasks (it has logical-backup)\n\
+         2 objects judged, 1 denied, 0 warned, 0 skipped\n"),
+        "{text}"
+    );
+    assert_eq!(output.status.code(), Some(1));
 }

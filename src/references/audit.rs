@@ -740,7 +740,11 @@ fn learn_cached(
     let addons = kubestash_rules::addons_to_resolve(kind, refs);
     fill(&kubestash.addons, &mut known.addons, addons);
     let templates = kubestash_rules::hook_templates_to_resolve(kind, refs);
-    fill(&kubestash.hook_templates, &mut known.hook_templates, templates);
+    fill(
+        &kubestash.hook_templates,
+        &mut known.hook_templates,
+        templates,
+    );
     let functions = kubestash_rules::functions_to_resolve(refs, known.known());
     fill(&kubestash.functions, &mut known.functions, functions);
 }
@@ -769,7 +773,12 @@ async fn learn_live(
     let addons = kubestash_rules::addons_to_resolve(kind, refs);
     fill(&kubestash.addons, &mut known.addons, addons).await;
     let templates = kubestash_rules::hook_templates_to_resolve(kind, refs);
-    fill(&kubestash.hook_templates, &mut known.hook_templates, templates).await;
+    fill(
+        &kubestash.hook_templates,
+        &mut known.hook_templates,
+        templates,
+    )
+    .await;
     let functions = kubestash_rules::functions_to_resolve(refs, known.known());
     fill(&kubestash.functions, &mut known.functions, functions).await;
 }
@@ -851,8 +860,7 @@ impl Audit {
                 broken.push(object);
             }
         };
-        let listed =
-            tokio::time::timeout(LIST_TIMEOUT, for_each_object(&self.client, judge)).await;
+        let listed = tokio::time::timeout(LIST_TIMEOUT, for_each_object(&self.client, judge)).await;
         match listed {
             Ok(Ok(())) => {}
             Ok(Err(err)) => {
