@@ -9,6 +9,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -439,62 +440,98 @@ impl Audit {
             }
         });
         self.count(&current);
-        let mut all_written = true;
+        // The cache may lag: a new finding is confirmed with a live lookup first.
         let mut live = Live::default();
+        let mut unconfirmed = HashSet::new();
         for (id, (key, found)) in &current {
-            let unchanged = self.reported.get(id).is_some_and(|(_, f)| f == found);
-            if unchanged && !refresh_all {
+            let new = self.reported.get(id).is_none_or(|(_, f)| f != found);
+            if new && !self.confirmed(key, id, &mut live).await {
+                unconfirmed.insert(id.clone());
+            }
+        }
+        let mut reported = std::mem::take(&mut self.reported);
+        let all_written = self
+            .report(
+                &mut reported,
+                Pass {
+                    current: &current,
+                    unconfirmed: &unconfirmed,
+                    still_there: &resolved_hooks,
+                    refresh_all,
+                },
+                stash_reference,
+                |id, was| {
+                    if is_task_reason(was.reason) {
+                        (
+                            TASK_RESOLVED,
+                            format!("{}: the Task resolves and can run again", id.1),
+                        )
+                    } else {
+                        (
+                            RESOLVED,
+                            format!("{}: the executor's Function resolves again", id.1),
+                        )
+                    }
+                },
+            )
+            .await;
+        self.reported = reported;
+        all_written
+    }
+
+    /// Writes what one pass found: a Warning Event for each finding that is new and confirmed, or
+    /// due again (`refresh_all`); a Normal one for each reference reported before that is still
+    /// there and no longer broken (`resolved` gives its reason and note). `reported` is what has
+    /// been written and stands; false when a write failed (it is retried).
+    async fn report<K: Clone + fmt::Display>(
+        &self,
+        reported: &mut HashMap<HookId, (K, Finding)>,
+        pass: Pass<'_, K>,
+        reference: fn(&K, &str) -> ObjectReference,
+        resolved: impl Fn(&HookId, &Finding) -> (&'static str, String),
+    ) -> bool {
+        let mut all_written = true;
+        for (id, (key, found)) in pass.current {
+            let unchanged = reported.get(id).is_some_and(|(_, f)| f == found);
+            if (unchanged && !pass.refresh_all) || pass.unconfirmed.contains(id) {
                 continue;
             }
-            // The cache may lag: a new finding is confirmed with a live lookup first.
-            if !unchanged && !self.confirmed(key, id, &mut live).await {
-                continue;
-            }
+            let reference = reference(key, &id.0);
+            let (reason, note) = (found.reason, &found.note);
             if self
                 .publish(
-                    stash_reference(key, &id.0),
+                    reference,
                     &key.to_string(),
                     EventType::Warning,
-                    found.reason,
-                    &found.note,
+                    reason,
+                    note,
                 )
                 .await
             {
-                self.reported
-                    .insert(id.clone(), (key.clone(), found.clone()));
+                reported.insert(id.clone(), (key.clone(), found.clone()));
             } else {
                 all_written = false;
             }
         }
-        let fixed: Vec<HookId> = self
-            .reported
+        let fixed: Vec<HookId> = reported
             .keys()
-            .filter(|id| !current.contains_key(*id))
+            .filter(|id| !pass.current.contains_key(*id))
             .cloned()
             .collect();
         for id in fixed {
-            let Some((key, was)) = self.reported.get(&id).cloned() else {
+            let Some((key, was)) = reported.get(&id).cloned() else {
                 continue;
             };
             // Gone with its object or its reference: nothing to say on it.
-            if !resolved_hooks.contains(&id) {
-                self.reported.remove(&id);
+            if !pass.still_there.contains(&id) {
+                reported.remove(&id);
                 continue;
             }
-            let (reason, note) = if is_task_reason(was.reason) {
-                (
-                    TASK_RESOLVED,
-                    format!("{}: the Task resolves and can run again", id.1),
-                )
-            } else {
-                (
-                    RESOLVED,
-                    format!("{}: the executor's Function resolves again", id.1),
-                )
-            };
+            let (reason, note) = resolved(&id, &was);
+            let reference = reference(&key, &id.0);
             if self
                 .publish(
-                    stash_reference(&key, &id.0),
+                    reference,
                     &key.to_string(),
                     EventType::Normal,
                     reason,
@@ -502,7 +539,7 @@ impl Audit {
                 )
                 .await
             {
-                self.reported.remove(&id);
+                reported.remove(&id);
             } else {
                 all_written = false;
             }
@@ -876,89 +913,65 @@ impl Audit {
         for ((kind, reason), n) in counts {
             self.metrics.set_broken_references_of(kind, reason, n);
         }
-        let mut all_written = true;
-        for (id, (key, found)) in &current {
-            let unchanged = self
+        // The caches may lag: a new finding is confirmed with live lookups first.
+        let mut unconfirmed = HashSet::new();
+        for (id, (_, found)) in &current {
+            let new = self
                 .kubestash_reported
                 .get(id)
-                .is_some_and(|(_, f)| f == found);
-            if unchanged && !refresh_all {
+                .is_none_or(|(_, f)| f != found);
+            let Some(&(n, which)) = where_.get(id) else {
                 continue;
-            }
-            if !unchanged {
-                // The caches may lag: a new finding is confirmed with live lookups first.
-                let Some(&(n, which)) = where_.get(id) else {
-                    continue;
-                };
+            };
+            if new {
                 let confirm = confirm_kubestash(&kubestash, &objects[n], which, &policy);
                 let confirmed = tokio::time::timeout(CONFIRM_TIMEOUT, confirm)
                     .await
                     .unwrap_or(false);
                 if !confirmed {
-                    continue;
+                    unconfirmed.insert(id.clone());
                 }
             }
-            let reference = kubestash_reference(key, &id.0);
-            if self
-                .publish(
-                    reference,
-                    &key.to_string(),
-                    EventType::Warning,
-                    found.reason,
-                    &found.note,
-                )
-                .await
-            {
-                self.kubestash_reported
-                    .insert(id.clone(), (key.clone(), found.clone()));
-            } else {
-                all_written = false;
-            }
         }
-        let fixed: Vec<HookId> = self
-            .kubestash_reported
-            .keys()
-            .filter(|id| !current.contains_key(*id))
-            .cloned()
-            .collect();
-        for id in fixed {
-            let Some((key, was)) = self.kubestash_reported.get(&id).cloned() else {
-                continue;
-            };
-            // Gone with its object or its reference: nothing to say on it.
-            if !still_there.contains(&id) {
-                self.kubestash_reported.remove(&id);
-                continue;
-            }
-            let (reason, note) = if is_addon_reason(was.reason) {
-                (
-                    ADDON_RESOLVED,
-                    format!("{}: the Addon resolves and its tasks can run again", id.1),
-                )
-            } else {
-                (
-                    HOOK_TEMPLATE_RESOLVED,
-                    format!("{}: the HookTemplate resolves and can run again", id.1),
-                )
-            };
-            let reference = kubestash_reference(&key, &id.0);
-            if self
-                .publish(
-                    reference,
-                    &key.to_string(),
-                    EventType::Normal,
-                    reason,
-                    &note,
-                )
-                .await
-            {
-                self.kubestash_reported.remove(&id);
-            } else {
-                all_written = false;
-            }
-        }
+        let mut reported = std::mem::take(&mut self.kubestash_reported);
+        let all_written = self
+            .report(
+                &mut reported,
+                Pass {
+                    current: &current,
+                    unconfirmed: &unconfirmed,
+                    still_there: &still_there,
+                    refresh_all,
+                },
+                kubestash_reference,
+                |id, was| {
+                    if is_addon_reason(was.reason) {
+                        (
+                            ADDON_RESOLVED,
+                            format!("{}: the Addon resolves and its tasks can run again", id.1),
+                        )
+                    } else {
+                        (
+                            HOOK_TEMPLATE_RESOLVED,
+                            format!("{}: the HookTemplate resolves and can run again", id.1),
+                        )
+                    }
+                },
+            )
+            .await;
+        self.kubestash_reported = reported;
         all_written
     }
+}
+
+/// What one pass of the audit found, for [`Audit::report`].
+struct Pass<'p, K> {
+    current: &'p HashMap<HookId, (K, Finding)>,
+    /// New findings that live lookups did not confirm: not written.
+    unconfirmed: &'p HashSet<HookId>,
+    /// Of the references reported before, those still there.
+    still_there: &'p HashSet<HookId>,
+    refresh_all: bool,
 }
 
 /// Whether a finding on reference `which` of `object` still stands when what it names is
