@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::{ADDONS_GROUP, CORE_GROUP, VERSION};
+use super::{TaskList, ADDONS_GROUP, CORE_GROUP, VERSION};
 use crate::functions::variables::{self, Variable};
 use crate::rules::Container;
 use crate::sources::Referent;
@@ -64,6 +64,14 @@ impl Addon {
         Addon {
             backup_tasks: tasks("backupTasks"),
             restore_tasks: tasks("restoreTasks"),
+        }
+    }
+
+    /// Its backup tasks, or its restore tasks.
+    pub fn tasks(&self, list: TaskList) -> &[AddonTask] {
+        match list {
+            TaskList::Backup => &self.backup_tasks,
+            TaskList::Restore => &self.restore_tasks,
         }
     }
 

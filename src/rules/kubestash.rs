@@ -327,10 +327,7 @@ fn addon_problems(kind: &Kind, addon: &AddonUse, known: Known<'_>) -> Vec<(Found
         }
     };
     let list = kind.tasks.as_str();
-    let offered = match kind.tasks {
-        crate::kubestash::TaskList::Backup => &addon_found.backup_tasks,
-        crate::kubestash::TaskList::Restore => &addon_found.restore_tasks,
-    };
+    let offered = addon_found.tasks(kind.tasks);
     for (j, task) in addon.tasks.iter().enumerate() {
         let task_path = task.path.child("name");
         let fix = format!(

@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::{
     decide, through_text, unusable, within, ListError, Protector, Through, Unchecked, RETRY_LIST,
 };
-use crate::kubestash::referents::{Addon, AddonFunction, AddonTask, HookTemplate};
+use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate};
 use crate::kubestash::{self, Kind, References, TaskList, ADDONS_GROUP, CORE_GROUP, VERSION};
 use crate::references::index;
 use crate::review::{self, Reply, Request};
@@ -263,13 +263,6 @@ impl Runs {
     }
 }
 
-fn tasks_of(addon: &Addon, list: TaskList) -> &[AddonTask] {
-    match list {
-        TaskList::Backup => &addon.backup_tasks,
-        TaskList::Restore => &addon.restore_tasks,
-    }
-}
-
 fn list_field(list: TaskList) -> &'static str {
     match list {
         TaskList::Backup => "spec.backupTasks",
@@ -288,7 +281,7 @@ pub fn addon_warnings<'a>(
 ) -> Vec<String> {
     let mut warnings = Vec::new();
     for list in LISTS {
-        for (i, task) in tasks_of(addon, list).iter().enumerate() {
+        for (i, task) in addon.tasks(list).iter().enumerate() {
             let path = format!("{}[{i}].function", list_field(list));
             let runner = format!(
                 "{} task \"{}\" of Addon \"{name}\"",
@@ -419,8 +412,9 @@ fn addon_breaks<'a>(
 ) -> Vec<String> {
     let mut broken = Vec::new();
     for list in LISTS {
-        for task in tasks_of(old, list) {
-            let kept = tasks_of(new, list)
+        for task in old.tasks(list) {
+            let kept = new
+                .tasks(list)
                 .iter()
                 .enumerate()
                 .find(|(_, t)| t.name == task.name);
@@ -578,7 +572,7 @@ impl Runners {
         let mut entries = Vec::new();
         for (addon_name, addon) in addons {
             for list in LISTS {
-                for (i, task) in tasks_of(addon, list).iter().enumerate() {
+                for (i, task) in addon.tasks(list).iter().enumerate() {
                     if task.function.as_deref() != Some(name) {
                         continue;
                     }
@@ -951,8 +945,8 @@ fn breaks_a_task<'a>(
     functions: &impl Fn(&str) -> Option<&'a Resolution<AddonFunction>>,
 ) -> bool {
     LISTS.iter().any(|&list| {
-        tasks_of(old, list).iter().any(|task| {
-            match tasks_of(new, list).iter().find(|t| t.name == task.name) {
+        old.tasks(list).iter().any(|task| {
+            match new.tasks(list).iter().find(|t| t.name == task.name) {
                 None => true,
                 Some(t) if t.function == task.function => false,
                 Some(t) => !Runs::of(t.function.as_deref(), functions).runs(),
