@@ -229,6 +229,14 @@ impl Reply {
         }
     }
 
+    /// Allowed, with these warnings (kubectl prints each as `Warning: ...`).
+    pub fn warn(warnings: Vec<String>) -> Self {
+        Reply {
+            warnings,
+            ..Reply::allow()
+        }
+    }
+
     pub fn deny(message: String) -> Self {
         Reply {
             allowed: false,

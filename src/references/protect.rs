@@ -153,10 +153,7 @@ pub fn judge(
         ));
     }
     if !change.breaks() || users.is_empty() {
-        return Reply {
-            warnings,
-            ..Reply::allow()
-        };
+        return Reply::warn(warnings);
     }
     let what = match change {
         Change::Breaks(container) => format!(
@@ -185,10 +182,7 @@ pub fn judge_task(
     allow_breaking: bool,
 ) -> Reply {
     if !change.breaks() || users.is_empty() {
-        return Reply {
-            warnings,
-            ..Reply::allow()
-        };
+        return Reply::warn(warnings);
     }
     let mut budget = SHOWN_REFERENTS;
     let used = format!(
@@ -230,10 +224,7 @@ pub(super) fn decide(
         warnings.push(format!(
             "{what}; allowed by the annotation {ALLOW_BREAKING_REFERENCES}=true: {breaks}"
         ));
-        return Reply {
-            warnings,
-            ..Reply::allow()
-        };
+        return Reply::warn(warnings);
     }
     Reply {
         warnings,
@@ -651,10 +642,7 @@ impl Protector {
                 metrics::Verdict::Denied,
             ),
             FailurePolicy::Allow => (
-                Reply {
-                    warnings: vec![format!("{text}; allowed without verification")],
-                    ..Reply::allow()
-                },
+                Reply::warn(vec![format!("{text}; allowed without verification")]),
                 metrics::Verdict::Warned,
             ),
         };

@@ -389,10 +389,7 @@ pub fn judge_addon<'a>(
         broken = addon_breaks(name, old, new, objects, &functions);
     }
     if broken.is_empty() {
-        return Reply {
-            warnings,
-            ..Reply::allow()
-        };
+        return Reply::warn(warnings);
     }
     let breaks = match operation {
         Operation::Delete => "those objects fail until they name an Addon that exists",
@@ -476,10 +473,7 @@ pub fn judge_hook_template<'a>(
         None => Vec::new(),
     };
     let (Some(what), false) = (broken, users.is_empty()) else {
-        return Reply {
-            warnings,
-            ..Reply::allow()
-        };
+        return Reply::warn(warnings);
     };
     let breaks = match operation {
         Operation::Delete => "those hooks fail until they name a HookTemplate that exists",
@@ -528,10 +522,7 @@ pub fn judge_function(
     allow_breaking: bool,
 ) -> Reply {
     if through.is_empty() || !(delete || breaks.is_some()) {
-        return Reply {
-            warnings,
-            ..Reply::allow()
-        };
+        return Reply::warn(warnings);
     }
     let used = through_text(
         ("", &[]),
