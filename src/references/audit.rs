@@ -57,15 +57,55 @@ pub const HOOK_TEMPLATE_NOT_FOUND: &str = "HookTemplateNotFound";
 pub const HOOK_TEMPLATE_UNUSABLE: &str = "HookTemplateUnusable";
 pub const HOOK_TEMPLATE_RESOLVED: &str = "HookTemplateResolved";
 
-/// Every Warning reason, for the gauge.
-const BROKEN: [&str; 4] = [NOT_FOUND, UNUSABLE, TASK_NOT_FOUND, TASK_UNUSABLE];
-/// Every Warning reason of KubeStash objects, for the gauge.
-const KUBESTASH_BROKEN: [&str; 4] = [
-    ADDON_NOT_FOUND,
-    ADDON_UNUSABLE,
-    HOOK_TEMPLATE_NOT_FOUND,
-    HOOK_TEMPLATE_UNUSABLE,
+/// What the audit writes of one road to a container image: its Warning reasons, the Normal
+/// reason and note once it resolves again, and the Events' action.
+struct Road {
+    broken: [&'static str; 2],
+    resolved: &'static str,
+    fixed: &'static str,
+    action: &'static str,
+}
+
+/// Stash's two roads, then KubeStash's.
+const ROADS: [Road; 4] = [
+    Road {
+        broken: [NOT_FOUND, UNUSABLE],
+        resolved: RESOLVED,
+        fixed: "the executor's Function resolves again",
+        action: "AuditExecutor",
+    },
+    Road {
+        broken: [TASK_NOT_FOUND, TASK_UNUSABLE],
+        resolved: TASK_RESOLVED,
+        fixed: "the Task resolves and can run again",
+        action: "AuditTask",
+    },
+    Road {
+        broken: [ADDON_NOT_FOUND, ADDON_UNUSABLE],
+        resolved: ADDON_RESOLVED,
+        fixed: "the Addon resolves and its tasks can run again",
+        action: "AuditAddon",
+    },
+    Road {
+        broken: [HOOK_TEMPLATE_NOT_FOUND, HOOK_TEMPLATE_UNUSABLE],
+        resolved: HOOK_TEMPLATE_RESOLVED,
+        fixed: "the HookTemplate resolves and can run again",
+        action: "AuditHookTemplate",
+    },
 ];
+
+/// The road an Event reason is about.
+fn road(reason: &str) -> &'static Road {
+    ROADS
+        .iter()
+        .find(|r| r.broken.contains(&reason) || r.resolved == reason)
+        .unwrap_or(&ROADS[0])
+}
+
+/// The Warning reasons of some roads, for the gauge.
+fn warning_reasons(roads: &'static [Road]) -> impl Iterator<Item = &'static str> {
+    roads.iter().flat_map(|r| r.broken)
+}
 
 /// How long the LISTs of the KubeStash objects of one pass may take.
 const LIST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -460,19 +500,6 @@ impl Audit {
                     refresh_all,
                 },
                 stash_reference,
-                |id, was| {
-                    if is_task_reason(was.reason) {
-                        (
-                            TASK_RESOLVED,
-                            format!("{}: the Task resolves and can run again", id.1),
-                        )
-                    } else {
-                        (
-                            RESOLVED,
-                            format!("{}: the executor's Function resolves again", id.1),
-                        )
-                    }
-                },
             )
             .await;
         self.reported = reported;
@@ -481,14 +508,13 @@ impl Audit {
 
     /// Writes what one pass found: a Warning Event for each finding that is new and confirmed, or
     /// due again (`refresh_all`); a Normal one for each reference reported before that is still
-    /// there and no longer broken (`resolved` gives its reason and note). `reported` is what has
+    /// there and no longer broken. `reported` is what has
     /// been written and stands; false when a write failed (it is retried).
     async fn report<K: Clone + fmt::Display>(
         &self,
         reported: &mut HashMap<HookId, (K, Finding)>,
         pass: Pass<'_, K>,
         reference: fn(&K, &str) -> ObjectReference,
-        resolved: impl Fn(&HookId, &Finding) -> (&'static str, String),
     ) -> bool {
         let mut all_written = true;
         for (id, (key, found)) in pass.current {
@@ -527,7 +553,8 @@ impl Audit {
                 reported.remove(&id);
                 continue;
             }
-            let (reason, note) = resolved(&id, &was);
+            let road = road(was.reason);
+            let (reason, note) = (road.resolved, format!("{}: {}", id.1, road.fixed));
             let reference = reference(&key, &id.0);
             if self
                 .publish(
@@ -595,7 +622,7 @@ impl Audit {
     fn count(&self, current: &HashMap<HookId, (ObjectKey, Finding)>) {
         let mut counts: HashMap<(StashKind, &'static str), i64> = HashMap::new();
         for kind in StashKind::ALL {
-            for reason in BROKEN {
+            for reason in warning_reasons(&ROADS[..2]) {
                 counts.insert((kind, reason), 0);
             }
         }
@@ -617,20 +644,11 @@ impl Audit {
         reason: &str,
         note: &str,
     ) -> bool {
-        let action = if is_task_reason(reason) {
-            "AuditTask"
-        } else if is_addon_reason(reason) {
-            "AuditAddon"
-        } else if is_hook_template_reason(reason) {
-            "AuditHookTemplate"
-        } else {
-            "AuditExecutor"
-        };
         let event = Event {
             type_,
             reason: reason.to_owned(),
             note: Some(note.to_owned()),
-            action: action.to_owned(),
+            action: road(reason).action.to_owned(),
             secondary: None,
         };
         match self.recorder.publish(&event, &reference).await {
@@ -852,7 +870,7 @@ impl Audit {
         let mut where_: HashMap<HookId, (usize, KubeStashRef)> = HashMap::new();
         let mut counts: HashMap<(&'static str, &'static str), i64> = HashMap::new();
         for kind in crate::kubestash::KINDS {
-            for reason in KUBESTASH_BROKEN {
+            for reason in warning_reasons(&ROADS[2..]) {
                 counts.insert((kind.label(), reason), 0);
             }
         }
@@ -944,19 +962,6 @@ impl Audit {
                     refresh_all,
                 },
                 kubestash_reference,
-                |id, was| {
-                    if is_addon_reason(was.reason) {
-                        (
-                            ADDON_RESOLVED,
-                            format!("{}: the Addon resolves and its tasks can run again", id.1),
-                        )
-                    } else {
-                        (
-                            HOOK_TEMPLATE_RESOLVED,
-                            format!("{}: the HookTemplate resolves and can run again", id.1),
-                        )
-                    }
-                },
             )
             .await;
         self.kubestash_reported = reported;
@@ -1051,26 +1056,6 @@ impl Live {
         self.functions.insert(name.to_owned(), answer.clone());
         answer
     }
-}
-
-/// Whether an Event reason is about a KubeStash addon reference.
-fn is_addon_reason(reason: &str) -> bool {
-    [ADDON_NOT_FOUND, ADDON_UNUSABLE, ADDON_RESOLVED].contains(&reason)
-}
-
-/// Whether an Event reason is about a KubeStash hook's HookTemplate.
-fn is_hook_template_reason(reason: &str) -> bool {
-    [
-        HOOK_TEMPLATE_NOT_FOUND,
-        HOOK_TEMPLATE_UNUSABLE,
-        HOOK_TEMPLATE_RESOLVED,
-    ]
-    .contains(&reason)
-}
-
-/// Whether an Event reason is about a Task reference.
-fn is_task_reason(reason: &str) -> bool {
-    [TASK_NOT_FOUND, TASK_UNUSABLE, TASK_RESOLVED].contains(&reason)
 }
 
 #[cfg(test)]
