@@ -399,7 +399,7 @@ fn judge_kubestash(
     let verdict = ks_rules::judge(kind, namespace, &refs, &Default::default(), known, policy);
     Judged {
         file: file.to_owned(),
-        kind: kind.label(),
+        kind: kind.label,
         namespace: (!written.is_empty()).then(|| written.to_owned()),
         name: doc.meta("name").to_owned(),
         denials: verdict.denials.iter().map(ToString::to_string).collect(),

@@ -45,6 +45,9 @@ impl TaskList {
 pub struct Kind {
     pub kind: &'static str,
     pub plural: &'static str,
+    /// The kind as metrics and `check` name it (`BackupConfiguration.core.kubestash.com`),
+    /// distinct from Stash's kind of the same name.
+    pub label: &'static str,
     /// The addon references (`addon: {name, tasks: [{name, params, addonVolumes}]}`).
     pub addons: &'static [&'static str],
     /// Which of the Addon's task lists they name tasks of.
@@ -63,6 +66,7 @@ pub const KINDS: &[Kind] = &[
     Kind {
         kind: "BackupConfiguration",
         plural: "backupconfigurations",
+        label: "BackupConfiguration.core.kubestash.com",
         addons: &["spec.sessions[*].addon"],
         tasks: TaskList::Backup,
         hooks: &[
@@ -74,6 +78,7 @@ pub const KINDS: &[Kind] = &[
     Kind {
         kind: "RestoreSession",
         plural: "restoresessions",
+        label: "RestoreSession.core.kubestash.com",
         addons: &["spec.addon"],
         tasks: TaskList::Restore,
         hooks: &["spec.hooks.preRestore[*]", "spec.hooks.postRestore[*]"],
@@ -82,6 +87,7 @@ pub const KINDS: &[Kind] = &[
     Kind {
         kind: "BackupBatch",
         plural: "backupbatches",
+        label: "BackupBatch.core.kubestash.com",
         addons: &["spec.sessions[*].targets[*].addon"],
         tasks: TaskList::Backup,
         hooks: &[
@@ -93,6 +99,7 @@ pub const KINDS: &[Kind] = &[
     Kind {
         kind: "BackupBlueprint",
         plural: "backupblueprints",
+        label: "BackupBlueprint.core.kubestash.com",
         addons: &["spec.backupConfigurationTemplate.sessions[*].addon"],
         tasks: TaskList::Backup,
         hooks: &[
@@ -109,19 +116,6 @@ pub fn kind(group: &str, version: &str, kind: &str) -> Option<&'static Kind> {
         return None;
     }
     KINDS.iter().find(|k| k.kind == kind)
-}
-
-impl Kind {
-    /// The kind as metrics label it: `BackupConfiguration.core.kubestash.com`, distinct from
-    /// Stash's kind of the same name.
-    pub fn label(&self) -> &'static str {
-        match self.kind {
-            "BackupConfiguration" => "BackupConfiguration.core.kubestash.com",
-            "RestoreSession" => "RestoreSession.core.kubestash.com",
-            "BackupBatch" => "BackupBatch.core.kubestash.com",
-            _ => "BackupBlueprint.core.kubestash.com",
-        }
-    }
 }
 
 /// A name as written: a string, missing, or a value of another JSON type.

@@ -871,7 +871,7 @@ impl Audit {
         let mut counts: HashMap<(&'static str, &'static str), i64> = HashMap::new();
         for kind in crate::kubestash::KINDS {
             for reason in warning_reasons(&ROADS[2..]) {
-                counts.insert((kind.label(), reason), 0);
+                counts.insert((kind.label, reason), 0);
             }
         }
         let reported = &self.kubestash_reported;
@@ -898,9 +898,7 @@ impl Audit {
                 );
                 match found {
                     Some(found) => {
-                        *counts
-                            .entry((object.kind.label(), found.reason))
-                            .or_default() += 1;
+                        *counts.entry((object.kind.label, found.reason)).or_default() += 1;
                         where_.insert(id.clone(), (broken.len(), which));
                         current.insert(id, (object.key.clone(), found));
                         kept = true;

@@ -103,7 +103,7 @@ impl Validator {
         api_server_timeout: Option<Duration>,
     ) -> Outcome {
         let with_kind = |mut outcome: Outcome| {
-            outcome.other_kind = Some(kind.label());
+            outcome.other_kind = Some(kind.label);
             outcome
         };
         let (object, old) = match review::whole_objects(req.body) {

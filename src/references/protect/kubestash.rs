@@ -19,7 +19,7 @@ use super::{
     decide, through_text, unusable, within, ListError, Protector, Through, Unchecked, RETRY_LIST,
 };
 use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate};
-use crate::kubestash::{self, Kind, References, TaskList, ADDONS_GROUP, CORE_GROUP, VERSION};
+use crate::kubestash::{self, Kind, References, TaskList, CORE_GROUP, VERSION};
 use crate::references::index;
 use crate::review::{self, Reply, Request};
 use crate::rules::{Container, Resolution};
@@ -622,14 +622,18 @@ pub(super) enum Which {
 
 impl Which {
     pub(super) fn of(req: &Request<'_>) -> Option<Which> {
-        if req.kind.version != VERSION {
-            return None;
+        fn is<R: Referent>(req: &Request<'_>) -> bool {
+            (&*req.kind.group, &*req.kind.version, &*req.kind.kind)
+                == (R::GROUP, R::VERSION, R::KIND)
         }
-        match (&*req.kind.group, &*req.kind.kind) {
-            (ADDONS_GROUP, "Addon") => Some(Which::Addon),
-            (ADDONS_GROUP, "Function") => Some(Which::Function),
-            (CORE_GROUP, "HookTemplate") => Some(Which::HookTemplate),
-            _ => None,
+        if is::<Addon>(req) {
+            Some(Which::Addon)
+        } else if is::<AddonFunction>(req) {
+            Some(Which::Function)
+        } else if is::<HookTemplate>(req) {
+            Some(Which::HookTemplate)
+        } else {
+            None
         }
     }
 
