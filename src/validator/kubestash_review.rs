@@ -33,41 +33,56 @@ impl KubeStashSources {
     }
 }
 
-/// A source the cluster serves: one whose CRD is absent answers nothing (names not checked).
-fn installed<T: Referent>(source: &Option<Arc<dyn Source<T>>>) -> Option<&dyn Source<T>> {
-    source.as_deref().filter(|s| s.is_installed())
-}
-
 /// What one review's lookups found, and the names answered from memory.
-#[derive(Default)]
-struct Found {
-    addons: Lookups<Addon>,
-    functions: Lookups<AddonFunction>,
-    hook_templates: Lookups<HookTemplate>,
+struct Found<'s> {
+    addons: Lookups<'s, Addon>,
+    functions: Lookups<'s, AddonFunction>,
+    hook_templates: Lookups<'s, HookTemplate>,
 }
 
-struct Lookups<T> {
-    found: HashMap<String, Resolution<T>>,
-    remembered: Vec<String>,
-}
+impl<'s> Found<'s> {
+    fn new(sources: &'s KubeStashSources) -> Self {
+        Found {
+            addons: Lookups::new(&sources.addons),
+            functions: Lookups::new(&sources.functions),
+            hook_templates: Lookups::new(&sources.hook_templates),
+        }
+    }
 
-impl<T> Default for Lookups<T> {
-    fn default() -> Self {
-        Lookups {
-            found: HashMap::new(),
-            remembered: Vec::new(),
+    /// What the rules are given: each referent's answers, or none without a source for it.
+    fn known(&self) -> Known<'_> {
+        Known {
+            addons: self.addons.known(),
+            functions: self.functions.known(),
+            hook_templates: self.hook_templates.known(),
         }
     }
 }
 
-impl<T: Referent> Lookups<T> {
-    async fn find(
-        &mut self,
-        source: Option<&dyn Source<T>>,
-        names: Vec<String>,
-        deadline: Deadline,
-    ) {
-        let Some(source) = source else {
+/// The lookups of one referent kind in one review.
+struct Lookups<'s, T> {
+    /// None when there is no source, or the cluster does not serve the kind (its CRD is not
+    /// installed): its names are then not checked.
+    source: Option<&'s dyn Source<T>>,
+    found: HashMap<String, Resolution<T>>,
+    remembered: Vec<String>,
+}
+
+impl<'s, T: Referent> Lookups<'s, T> {
+    fn new(source: &'s Option<Arc<dyn Source<T>>>) -> Self {
+        Lookups {
+            source: source.as_deref().filter(|s| s.is_installed()),
+            found: HashMap::new(),
+            remembered: Vec::new(),
+        }
+    }
+
+    fn known(&self) -> Option<&HashMap<String, Resolution<T>>> {
+        self.source.map(|_| &self.found)
+    }
+
+    async fn find(&mut self, names: Vec<String>, deadline: Deadline) {
+        let Some(source) = self.source else {
             return;
         };
         let names: Vec<&str> = names
@@ -81,8 +96,8 @@ impl<T: Referent> Lookups<T> {
     }
 
     /// Looks up live what memory answered; false when nothing was.
-    async fn confirm(&mut self, source: Option<&dyn Source<T>>, deadline: Deadline) -> bool {
-        let Some(source) = source.filter(|s| s.memory_may_lag()) else {
+    async fn confirm(&mut self, deadline: Deadline) -> bool {
+        let Some(source) = self.source.filter(|s| s.memory_may_lag()) else {
             return false;
         };
         if self.remembered.is_empty() {
@@ -126,31 +141,17 @@ impl Validator {
             _ => References::default(),
         };
         let deadline = Deadline::after(self.lookup_budget(api_server_timeout));
-        let sources = &self.kubestash;
-        let (addons, functions, templates) = (
-            installed(&sources.addons),
-            installed(&sources.functions),
-            installed(&sources.hook_templates),
-        );
-        fn known<'f>(found: &'f Found, sources: [bool; 3]) -> Known<'f> {
-            Known {
-                addons: sources[0].then_some(&found.addons.found),
-                functions: sources[1].then_some(&found.functions.found),
-                hook_templates: sources[2].then_some(&found.hook_templates.found),
-            }
-        }
-        let present = [addons.is_some(), functions.is_some(), templates.is_some()];
-        let mut found = Found::default();
+        let mut found = Found::new(&self.kubestash);
         let (a, t) = (
             rules::addons_to_resolve(kind, &refs),
             rules::hook_templates_to_resolve(kind, &refs),
         );
         futures::join!(
-            found.addons.find(addons, a, deadline),
-            found.hook_templates.find(templates, t, deadline),
+            found.addons.find(a, deadline),
+            found.hook_templates.find(t, deadline),
         );
-        let f = rules::functions_to_resolve(&refs, known(&found, present));
-        found.functions.find(functions, f, deadline).await;
+        let f = rules::functions_to_resolve(&refs, found.known());
+        found.functions.find(f, deadline).await;
 
         let judge = |found: &Found| {
             rules::judge(
@@ -158,7 +159,7 @@ impl Validator {
                 namespace,
                 &refs,
                 &old_refs,
-                known(found, present),
+                found.known(),
                 &self.policy,
             )
         };
@@ -166,13 +167,13 @@ impl Validator {
         if !verdict.allowed() {
             // A cache is trusted to allow, never to deny: what it answered is looked up again.
             let (a, t) = futures::join!(
-                found.addons.confirm(addons, deadline),
-                found.hook_templates.confirm(templates, deadline),
+                found.addons.confirm(deadline),
+                found.hook_templates.confirm(deadline),
             );
             // Addons or HookTemplates read again may run other Functions.
-            let f = rules::functions_to_resolve(&refs, known(&found, present));
-            found.functions.find(functions, f, deadline).await;
-            let f = found.functions.confirm(functions, deadline).await;
+            let f = rules::functions_to_resolve(&refs, found.known());
+            found.functions.find(f, deadline).await;
+            let f = found.functions.confirm(deadline).await;
             if a || t || f {
                 verdict = judge(&found);
             }
