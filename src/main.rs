@@ -191,8 +191,8 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
             let source = Arc::new(FileSource::from_path(path, metrics.clone())?);
             tracing::info!(path = %path.display(), functions = source.functions_len(), tasks = source.tasks_len(), "Functions and Tasks read from file");
             tracing::info!("protection and the reference audit are off: with a Functions file there are no objects to watch");
-            kubestash = file_kubestash(&source);
-            (source.clone(), file_tasks(source), Protector::off())
+            kubestash = KubeStashSources::from_file(&source);
+            (source.clone(), source.source_of(), Protector::off())
         }
         (None, true) => {
             let source = Arc::new(FileSource::from_text(
@@ -205,8 +205,8 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
                     tasks = source.tasks_len(),
                     "dev mode: serving the example Functions and Tasks; protection and the reference audit are off"
                 );
-            kubestash = file_kubestash(&source);
-            (source.clone(), file_tasks(source), Protector::off())
+            kubestash = KubeStashSources::from_file(&source);
+            (source.clone(), source.source_of(), Protector::off())
         }
         (None, false) => {
             let client = kube::Client::try_default().await.context(
@@ -331,31 +331,6 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// A catalog file's Tasks, when it has any: without them, Task names are not checked (a file of
-/// Functions alone says nothing of the Tasks a cluster has installed).
-fn file_tasks(source: Arc<FileSource>) -> Option<Arc<dyn Source<Task>>> {
-    (source.tasks_len() > 0).then_some(source as Arc<dyn Source<Task>>)
-}
-
-/// A catalog file's KubeStash referents, each kind only when the file has some.
-fn file_kubestash(source: &Arc<FileSource>) -> KubeStashSources {
-    fn some<T: stash_webhook::sources::Referent>(
-        source: &Arc<FileSource>,
-        n: usize,
-    ) -> Option<Arc<dyn Source<T>>>
-    where
-        FileSource: Source<T>,
-    {
-        (n > 0).then(|| source.clone() as Arc<dyn Source<T>>)
-    }
-    let catalog = source.catalog();
-    KubeStashSources {
-        addons: some(source, catalog.addons.len()),
-        functions: some(source, catalog.addon_functions.len()),
-        hook_templates: some(source, catalog.hook_templates.len()),
-    }
 }
 
 /// Resolves on SIGTERM (what the kubelet sends) or SIGINT (Ctrl-C).

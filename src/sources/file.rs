@@ -209,6 +209,15 @@ impl FileSource {
         self.catalog.tasks.len()
     }
 
+    /// This file as the source of `T`, when it holds some: a file without any says nothing of
+    /// those a cluster has, so their names are then not checked.
+    pub fn source_of<T: Referent>(self: &Arc<Self>) -> Option<Arc<dyn Source<T>>>
+    where
+        FileSource: Source<T>,
+    {
+        (Source::<T>::len(self.as_ref()) > 0).then(|| self.clone() as Arc<dyn Source<T>>)
+    }
+
     /// The catalog itself.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog

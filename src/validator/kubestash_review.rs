@@ -14,7 +14,7 @@ use crate::kubestash::{self, Kind, References};
 use crate::review::{self, Request};
 use crate::rules::kubestash::{self as rules, Known};
 use crate::rules::{Resolution, Verdict};
-use crate::sources::{Referent, Source};
+use crate::sources::{FileSource, Referent, Source};
 
 /// Where KubeStash's referents come from; each None when there is no source for it at all.
 #[derive(Clone, Default)]
@@ -25,6 +25,15 @@ pub struct KubeStashSources {
 }
 
 impl KubeStashSources {
+    /// A catalog file's referents, each kind only when the file has some.
+    pub fn from_file(file: &Arc<FileSource>) -> Self {
+        KubeStashSources {
+            addons: file.source_of(),
+            functions: file.source_of(),
+            hook_templates: file.source_of(),
+        }
+    }
+
     pub(super) fn is_ready(&self) -> bool {
         fn ready<T: Referent>(s: &Option<Arc<dyn Source<T>>>) -> bool {
             s.as_ref().is_none_or(|s| s.is_ready())

@@ -18,7 +18,7 @@ use stash_webhook::metrics::Metrics;
 use stash_webhook::references::protect::Protector;
 use stash_webhook::rules::tasks::Task;
 use stash_webhook::rules::FailurePolicy;
-use stash_webhook::sources::{Referent, Source};
+use stash_webhook::sources::Source;
 use stash_webhook::tls::{TlsFiles, TlsSource};
 use stash_webhook::validator::{KubeStashSources, Validator};
 use tokio::net::TcpListener;
@@ -154,20 +154,9 @@ impl Webhook {
         let source = Arc::new(
             FileSource::from_text(yaml, Path::new("functions.yaml"), metrics.clone()).unwrap(),
         );
-        fn some<T: Referent>(source: &Arc<FileSource>, n: usize) -> Option<Arc<dyn Source<T>>>
-        where
-            FileSource: Source<T>,
-        {
-            (n > 0).then(|| source.clone() as Arc<dyn Source<T>>)
-        }
-        let catalog = source.catalog();
         let options = Options {
-            tasks: some(&source, source.tasks_len()),
-            kubestash: KubeStashSources {
-                addons: some(&source, catalog.addons.len()),
-                functions: some(&source, catalog.addon_functions.len()),
-                hook_templates: some(&source, catalog.hook_templates.len()),
-            },
+            tasks: source.source_of(),
+            kubestash: KubeStashSources::from_file(&source),
             ..Options::default()
         };
         Webhook::start(source, metrics, options).await
