@@ -208,6 +208,16 @@ fn protect_webhook_judges_functions_and_tasks_and_fails_closed() {
     assert!(webhook.get("matchConditions").is_none());
 }
 
+/// The settings each KubeStash webhook has as its Stash counterpart has them.
+const SHARED_SETTINGS: [&str; 6] = [
+    "failurePolicy",
+    "sideEffects",
+    "timeoutSeconds",
+    "matchPolicy",
+    "admissionReviewVersions",
+    "namespaceSelector",
+];
+
 #[test]
 fn kubestash_webhook_judges_create_and_update_of_the_four_kinds_like_the_stash_one() {
     let docs = base();
@@ -232,14 +242,7 @@ fn kubestash_webhook_judges_create_and_update_of_the_four_kinds_like_the_stash_o
 
     // The same guarantees as the Stash webhook: fails closed, no side effects, the same timeout,
     // and never in the webhook's own namespace or kube-system.
-    for field in [
-        "failurePolicy",
-        "sideEffects",
-        "timeoutSeconds",
-        "matchPolicy",
-        "admissionReviewVersions",
-        "namespaceSelector",
-    ] {
+    for field in SHARED_SETTINGS {
         assert!(!webhook[field].is_null(), "{field}: {webhook}");
         assert_eq!(webhook[field], stash[field], "{field}");
     }
@@ -294,15 +297,7 @@ fn kubestash_protect_webhook_judges_addons_functions_and_hook_templates_like_the
             ),
         ])
     );
-    for field in [
-        "failurePolicy",
-        "sideEffects",
-        "timeoutSeconds",
-        "matchPolicy",
-        "admissionReviewVersions",
-        "namespaceSelector",
-        "matchConditions",
-    ] {
+    for field in SHARED_SETTINGS.iter().chain(&["matchConditions"]) {
         assert_eq!(webhook.get(field), stash.get(field), "{field}");
     }
     assert!(webhook.get("matchConditions").is_none());

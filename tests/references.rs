@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use stash_webhook::functions::ClusterSource;
+use stash_webhook::kubestash::referents::{Addon, AddonFunction, HookTemplate};
 use stash_webhook::metrics::Metrics;
 use stash_webhook::references::audit::{self, Settings};
 use stash_webhook::references::index::{self, ReferenceIndex};
 use stash_webhook::references::protect::{self, Protector};
 use stash_webhook::rules::{FailurePolicy, Policy};
-use stash_webhook::sources::{ClusterSource as Watched, Source};
+use stash_webhook::sources::{ClusterSource as Watched, Referent, Source};
 use stash_webhook::tasks::ClusterSource as TaskSource;
 use stash_webhook::validator::KubeStashSources;
 use support::apiserver::ApiServer;
@@ -879,20 +880,17 @@ const KS_FUNCTIONS: &str = "functions.addons.kubestash.com";
 const HOOK_TEMPLATES: &str = "hooktemplates.core.kubestash.com";
 const KS_BACKUPS: &str = "backupconfigurations.core.kubestash.com";
 
-/// A review of a KubeStash referent, as the API server sends it (the recorded Function DELETE,
-/// made one of `group`'s `kind`): `old` and `new` are the `spec` of `oldObject` and `object`
-/// (none: null), each with the annotation when `annotated`.
-#[allow(clippy::too_many_arguments)]
-fn kubestash_review(
-    group: &str,
-    kind: &str,
-    resource: &str,
+/// A review of a KubeStash referent `R`, as the API server sends it (the recorded Function
+/// DELETE, made one of `R`): `old` and `new` are the `spec` of `oldObject` and `object` (none:
+/// null), each with the annotation when `annotated`.
+fn referent_review<R: Referent>(
     operation: &str,
     (namespace, name): (Option<&str>, &str),
     old: Option<Value>,
     new: Option<Value>,
     annotated: bool,
 ) -> String {
+    let (group, kind, resource) = (R::GROUP, R::KIND, R::PLURAL);
     let mut review: Value = serde_json::from_str(&fixture("function-delete")).unwrap();
     let request = &mut review["request"];
     for field in ["kind", "requestKind"] {
@@ -931,16 +929,7 @@ fn addon_review(
     new: Option<Value>,
     annotated: bool,
 ) -> String {
-    kubestash_review(
-        "addons.kubestash.com",
-        "Addon",
-        "addons",
-        operation,
-        (None, "workload-addon"),
-        old,
-        new,
-        annotated,
-    )
+    referent_review::<Addon>(operation, (None, "workload-addon"), old, new, annotated)
 }
 
 fn workload_addon() -> Value {
@@ -1015,10 +1004,7 @@ async fn deleting_a_kubestash_addon_in_use_is_denied_unless_annotated() {
 async fn deleting_an_unused_hook_template_is_allowed_and_a_used_one_denied() {
     let c = cluster(with_kubestash_users).await;
     let delete = |name: &str| {
-        kubestash_review(
-            "core.kubestash.com",
-            "HookTemplate",
-            "hooktemplates",
+        referent_review::<HookTemplate>(
             "DELETE",
             (Some("demo"), name),
             Some(json!({"executor": {"type": "Pod"}})),
@@ -1045,17 +1031,17 @@ async fn deleting_an_unused_hook_template_is_allowed_and_a_used_one_denied() {
 #[tokio::test]
 async fn an_addon_update_removing_a_used_task_is_denied() {
     let c = cluster(with_kubestash_users).await;
-    let without =
-        json!({"backupTasks": [{"name": "manifest-backup", "function": "workload-backup"}]});
-    let r = c
-        .webhook
-        .protect(addon_review(
+    let update = |new| {
+        c.webhook.protect(addon_review(
             "UPDATE",
             Some(workload_addon()),
-            Some(without),
+            Some(new),
             false,
         ))
-        .await;
+    };
+    let without =
+        json!({"backupTasks": [{"name": "manifest-backup", "function": "workload-backup"}]});
+    let r = update(without).await;
     assert_eq!(r["allowed"], false, "{r}");
     assert_eq!(
         r["status"]["message"],
@@ -1064,15 +1050,7 @@ async fn an_addon_update_removing_a_used_task_is_denied() {
     // Removing the task no object names is allowed.
     let without =
         json!({"backupTasks": [{"name": "logical-backup", "function": "workload-backup"}]});
-    let r = c
-        .webhook
-        .protect(addon_review(
-            "UPDATE",
-            Some(workload_addon()),
-            Some(without),
-            false,
-        ))
-        .await;
+    let r = update(without).await;
     assert_eq!(r["allowed"], true, "{r}");
     assert!(r.get("warnings").is_none(), "{r}");
     // A task without a Function is written with a warning.
@@ -1095,10 +1073,7 @@ async fn an_addon_update_removing_a_used_task_is_denied() {
 #[tokio::test]
 async fn a_kubestash_function_update_removing_its_image_while_used_is_denied() {
     let c = cluster(with_kubestash_users).await;
-    let review = kubestash_review(
-        "addons.kubestash.com",
-        "Function",
-        "functions",
+    let review = referent_review::<AddonFunction>(
         "UPDATE",
         (None, "workload-backup"),
         Some(json!({"image": "ghcr.io/kubestash/workload-restic-plugin:v0.11.0"})),
