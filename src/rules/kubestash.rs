@@ -237,24 +237,24 @@ fn name_problems<'n>(
     path: FieldPath,
     name: &'n Name,
     what: &str,
-    fix: &str,
+    fix: &dyn Fn() -> String,
     out: &mut Vec<Found>,
 ) -> Option<&'n str> {
     let name = match name {
         Name::Missing => {
-            out.push(problem(path, "is required".into(), fix.to_owned()));
+            out.push(problem(path, "is required".into(), fix()));
             return None;
         }
         Name::WrongType(found) => {
             out.push(problem(
                 path,
                 format!("must be a string, got {found}"),
-                fix.to_owned(),
+                fix(),
             ));
             return None;
         }
         Name::Named(name) if name.is_empty() => {
-            out.push(problem(path, "must not be empty".into(), fix.to_owned()));
+            out.push(problem(path, "must not be empty".into(), fix()));
             return None;
         }
         Name::Named(name) => name,
@@ -270,7 +270,7 @@ fn name_problems<'n>(
         out.push(problem(
             path,
             format!("\"{}\" is not a valid {what} name: Kubernetes names are lowercase letters, digits, '-' and '.', start and end with a letter or digit, and are at most 253 characters", shown(name)),
-            fix.to_owned(),
+            fix(),
         ));
         return None;
     }
@@ -287,7 +287,7 @@ fn not_checked(path: &FieldPath, what: &str, name: &str) -> Found {
 fn addon_problems(kind: &Kind, addon: &AddonUse, known: Known<'_>) -> Vec<(Found, Subject)> {
     let mut out = Vec::new();
     let name_path = addon.path.child("name");
-    let fix = format!("name the Addon that backs up this target ({LIST_ADDONS})");
+    let fix = || format!("name the Addon that backs up this target ({LIST_ADDONS})");
     let mut found = Vec::new();
     let name = name_problems(
         kind,
@@ -330,10 +330,13 @@ fn addon_problems(kind: &Kind, addon: &AddonUse, known: Known<'_>) -> Vec<(Found
     let offered = addon_found.tasks(kind.tasks);
     for (j, task) in addon.tasks.iter().enumerate() {
         let task_path = task.path.child("name");
-        let fix = format!(
-            "name one of Addon \"{name}\"'s {list} tasks ({})",
-            it_has(task.name.as_str().unwrap_or_default(), offered)
-        );
+        // Only built for a problem: it ranks every task the Addon offers.
+        let fix = || {
+            format!(
+                "name one of Addon \"{name}\"'s {list} tasks ({})",
+                it_has(task.name.as_str().unwrap_or_default(), offered)
+            )
+        };
         let mut found = Vec::new();
         let task_name = name_problems(
             kind,
@@ -352,7 +355,7 @@ fn addon_problems(kind: &Kind, addon: &AddonUse, known: Known<'_>) -> Vec<(Found
                 problem(
                     task_path,
                     format!("Addon \"{name}\" has no {list} task \"{task_name}\""),
-                    fix,
+                    fix(),
                 ),
                 Subject::Task(j),
             ));
@@ -400,7 +403,7 @@ fn hook_problems(
 ) -> Vec<(Found, Subject)> {
     let mut out = Vec::new();
     let name_path = hook.path.child("hookTemplate").child("name");
-    let fix = format!("name the HookTemplate that runs this hook ({LIST_HOOK_TEMPLATES})");
+    let fix = || format!("name the HookTemplate that runs this hook ({LIST_HOOK_TEMPLATES})");
     let mut found = Vec::new();
     let name = name_problems(
         kind,

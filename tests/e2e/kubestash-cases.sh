@@ -12,8 +12,12 @@ KS_HOOK_TEMPLATES='(list them with: kubectl get hooktemplates.core.kubestash.com
 ks_denied() { # ks_denied FILE: what kubectl prints before the webhook's message for a create of FILE
   printf 'Error from server (Forbidden): error when creating "%s": admission webhook "%s" denied the request: ' "$1" "$KS_NAME"
 }
-ks_not_found() { # ks_not_found NAME: kubectl get of a KubeStash BackupConfiguration not stored
-  printf 'Error from server (NotFound): backupconfigurations.core.kubestash.com "%s" not found' "$1"
+# ks_refused FILE NAME MESSAGE: applying FILE is denied with MESSAGE, and the KubeStash
+# BackupConfiguration NAME it holds is not stored.
+ks_refused() {
+  check 1 "$(ks_denied "$1")$3" kubectl apply -f "$1"
+  check 1 "Error from server (NotFound): backupconfigurations.core.kubestash.com \"$2\" not found" \
+    kubectl get -n demo backupconfigurations.core.kubestash.com "$2"
 }
 
 begin kubestash-catalog-created
@@ -32,45 +36,27 @@ hooktemplate.core.kubestash.com/e2e-ghost-fn-hook created" \
 end
 
 begin kubestash-missing-addon
-check 1 "$(ks_denied $K/backupconfiguration-missing-addon.yaml)spec.sessions[0].addon.name: Addon \"e2e-ghost-addon\" not found: install the KubeStash addon that provides it, or fix the name $KS_ADDONS" \
-  kubectl apply -f $K/backupconfiguration-missing-addon.yaml
-check 1 "$(ks_not_found ks-missing-addon)" \
-  kubectl get -n demo backupconfigurations.core.kubestash.com ks-missing-addon
+ks_refused $K/backupconfiguration-missing-addon.yaml ks-missing-addon "spec.sessions[0].addon.name: Addon \"e2e-ghost-addon\" not found: install the KubeStash addon that provides it, or fix the name $KS_ADDONS"
 end
 
 begin kubestash-task-not-in-addon
-check 1 "$(ks_denied $K/backupconfiguration-missing-task.yaml)spec.sessions[0].addon.tasks[0].name: Addon \"e2e-addon\" has no backup task \"logical-bakup\": name one of Addon \"e2e-addon\"'s backup tasks (it has logical-backup, no-image-backup)" \
-  kubectl apply -f $K/backupconfiguration-missing-task.yaml
-check 1 "$(ks_not_found ks-missing-task)" \
-  kubectl get -n demo backupconfigurations.core.kubestash.com ks-missing-task
+ks_refused $K/backupconfiguration-missing-task.yaml ks-missing-task "spec.sessions[0].addon.tasks[0].name: Addon \"e2e-addon\" has no backup task \"logical-bakup\": name one of Addon \"e2e-addon\"'s backup tasks (it has logical-backup, no-image-backup)"
 end
 
 begin kubestash-task-function-without-image
-check 1 "$(ks_denied $K/backupconfiguration-no-image-function.yaml)spec.sessions[0].addon.tasks[0].name: backup task \"no-image-backup\" of Addon \"e2e-addon\" runs Function \"e2e-no-image-fn\" (functions.addons.kubestash.com), which has no container image (its spec.image is not set): give the Function a valid spec.image (kubectl edit functions.addons.kubestash.com e2e-no-image-fn)" \
-  kubectl apply -f $K/backupconfiguration-no-image-function.yaml
-check 1 "$(ks_not_found ks-no-image)" \
-  kubectl get -n demo backupconfigurations.core.kubestash.com ks-no-image
+ks_refused $K/backupconfiguration-no-image-function.yaml ks-no-image "spec.sessions[0].addon.tasks[0].name: backup task \"no-image-backup\" of Addon \"e2e-addon\" runs Function \"e2e-no-image-fn\" (functions.addons.kubestash.com), which has no container image (its spec.image is not set): give the Function a valid spec.image (kubectl edit functions.addons.kubestash.com e2e-no-image-fn)"
 end
 
 begin kubestash-missing-required-parameter
-check 1 "$(ks_denied $K/backupconfiguration-missing-parameter.yaml)spec.sessions[0].addon.tasks[0].params: backup task \"logical-backup\" of Addon \"e2e-addon\" requires parameter \"databases\", which is not set and has no default: add params.databases" \
-  kubectl apply -f $K/backupconfiguration-missing-parameter.yaml
-check 1 "$(ks_not_found ks-missing-param)" \
-  kubectl get -n demo backupconfigurations.core.kubestash.com ks-missing-param
+ks_refused $K/backupconfiguration-missing-parameter.yaml ks-missing-param "spec.sessions[0].addon.tasks[0].params: backup task \"logical-backup\" of Addon \"e2e-addon\" requires parameter \"databases\", which is not set and has no default: add params.databases"
 end
 
 begin kubestash-missing-hooktemplate
-check 1 "$(ks_denied $K/backupconfiguration-missing-hooktemplate.yaml)spec.sessions[0].hooks.preBackup[0].hookTemplate.name: HookTemplate \"e2e-ghost-hook\" not found in namespace \"demo\": create it there, or set hookTemplate.namespace to the namespace that has it $KS_HOOK_TEMPLATES" \
-  kubectl apply -f $K/backupconfiguration-missing-hooktemplate.yaml
-check 1 "$(ks_not_found ks-missing-hook)" \
-  kubectl get -n demo backupconfigurations.core.kubestash.com ks-missing-hook
+ks_refused $K/backupconfiguration-missing-hooktemplate.yaml ks-missing-hook "spec.sessions[0].hooks.preBackup[0].hookTemplate.name: HookTemplate \"e2e-ghost-hook\" not found in namespace \"demo\": create it there, or set hookTemplate.namespace to the namespace that has it $KS_HOOK_TEMPLATES"
 end
 
 begin kubestash-hooktemplate-names-a-missing-function
-check 1 "$(ks_denied $K/backupconfiguration-hooktemplate-missing-function.yaml)spec.sessions[0].hooks.preBackup[0].hookTemplate.name: HookTemplate \"demo/e2e-ghost-fn-hook\" runs Function \"e2e-ghost-hook-fn\" (functions.addons.kubestash.com), which is not found: install the addon catalog that provides it $KS_FUNCTIONS" \
-  kubectl apply -f $K/backupconfiguration-hooktemplate-missing-function.yaml
-check 1 "$(ks_not_found ks-ghost-hook-fn)" \
-  kubectl get -n demo backupconfigurations.core.kubestash.com ks-ghost-hook-fn
+ks_refused $K/backupconfiguration-hooktemplate-missing-function.yaml ks-ghost-hook-fn "spec.sessions[0].hooks.preBackup[0].hookTemplate.name: HookTemplate \"demo/e2e-ghost-fn-hook\" runs Function \"e2e-ghost-hook-fn\" (functions.addons.kubestash.com), which is not found: install the addon catalog that provides it $KS_FUNCTIONS"
 end
 
 begin kubestash-catalog-and-user-in-one-apply
