@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::apiserver::ApiServer;
-use support::{create_naming, eventually, fixture, kubestash_review};
+use support::{create_naming, eventually, fixture, kubestash_review, kubestash_review_of};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -75,27 +75,7 @@ fn kubestash_example_create(file: &str) -> String {
         .join(file);
     let text = std::fs::read_to_string(&path).unwrap();
     let object: Value = serde_yaml_ng::from_str(&text).unwrap();
-    let kind = object["kind"].as_str().unwrap();
-    serde_json::json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "4e1b0c9a-0000-4000-8000-000000000001",
-            "kind": {"group": "core.kubestash.com", "version": "v1alpha1", "kind": kind},
-            "resource": {"group": "core.kubestash.com", "version": "v1alpha1", "resource": "backupconfigurations"},
-            "requestKind": {"group": "core.kubestash.com", "version": "v1alpha1", "kind": kind},
-            "requestResource": {"group": "core.kubestash.com", "version": "v1alpha1", "resource": "backupconfigurations"},
-            "name": object["metadata"]["name"],
-            "namespace": object["metadata"]["namespace"],
-            "operation": "CREATE",
-            "userInfo": {"username": "kubernetes-admin"},
-            "object": object,
-            "oldObject": null,
-            "dryRun": false,
-            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
-        }
-    })
-    .to_string()
+    kubestash_review_of("CREATE", object, None)
 }
 
 #[tokio::test]

@@ -303,20 +303,37 @@ pub fn kubestash_review(
     spec: Value,
     old_spec: Option<Value>,
 ) -> String {
+    let object = |spec| {
+        serde_json::json!({"apiVersion": "core.kubestash.com/v1alpha1", "kind": kind,
+            "metadata": {"name": "db", "namespace": "demo"}, "spec": spec})
+    };
+    kubestash_review_of(operation, object(spec), old_spec.map(object))
+}
+
+/// An AdmissionReview of a whole KubeStash object (`core.kubestash.com`), as the API server
+/// sends one: its kind, name and namespace are the object's.
+pub fn kubestash_review_of(operation: &str, object: Value, old_object: Option<Value>) -> String {
+    let kind = &object["kind"];
+    let plural = stash_webhook::kubestash::KINDS
+        .iter()
+        .find(|k| *kind == k.kind)
+        .map_or("unknown", |k| k.plural);
+    let group_version = |field: &str, value: &Value| serde_json::json!({"group": "core.kubestash.com", "version": "v1alpha1", field: value});
     serde_json::json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
         "request": {
             "uid": "5b8c3a1e-0000-4000-8000-000000000001",
-            "kind": {"group": "core.kubestash.com", "version": "v1alpha1", "kind": kind},
-            "resource": {"group": "core.kubestash.com", "version": "v1alpha1", "resource": "x"},
-            "name": "db",
-            "namespace": "demo",
+            "kind": group_version("kind", kind),
+            "requestKind": group_version("kind", kind),
+            "resource": group_version("resource", &Value::from(plural)),
+            "name": object["metadata"]["name"],
+            "namespace": object["metadata"]["namespace"],
             "operation": operation,
-            "userInfo": {"username": "admin"},
-            "object": {"apiVersion": "core.kubestash.com/v1alpha1", "kind": kind,
-                       "metadata": {"name": "db", "namespace": "demo"}, "spec": spec},
-            "oldObject": old_spec.map(|s| serde_json::json!({"spec": s})),
+            "userInfo": {"username": "kubernetes-admin"},
+            "object": object,
+            "oldObject": old_object,
+            "dryRun": false,
         }
     })
     .to_string()
