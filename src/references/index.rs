@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
 use crate::rules::valid_object_name;
+use crate::sources::{not_served, watch_not_served};
 use crate::stash::{
     executor_refs, task_refs, Executor, FieldPath, SpecHooks, StashKind, TaskName, TaskRef,
     STASH_GROUP, STASH_VERSION,
@@ -530,7 +531,7 @@ pub async fn list_tasks_naming(
     loop {
         let page = match api.list(&params).await {
             Ok(page) => page,
-            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(naming),
+            Err(err) if not_served(&err) => return Ok(naming),
             Err(err) => return Err(err),
         };
         for object in page.items {
@@ -608,9 +609,7 @@ async fn watch_kind(client: Client, kind: StashKind, index: Arc<ReferenceIndex>,
             // The kind is not served (a cluster with KubeStash alone): it has no objects, and the
             // index counts it as listed, so the audit of what is installed goes on. A retry lists
             // it once its CRD is installed.
-            Err(watcher::Error::InitialListFailed(kube::Error::Api(status)))
-                if status.code == 404 =>
-            {
+            Err(err) if watch_not_served(&err) => {
                 if !index.synced[kind as usize].load(Ordering::Acquire) {
                     tracing::info!(%kind, "not served by this cluster (its CRD is not installed): no objects of it to index");
                     index.replace_kind(kind, Vec::new());

@@ -225,7 +225,7 @@ pub async fn list<R: Referent>(client: Client) -> Result<HashMap<String, Arc<R>>
     let api: Api<Object<R>> = Api::all_with(client, &());
     let list = match api.list(&Default::default()).await {
         Ok(list) => list,
-        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(HashMap::new()),
+        Err(err) if not_served(&err) => return Ok(HashMap::new()),
         Err(err) => return Err(describe_api_error::<R>(&err)),
     };
     Ok(list
@@ -236,6 +236,17 @@ pub async fn list<R: Referent>(client: Client) -> Result<HashMap<String, Arc<R>>
             Some((name?, referent))
         })
         .collect())
+}
+
+/// Whether the API server does not serve the resource asked for (its CRD is not installed): a
+/// kind a cluster does not have, not a failure.
+pub fn not_served(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 404)
+}
+
+/// The same for a watch: its first LIST was answered 404.
+pub fn watch_not_served(err: &watcher::Error) -> bool {
+    matches!(err, watcher::Error::InitialListFailed(err) if not_served(err))
 }
 
 /// Turns a failed lookup into words an admin can act on.
@@ -299,9 +310,7 @@ async fn run_watch<R: Referent>(api: Api<Object<R>>, cache: Arc<Cache<R>>, metri
             }
             // The kind is not served: names of it go unchecked (and readiness does not wait for
             // it) until its CRD is installed and a retry lists it.
-            Err(watcher::Error::InitialListFailed(kube::Error::Api(status)))
-                if status.code == 404 =>
-            {
+            Err(err) if watch_not_served(&err) => {
                 if !cache.absent.swap(true, Ordering::AcqRel) {
                     tracing::info!(%kind, group = R::GROUP, "not served by this cluster (its CRD is not installed): its names are not checked until it is");
                     cache.changed.notify_one();

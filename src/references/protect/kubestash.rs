@@ -23,7 +23,7 @@ use crate::kubestash::{self, Kind, References, TaskList, CORE_GROUP, VERSION};
 use crate::references::index;
 use crate::review::{self, Reply, Request};
 use crate::rules::{Container, Resolution};
-use crate::sources::{Referent, Source};
+use crate::sources::{not_served, Referent, Source};
 use crate::validator::{look_up, Deadline, Outcome};
 
 const LIST_FUNCTIONS: &str = "list them with: kubectl get functions.addons.kubestash.com";
@@ -125,7 +125,7 @@ async fn list_each(
     loop {
         let page = match api.list(&params).await {
             Ok(page) => page,
-            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
+            Err(err) if not_served(&err) => return Ok(()),
             Err(err) => return Err(err),
         };
         page.items.into_iter().for_each(&mut each);
