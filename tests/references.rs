@@ -655,18 +655,18 @@ async fn deleting_a_function_used_only_through_a_task_step_is_denied() {
 #[tokio::test]
 async fn an_update_that_breaks_a_task_in_use_is_denied_unless_annotated() {
     let c = cluster(with_task_users).await;
-    let before = || Some(json!([{"name": "pg-dump"}]));
-    // A step naming a Function that does not exist.
-    let r = c
-        .webhook
-        .protect(task_review(
+    let update = |steps, annotated| {
+        let before = Some(json!([{"name": "pg-dump"}]));
+        c.webhook.protect(task_review(
             "UPDATE",
             "pg-backup",
-            before(),
-            Some(json!([{"name": "pg-dump"}, {"name": "pg-dumpp"}])),
-            false,
+            before,
+            Some(steps),
+            annotated,
         ))
-        .await;
+    };
+    // A step naming a Function that does not exist.
+    let r = update(json!([{"name": "pg-dump"}, {"name": "pg-dumpp"}]), false).await;
     assert_eq!(r["allowed"], false, "{r}");
     assert_eq!(
         r["status"]["message"],
@@ -677,16 +677,7 @@ async fn an_update_that_breaks_a_task_in_use_is_denied_unless_annotated() {
         json!(["spec.steps[1].name: Function \"pg-dumpp\" not found: an object that names Task \"pg-backup\" fails until this step can run: create the Function, or name another one in the step (list them with: kubectl get functions.stash.appscode.com)"])
     );
     // No steps left, annotated: allowed, saying what breaks.
-    let r = c
-        .webhook
-        .protect(task_review(
-            "UPDATE",
-            "pg-backup",
-            before(),
-            Some(json!([])),
-            true,
-        ))
-        .await;
+    let r = update(json!([]), true).await;
     assert_eq!(r["allowed"], true, "{r}");
     assert_eq!(
         r["warnings"],
@@ -698,16 +689,7 @@ async fn an_update_that_breaks_a_task_in_use_is_denied_unless_annotated() {
     // A step naming a Function created a moment ago, not yet in the cache: confirmed live, allowed.
     c.api
         .put_function_spec("pg-verify", json!({"image": "stashed/postgres-stash:16"}));
-    let r = c
-        .webhook
-        .protect(task_review(
-            "UPDATE",
-            "pg-backup",
-            before(),
-            Some(json!([{"name": "pg-dump"}, {"name": "pg-verify"}])),
-            false,
-        ))
-        .await;
+    let r = update(json!([{"name": "pg-dump"}, {"name": "pg-verify"}]), false).await;
     assert_eq!(r["allowed"], true, "{r}");
     assert!(r.get("warnings").is_none(), "{r}");
 }
