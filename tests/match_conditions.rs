@@ -448,15 +448,12 @@ fn table() -> Vec<(String, Value, bool)> {
     rows
 }
 
-#[test]
-fn only_objects_with_an_executor_reach_the_webhook() {
-    let docs = cert_manager_overlay();
-    let conditions = conditions(webhook(&docs));
-
+/// Each row's object, CREATEd, is sent to the webhook as the row expects: every wrong row
+/// (or error) is listed.
+fn assert_rows(conditions: &[Condition], rows: &[(String, Value, bool)]) {
     let mut wrong = Vec::new();
-    let rows = table();
-    for (name, object, expected) in &rows {
-        match evaluate(&conditions, object, &Value::Null, &create_request(object)) {
+    for (name, object, expected) in rows {
+        match evaluate(conditions, object, &Value::Null, &create_request(object)) {
             Ok(got) if got == *expected => {}
             Ok(got) => wrong.push(format!("{name}: expected {expected}, got {got}")),
             Err(e) => wrong.push(format!("{name}: expected {expected}, got an ERROR ({e})")),
@@ -469,6 +466,15 @@ fn only_objects_with_an_executor_reach_the_webhook() {
         rows.len(),
         wrong.join("\n")
     );
+}
+
+#[test]
+fn only_objects_with_an_executor_reach_the_webhook() {
+    let docs = cert_manager_overlay();
+    let conditions = conditions(webhook(&docs));
+
+    let rows = table();
+    assert_rows(&conditions, &rows);
     // 5 kinds x 4 hooks x 2, 2 batch kinds x 4 hooks x 2 members rows, 2 spec rows per kind, and
     // the shapes.
     // 7 task shapes per kind.
@@ -610,21 +616,7 @@ fn only_kubestash_objects_that_can_name_a_referent_reach_the_webhook() {
     let docs = cert_manager_overlay();
     let conditions = conditions(webhook_named(&docs, KUBESTASH_WEBHOOK_NAME));
     let rows = kubestash_table();
-    let mut wrong = Vec::new();
-    for (name, object, expected) in &rows {
-        match evaluate(&conditions, object, &Value::Null, &create_request(object)) {
-            Ok(got) if got == *expected => {}
-            Ok(got) => wrong.push(format!("{name}: expected {expected}, got {got}")),
-            Err(e) => wrong.push(format!("{name}: expected {expected}, got an ERROR ({e})")),
-        }
-    }
-    assert!(
-        wrong.is_empty(),
-        "{} of {} rows wrong:\n{}",
-        wrong.len(),
-        rows.len(),
-        wrong.join("\n")
-    );
+    assert_rows(&conditions, &rows);
     // 5 referent fields x 6 values, 4 kinds x 10 shapes, and DELETE.
     assert_eq!(rows.len(), 30 + 40 + 1);
 
