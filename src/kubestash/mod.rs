@@ -220,6 +220,26 @@ impl References {
     pub fn is_empty(&self) -> bool {
         self.addons.is_empty() && self.hooks.is_empty()
     }
+
+    /// Each reference alone, with its field path (an `addon`, a hook), in document order: the
+    /// audit reports, and protection names, one reference at a time.
+    pub fn each(&self) -> impl Iterator<Item = (&FieldPath, References)> + '_ {
+        let addons = self.addons.iter().map(|a| {
+            let one = References {
+                addons: vec![a.clone()],
+                hooks: Vec::new(),
+            };
+            (&a.path, one)
+        });
+        let hooks = self.hooks.iter().map(|h| {
+            let one = References {
+                addons: Vec::new(),
+                hooks: vec![h.clone()],
+            };
+            (&h.path, one)
+        });
+        addons.chain(hooks)
+    }
 }
 
 /// The references of an object of `kind` (`object`: the whole object, as JSON; `namespace`: the

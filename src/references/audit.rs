@@ -7,7 +7,6 @@
 //! run, and every hook whose HookTemplate is, judged by the KubeStash rules on each pass against
 //! the watched Addons, Functions and HookTemplates, the objects themselves listed live.
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
@@ -19,16 +18,11 @@ use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
 
 use super::index::{ObjectKey, ReferenceIndex};
-use super::protect::kubestash::{for_each_object, Listed, ObjectKey as KubeStashKey};
+use super::protect::kubestash::ObjectKey as KubeStashKey;
 use crate::functions::ClusterSource;
-use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate};
-use crate::kubestash::References;
 use crate::metrics::Metrics;
-use crate::rules::kubestash::{self as kubestash_rules, Known};
 use crate::rules::tasks::{self as task_rules, Task};
-use crate::rules::FailurePolicy;
 use crate::rules::{self, valid_object_name, Function, Policy, Resolution};
-use crate::sources::ClusterSource as Watched;
 use crate::sources::Source;
 use crate::stash::{
     Executor, ExecutorRef, FieldPath, FunctionName, StashKind, TaskName, TaskRef, TaskUse,
@@ -45,18 +39,6 @@ pub const TASK_NOT_FOUND: &str = "TaskNotFound";
 /// run, a variable left unset.
 pub const TASK_UNUSABLE: &str = "TaskUnusable";
 pub const TASK_RESOLVED: &str = "TaskResolved";
-/// A KubeStash `addon` names an Addon that does not exist.
-pub const ADDON_NOT_FOUND: &str = "AddonNotFound";
-/// A KubeStash `addon` names an Addon, or a task of it, that cannot run: the task missing, its
-/// Function missing or without a usable image, a parameter left unset.
-pub const ADDON_UNUSABLE: &str = "AddonUnusable";
-pub const ADDON_RESOLVED: &str = "AddonResolved";
-/// A KubeStash hook names a HookTemplate that does not exist.
-pub const HOOK_TEMPLATE_NOT_FOUND: &str = "HookTemplateNotFound";
-/// A KubeStash hook names a HookTemplate that cannot run it.
-pub const HOOK_TEMPLATE_UNUSABLE: &str = "HookTemplateUnusable";
-pub const HOOK_TEMPLATE_RESOLVED: &str = "HookTemplateResolved";
-
 /// What the audit writes of one road to a container image: its Warning reasons, the Normal
 /// reason and note once it resolves again, and the Events' action.
 struct Road {
@@ -271,37 +253,6 @@ fn cached(functions: &ClusterSource, executor: &Executor) -> Option<Resolution> 
     })
 }
 
-/// KubeStash's referents as the cluster serves them, for the audit of KubeStash objects (which
-/// are listed on each pass, not indexed).
-#[derive(Clone)]
-pub struct KubeStash {
-    pub addons: Arc<Watched<Addon>>,
-    pub functions: Arc<Watched<AddonFunction>>,
-    pub hook_templates: Arc<Watched<HookTemplate>>,
-}
-
-impl KubeStash {
-    fn is_ready(&self) -> bool {
-        self.addons.is_ready() && self.functions.is_ready() && self.hook_templates.is_ready()
-    }
-
-    async fn changed(&self) {
-        tokio::select! {
-            () = self.addons.changed() => {}
-            () = self.functions.changed() => {}
-            () = self.hook_templates.changed() => {}
-        }
-    }
-}
-
-/// Resolves when KubeStash's referents change; never without them.
-async fn kubestash_changed(kubestash: Option<&KubeStash>) {
-    match kubestash {
-        Some(k) => k.changed().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Runs the audit while this replica holds the Lease, until the task is aborted.
 pub async fn run(
     client: Client,
@@ -403,7 +354,7 @@ impl Audit {
                     () = self.index.changed() => {}
                     () = self.functions.changed() => {}
                     () = self.tasks.changed() => {}
-                    () = kubestash_changed(self.kubestash.as_ref()) => {}
+                    () = kubestash::changed(self.kubestash.as_ref()) => {}
                     _ = refresh.tick() => refresh_all = true,
                     () = tokio::time::sleep(Duration::from_secs(2)), if retry => {}
                 }
@@ -664,309 +615,6 @@ impl Audit {
     }
 }
 
-/// Which reference of a KubeStash object: one of its addons, or one of its hooks (by index).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KubeStashRef {
-    Addon(usize),
-    Hook(usize),
-}
-
-/// What is known of KubeStash's referents during one pass, by name (HookTemplates by
-/// `NAMESPACE/NAME`); a map is none when the cluster does not serve that kind.
-#[derive(Default)]
-struct KubeStashKnown {
-    addons: Option<HashMap<String, Resolution<Addon>>>,
-    functions: Option<HashMap<String, Resolution<AddonFunction>>>,
-    hook_templates: Option<HashMap<String, Resolution<HookTemplate>>>,
-}
-
-impl KubeStashKnown {
-    fn known(&self) -> Known<'_> {
-        Known {
-            addons: self.addons.as_ref(),
-            functions: self.functions.as_ref(),
-            hook_templates: self.hook_templates.as_ref(),
-        }
-    }
-}
-
-/// One reference of `refs`, alone.
-fn only(refs: &References, which: KubeStashRef) -> References {
-    match which {
-        KubeStashRef::Addon(i) => References {
-            addons: vec![refs.addons[i].clone()],
-            hooks: Vec::new(),
-        },
-        KubeStashRef::Hook(i) => References {
-            addons: Vec::new(),
-            hooks: vec![refs.hooks[i].clone()],
-        },
-    }
-}
-
-/// What the audit reports of one reference (`which`) of a KubeStash object of `kind`, given what
-/// is known of the referents: a finding when admission would deny it (without the ratchet), none
-/// when it would not, or when something it depends on could not be looked up or is not served,
-/// which says nothing of the reference. Pure.
-pub fn kubestash_finding(
-    kind: &crate::kubestash::Kind,
-    namespace: &str,
-    refs: &References,
-    which: KubeStashRef,
-    known: Known<'_>,
-    policy: &Policy,
-) -> Option<Finding> {
-    let one = only(refs, which);
-    // A lookup that failed or was not made is a warning here, never a finding.
-    let policy = Policy {
-        on_lookup_failure: FailurePolicy::Allow,
-        ..policy.clone()
-    };
-    let verdict = kubestash_rules::judge(
-        kind,
-        namespace,
-        &one,
-        &References::default(),
-        known,
-        &policy,
-    );
-    if verdict.allowed() {
-        return None;
-    }
-    let reason = match which {
-        KubeStashRef::Addon(_) => {
-            let name = one.addons[0].name.as_str();
-            let missing = name
-                .and_then(|n| known.addons?.get(n))
-                .is_some_and(|r| matches!(r, Resolution::NotFound));
-            if missing {
-                ADDON_NOT_FOUND
-            } else {
-                ADDON_UNUSABLE
-            }
-        }
-        KubeStashRef::Hook(_) => {
-            let key = one.hooks[0].key();
-            let missing = key
-                .and_then(|k| known.hook_templates?.get(&k))
-                .is_some_and(|r| matches!(r, Resolution::NotFound));
-            if missing {
-                HOOK_TEMPLATE_NOT_FOUND
-            } else {
-                HOOK_TEMPLATE_UNUSABLE
-            }
-        }
-    };
-    Some(Finding {
-        reason,
-        note: note(verdict.message()),
-    })
-}
-
-/// What a watched source holds for `name`, usable or not.
-fn cached_referent<R: crate::sources::Referent>(source: &Watched<R>, name: &str) -> Resolution<R> {
-    match source.cached(name) {
-        Some(found) => Resolution::Found(found),
-        None => Resolution::NotFound,
-    }
-}
-
-/// Fills in what the caches hold of the referents `refs` names that `known` does not have yet.
-fn learn_cached(
-    kubestash: &KubeStash,
-    kind: &crate::kubestash::Kind,
-    refs: &References,
-    known: &mut KubeStashKnown,
-) {
-    fn fill<R: crate::sources::Referent>(
-        source: &Watched<R>,
-        map: &mut Option<HashMap<String, Resolution<R>>>,
-        names: Vec<String>,
-    ) {
-        if let Some(map) = map {
-            for name in names {
-                if let Entry::Vacant(slot) = map.entry(name) {
-                    let answer = cached_referent(source, slot.key());
-                    slot.insert(answer);
-                }
-            }
-        }
-    }
-    let addons = kubestash_rules::addons_to_resolve(kind, refs);
-    fill(&kubestash.addons, &mut known.addons, addons);
-    let templates = kubestash_rules::hook_templates_to_resolve(kind, refs);
-    fill(
-        &kubestash.hook_templates,
-        &mut known.hook_templates,
-        templates,
-    );
-    let functions = kubestash_rules::functions_to_resolve(refs, known.known());
-    fill(&kubestash.functions, &mut known.functions, functions);
-}
-
-/// Looks up live what `kubestash` says of the referents `refs` names; each name once.
-async fn learn_live(
-    kubestash: &KubeStash,
-    kind: &crate::kubestash::Kind,
-    refs: &References,
-    known: &mut KubeStashKnown,
-) {
-    async fn fill<R: crate::sources::Referent>(
-        source: &Watched<R>,
-        map: &mut Option<HashMap<String, Resolution<R>>>,
-        names: Vec<String>,
-    ) {
-        if let Some(map) = map {
-            for name in names {
-                if let Entry::Vacant(slot) = map.entry(name) {
-                    let answer = source.resolve(slot.key()).await;
-                    slot.insert(answer);
-                }
-            }
-        }
-    }
-    let addons = kubestash_rules::addons_to_resolve(kind, refs);
-    fill(&kubestash.addons, &mut known.addons, addons).await;
-    let templates = kubestash_rules::hook_templates_to_resolve(kind, refs);
-    fill(
-        &kubestash.hook_templates,
-        &mut known.hook_templates,
-        templates,
-    )
-    .await;
-    let functions = kubestash_rules::functions_to_resolve(refs, known.known());
-    fill(&kubestash.functions, &mut known.functions, functions).await;
-}
-
-impl KubeStash {
-    /// An empty view of what is known, with a map for each kind the cluster serves.
-    fn unknown(&self) -> KubeStashKnown {
-        KubeStashKnown {
-            addons: self.addons.is_installed().then(HashMap::new),
-            functions: self.functions.is_installed().then(HashMap::new),
-            hook_templates: self.hook_templates.is_installed().then(HashMap::new),
-        }
-    }
-}
-
-impl Audit {
-    /// The KubeStash part of a pass: every object of the four kinds listed live (a kind whose CRD
-    /// is absent has none), each reference judged against the caches, a new finding confirmed
-    /// live, and Events written as for Stash's references. False when the objects could not be
-    /// listed or an Event could not be written (the pass is retried).
-    async fn kubestash_pass(&mut self, refresh_all: bool) -> bool {
-        let Some(kubestash) = self.kubestash.clone() else {
-            return true;
-        };
-        let policy = self.settings.policy.clone();
-        let mut known = kubestash.unknown();
-        let mut current: HashMap<HookId, (KubeStashKey, Finding)> = HashMap::new();
-        // Of the references reported before, those still there (a fixed one gets a Normal
-        // Event; one gone with its object gets none).
-        let mut still_there: HashSet<HookId> = HashSet::new();
-        // The objects with a finding, kept to confirm it live; the rest are judged as they are
-        // listed and dropped, so a cluster's worth of objects is never held at once.
-        let mut broken: Vec<Listed> = Vec::new();
-        let mut where_: HashMap<HookId, (usize, KubeStashRef)> = HashMap::new();
-        let mut counts: HashMap<(&'static str, &'static str), i64> = HashMap::new();
-        for kind in crate::kubestash::KINDS {
-            for reason in warning_reasons(&ROADS[2..]) {
-                counts.insert((kind.label, reason), 0);
-            }
-        }
-        let reported = &self.kubestash_reported;
-        let judge = |object: Listed| {
-            let namespace = object.key.namespace.as_deref().unwrap_or_default();
-            learn_cached(&kubestash, object.kind, &object.refs, &mut known);
-            let each = (0..object.refs.addons.len())
-                .map(KubeStashRef::Addon)
-                .chain((0..object.refs.hooks.len()).map(KubeStashRef::Hook));
-            let mut kept = false;
-            for which in each {
-                let path = match which {
-                    KubeStashRef::Addon(i) => object.refs.addons[i].path.as_str(),
-                    KubeStashRef::Hook(i) => object.refs.hooks[i].path.as_str(),
-                };
-                let id = (object.uid.clone(), path.to_owned());
-                let found = kubestash_finding(
-                    object.kind,
-                    namespace,
-                    &object.refs,
-                    which,
-                    known.known(),
-                    &policy,
-                );
-                match found {
-                    Some(found) => {
-                        *counts.entry((object.kind.label, found.reason)).or_default() += 1;
-                        where_.insert(id.clone(), (broken.len(), which));
-                        current.insert(id, (object.key.clone(), found));
-                        kept = true;
-                    }
-                    None if reported.contains_key(&id) => {
-                        still_there.insert(id);
-                    }
-                    None => {}
-                }
-            }
-            if kept {
-                broken.push(object);
-            }
-        };
-        let listed = tokio::time::timeout(LIST_TIMEOUT, for_each_object(&self.client, judge)).await;
-        match listed {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => {
-                tracing::warn!(error = %err, "audit: cannot list the KubeStash objects; retrying");
-                return false;
-            }
-            Err(_) => {
-                tracing::warn!("audit: listing the KubeStash objects timed out; retrying");
-                return false;
-            }
-        }
-        let objects = broken;
-        for ((kind, reason), n) in counts {
-            self.metrics.set_broken_references_of(kind, reason, n);
-        }
-        // The caches may lag: a new finding is confirmed with live lookups first.
-        let mut unconfirmed = HashSet::new();
-        for (id, (_, found)) in &current {
-            let new = self
-                .kubestash_reported
-                .get(id)
-                .is_none_or(|(_, f)| f != found);
-            let Some(&(n, which)) = where_.get(id) else {
-                continue;
-            };
-            if new {
-                let confirm = confirm_kubestash(&kubestash, &objects[n], which, &policy);
-                let confirmed = tokio::time::timeout(CONFIRM_TIMEOUT, confirm)
-                    .await
-                    .unwrap_or(false);
-                if !confirmed {
-                    unconfirmed.insert(id.clone());
-                }
-            }
-        }
-        let mut reported = std::mem::take(&mut self.kubestash_reported);
-        let all_written = self
-            .report(
-                &mut reported,
-                Pass {
-                    current: &current,
-                    unconfirmed: &unconfirmed,
-                    still_there: &still_there,
-                    refresh_all,
-                },
-                kubestash_reference,
-            )
-            .await;
-        self.kubestash_reported = reported;
-        all_written
-    }
-}
-
 /// What one pass of the audit found, for [`Audit::report`].
 struct Pass<'p, K> {
     current: &'p HashMap<HookId, (K, Finding)>,
@@ -975,25 +623,6 @@ struct Pass<'p, K> {
     /// Of the references reported before, those still there.
     still_there: &'p HashSet<HookId>,
     refresh_all: bool,
-}
-
-/// Whether a finding on reference `which` of `object` still stands when what it names is
-/// looked up live.
-async fn confirm_kubestash(
-    kubestash: &KubeStash,
-    object: &Listed,
-    which: KubeStashRef,
-    policy: &Policy,
-) -> bool {
-    let one = only(&object.refs, which);
-    let mut known = kubestash.unknown();
-    learn_live(kubestash, object.kind, &one, &mut known).await;
-    let namespace = object.key.namespace.as_deref().unwrap_or_default();
-    let which = match which {
-        KubeStashRef::Addon(_) => KubeStashRef::Addon(0),
-        KubeStashRef::Hook(_) => KubeStashRef::Hook(0),
-    };
-    kubestash_finding(object.kind, namespace, &one, which, known.known(), policy).is_some()
 }
 
 /// The Event's reference to a Stash object.
@@ -1005,22 +634,6 @@ fn stash_reference(key: &ObjectKey, uid: &str) -> ObjectReference {
             crate::stash::STASH_VERSION
         )),
         kind: Some(key.kind.as_str().to_owned()),
-        name: Some(key.name.clone()),
-        namespace: key.namespace.clone(),
-        uid: Some(uid.to_owned()),
-        ..ObjectReference::default()
-    }
-}
-
-/// The Event's reference to a KubeStash object.
-fn kubestash_reference(key: &KubeStashKey, uid: &str) -> ObjectReference {
-    ObjectReference {
-        api_version: Some(format!(
-            "{}/{}",
-            crate::kubestash::CORE_GROUP,
-            crate::kubestash::VERSION
-        )),
-        kind: Some(key.kind.to_owned()),
         name: Some(key.name.clone()),
         namespace: key.namespace.clone(),
         uid: Some(uid.to_owned()),
@@ -1055,6 +668,13 @@ impl Live {
         answer
     }
 }
+
+mod kubestash;
+
+pub use kubestash::{
+    KubeStash, ADDON_NOT_FOUND, ADDON_RESOLVED, ADDON_UNUSABLE, HOOK_TEMPLATE_NOT_FOUND,
+    HOOK_TEMPLATE_RESOLVED, HOOK_TEMPLATE_UNUSABLE,
+};
 
 #[cfg(test)]
 mod tests {

@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
 use crate::rules::valid_object_name;
-use crate::sources::{not_served, watch_not_served};
+use crate::sources::{list_pages, watch_not_served};
 use crate::stash::{
     executor_refs, task_refs, Executor, FieldPath, SpecHooks, StashKind, TaskName, TaskRef,
     STASH_GROUP, STASH_VERSION,
@@ -446,10 +446,6 @@ pub struct Listed {
     pub tasks: BTreeMap<String, Vec<Referent>>,
 }
 
-/// How many objects one LIST page holds: small enough that a page of large objects stays a few
-/// megabytes, large enough that tens of thousands of objects take few round trips.
-const PAGE: u32 = 500;
-
 /// Every hook that names `function` (when one is given) and every `task` field that names one of
 /// `tasks`, from live LISTs of the five kinds (side by side, each page by page): what protection
 /// decides with, since the index may lag. The caller bounds the time it may take.
@@ -480,43 +476,31 @@ async fn list_kind(
     tasks: &BTreeSet<String>,
 ) -> Result<Listed, kube::Error> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &api_resource(kind));
-    let mut params = kube::api::ListParams::default().limit(PAGE);
     let mut listed = Listed::default();
-    loop {
-        let page = api.list(&params).await?;
-        for object in &page.items {
-            let Some((key, indexed)) = Indexed::of(kind, object) else {
-                continue;
-            };
-            if let Some(function) = function {
-                listed
-                    .hooks
-                    .extend(
-                        indexed
-                            .named()
-                            .filter(|(f, _)| *f == function)
-                            .map(|(_, hook)| Referent {
-                                object: key.clone(),
-                                path: hook,
-                            }),
-                    );
-            }
-            for (task, at) in indexed.named_tasks().filter(|(t, _)| tasks.contains(*t)) {
-                listed
-                    .tasks
-                    .entry(task.to_owned())
-                    .or_default()
-                    .push(Referent {
-                        object: key.clone(),
-                        path: at.path().as_str().to_owned(),
-                    });
-            }
+    list_pages(&api, |object| {
+        let Some((key, indexed)) = Indexed::of(kind, &object) else {
+            return;
+        };
+        if let Some(function) = function {
+            let hooks = indexed.named().filter(|(f, _)| *f == function);
+            listed.hooks.extend(hooks.map(|(_, hook)| Referent {
+                object: key.clone(),
+                path: hook,
+            }));
         }
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(listed),
+        for (task, at) in indexed.named_tasks().filter(|(t, _)| tasks.contains(*t)) {
+            listed
+                .tasks
+                .entry(task.to_owned())
+                .or_default()
+                .push(Referent {
+                    object: key.clone(),
+                    path: at.path().as_str().to_owned(),
+                });
         }
-    }
+    })
+    .await?;
+    Ok(listed)
 }
 
 /// Every Task whose steps name `function`, with the indexes of those steps, from a live LIST of
@@ -526,32 +510,22 @@ pub async fn list_tasks_naming(
     function: &str,
 ) -> Result<BTreeMap<String, Vec<usize>>, kube::Error> {
     let api: Api<TaskObject> = Api::all(client.clone());
-    let mut params = kube::api::ListParams::default().limit(PAGE);
     let mut naming = BTreeMap::new();
-    loop {
-        let page = match api.list(&params).await {
-            Ok(page) => page,
-            Err(err) if not_served(&err) => return Ok(naming),
-            Err(err) => return Err(err),
-        };
-        for object in page.items {
-            let steps: Vec<usize> = object
-                .referent
-                .steps
-                .iter()
-                .enumerate()
-                .filter(|(_, step)| step.function.as_deref() == Some(function))
-                .map(|(i, _)| i)
-                .collect();
-            if let (false, Some(name)) = (steps.is_empty(), object.metadata.name) {
-                naming.insert(name, steps);
-            }
+    list_pages(&api, |object| {
+        let steps: Vec<usize> = object
+            .referent
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, step)| step.function.as_deref() == Some(function))
+            .map(|(i, _)| i)
+            .collect();
+        if let (false, Some(name)) = (steps.is_empty(), object.metadata.name) {
+            naming.insert(name, steps);
         }
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(naming),
-        }
-    }
+    })
+    .await?;
+    Ok(naming)
 }
 
 /// Keeps `index` current: a watch of each of the five kinds, re-listing as kube's watcher decides

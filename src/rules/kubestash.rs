@@ -63,6 +63,25 @@ pub struct Known<'a> {
     pub hook_templates: Option<&'a HashMap<String, Resolution<HookTemplate>>>,
 }
 
+/// What is known of each referent, owned: what the audit and protection gather across many
+/// objects, lent to the rules as [`Known`]. A map is none when there is no source for that kind.
+#[derive(Debug, Default, Clone)]
+pub struct Catalog {
+    pub addons: Option<HashMap<String, Resolution<Addon>>>,
+    pub functions: Option<HashMap<String, Resolution<AddonFunction>>>,
+    pub hook_templates: Option<HashMap<String, Resolution<HookTemplate>>>,
+}
+
+impl Catalog {
+    pub fn known(&self) -> Known<'_> {
+        Known {
+            addons: self.addons.as_ref(),
+            functions: self.functions.as_ref(),
+            hook_templates: self.hook_templates.as_ref(),
+        }
+    }
+}
+
 /// The Addons an object names, each once: those that can be object names.
 pub fn addons_to_resolve(kind: &Kind, refs: &References) -> Vec<String> {
     let mut names: Vec<String> = refs
@@ -484,7 +503,7 @@ fn hook_problems(
 
 /// What keeps the Function `runner` runs from running, reported at `path`; and, when it was
 /// found, the variables it reads.
-fn function_problems<'a>(
+pub(crate) fn function_problems<'a>(
     path: &FieldPath,
     runner: &str,
     function: Option<&str>,

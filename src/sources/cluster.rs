@@ -238,6 +238,30 @@ pub async fn list<R: Referent>(client: Client) -> Result<HashMap<String, Arc<R>>
         .collect())
 }
 
+/// How many objects one page of a paginated LIST holds.
+const PAGE: u32 = 500;
+
+/// Every object `api` lists, page by page, to `each`: a cluster's worth of objects is never held
+/// at once. None when the cluster does not serve the kind (its CRD is not installed).
+pub async fn list_pages<K>(api: &Api<K>, mut each: impl FnMut(K)) -> Result<(), kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut params = kube::api::ListParams::default().limit(PAGE);
+    loop {
+        let page = match api.list(&params).await {
+            Ok(page) => page,
+            Err(err) if not_served(&err) => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        page.items.into_iter().for_each(&mut each);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(()),
+        }
+    }
+}
+
 /// Whether the API server does not serve the resource asked for (its CRD is not installed): a
 /// kind a cluster does not have, not a failure.
 pub fn not_served(err: &kube::Error) -> bool {

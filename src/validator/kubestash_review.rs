@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use kube::core::admission::Operation;
 
-use super::{answer, confirmed, look_up, refusal, resolve, Deadline, Outcome, Validator};
+use super::{answer, look_up, refusal, Deadline, Outcome, Validator};
 use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate};
 use crate::kubestash::{self, Kind, References};
 use crate::review::{self, Request};
-use crate::rules::kubestash::{self as rules, Known};
+use crate::rules::kubestash::{self as rules, Catalog};
 use crate::rules::{Resolution, Verdict};
 use crate::sources::{FileSource, Referent, Source};
 
@@ -42,81 +42,79 @@ impl KubeStashSources {
     }
 }
 
-/// What one review's lookups found, and the names answered from memory.
-struct Found<'s> {
-    addons: Lookups<'s, Addon>,
-    functions: Lookups<'s, AddonFunction>,
-    hook_templates: Lookups<'s, HookTemplate>,
-}
-
-impl<'s> Found<'s> {
-    fn new(sources: &'s KubeStashSources) -> Self {
-        Found {
-            addons: Lookups::new(&sources.addons),
-            functions: Lookups::new(&sources.functions),
-            hook_templates: Lookups::new(&sources.hook_templates),
-        }
-    }
-
-    /// What the rules are given: each referent's answers, or none without a source for it.
-    fn known(&self) -> Known<'_> {
-        Known {
-            addons: self.addons.known(),
-            functions: self.functions.known(),
-            hook_templates: self.hook_templates.known(),
-        }
-    }
-}
-
-/// The lookups of one referent kind in one review.
-struct Lookups<'s, T> {
-    /// None when there is no source, or the cluster does not serve the kind (its CRD is not
-    /// installed): its names are then not checked.
-    source: Option<&'s dyn Source<T>>,
-    found: HashMap<String, Resolution<T>>,
-    remembered: Vec<String>,
-}
-
-impl<'s, T: Referent> Lookups<'s, T> {
-    fn new(source: &'s Option<Arc<dyn Source<T>>>) -> Self {
-        Lookups {
-            source: source.as_deref().filter(|s| s.is_installed()),
-            found: HashMap::new(),
-            remembered: Vec::new(),
-        }
-    }
-
-    fn known(&self) -> Option<&HashMap<String, Resolution<T>>> {
-        self.source.map(|_| &self.found)
-    }
-
-    async fn find(&mut self, names: Vec<String>, deadline: Deadline) {
-        let Some(source) = self.source else {
-            return;
+impl KubeStashSources {
+    /// What the sources say of everything `objects` name: the Addons and HookTemplates, then the
+    /// Functions those run (and `functions`), each name once, all before `deadline`. From memory
+    /// where a source trusts it, unless `live`: then every answer is a live one.
+    pub(crate) async fn catalog(
+        &self,
+        objects: &[(&Kind, &References)],
+        mut functions: Vec<String>,
+        live: bool,
+        deadline: Deadline,
+    ) -> Catalog {
+        let names = |f: fn(&Kind, &References) -> Vec<String>| -> Vec<String> {
+            objects.iter().flat_map(|(k, r)| f(k, r)).collect()
         };
-        let names: Vec<&str> = names
-            .iter()
-            .map(String::as_str)
-            .filter(|n| !self.found.contains_key(*n))
-            .collect();
-        let (found, remembered) = resolve(source, names, deadline).await;
-        self.found.extend(found);
-        self.remembered.extend(remembered);
+        let (addons, hook_templates) = futures::join!(
+            answers(
+                self.addons.as_deref(),
+                names(rules::addons_to_resolve),
+                live,
+                deadline
+            ),
+            answers(
+                self.hook_templates.as_deref(),
+                names(rules::hook_templates_to_resolve),
+                live,
+                deadline
+            ),
+        );
+        let mut catalog = Catalog {
+            addons,
+            hook_templates,
+            functions: None,
+        };
+        for (_, refs) in objects {
+            functions.extend(rules::functions_to_resolve(refs, catalog.known()));
+        }
+        catalog.functions = answers(self.functions.as_deref(), functions, live, deadline).await;
+        catalog
     }
 
-    /// Looks up live what memory answered; false when nothing was.
-    async fn confirm(&mut self, deadline: Deadline) -> bool {
-        let Some(source) = self.source.filter(|s| s.memory_may_lag()) else {
-            return false;
-        };
-        if self.remembered.is_empty() {
-            return false;
+    /// Whether an answer from memory may lag the truth, and a denial must be confirmed live.
+    fn may_lag(&self) -> bool {
+        fn lags<T: Referent>(s: &Option<Arc<dyn Source<T>>>) -> bool {
+            s.as_ref().is_some_and(|s| s.memory_may_lag())
         }
-        let names = std::mem::take(&mut self.remembered);
-        let names = names.iter().map(String::as_str).collect();
-        confirmed(&mut self.found, look_up(source, names, deadline).await);
-        true
+        lags(&self.addons) || lags(&self.functions) || lags(&self.hook_templates)
     }
+}
+
+/// What `source` says of each of `names`, each once: from memory where it trusts it (unless
+/// `live`), live otherwise. None without a source, or when the cluster does not serve the kind
+/// (its CRD is not installed): its names are then not checked.
+async fn answers<R: Referent>(
+    source: Option<&dyn Source<R>>,
+    mut names: Vec<String>,
+    live: bool,
+    deadline: Deadline,
+) -> Option<HashMap<String, Resolution<R>>> {
+    let source = source.filter(|s| s.is_installed())?;
+    names.sort_unstable();
+    names.dedup();
+    let mut found = HashMap::with_capacity(names.len());
+    let mut pending = Vec::new();
+    for name in &names {
+        match source.resolve_now(name).filter(|_| !live) {
+            Some(answer) => {
+                found.insert(name.clone(), answer);
+            }
+            None => pending.push(name.as_str()),
+        }
+    }
+    found.extend(look_up(source, pending, deadline).await);
+    Some(found)
 }
 
 impl Validator {
@@ -150,42 +148,16 @@ impl Validator {
             _ => References::default(),
         };
         let deadline = Deadline::after(self.lookup_budget(api_server_timeout));
-        let mut found = Found::new(&self.kubestash);
-        let (a, t) = (
-            rules::addons_to_resolve(kind, &refs),
-            rules::hook_templates_to_resolve(kind, &refs),
-        );
-        futures::join!(
-            found.addons.find(a, deadline),
-            found.hook_templates.find(t, deadline),
-        );
-        let f = rules::functions_to_resolve(&refs, found.known());
-        found.functions.find(f, deadline).await;
-
-        let judge = |found: &Found| {
-            rules::judge(
-                kind,
-                namespace,
-                &refs,
-                &old_refs,
-                found.known(),
-                &self.policy,
-            )
+        let objects = [(kind, &refs)];
+        let judge = |catalog: Catalog| {
+            let known = catalog.known();
+            rules::judge(kind, namespace, &refs, &old_refs, known, &self.policy)
         };
-        let mut verdict = judge(&found);
-        if !verdict.allowed() {
-            // A cache is trusted to allow, never to deny: what it answered is looked up again.
-            let (a, t) = futures::join!(
-                found.addons.confirm(deadline),
-                found.hook_templates.confirm(deadline),
-            );
-            // Addons or HookTemplates read again may run other Functions.
-            let f = rules::functions_to_resolve(&refs, found.known());
-            found.functions.find(f, deadline).await;
-            let f = found.functions.confirm(deadline).await;
-            if a || t || f {
-                verdict = judge(&found);
-            }
+        let sources = &self.kubestash;
+        let mut verdict = judge(sources.catalog(&objects, Vec::new(), false, deadline).await);
+        if !verdict.allowed() && sources.may_lag() {
+            // A cache is trusted to allow, never to deny: a denial rests on live answers.
+            verdict = judge(sources.catalog(&objects, Vec::new(), true, deadline).await);
         }
         with_kind(answer(verdict))
     }

@@ -27,10 +27,10 @@ function.addons.kubestash.com/e2e-restore-fn created
 Warning: spec.image: Function \"e2e-no-image-fn\" has no container image: an Addon task or HookTemplate that runs it fails until it has one (set spec.image to a container image)
 function.addons.kubestash.com/e2e-no-image-fn created
 function.addons.kubestash.com/e2e-hook-fn created
-Warning: spec.backupTasks[1].function: Function \"e2e-no-image-fn\" has no container image: an object that names backup task \"no-image-backup\" of Addon \"e2e-addon\" fails until it can run
+Warning: spec.backupTasks[1].function: backup task \"no-image-backup\" of Addon \"e2e-addon\" runs Function \"e2e-no-image-fn\" (functions.addons.kubestash.com), which has no container image (its spec.image is not set): give the Function a valid spec.image (kubectl edit functions.addons.kubestash.com e2e-no-image-fn)
 addon.addons.kubestash.com/e2e-addon created
 hooktemplate.core.kubestash.com/e2e-hook created
-Warning: spec.executor.function.name: Function \"e2e-ghost-hook-fn\" not found: a hook that names HookTemplate \"demo/e2e-ghost-fn-hook\" fails until it exists (create the Function, or fix the name; list them with: kubectl get functions.addons.kubestash.com)
+Warning: spec.executor.function.name: HookTemplate \"demo/e2e-ghost-fn-hook\" runs Function \"e2e-ghost-hook-fn\" (functions.addons.kubestash.com), which is not found: install the addon catalog that provides it (list them with: kubectl get functions.addons.kubestash.com)
 hooktemplate.core.kubestash.com/e2e-ghost-fn-hook created" \
   kubectl apply -f $K/catalog.yaml
 end
@@ -63,7 +63,7 @@ begin kubestash-catalog-and-user-in-one-apply
 # None of the Addon, the Functions and the HookTemplate is in the webhook's caches when the
 # BackupConfiguration comes: the live GETs find them. The Addon comes before its Function, so it
 # is created with a warning that the Function does not exist yet.
-check 0 "Warning: spec.backupTasks[0].function: Function \"together-backup-fn\" not found: an object that names backup task \"logical-backup\" of Addon \"together-addon\" fails until it exists (create the Function, or fix the name; list them with: kubectl get functions.addons.kubestash.com)
+check 0 "Warning: spec.backupTasks[0].function: backup task \"logical-backup\" of Addon \"together-addon\" runs Function \"together-backup-fn\" (functions.addons.kubestash.com), which is not found: install the addon catalog that provides it (list them with: kubectl get functions.addons.kubestash.com)
 addon.addons.kubestash.com/together-addon created
 function.addons.kubestash.com/together-backup-fn created
 function.addons.kubestash.com/together-hook-fn created
@@ -109,7 +109,7 @@ check 0 "backupconfiguration.core.kubestash.com/ks-hook-audit created" \
   kubectl apply -f $K/audit/backupconfiguration.yaml
 check 0 "hooktemplate.core.kubestash.com/e2e-short-lived-hook annotated" \
   kubectl annotate -n demo hooktemplates.core.kubestash.com e2e-short-lived-hook "$ANNOTATION=true"
-check 0 "Warning: HookTemplate \"demo/e2e-short-lived-hook\" is used by 1 hook: demo/BackupConfiguration/ks-hook-audit (spec.sessions[0].hooks.preBackup[0]); allowed by the annotation $ANNOTATION=true: those hooks fail until they name a HookTemplate that exists
+check 0 "Warning: HookTemplate \"demo/e2e-short-lived-hook\" is used by 1 object: demo/BackupConfiguration/ks-hook-audit (spec.sessions[0].hooks.preBackup[0]); allowed by the annotation $ANNOTATION=true: those objects fail until HookTemplate \"demo/e2e-short-lived-hook\" exists again, or they are changed
 hooktemplate.core.kubestash.com \"e2e-short-lived-hook\" deleted$(from_namespace demo)" \
   kubectl delete -n demo hooktemplates.core.kubestash.com e2e-short-lived-hook
 eventually 60 "a Warning Event on demo/ks-hook-audit" has_events_on ks-hook-audit HookTemplateNotFound

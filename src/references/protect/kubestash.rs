@@ -1,29 +1,28 @@
-//! Protection of KubeStash's referents in use, as for Stash's ([`super::protect`]): an Addon named
-//! by an addon reference, a Function run by an Addon's task that some object names or by a
-//! HookTemplate that some hook names, and a HookTemplate named by a hook, is not deleted, nor
-//! edited into one that cannot run, unless its owner says so with the same annotation.
+//! Protection of KubeStash's referents in use, as for Stash's ([`super::protect`]): an Addon, a
+//! KubeStash Function or a HookTemplate is not deleted, nor edited, so that an object naming it
+//! (directly, or through an Addon's task or a HookTemplate) would no longer be admitted, unless
+//! its owner says so with the same annotation.
 //!
-//! Who uses a referent is found by live LISTs of the four core.kubestash.com kinds (and of Addons
-//! and HookTemplates, for a Function), page by page, as [`kubestash::KINDS`] says where their
-//! references are. A kind whose CRD is absent has no objects. The verdicts are pure functions of
-//! the change, of what was listed and of what is known of the Functions named.
+//! What breaks is not spelled out a second time here: the objects that may depend on the referent
+//! are listed live, page by page, and each of their references is judged by the KubeStash rules
+//! with the referent as it is and as the change leaves it. A reference admitted before and denied
+//! after is broken by the change; one broken before is not this change's doing.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::core::admission::Operation;
 use kube::{Api, Client};
 use serde_json::Value;
 
-use super::{
-    decide, through_text, unusable, within, ListError, Protector, Through, Unchecked, RETRY_LIST,
-};
-use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate};
+use super::{decide, through_text, unusable, within, ListError, Protector, Unchecked, RETRY_LIST};
+use crate::kubestash::referents::{Addon, AddonFunction, HookExecutor, HookTemplate};
 use crate::kubestash::{self, Kind, References, TaskList, CORE_GROUP, VERSION};
 use crate::references::index;
 use crate::review::{self, Reply, Request};
-use crate::rules::{Container, Resolution};
-use crate::sources::{not_served, Referent, Source};
+use crate::rules::kubestash::{self as rules, Catalog};
+use crate::rules::{Container, FailurePolicy, Found, Policy, Problem, Resolution};
+use crate::sources::{list_pages, Referent, Source};
 use crate::validator::{look_up, Deadline, Outcome};
 
 const LIST_FUNCTIONS: &str = "list them with: kubectl get functions.addons.kubestash.com";
@@ -31,8 +30,7 @@ const LIST_FUNCTIONS: &str = "list them with: kubectl get functions.addons.kubes
 /// One object of the four kinds that name KubeStash referents (`BackupConfiguration`).
 pub type ObjectKey = index::ObjectKey<&'static str>;
 
-/// One place that names a referent: the object, and the field (an `addon`, one of its `tasks`,
-/// a hook).
+/// One reference that names a referent: the object, and the field (an `addon`, a hook).
 pub type User = index::Referent<&'static str>;
 
 /// One listed object and its references.
@@ -44,110 +42,19 @@ pub struct Listed {
     pub refs: References,
 }
 
-/// Every object of the four kinds that holds a reference, in the order listed.
-#[derive(Debug, Clone, Default)]
-pub struct Objects(pub Vec<Listed>);
-
-impl Objects {
-    /// The `addon` fields naming Addon `addon`.
-    pub fn addon_users(&self, addon: &str) -> Vec<User> {
-        let mut users: Vec<User> = self
-            .0
-            .iter()
-            .flat_map(|o| {
-                o.refs
-                    .addons
-                    .iter()
-                    .filter(|a| a.name.as_str() == Some(addon))
-                    .map(|a| user(&o.key, a.path.as_str()))
-            })
-            .collect();
-        users.sort();
-        users
-    }
-
-    /// The `tasks` elements naming task `task` of Addon `addon` in its `list`.
-    pub fn task_users(&self, addon: &str, list: TaskList, task: &str) -> Vec<User> {
-        let mut users: Vec<User> = self
-            .0
-            .iter()
-            .filter(|o| o.kind.tasks == list)
-            .flat_map(|o| {
-                o.refs
-                    .addons
-                    .iter()
-                    .filter(|a| a.name.as_str() == Some(addon))
-                    .flat_map(|a| &a.tasks)
-                    .filter(|t| t.name.as_str() == Some(task))
-                    .map(|t| user(&o.key, t.path.as_str()))
-            })
-            .collect();
-        users.sort();
-        users
-    }
-
-    /// The hooks naming HookTemplate `key` (`NAMESPACE/NAME`).
-    pub fn hook_users(&self, key: &str) -> Vec<User> {
-        let mut users: Vec<User> = self
-            .0
-            .iter()
-            .flat_map(|o| {
-                o.refs
-                    .hooks
-                    .iter()
-                    .filter(|h| h.key().as_deref() == Some(key))
-                    .map(|h| user(&o.key, h.path.as_str()))
-            })
-            .collect();
-        users.sort();
-        users
-    }
-}
-
-fn user(key: &ObjectKey, path: &str) -> User {
-    User {
-        object: key.clone(),
-        path: path.to_owned(),
-    }
-}
-
-/// How many objects one LIST page holds, as for Stash's kinds.
-const PAGE: u32 = 500;
-
-/// Every object of `resource`, page by page, to `each`; none when its CRD is absent (404).
-async fn list_each(
-    client: &Client,
-    resource: &ApiResource,
-    mut each: impl FnMut(DynamicObject),
-) -> Result<(), kube::Error> {
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), resource);
-    let mut params = ListParams::default().limit(PAGE);
-    loop {
-        let page = match api.list(&params).await {
-            Ok(page) => page,
-            Err(err) if not_served(&err) => return Ok(()),
-            Err(err) => return Err(err),
-        };
-        page.items.into_iter().for_each(&mut each);
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(()),
-        }
-    }
-}
-
-fn resource(group: &str, kind: &str, plural: &str) -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, VERSION, kind), plural)
-}
-
-/// The objects of one kind that hold references, one at a time, to `each`.
+/// The objects of one kind that hold references, one at a time, to `each`; none when its CRD
+/// is absent.
 async fn list_kind(
     client: &Client,
     kind: &'static Kind,
     each: &mut impl FnMut(Listed),
 ) -> Result<(), kube::Error> {
-    let resource = resource(CORE_GROUP, kind.kind, kind.plural);
-    list_each(client, &resource, |object| {
+    let gvk = GroupVersionKind::gvk(CORE_GROUP, VERSION, kind.kind);
+    let api: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(&gvk, kind.plural),
+    );
+    list_pages(&api, |object| {
         let Some(name) = object.metadata.name.clone() else {
             return;
         };
@@ -183,433 +90,12 @@ pub async fn for_each_object(
     Ok(())
 }
 
-/// The objects of the four kinds that `keep` keeps, from live LISTs.
-pub async fn list_objects(
-    client: &Client,
-    keep: impl Fn(&Listed) -> bool,
-) -> Result<Objects, kube::Error> {
-    let mut kept = Vec::new();
-    for_each_object(client, |object| {
-        if keep(&object) {
-            kept.push(object);
-        }
-    })
-    .await?;
-    Ok(Objects(kept))
-}
-
-/// Every referent of `R`, by name (HookTemplates by `NAMESPACE/NAME`), from a live LIST.
-async fn list_referents<R: Referent>(client: &Client) -> Result<BTreeMap<String, R>, kube::Error> {
-    let mut found = BTreeMap::new();
-    let resource = resource(R::GROUP, R::KIND, R::PLURAL);
-    list_each(client, &resource, |object| {
-        let Some(name) = object.metadata.name.clone() else {
-            return;
-        };
-        let name = match object.metadata.namespace.clone() {
-            Some(ns) if R::NAMESPACED => format!("{ns}/{name}"),
-            _ => name,
-        };
-        let whole = serde_json::to_value(&object).unwrap_or(Value::Null);
-        found.insert(name, R::from_object(&whole));
-    })
-    .await?;
-    Ok(found)
-}
-
-/// Whether a Function named by an Addon task or a HookTemplate can run it, as far as is known.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Runs {
-    /// It can, or nothing is known against it (no source, a lookup that failed).
-    Yes,
-    /// No Function is named.
-    NoName,
-    NotFound(String),
-    Unusable(String, Container),
-}
-
-impl Runs {
-    /// What `lookup` says of Function `name`.
-    pub fn of<'a>(
-        name: Option<&str>,
-        lookup: impl Fn(&str) -> Option<&'a Resolution<AddonFunction>>,
-    ) -> Runs {
-        let Some(name) = name else {
-            return Runs::NoName;
-        };
-        match lookup(name) {
-            Some(Resolution::NotFound) => Runs::NotFound(name.to_owned()),
-            Some(Resolution::Found(f)) if f.container != Container::Valid => {
-                Runs::Unusable(name.to_owned(), f.container.clone())
-            }
-            _ => Runs::Yes,
-        }
-    }
-
-    fn runs(&self) -> bool {
-        *self == Runs::Yes
-    }
-
-    /// `Function "f" not found`, in a few words.
-    fn why(&self) -> String {
-        match self {
-            Runs::Yes => "it can run".to_owned(),
-            Runs::NoName => "it names no Function".to_owned(),
-            Runs::NotFound(name) => format!("Function \"{name}\" not found"),
-            Runs::Unusable(name, container) => {
-                format!("Function \"{name}\" {}", unusable(container))
-            }
-        }
-    }
-}
-
-fn list_field(list: TaskList) -> &'static str {
-    match list {
-        TaskList::Backup => "spec.backupTasks",
-        TaskList::Restore => "spec.restoreTasks",
-    }
-}
-
-const LISTS: [TaskList; 2] = [TaskList::Backup, TaskList::Restore];
-
-/// What to warn about an Addon as it is written: each task that names no Function or one that
-/// is missing or cannot run, field path first. Pure.
-pub fn addon_warnings<'a>(
-    name: &str,
-    addon: &Addon,
-    functions: impl Fn(&str) -> Option<&'a Resolution<AddonFunction>>,
-) -> Vec<String> {
-    let mut warnings = Vec::new();
-    for list in LISTS {
-        for (i, task) in addon.tasks(list).iter().enumerate() {
-            let path = format!("{}[{i}].function", list_field(list));
-            let runner = format!(
-                "{} task \"{}\" of Addon \"{name}\"",
-                list.as_str(),
-                task.name
-            );
-            match Runs::of(task.function.as_deref(), &functions) {
-                Runs::Yes => {}
-                Runs::NoName => warnings.push(format!(
-                    "{path}: {runner} names no Function: an object that names this task fails until it names one (set function to the name of a Function, {LIST_FUNCTIONS})"
-                )),
-                Runs::NotFound(f) => warnings.push(format!(
-                    "{path}: Function \"{f}\" not found: an object that names {runner} fails until it exists (create the Function, or fix the name; {LIST_FUNCTIONS})"
-                )),
-                Runs::Unusable(f, container) => warnings.push(format!(
-                    "{path}: Function \"{f}\" {}: an object that names {runner} fails until it can run",
-                    unusable(&container)
-                )),
-            }
-        }
-    }
-    warnings
-}
-
-/// What to warn about a HookTemplate as it is written (`key`: `NAMESPACE/NAME`): a Function
-/// executor that names no Function, or one that is missing or cannot run. Pure.
-pub fn hook_template_warnings<'a>(
-    key: &str,
-    template: &HookTemplate,
-    functions: impl Fn(&str) -> Option<&'a Resolution<AddonFunction>>,
-) -> Vec<String> {
-    if !matches!(
-        template.executor,
-        crate::kubestash::referents::HookExecutor::Function(_)
-    ) {
-        return Vec::new();
-    }
-    let path = "spec.executor.function.name";
-    match Runs::of(template.function(), functions) {
-        Runs::Yes => Vec::new(),
-        Runs::NoName => vec![format!(
-            "{path}: HookTemplate \"{key}\" has a Function executor that names no Function: a hook that names it fails until it names one (set {path}, {LIST_FUNCTIONS})"
-        )],
-        Runs::NotFound(f) => vec![format!(
-            "{path}: Function \"{f}\" not found: a hook that names HookTemplate \"{key}\" fails until it exists (create the Function, or fix the name; {LIST_FUNCTIONS})"
-        )],
-        Runs::Unusable(f, container) => vec![format!(
-            "{path}: Function \"{f}\" {}: a hook that names HookTemplate \"{key}\" fails until it can run",
-            unusable(&container)
-        )],
-    }
-}
-
-/// What to warn about a KubeStash Function as it is written: a container that cannot run. Pure.
-pub fn function_warnings(name: &str, container: &Container) -> Vec<String> {
-    if *container == Container::Valid {
-        return Vec::new();
-    }
-    vec![format!(
-        "spec.image: Function \"{name}\" {}: an Addon task or HookTemplate that runs it fails until it has one (set spec.image to a container image)",
-        unusable(container)
-    )]
-}
-
-/// `1 object: a (spec.sessions[0].addon), ...`, capped as Stash's messages are.
-fn users_text(users: &[User], noun: &str) -> String {
-    through_text((noun, users), &[], ("", ""))
-}
-
-/// A review's change to a referent: the operation, and the referent as it was and as it will be
-/// (each none when absent).
-#[derive(Debug)]
-pub struct Edit<'e, T> {
-    pub operation: &'e Operation,
-    pub old: Option<&'e T>,
-    pub new: Option<&'e T>,
-}
-
-/// The verdict on a change to Addon `name`: `old` and `new` as they are read (none when absent),
-/// who uses it (`objects`), what is known of the Functions its tasks name, the warnings about the
-/// Addon as written, and whether it carries the annotation. Pure.
-pub fn judge_addon<'a>(
-    name: &str,
-    edit: Edit<'_, Addon>,
-    objects: &Objects,
-    functions: impl Fn(&str) -> Option<&'a Resolution<AddonFunction>>,
-    warnings: Vec<String>,
-    allow_breaking: bool,
-) -> Reply {
-    let Edit {
-        operation,
-        old,
-        new,
-    } = edit;
-    let mut broken = Vec::new();
-    if *operation == Operation::Delete {
-        let users = objects.addon_users(name);
-        if !users.is_empty() {
-            broken.push(format!(
-                "Addon \"{name}\" is used by {}",
-                users_text(&users, "object")
-            ));
-        }
-    } else if let (Operation::Update, Some(old), Some(new)) = (operation, old, new) {
-        broken = addon_breaks(name, old, new, objects, &functions);
-    }
-    if broken.is_empty() {
-        return Reply::warn(warnings);
-    }
-    let breaks = match operation {
-        Operation::Delete => "those objects fail until they name an Addon that exists",
-        _ => "those objects fail until they name an Addon task that can run",
-    };
-    decide(warnings, broken.join("; "), "Addon", breaks, allow_breaking)
-}
-
-/// The tasks of Addon `name` that some object names and that an update removes, or points at a
-/// Function that is missing or cannot run (a Function left as it was breaks nothing new).
-fn addon_breaks<'a>(
-    name: &str,
-    old: &Addon,
-    new: &Addon,
-    objects: &Objects,
-    functions: &impl Fn(&str) -> Option<&'a Resolution<AddonFunction>>,
-) -> Vec<String> {
-    let mut broken = Vec::new();
-    for list in LISTS {
-        for task in old.tasks(list) {
-            let kept = new
-                .tasks(list)
-                .iter()
-                .enumerate()
-                .find(|(_, t)| t.name == task.name);
-            let what = match kept {
-                None => None,
-                Some((_, t)) if t.function == task.function => continue,
-                Some((j, t)) => match Runs::of(t.function.as_deref(), functions) {
-                    Runs::Yes => continue,
-                    runs => Some((j, runs)),
-                },
-            };
-            let users = objects.task_users(name, list, &task.name);
-            if users.is_empty() {
-                continue;
-            }
-            let used = users_text(&users, "object");
-            let task_name = &task.name;
-            let list_name = list.as_str();
-            broken.push(match what {
-                None => format!(
-                    "{}: this change removes {list_name} task \"{task_name}\" of Addon \"{name}\", and it is used by {used}",
-                    list_field(list)
-                ),
-                Some((j, runs)) => format!(
-                    "{}[{j}].function: this change leaves {list_name} task \"{task_name}\" of Addon \"{name}\" unable to run ({}), and it is used by {used}",
-                    list_field(list),
-                    runs.why()
-                ),
-            });
-        }
-    }
-    broken
-}
-
-/// The verdict on a change to HookTemplate `key` (`NAMESPACE/NAME`). Pure.
-pub fn judge_hook_template<'a>(
-    key: &str,
-    edit: Edit<'_, HookTemplate>,
-    objects: &Objects,
-    functions: impl Fn(&str) -> Option<&'a Resolution<AddonFunction>>,
-    warnings: Vec<String>,
-    allow_breaking: bool,
-) -> Reply {
-    let Edit {
-        operation,
-        old,
-        new,
-    } = edit;
-    let broken = match (operation, hook_template_breaks(operation, old, new, functions)) {
-        (Operation::Delete, _) => Some(format!("HookTemplate \"{key}\" is used by")),
-        (_, Some(runs)) => Some(format!(
-            "spec.executor.function.name: this change leaves HookTemplate \"{key}\" unable to run ({}), and it is used by",
-            runs.why()
-        )),
-        _ => None,
-    };
-    let users = match broken {
-        Some(_) => objects.hook_users(key),
-        None => Vec::new(),
-    };
-    let (Some(what), false) = (broken, users.is_empty()) else {
-        return Reply::warn(warnings);
-    };
-    let breaks = match operation {
-        Operation::Delete => "those hooks fail until they name a HookTemplate that exists",
-        _ => "those hooks fail until they name a HookTemplate that can run",
-    };
-    decide(
-        warnings,
-        format!("{what} {}", users_text(&users, "hook")),
-        "HookTemplate",
-        breaks,
-        allow_breaking,
-    )
-}
-
-/// How an update leaves a HookTemplate's Function executor, when it changes which Function it
-/// runs (or makes it a Function executor) to one that cannot run.
-fn hook_template_breaks<'a>(
-    operation: &Operation,
-    old: Option<&HookTemplate>,
-    new: Option<&HookTemplate>,
-    functions: impl Fn(&str) -> Option<&'a Resolution<AddonFunction>>,
-) -> Option<Runs> {
-    let (Operation::Update, Some(old), Some(new)) = (operation, old, new) else {
-        return None;
-    };
-    if old.executor == new.executor
-        || !matches!(
-            new.executor,
-            crate::kubestash::referents::HookExecutor::Function(_)
-        )
-    {
-        return None;
-    }
-    Some(Runs::of(new.function(), functions)).filter(|r| !r.runs())
-}
-
-/// The verdict on a change to KubeStash Function `name`: who runs it (`through`: the Addon tasks
-/// and HookTemplates that run it, with the places naming them), and whether it carries the
-/// annotation. Pure.
-pub fn judge_function(
-    name: &str,
-    breaks: Option<&Container>,
-    delete: bool,
-    through: &[Through<'_, User>],
-    warnings: Vec<String>,
-    allow_breaking: bool,
-) -> Reply {
-    if through.is_empty() || !(delete || breaks.is_some()) {
-        return Reply::warn(warnings);
-    }
-    let used = through_text(
-        ("", &[]),
-        through,
-        ("Addon task or HookTemplate", "Addon tasks or HookTemplates"),
-    );
-    let what = match breaks.filter(|_| !delete) {
-        Some(container) => format!(
-            "spec.image: this change leaves Function \"{name}\" unable to run ({}), and it is used by {used}",
-            unusable(container)
-        ),
-        None => format!("Function \"{name}\" is used by {used}"),
-    };
-    let tasks = through.iter().any(|t| t.noun == "object");
-    let templates = through.iter().any(|t| t.noun == "hook");
-    let breaks = match (tasks, templates) {
-        (true, false) => "those Addon tasks fail until they name a Function that can run",
-        (false, true) => "those HookTemplates fail until they name a Function that can run",
-        _ => "those Addon tasks and HookTemplates fail until they name a Function that can run",
-    };
-    decide(warnings, what, "Function", breaks, allow_breaking)
-}
-
-/// The Addon tasks and HookTemplates that run Function `name`, each with the places that name it
-/// (those that no object names are left out), in name order.
-pub struct Runners {
-    /// (what, users, noun)
-    pub entries: Vec<(String, Vec<User>, &'static str)>,
-}
-
-impl Runners {
-    pub fn of(
-        name: &str,
-        addons: &BTreeMap<String, Addon>,
-        templates: &BTreeMap<String, HookTemplate>,
-        objects: &Objects,
-    ) -> Runners {
-        let mut entries = Vec::new();
-        for (addon_name, addon) in addons {
-            for list in LISTS {
-                for (i, task) in addon.tasks(list).iter().enumerate() {
-                    if task.function.as_deref() != Some(name) {
-                        continue;
-                    }
-                    let users = objects.task_users(addon_name, list, &task.name);
-                    if users.is_empty() {
-                        continue;
-                    }
-                    entries.push((
-                        format!(
-                            "Addon \"{addon_name}\" {} task \"{}\" ({}[{i}].function)",
-                            list.as_str(),
-                            task.name,
-                            list_field(list)
-                        ),
-                        users,
-                        "object",
-                    ));
-                }
-            }
-        }
-        for (key, template) in templates {
-            if template.function() != Some(name) {
-                continue;
-            }
-            let users = objects.hook_users(key);
-            if !users.is_empty() {
-                entries.push((
-                    format!("HookTemplate \"{key}\" (spec.executor.function.name)"),
-                    users,
-                    "hook",
-                ));
-            }
-        }
-        Runners { entries }
-    }
-
-    pub fn through(&self) -> Vec<Through<'_, User>> {
-        self.entries
-            .iter()
-            .map(|(what, users, noun)| Through {
-                what: what.clone(),
-                objects: users,
-                noun,
-            })
-            .collect()
-    }
+/// The referent a review changes, read from its object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Written {
+    Addon(Addon),
+    Function(AddonFunction),
+    HookTemplate(HookTemplate),
 }
 
 /// Which KubeStash referent a review is about.
@@ -626,15 +112,13 @@ impl Which {
             (&*req.kind.group, &*req.kind.version, &*req.kind.kind)
                 == (R::GROUP, R::VERSION, R::KIND)
         }
-        if is::<Addon>(req) {
-            Some(Which::Addon)
-        } else if is::<AddonFunction>(req) {
-            Some(Which::Function)
-        } else if is::<HookTemplate>(req) {
-            Some(Which::HookTemplate)
-        } else {
-            None
-        }
+        [
+            (is::<Addon>(req), Which::Addon),
+            (is::<AddonFunction>(req), Which::Function),
+            (is::<HookTemplate>(req), Which::HookTemplate),
+        ]
+        .into_iter()
+        .find_map(|(is, which)| is.then_some(which))
     }
 
     /// As metrics label the kind.
@@ -645,18 +129,159 @@ impl Which {
             Which::HookTemplate => "HookTemplate.core.kubestash.com",
         }
     }
+
+    fn read(self, object: &Value) -> Written {
+        match self {
+            Which::Addon => Written::Addon(Addon::from_object(object)),
+            Which::Function => Written::Function(AddonFunction::from_object(object)),
+            Which::HookTemplate => Written::HookTemplate(HookTemplate::from_object(object)),
+        }
+    }
 }
 
-/// What `source` says of each of `names`: from memory when it trusts it, live otherwise; nothing
-/// without a source or when the cluster does not serve Functions.
-async fn functions_named(
-    source: Option<&dyn Source<AddonFunction>>,
+impl Written {
+    /// The Functions it runs.
+    fn functions(&self) -> Vec<String> {
+        match self {
+            Written::Addon(addon) => addon.functions().map(str::to_owned).collect(),
+            Written::HookTemplate(template) => {
+                template.function().map(str::to_owned).into_iter().collect()
+            }
+            Written::Function(_) => Vec::new(),
+        }
+    }
+
+    /// What to warn about it as written: what keeps it from running, field path first, as the
+    /// rules say it of an object that names it. `key`: its name (`NAMESPACE/NAME` for a
+    /// HookTemplate); `catalog`: what is known of the Functions it runs. Pure.
+    pub fn warnings(&self, key: &str, catalog: &Catalog) -> Vec<String> {
+        let runs = |path: &str, runner: String, function: Option<&str>| {
+            let (found, _) =
+                rules::function_problems(&path.into(), &runner, function, catalog.known());
+            found.into_iter().filter_map(|found| match found {
+                Found::Problem(problem) => Some(problem.to_string()),
+                _ => None,
+            })
+        };
+        match self {
+            Written::Addon(addon) => [TaskList::Backup, TaskList::Restore]
+                .into_iter()
+                .flat_map(|list| {
+                    addon.tasks(list).iter().enumerate().flat_map(move |(i, task)| {
+                        let path = format!("spec.{}Tasks[{i}].function", list.as_str());
+                        let runner = format!("{} task \"{}\" of Addon \"{key}\"", list.as_str(), task.name);
+                        runs(&path, runner, task.function.as_deref())
+                    })
+                })
+                .collect(),
+            Written::HookTemplate(template) => match &template.executor {
+                HookExecutor::Function(None) => vec![format!(
+                    "spec.executor.function.name: HookTemplate \"{key}\" has executor type Function but names no Function: a hook that names it fails until it names one (set it to the name of a Function, {LIST_FUNCTIONS})"
+                )],
+                HookExecutor::Function(function) => {
+                    let runner = format!("HookTemplate \"{key}\"");
+                    runs("spec.executor.function.name", runner, function.as_deref()).collect()
+                }
+                HookExecutor::Other => Vec::new(),
+            },
+            Written::Function(function) if function.container != Container::Valid => vec![format!(
+                "spec.image: Function \"{key}\" {}: an Addon task or HookTemplate that runs it fails until it has one (set spec.image to a container image)",
+                unusable(&function.container)
+            )],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Puts it, as `key`, in `catalog` (or marks it not found, when it is deleted).
+    fn put(written: Option<&Written>, which: Which, key: &str, catalog: &mut Catalog) {
+        fn put<R>(map: &mut Option<HashMap<String, Resolution<R>>>, key: &str, r: Resolution<R>) {
+            map.get_or_insert_with(HashMap::new)
+                .insert(key.to_owned(), r);
+        }
+        match (which, written.cloned()) {
+            (_, Some(Written::Addon(a))) => put(&mut catalog.addons, key, Resolution::found(a)),
+            (_, Some(Written::Function(f))) => {
+                put(&mut catalog.functions, key, Resolution::found(f))
+            }
+            (_, Some(Written::HookTemplate(t))) => {
+                put(&mut catalog.hook_templates, key, Resolution::found(t))
+            }
+            (Which::Addon, None) => put(&mut catalog.addons, key, Resolution::NotFound),
+            (Which::Function, None) => put(&mut catalog.functions, key, Resolution::NotFound),
+            (Which::HookTemplate, None) => {
+                put(&mut catalog.hook_templates, key, Resolution::NotFound)
+            }
+        }
+    }
+}
+
+/// The references of `object` that the rules admit with `before` and deny with `after`, each
+/// with the first problem found after: what a change from one catalog to the other breaks.
+/// Without the ratchet, and a lookup that failed breaks nothing. Pure.
+pub fn broken_by(object: &Listed, before: &Catalog, after: &Catalog) -> Vec<(User, Problem)> {
+    let policy = Policy {
+        on_lookup_failure: FailurePolicy::Allow,
+        ..Policy::default()
+    };
+    let namespace = object.key.namespace.as_deref().unwrap_or_default();
+    let judge = |one: &References, catalog: &Catalog| {
+        let none = References::default();
+        rules::judge(object.kind, namespace, one, &none, catalog.known(), &policy)
+    };
+    object
+        .refs
+        .each()
+        .filter(|(_, one)| judge(one, before).allowed())
+        .filter_map(|(path, one)| {
+            let first = judge(&one, after).denials.into_iter().next()?;
+            let user = User {
+                object: object.key.clone(),
+                path: path.to_string(),
+            };
+            Some((user, first))
+        })
+        .collect()
+}
+
+/// The verdict on a change to referent `key` of kind `kind`: the references it breaks
+/// ([`broken_by`]), the warnings about it as written, and whether it carries the annotation.
+/// Pure.
+pub fn judge(
+    (kind, key): (&str, &str),
+    delete: bool,
+    broken: &[(User, Problem)],
+    warnings: Vec<String>,
+    allow_breaking: bool,
+) -> Reply {
+    let Some((_, first)) = broken.first() else {
+        return Reply::warn(warnings);
+    };
+    let users: Vec<&User> = broken.iter().map(|(user, _)| user).collect();
+    let users = through_text(("object", &users), &[], ("", ""));
+    let (what, breaks) = if delete {
+        (
+            format!("{kind} \"{key}\" is used by {users}"),
+            "exists again",
+        )
+    } else {
+        let why = format!("{}: {}", first.path, first.what);
+        (
+            format!("this change breaks {kind} \"{key}\" for {users} (first denial: {why})"),
+            "can run for them again",
+        )
+    };
+    let breaks = format!("those objects fail until {kind} \"{key}\" {breaks}, or they are changed");
+    decide(warnings, what, kind, &breaks, allow_breaking)
+}
+
+/// What `source` says of each of `names`: from memory when it trusts it, live otherwise; none
+/// without a source, or when the cluster does not serve the kind.
+async fn named<R: Referent>(
+    source: Option<&dyn Source<R>>,
     mut names: Vec<String>,
     deadline: Deadline,
-) -> HashMap<String, Resolution<AddonFunction>> {
-    let Some(source) = source.filter(|s| s.is_installed()) else {
-        return HashMap::new();
-    };
+) -> Option<HashMap<String, Resolution<R>>> {
+    let source = source.filter(|s| s.is_installed())?;
     names.sort_unstable();
     names.dedup();
     let mut found = HashMap::new();
@@ -670,7 +295,7 @@ async fn functions_named(
         }
     }
     found.extend(look_up(source, pending, deadline).await);
-    found
+    Some(found)
 }
 
 impl Protector {
@@ -684,21 +309,14 @@ impl Protector {
     ) -> Outcome {
         let reply = match review::whole_objects(req.body) {
             Ok((new, old)) => {
+                let read = |o: Option<Value>| o.map(|o| which.read(&o));
                 let (old, new) = match req.operation {
-                    Operation::Create => (None, new),
-                    Operation::Update => (old, new),
-                    _ => (old, None),
+                    Operation::Create => (None, read(new)),
+                    Operation::Update => (read(old), read(new)),
+                    _ => (None, None),
                 };
-                match which {
-                    Which::Addon => self.addon(req, old, new, annotated, deadline).await,
-                    Which::Function => {
-                        self.kubestash_function(req, old, new, annotated, deadline)
-                            .await
-                    }
-                    Which::HookTemplate => {
-                        self.hook_template(req, old, new, annotated, deadline).await
-                    }
-                }
+                self.kubestash_change(req, which, (old, new), annotated, deadline)
+                    .await
             }
             Err(err) => Ok(Reply::deny(format!("the request could not be read: {err}"))),
         };
@@ -710,244 +328,127 @@ impl Protector {
         outcome
     }
 
-    fn listing_failed(&self, what: String, err: ListError) -> Unchecked {
-        Unchecked {
-            subject: format!("{what} could not be checked for objects that name it"),
-            why: err.to_string(),
-            retry: RETRY_LIST,
-        }
-    }
-
-    /// The objects that `keep` keeps, listed live before `deadline`.
-    async fn objects(
-        &self,
-        deadline: Deadline,
-        keep: impl Fn(&Listed) -> bool,
-    ) -> Result<Objects, ListError> {
-        let Some(cluster) = &self.cluster else {
-            return Ok(Objects::default());
-        };
-        let client = cluster.client.clone();
-        within(deadline, async move {
-            list_objects(&client, keep)
-                .await
-                .map_err(ListError::KubeStash)
-        })
-        .await
-    }
-
-    async fn addon(
+    async fn kubestash_change(
         &self,
         req: &Request<'_>,
-        old: Option<Value>,
-        new: Option<Value>,
+        which: Which,
+        (old, new): (Option<Written>, Option<Written>),
         annotated: bool,
         deadline: Deadline,
     ) -> Result<Reply, Unchecked> {
-        let name = &*req.name;
-        let (old, new) = (
-            old.as_ref().map(Addon::from_object),
-            new.as_ref().map(Addon::from_object),
-        );
-        let names: Vec<String> = old
-            .iter()
-            .chain(&new)
-            .flat_map(Addon::functions)
-            .map(str::to_owned)
-            .collect();
-        let functions = match (&new, self.cluster.is_some()) {
-            (Some(_), true) => {
-                functions_named(self.kubestash.functions.as_deref(), names, deadline).await
-            }
-            _ => HashMap::new(),
+        let key = match (which, &req.namespace) {
+            (Which::HookTemplate, Some(ns)) => format!("{ns}/{}", req.name),
+            _ => req.name.to_string(),
         };
-        let lookup = |f: &str| functions.get(f);
-        let warnings = new
-            .as_ref()
-            .map(|a| addon_warnings(name, a, lookup))
-            .unwrap_or_default();
-        // Listed only when the change could break a user.
-        let could_break = match (&req.operation, &old, &new) {
-            (Operation::Delete, _, _) => true,
-            (Operation::Update, Some(old), Some(new)) => breaks_a_task(old, new, &lookup),
-            _ => false,
+        let kind = match which {
+            Which::Addon => Addon::KIND,
+            Which::Function => AddonFunction::KIND,
+            Which::HookTemplate => HookTemplate::KIND,
         };
-        let objects = if could_break {
-            self.objects(deadline, |o| names_addon(o, |a| a == name))
-                .await
-                .map_err(|e| self.listing_failed(format!("Addon \"{name}\""), e))?
-        } else {
-            Objects::default()
-        };
-        Ok(judge_addon(
-            name,
-            Edit {
-                operation: &req.operation,
-                old: old.as_ref(),
-                new: new.as_ref(),
+        let sources = &self.kubestash;
+        let mut catalog = Catalog {
+            functions: match (&new, &self.cluster) {
+                (Some(new), Some(_)) => {
+                    named(sources.functions.as_deref(), new.functions(), deadline).await
+                }
+                _ => None,
             },
-            &objects,
-            lookup,
-            warnings,
-            annotated,
-        ))
-    }
-
-    async fn hook_template(
-        &self,
-        req: &Request<'_>,
-        old: Option<Value>,
-        new: Option<Value>,
-        annotated: bool,
-        deadline: Deadline,
-    ) -> Result<Reply, Unchecked> {
-        let key = format!(
-            "{}/{}",
-            req.namespace.as_deref().unwrap_or_default(),
-            req.name
-        );
-        let (old, new) = (
-            old.as_ref().map(HookTemplate::from_object),
-            new.as_ref().map(HookTemplate::from_object),
-        );
-        let names: Vec<String> = new
-            .iter()
-            .filter_map(|t| t.function().map(str::to_owned))
-            .collect();
-        let functions = match self.cluster {
-            Some(_) => functions_named(self.kubestash.functions.as_deref(), names, deadline).await,
-            None => HashMap::new(),
+            ..Catalog::default()
         };
-        let lookup = |f: &str| functions.get(f);
         let warnings = new
             .as_ref()
-            .map(|t| hook_template_warnings(&key, t, lookup))
-            .unwrap_or_default();
-        let could_break = req.operation == Operation::Delete
-            || hook_template_breaks(&req.operation, old.as_ref(), new.as_ref(), lookup).is_some();
-        let objects = if could_break {
-            self.objects(deadline, |o| names_hook_template(o, |k| k == key))
-                .await
-                .map_err(|e| self.listing_failed(format!("HookTemplate \"{key}\""), e))?
-        } else {
-            Objects::default()
-        };
-        Ok(judge_hook_template(
-            &key,
-            Edit {
-                operation: &req.operation,
-                old: old.as_ref(),
-                new: new.as_ref(),
-            },
-            &objects,
-            lookup,
-            warnings,
-            annotated,
-        ))
-    }
-
-    async fn kubestash_function(
-        &self,
-        req: &Request<'_>,
-        old: Option<Value>,
-        new: Option<Value>,
-        annotated: bool,
-        deadline: Deadline,
-    ) -> Result<Reply, Unchecked> {
-        let name = &*req.name;
-        let container =
-            |o: &Option<Value>| o.as_ref().map(|o| AddonFunction::from_object(o).container);
-        let (old, new) = (container(&old), container(&new));
-        let warnings = new
-            .as_ref()
-            .map(|c| function_warnings(name, c))
+            .map(|new| new.warnings(&key, &catalog))
             .unwrap_or_default();
         let delete = req.operation == Operation::Delete;
-        let breaks = match (&req.operation, &old, &new) {
-            (Operation::Update, Some(Container::Valid), Some(new)) if *new != Container::Valid => {
-                Some(new)
-            }
-            _ => None,
+        let changed = delete || (req.operation == Operation::Update && old != new);
+        let (Some(cluster), true) = (&self.cluster, changed) else {
+            return Ok(judge((kind, &key), delete, &[], warnings, annotated));
         };
-        let Some(cluster) = self.cluster.as_ref().filter(|_| delete || breaks.is_some()) else {
-            return Ok(judge_function(name, None, false, &[], warnings, annotated));
+        // The objects that may depend on the referent: those naming it, or (for a Function) an
+        // Addon or a HookTemplate that memory says runs it, or does not know.
+        let mut runs: HashMap<String, bool> = HashMap::new();
+        let mut may_depend = |refs: &References| match which {
+            Which::Addon => refs.addons.iter().any(|a| a.name.as_str() == Some(&key)),
+            Which::HookTemplate => refs.hooks.iter().any(|h| h.key().as_deref() == Some(&key)),
+            Which::Function => {
+                let addons = refs.addons.iter().filter_map(|a| a.name.as_str());
+                let via_addon = addons.map(str::to_owned).any(|name| {
+                    *runs.entry(format!("addon {name}")).or_insert_with(|| {
+                        match sources.addons.as_ref().and_then(|s| s.resolve_now(&name)) {
+                            Some(Resolution::Found(addon)) => addon.functions().any(|f| f == key),
+                            _ => true,
+                        }
+                    })
+                });
+                via_addon
+                    || refs.hooks.iter().filter_map(|h| h.key()).any(|k| {
+                        *runs.entry(format!("hook {k}")).or_insert_with(|| {
+                            let found = sources
+                                .hook_templates
+                                .as_ref()
+                                .and_then(|s| s.resolve_now(&k));
+                            match found {
+                                Some(Resolution::Found(t)) => t.function() == Some(&key),
+                                _ => true,
+                            }
+                        })
+                    })
+            }
         };
         let client = cluster.client.clone();
         let listed = within(deadline, async move {
-            let (addons, templates) = futures::try_join!(
-                list_referents::<Addon>(&client),
-                list_referents::<HookTemplate>(&client),
-            )
+            let mut kept = Vec::new();
+            for_each_object(&client, |o| {
+                if may_depend(&o.refs) {
+                    kept.push(o);
+                }
+            })
+            .await
             .map_err(ListError::KubeStash)?;
-            // Only the objects that name an Addon or a HookTemplate running the Function.
-            let running: BTreeSet<&str> = addons
-                .iter()
-                .filter(|(_, a)| a.functions().any(|f| f == name))
-                .map(|(n, _)| n.as_str())
-                .collect();
-            let hooks: BTreeSet<&str> = templates
-                .iter()
-                .filter(|(_, t)| t.function() == Some(name))
-                .map(|(k, _)| k.as_str())
-                .collect();
-            let keep = |o: &Listed| {
-                names_addon(o, |a| running.contains(a))
-                    || names_hook_template(o, |k| hooks.contains(k))
-            };
-            let objects = list_objects(&client, keep)
-                .await
-                .map_err(ListError::KubeStash)?;
-            Ok((addons, templates, objects))
+            Ok(kept)
         })
         .await;
-        let (addons, templates, objects) =
-            listed.map_err(|e| self.listing_failed(format!("Function \"{name}\""), e))?;
-        let runners = Runners::of(name, &addons, &templates, &objects);
-        Ok(judge_function(
-            name,
-            breaks,
-            delete,
-            &runners.through(),
-            warnings,
-            annotated,
-        ))
+        let objects = listed.map_err(|err| Unchecked {
+            subject: format!("{kind} \"{key}\" could not be checked for objects that name it"),
+            why: err.to_string(),
+            retry: RETRY_LIST,
+        })?;
+
+        // What they name, as it is and as the change leaves it.
+        let names = |f: fn(&Kind, &References) -> Vec<String>| -> Vec<String> {
+            objects.iter().flat_map(|o| f(o.kind, &o.refs)).collect()
+        };
+        catalog.addons = named(
+            sources.addons.as_deref(),
+            names(rules::addons_to_resolve),
+            deadline,
+        )
+        .await;
+        catalog.hook_templates = named(
+            sources.hook_templates.as_deref(),
+            names(rules::hook_templates_to_resolve),
+            deadline,
+        )
+        .await;
+        let mut after = catalog.clone();
+        Written::put(new.as_ref(), which, &key, &mut after);
+        let functions: Vec<String> = objects
+            .iter()
+            .flat_map(|o| {
+                let mut names = rules::functions_to_resolve(&o.refs, catalog.known());
+                names.extend(rules::functions_to_resolve(&o.refs, after.known()));
+                names
+            })
+            .collect();
+        catalog.functions = named(sources.functions.as_deref(), functions, deadline).await;
+        after.functions = catalog.functions.clone();
+        Written::put(new.as_ref(), which, &key, &mut after);
+        let broken: Vec<(User, Problem)> = objects
+            .iter()
+            .flat_map(|o| broken_by(o, &catalog, &after))
+            .collect();
+        Ok(judge((kind, &key), delete, &broken, warnings, annotated))
     }
-}
-
-/// Whether `object` names an Addon that `addon` accepts.
-fn names_addon(object: &Listed, addon: impl Fn(&str) -> bool) -> bool {
-    object
-        .refs
-        .addons
-        .iter()
-        .any(|a| a.name.as_str().is_some_and(&addon))
-}
-
-/// Whether `object` names a HookTemplate whose `NAMESPACE/NAME` `key` accepts.
-fn names_hook_template(object: &Listed, key: impl Fn(&str) -> bool) -> bool {
-    object
-        .refs
-        .hooks
-        .iter()
-        .any(|h| h.key().is_some_and(|k| key(&k)))
-}
-
-/// Whether an update removes a task of the Addon, or points one at a Function that cannot run,
-/// whoever uses it: only then are its users listed.
-fn breaks_a_task<'a>(
-    old: &Addon,
-    new: &Addon,
-    functions: &impl Fn(&str) -> Option<&'a Resolution<AddonFunction>>,
-) -> bool {
-    LISTS.iter().any(|&list| {
-        old.tasks(list).iter().any(|task| {
-            match new.tasks(list).iter().find(|t| t.name == task.name) {
-                None => true,
-                Some(t) if t.function == task.function => false,
-                Some(t) => !Runs::of(t.function.as_deref(), functions).runs(),
-            }
-        })
-    })
 }
 
 #[cfg(test)]

@@ -5,242 +5,227 @@ use crate::kubestash::{references, KINDS};
 
 const ANNOTATION: &str = "stash-webhook.stash.appscode.com/allow-breaking-references";
 
-fn backup_configuration(name: &str, spec: Value) -> Listed {
+/// `demo/db-backup`, which names task `logical-backup` of Addon `workload-addon` and hooks
+/// HookTemplate `demo/freeze`.
+fn db_backup() -> Listed {
     let kind = &KINDS[0];
+    let spec = json!({"sessions": [{
+        "addon": {"name": "workload-addon", "tasks": [{"name": "logical-backup"}]},
+        "hooks": {"preBackup": [{"name": "f", "hookTemplate": {"name": "freeze"}}]}}]});
     Listed {
         kind,
         key: ObjectKey {
             kind: kind.kind,
             namespace: Some("demo".into()),
-            name: name.into(),
+            name: "db-backup".into(),
         },
-        uid: format!("uid-{name}"),
+        uid: "uid-db-backup".into(),
         refs: references(kind, &json!({ "spec": spec }), "demo"),
     }
 }
 
-/// `db-backup` names task `logical-backup` of Addon `workload-addon` and hooks HookTemplate
-/// `demo/freeze`.
-fn objects() -> Objects {
-    Objects(vec![backup_configuration(
-        "db-backup",
-        json!({"sessions": [{
-            "addon": {"name": "workload-addon", "tasks": [{"name": "logical-backup"}]},
-            "hooks": {"preBackup": [{"name": "f", "hookTemplate": {"name": "freeze"}}]}}]}),
-    )])
+fn addon(tasks: Value) -> Written {
+    Written::Addon(Addon::from_object(&json!({"spec": {"backupTasks": tasks}})))
 }
 
-fn addon(tasks: Value) -> Addon {
-    Addon::from_object(&json!({"spec": {"backupTasks": tasks}}))
+fn template(function: &str) -> Written {
+    Written::HookTemplate(HookTemplate::from_object(
+        &json!({"spec": {"executor": {"type": "Function", "function": {"name": function}}}}),
+    ))
 }
 
-fn functions() -> HashMap<String, Resolution<AddonFunction>> {
-    let function = |spec| Resolution::found(AddonFunction::from_object(&json!({ "spec": spec })));
-    HashMap::from([
-        (
-            "workload-backup".to_owned(),
-            function(json!({"image": "ghcr.io/kubestash/workload:v0.1"})),
-        ),
-        ("imageless".to_owned(), function(json!({}))),
-        ("gone".to_owned(), Resolution::NotFound),
-    ])
+fn function(spec: Value) -> Written {
+    Written::Function(AddonFunction::from_object(&json!({ "spec": spec })))
+}
+
+/// The Addon and the HookTemplate `db-backup` names, both running Function `workload-backup`;
+/// Function `imageless`; and Function `gone`, which does not exist.
+fn catalog() -> Catalog {
+    let mut catalog = Catalog::default();
+    let mut put = |written: Option<Written>, which, key| {
+        Written::put(written.as_ref(), which, key, &mut catalog);
+    };
+    let tasks = json!([{"name": "logical-backup", "function": "workload-backup"}]);
+    put(Some(addon(tasks)), Which::Addon, "workload-addon");
+    put(
+        Some(template("workload-backup")),
+        Which::HookTemplate,
+        "demo/freeze",
+    );
+    let image = json!({"image": "ghcr.io/kubestash/workload:v0.1"});
+    put(Some(function(image)), Which::Function, "workload-backup");
+    put(Some(function(json!({}))), Which::Function, "imageless");
+    put(None, Which::Function, "gone");
+    catalog
+}
+
+/// What changing referent `key` to `new` (none: deleting it) breaks in `db-backup`, as
+/// `(path, first denial)`.
+fn breaks(which: Which, key: &str, new: Option<Written>) -> Vec<(String, String)> {
+    let before = catalog();
+    let mut after = before.clone();
+    Written::put(new.as_ref(), which, key, &mut after);
+    broken_by(&db_backup(), &before, &after)
+        .into_iter()
+        .map(|(user, problem)| (user.path, format!("{}: {}", problem.path, problem.what)))
+        .collect()
 }
 
 #[test]
-fn deleting_an_addon_in_use_is_denied_naming_its_users_unless_annotated() {
-    let known = functions();
-    let judge = |name, allow| {
-        judge_addon(
-            name,
-            Edit {
-                operation: &Operation::Delete,
-                old: None,
-                new: None,
-            },
-            &objects(),
-            |f| known.get(f),
-            Vec::new(),
-            allow,
-        )
-    };
-    let reply = judge("workload-addon", false);
+fn deleting_a_referent_breaks_the_references_that_reach_it() {
+    let addon_path = "spec.sessions[0].addon";
+    let hook_path = "spec.sessions[0].hooks.preBackup[0]";
+    assert_eq!(
+        breaks(Which::Addon, "workload-addon", None),
+        [(
+            addon_path.to_owned(),
+            format!("{addon_path}.name: Addon \"workload-addon\" not found")
+        )]
+    );
+    assert_eq!(
+        breaks(Which::HookTemplate, "demo/freeze", None),
+        [(
+            hook_path.to_owned(),
+            format!("{hook_path}.hookTemplate.name: HookTemplate \"freeze\" not found in namespace \"demo\"")
+        )]
+    );
+    // Through the Addon's task and through the HookTemplate.
+    let through: Vec<String> = breaks(Which::Function, "workload-backup", None)
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect();
+    assert_eq!(through, [addon_path, hook_path]);
+    // What the object does not reach.
+    assert!(breaks(Which::Addon, "other-addon", None).is_empty());
+    assert!(breaks(Which::HookTemplate, "other/freeze", None).is_empty());
+    assert!(breaks(Which::Function, "imageless", None).is_empty());
+}
+
+#[test]
+fn an_update_breaks_what_admission_would_now_deny() {
+    let path = "spec.sessions[0].addon";
+    let removed = json!([{"name": "manifest-backup", "function": "workload-backup"}]);
+    assert_eq!(
+        breaks(Which::Addon, "workload-addon", Some(addon(removed))),
+        [(
+            path.to_owned(),
+            format!("{path}.tasks[0].name: Addon \"workload-addon\" has no backup task \"logical-backup\"")
+        )]
+    );
+    let repointed = json!([{"name": "logical-backup", "function": "gone"}]);
+    assert_eq!(
+        breaks(Which::Addon, "workload-addon", Some(addon(repointed))),
+        [(
+            path.to_owned(),
+            format!("{path}.tasks[0].name: backup task \"logical-backup\" of Addon \"workload-addon\" runs Function \"gone\" (functions.addons.kubestash.com), which is not found")
+        )]
+    );
+    let imageless = breaks(
+        Which::Function,
+        "workload-backup",
+        Some(function(json!({}))),
+    );
+    assert_eq!(imageless.len(), 2, "{imageless:?}");
+    assert!(imageless[1]
+        .1
+        .ends_with("which has no container image (its spec.image is not set)"));
+    // A task no object names, a Function left usable, a Pod executor: nothing breaks.
+    let more = json!([{"name": "logical-backup", "function": "workload-backup"},
+        {"name": "manifest-backup", "function": "gone"}]);
+    assert!(breaks(Which::Addon, "workload-addon", Some(addon(more))).is_empty());
+    let image = json!({"image": "ghcr.io/kubestash/workload:v0.2"});
+    assert!(breaks(Which::Function, "workload-backup", Some(function(image))).is_empty());
+    let pod = HookTemplate::from_object(&json!({"spec": {"executor": {"type": "Pod"}}}));
+    let pod = Some(Written::HookTemplate(pod));
+    assert!(breaks(Which::HookTemplate, "demo/freeze", pod).is_empty());
+}
+
+#[test]
+fn a_reference_broken_before_is_not_the_changes_doing() {
+    let mut before = catalog();
+    Written::put(None, Which::Addon, "workload-addon", &mut before);
+    let mut after = before.clone();
+    Written::put(None, Which::Function, "workload-backup", &mut after);
+    let broken = broken_by(&db_backup(), &before, &after);
+    let paths: Vec<&str> = broken.iter().map(|(u, _)| u.path.as_str()).collect();
+    assert_eq!(paths, ["spec.sessions[0].hooks.preBackup[0]"]);
+}
+
+#[test]
+fn a_breaking_change_is_denied_naming_its_users_unless_annotated() {
+    let before = catalog();
+    let mut after = before.clone();
+    Written::put(None, Which::Addon, "workload-addon", &mut after);
+    let broken = broken_by(&db_backup(), &before, &after);
+    let reply = judge(
+        ("Addon", "workload-addon"),
+        true,
+        &broken,
+        Vec::new(),
+        false,
+    );
     assert!(!reply.allowed);
     assert_eq!(
         reply.message,
         format!("Addon \"workload-addon\" is used by 1 object: demo/BackupConfiguration/db-backup (spec.sessions[0].addon): change or delete them first, or annotate the Addon with {ANNOTATION}=true")
     );
-    let reply = judge("workload-addon", true);
+    let reply = judge(("Addon", "workload-addon"), true, &broken, Vec::new(), true);
     assert!(reply.allowed);
     assert_eq!(
         reply.warnings,
-        [format!("Addon \"workload-addon\" is used by 1 object: demo/BackupConfiguration/db-backup (spec.sessions[0].addon); allowed by the annotation {ANNOTATION}=true: those objects fail until they name an Addon that exists")]
+        [format!("Addon \"workload-addon\" is used by 1 object: demo/BackupConfiguration/db-backup (spec.sessions[0].addon); allowed by the annotation {ANNOTATION}=true: those objects fail until Addon \"workload-addon\" exists again, or they are changed")]
     );
-    let unused = judge("other", false);
-    assert_eq!(unused, Reply::allow());
+    let reply = judge(
+        ("Addon", "workload-addon"),
+        false,
+        &broken,
+        Vec::new(),
+        false,
+    );
+    assert_eq!(
+        reply.message,
+        format!("this change breaks Addon \"workload-addon\" for 1 object: demo/BackupConfiguration/db-backup (spec.sessions[0].addon) (first denial: spec.sessions[0].addon.name: Addon \"workload-addon\" not found): change or delete them first, or annotate the Addon with {ANNOTATION}=true")
+    );
+    let unused = judge(
+        ("Addon", "workload-addon"),
+        true,
+        &[],
+        vec!["w".into()],
+        false,
+    );
+    assert_eq!(unused, Reply::warn(vec!["w".into()]));
 }
 
 #[test]
-fn an_addon_update_removing_a_used_task_or_breaking_its_function_is_denied() {
-    let known = functions();
-    let old = addon(json!([
-        {"name": "logical-backup", "function": "workload-backup"},
-        {"name": "unused", "function": "workload-backup"}]));
-    let judge = |new: &Addon| {
-        judge_addon(
-            "workload-addon",
-            Edit {
-                operation: &Operation::Update,
-                old: Some(&old),
-                new: Some(new),
-            },
-            &objects(),
-            |f| known.get(f),
-            Vec::new(),
-            false,
-        )
-    };
-    let removed = judge(&addon(
-        json!([{"name": "unused", "function": "workload-backup"}]),
-    ));
+fn a_referent_that_cannot_run_is_written_with_a_warning_per_problem() {
+    let tasks = json!([{"name": "t0"}, {"name": "t1", "function": "gone"},
+        {"name": "t2", "function": "imageless"}, {"name": "t3", "function": "workload-backup"}]);
     assert_eq!(
-        removed.message,
-        format!("spec.backupTasks: this change removes backup task \"logical-backup\" of Addon \"workload-addon\", and it is used by 1 object: demo/BackupConfiguration/db-backup (spec.sessions[0].addon.tasks[0]): change or delete them first, or annotate the Addon with {ANNOTATION}=true")
-    );
-    let repointed = judge(&addon(
-        json!([{"name": "logical-backup", "function": "gone"}]),
-    ));
-    assert_eq!(
-        repointed.message,
-        format!("spec.backupTasks[0].function: this change leaves backup task \"logical-backup\" of Addon \"workload-addon\" unable to run (Function \"gone\" not found), and it is used by 1 object: demo/BackupConfiguration/db-backup (spec.sessions[0].addon.tasks[0]): change or delete them first, or annotate the Addon with {ANNOTATION}=true")
-    );
-    // Removing a task no object names is allowed.
-    let reply = judge(&addon(
-        json!([{"name": "logical-backup", "function": "workload-backup"}]),
-    ));
-    assert_eq!(reply, Reply::allow());
-    assert!(!breaks_a_task(&old, &old, &|f: &str| known.get(f)));
-}
-
-#[test]
-fn an_addon_whose_tasks_cannot_run_is_written_with_a_warning_per_task() {
-    let known = functions();
-    let warnings = addon_warnings(
-        "a",
-        &addon(json!([{"name": "t0"}, {"name": "t1", "function": "gone"},
-            {"name": "t2", "function": "imageless"}, {"name": "t3", "function": "workload-backup"}])),
-        |f| known.get(f),
-    );
-    assert_eq!(
-        warnings,
+        addon(tasks).warnings("a", &catalog()),
         [
-            "spec.backupTasks[0].function: backup task \"t0\" of Addon \"a\" names no Function: an object that names this task fails until it names one (set function to the name of a Function, list them with: kubectl get functions.addons.kubestash.com)",
-            "spec.backupTasks[1].function: Function \"gone\" not found: an object that names backup task \"t1\" of Addon \"a\" fails until it exists (create the Function, or fix the name; list them with: kubectl get functions.addons.kubestash.com)",
-            "spec.backupTasks[2].function: Function \"imageless\" has no container image: an object that names backup task \"t2\" of Addon \"a\" fails until it can run",
+            "spec.backupTasks[0].function: backup task \"t0\" of Addon \"a\" names no Function: fix the Addon, or name another task",
+            "spec.backupTasks[1].function: backup task \"t1\" of Addon \"a\" runs Function \"gone\" (functions.addons.kubestash.com), which is not found: install the addon catalog that provides it (list them with: kubectl get functions.addons.kubestash.com)",
+            "spec.backupTasks[2].function: backup task \"t2\" of Addon \"a\" runs Function \"imageless\" (functions.addons.kubestash.com), which has no container image (its spec.image is not set): give the Function a valid spec.image (kubectl edit functions.addons.kubestash.com imageless)",
         ]
     );
-}
-
-fn template(spec: Value) -> HookTemplate {
-    HookTemplate::from_object(&json!({ "spec": spec }))
-}
-
-#[test]
-fn a_hook_template_in_use_is_not_deleted_nor_pointed_at_a_function_that_cannot_run() {
-    let known = functions();
-    let judge = |op: Operation, old: Option<&HookTemplate>, new: Option<&HookTemplate>, key| {
-        judge_hook_template(
-            key,
-            Edit {
-                operation: &op,
-                old,
-                new,
-            },
-            &objects(),
-            |f| known.get(f),
-            Vec::new(),
-            false,
-        )
-    };
-    let reply = judge(Operation::Delete, None, None, "demo/freeze");
     assert_eq!(
-        reply.message,
-        format!("HookTemplate \"demo/freeze\" is used by 1 hook: demo/BackupConfiguration/db-backup (spec.sessions[0].hooks.preBackup[0]): change or delete them first, or annotate the HookTemplate with {ANNOTATION}=true")
+        template("gone").warnings("demo/freeze", &catalog()),
+        ["spec.executor.function.name: HookTemplate \"demo/freeze\" runs Function \"gone\" (functions.addons.kubestash.com), which is not found: install the addon catalog that provides it (list them with: kubectl get functions.addons.kubestash.com)"]
+    );
+    let nameless = HookTemplate::from_object(&json!({"spec": {"executor": {"type": "Function"}}}));
+    assert_eq!(
+        Written::HookTemplate(nameless).warnings("demo/freeze", &catalog()),
+        ["spec.executor.function.name: HookTemplate \"demo/freeze\" has executor type Function but names no Function: a hook that names it fails until it names one (set it to the name of a Function, list them with: kubectl get functions.addons.kubestash.com)"]
     );
     assert_eq!(
-        judge(Operation::Delete, None, None, "other/freeze"),
-        Reply::allow()
+        function(json!({})).warnings("f", &catalog()),
+        ["spec.image: Function \"f\" has no container image: an Addon task or HookTemplate that runs it fails until it has one (set spec.image to a container image)"]
     );
-    let old = template(
-        json!({"executor": {"type": "Function", "function": {"name": "workload-backup"}}}),
-    );
-    let new =
-        template(json!({"executor": {"type": "Function", "function": {"name": "imageless"}}}));
-    let reply = judge(Operation::Update, Some(&old), Some(&new), "demo/freeze");
-    assert_eq!(
-        reply.message,
-        format!("spec.executor.function.name: this change leaves HookTemplate \"demo/freeze\" unable to run (Function \"imageless\" has no container image), and it is used by 1 hook: demo/BackupConfiguration/db-backup (spec.sessions[0].hooks.preBackup[0]): change or delete them first, or annotate the HookTemplate with {ANNOTATION}=true")
-    );
-    let pod = template(json!({"executor": {"type": "Pod"}}));
-    assert!(judge(Operation::Update, Some(&old), Some(&pod), "demo/freeze").allowed);
-    let nameless = template(json!({"executor": {"type": "Function"}}));
-    assert_eq!(
-        hook_template_warnings("demo/freeze", &nameless, |f| known.get(f)),
-        ["spec.executor.function.name: HookTemplate \"demo/freeze\" has a Function executor that names no Function: a hook that names it fails until it names one (set spec.executor.function.name, list them with: kubectl get functions.addons.kubestash.com)"]
-    );
-    assert!(hook_template_warnings("demo/freeze", &pod, |f| known.get(f)).is_empty());
-}
-
-#[test]
-fn a_function_run_by_a_used_addon_task_or_hook_template_is_protected() {
-    let addons = BTreeMap::from([
-        (
-            "workload-addon".to_owned(),
-            addon(json!([{"name": "logical-backup", "function": "workload-backup"}])),
-        ),
-        (
-            "idle-addon".to_owned(),
-            addon(json!([{"name": "logical-backup", "function": "workload-backup"}])),
-        ),
-    ]);
-    let templates = BTreeMap::from([(
-        "demo/freeze".to_owned(),
-        template(
-            json!({"executor": {"type": "Function", "function": {"name": "workload-backup"}}}),
-        ),
-    )]);
-    let runners = Runners::of("workload-backup", &addons, &templates, &objects());
-    let reply = judge_function(
-        "workload-backup",
-        Some(&Container::NoImage),
-        false,
-        &runners.through(),
-        function_warnings("workload-backup", &Container::NoImage),
-        false,
-    );
-    assert_eq!(
-        reply.message,
-        format!("spec.image: this change leaves Function \"workload-backup\" unable to run (has no container image), and it is used by Addon \"workload-addon\" backup task \"logical-backup\" (spec.backupTasks[0].function), named by 1 object: demo/BackupConfiguration/db-backup (spec.sessions[0].addon.tasks[0]) and by HookTemplate \"demo/freeze\" (spec.executor.function.name), named by 1 hook: demo/BackupConfiguration/db-backup (spec.sessions[0].hooks.preBackup[0]): change or delete them first, or annotate the Function with {ANNOTATION}=true")
-    );
-    assert_eq!(
-        reply.warnings,
-        ["spec.image: Function \"workload-backup\" has no container image: an Addon task or HookTemplate that runs it fails until it has one (set spec.image to a container image)"]
-    );
-    let reply = judge_function(
-        "workload-backup",
-        None,
-        true,
-        &runners.through(),
-        Vec::new(),
-        true,
-    );
-    assert!(reply.allowed);
-    assert!(reply.warnings[0].starts_with(
-        "Function \"workload-backup\" is used by Addon \"workload-addon\" backup task"
-    ));
-    assert!(reply.warnings[0].ends_with(&format!("; allowed by the annotation {ANNOTATION}=true: those Addon tasks and HookTemplates fail until they name a Function that can run")));
-    let unused = Runners::of("other", &addons, &templates, &objects());
-    assert_eq!(
-        judge_function("other", None, true, &unused.through(), Vec::new(), false),
-        Reply::allow()
-    );
+    // Unknown Functions (no source for them) are not warned about here.
+    assert!(template("gone")
+        .warnings("demo/freeze", &Catalog::default())
+        .is_empty());
+    assert!(template("workload-backup")
+        .warnings("demo/freeze", &catalog())
+        .is_empty());
 }

@@ -1,0 +1,263 @@
+//! The audit of KubeStash objects: every `addon` whose Addon (or a task of it) is missing or
+//! cannot run, and every hook whose HookTemplate is, judged by the KubeStash rules against the
+//! watched Addons, Functions and HookTemplates. The objects are not indexed: each pass lists them
+//! live and judges them as they are listed, so a cluster's worth is never held at once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+
+use super::{note, warning_reasons, Audit, Finding, HookId, Pass, ROADS};
+use super::{CONFIRM_TIMEOUT, LIST_TIMEOUT};
+use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate};
+use crate::kubestash::{Kind, References, CORE_GROUP, VERSION};
+use crate::references::protect::kubestash::{for_each_object, ObjectKey};
+use crate::rules::kubestash::{self as rules, Catalog, Known};
+use crate::rules::{FailurePolicy, Policy, Resolution};
+use crate::sources::{ClusterSource as Watched, Referent, Source};
+use crate::validator::{Deadline, KubeStashSources};
+
+/// A KubeStash `addon` names an Addon that does not exist.
+pub const ADDON_NOT_FOUND: &str = "AddonNotFound";
+/// A KubeStash `addon` names an Addon, or a task of it, that cannot run: the task missing, its
+/// Function missing or without a usable image, a parameter left unset.
+pub const ADDON_UNUSABLE: &str = "AddonUnusable";
+pub const ADDON_RESOLVED: &str = "AddonResolved";
+/// A KubeStash hook names a HookTemplate that does not exist.
+pub const HOOK_TEMPLATE_NOT_FOUND: &str = "HookTemplateNotFound";
+/// A KubeStash hook names a HookTemplate that cannot run it.
+pub const HOOK_TEMPLATE_UNUSABLE: &str = "HookTemplateUnusable";
+pub const HOOK_TEMPLATE_RESOLVED: &str = "HookTemplateResolved";
+
+/// KubeStash's referents as the cluster serves them.
+#[derive(Clone)]
+pub struct KubeStash {
+    pub addons: Arc<Watched<Addon>>,
+    pub functions: Arc<Watched<AddonFunction>>,
+    pub hook_templates: Arc<Watched<HookTemplate>>,
+}
+
+impl KubeStash {
+    pub(super) fn is_ready(&self) -> bool {
+        self.addons.is_ready() && self.functions.is_ready() && self.hook_templates.is_ready()
+    }
+
+    pub(super) async fn changed(&self) {
+        tokio::select! {
+            () = self.addons.changed() => {}
+            () = self.functions.changed() => {}
+            () = self.hook_templates.changed() => {}
+        }
+    }
+
+    /// An empty catalog, with a map for each kind the cluster serves.
+    fn catalog(&self) -> Catalog {
+        Catalog {
+            addons: self.addons.is_installed().then(HashMap::new),
+            functions: self.functions.is_installed().then(HashMap::new),
+            hook_templates: self.hook_templates.is_installed().then(HashMap::new),
+        }
+    }
+
+    /// Fills in what the caches hold, usable or not, of the referents `refs` names that
+    /// `catalog` does not have yet.
+    fn learn(&self, kind: &Kind, refs: &References, catalog: &mut Catalog) {
+        fn fill<R: Referent>(
+            source: &Watched<R>,
+            map: &mut Option<HashMap<String, Resolution<R>>>,
+            names: Vec<String>,
+        ) {
+            let Some(map) = map else {
+                return;
+            };
+            for name in names {
+                map.entry(name)
+                    .or_insert_with_key(|name| match source.cached(name) {
+                        Some(found) => Resolution::Found(found),
+                        None => Resolution::NotFound,
+                    });
+            }
+        }
+        let addons = rules::addons_to_resolve(kind, refs);
+        fill(&self.addons, &mut catalog.addons, addons);
+        let templates = rules::hook_templates_to_resolve(kind, refs);
+        fill(&self.hook_templates, &mut catalog.hook_templates, templates);
+        let functions = rules::functions_to_resolve(refs, catalog.known());
+        fill(&self.functions, &mut catalog.functions, functions);
+    }
+
+    /// The same referents, as the lookups of a review read them.
+    fn sources(&self) -> KubeStashSources {
+        KubeStashSources {
+            addons: Some(self.addons.clone()),
+            functions: Some(self.functions.clone()),
+            hook_templates: Some(self.hook_templates.clone()),
+        }
+    }
+}
+
+/// Resolves when KubeStash's referents change; never without them.
+pub(super) async fn changed(kubestash: Option<&KubeStash>) {
+    match kubestash {
+        Some(k) => k.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What the audit reports of one reference of a KubeStash object of `kind` (`one`: the
+/// reference alone), given what is known of the referents: a finding when admission would deny
+/// it (without the ratchet), none when it would not, or when something it depends on could not
+/// be looked up or is not served, which says nothing of the reference. Pure.
+pub fn finding(
+    kind: &Kind,
+    namespace: &str,
+    one: &References,
+    known: Known<'_>,
+    policy: &Policy,
+) -> Option<Finding> {
+    // A lookup that failed or was not made is a warning here, never a finding.
+    let policy = Policy {
+        on_lookup_failure: FailurePolicy::Allow,
+        ..policy.clone()
+    };
+    let none = References::default();
+    let verdict = rules::judge(kind, namespace, one, &none, known, &policy);
+    if verdict.allowed() {
+        return None;
+    }
+    fn missing<T>(map: Option<&HashMap<String, Resolution<T>>>, name: Option<&str>) -> bool {
+        let answer = map.zip(name).and_then(|(map, name)| map.get(name));
+        matches!(answer, Some(Resolution::NotFound))
+    }
+    let reasons = match (one.addons.first(), one.hooks.first()) {
+        (Some(addon), _) => (
+            missing(known.addons, addon.name.as_str()),
+            [ADDON_NOT_FOUND, ADDON_UNUSABLE],
+        ),
+        (None, Some(hook)) => (
+            missing(known.hook_templates, hook.key().as_deref()),
+            [HOOK_TEMPLATE_NOT_FOUND, HOOK_TEMPLATE_UNUSABLE],
+        ),
+        (None, None) => return None,
+    };
+    Some(Finding {
+        reason: reasons.1[usize::from(!reasons.0)],
+        note: note(verdict.message()),
+    })
+}
+
+/// One reference with a finding, kept to confirm it live.
+struct Broken {
+    kind: &'static Kind,
+    namespace: String,
+    one: References,
+}
+
+impl Audit {
+    /// The KubeStash part of a pass: every object of the four kinds listed live (a kind whose CRD
+    /// is absent has none), each reference judged against the caches, a new finding confirmed
+    /// live, and Events written as for Stash's references. False when the objects could not be
+    /// listed or an Event could not be written (the pass is retried).
+    pub(super) async fn kubestash_pass(&mut self, refresh_all: bool) -> bool {
+        let Some(kubestash) = self.kubestash.clone() else {
+            return true;
+        };
+        let policy = self.settings.policy.clone();
+        let mut catalog = kubestash.catalog();
+        let mut current: HashMap<HookId, (ObjectKey, Finding)> = HashMap::new();
+        // Of the references reported before, those still there (a fixed one gets a Normal
+        // Event; one gone with its object gets none).
+        let mut still_there: HashSet<HookId> = HashSet::new();
+        let mut broken: HashMap<HookId, Broken> = HashMap::new();
+        let mut counts: HashMap<(&'static str, &'static str), i64> = HashMap::new();
+        for kind in crate::kubestash::KINDS {
+            for reason in warning_reasons(&ROADS[2..]) {
+                counts.insert((kind.label, reason), 0);
+            }
+        }
+        let reported = &self.kubestash_reported;
+        let judge = |object: crate::references::protect::kubestash::Listed| {
+            let namespace = object.key.namespace.clone().unwrap_or_default();
+            kubestash.learn(object.kind, &object.refs, &mut catalog);
+            for (path, one) in object.refs.each() {
+                let id = (object.uid.clone(), path.to_string());
+                match finding(object.kind, &namespace, &one, catalog.known(), &policy) {
+                    Some(found) => {
+                        *counts.entry((object.kind.label, found.reason)).or_default() += 1;
+                        current.insert(id.clone(), (object.key.clone(), found));
+                        let (kind, namespace) = (object.kind, namespace.clone());
+                        broken.insert(
+                            id,
+                            Broken {
+                                kind,
+                                namespace,
+                                one,
+                            },
+                        );
+                    }
+                    None if reported.contains_key(&id) => {
+                        still_there.insert(id);
+                    }
+                    None => {}
+                }
+            }
+        };
+        let listed = tokio::time::timeout(LIST_TIMEOUT, for_each_object(&self.client, judge)).await;
+        match listed {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "audit: cannot list the KubeStash objects; retrying");
+                return false;
+            }
+            Err(_) => {
+                tracing::warn!("audit: listing the KubeStash objects timed out; retrying");
+                return false;
+            }
+        }
+        for ((kind, reason), n) in counts {
+            self.metrics.set_broken_references_of(kind, reason, n);
+        }
+        // The caches may lag: a new finding is confirmed with live lookups first.
+        let sources = kubestash.sources();
+        let mut unconfirmed = HashSet::new();
+        for (id, (_, found)) in &current {
+            let new = self
+                .kubestash_reported
+                .get(id)
+                .is_none_or(|(_, f)| f != found);
+            let Some(b) = broken.get(id).filter(|_| new) else {
+                continue;
+            };
+            let deadline = Deadline::after(CONFIRM_TIMEOUT);
+            let live = sources
+                .catalog(&[(b.kind, &b.one)], Vec::new(), true, deadline)
+                .await;
+            if finding(b.kind, &b.namespace, &b.one, live.known(), &policy).is_none() {
+                unconfirmed.insert(id.clone());
+            }
+        }
+        let mut reported = std::mem::take(&mut self.kubestash_reported);
+        let pass = Pass {
+            current: &current,
+            unconfirmed: &unconfirmed,
+            still_there: &still_there,
+            refresh_all,
+        };
+        let all_written = self.report(&mut reported, pass, reference).await;
+        self.kubestash_reported = reported;
+        all_written
+    }
+}
+
+/// The Event's reference to a KubeStash object.
+fn reference(key: &ObjectKey, uid: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(format!("{CORE_GROUP}/{VERSION}")),
+        kind: Some(key.kind.to_owned()),
+        name: Some(key.name.clone()),
+        namespace: key.namespace.clone(),
+        uid: Some(uid.to_owned()),
+        ..ObjectReference::default()
+    }
+}
