@@ -316,7 +316,7 @@ mod tests {
         assert_eq!(
             spec.hooks.pre_backup,
             Some(crate::stash::Executor::Ref {
-                function: crate::stash::FunctionName::Named("mysql-hook-executor".into()),
+                function: crate::stash::Name::Named("mysql-hook-executor".into()),
                 params: crate::stash::Params::Keys(vec!["a".into(), "c".into()]),
             })
         );
@@ -388,7 +388,7 @@ mod tests {
     #[test]
     fn keeps_only_executors_of_the_hooks_of_the_spec_and_of_each_member() {
         use crate::stash::{
-            Executor, FunctionName, Hooks, Member, Params, SpecHooks, TaskName, TaskParams, TaskRef,
+            Executor, Hooks, Member, Name, Params, SpecHooks, TaskName, TaskParams, TaskRef,
         };
         let body = serde_json::json!({"apiVersion": V1, "kind": "AdmissionReview", "request": {
             "uid": "u", "kind": {"group": "stash.appscode.com", "version": "v1beta1", "kind": "BackupBatch"},
@@ -411,7 +411,7 @@ mod tests {
             SpecHooks {
                 hooks: Hooks {
                     post_backup: Some(Executor::Ref {
-                        function: FunctionName::Named("f".to_owned()),
+                        function: Name::Named("f".to_owned()),
                         params: Params::Keys(vec!["a".to_owned()])
                     }),
                     ..Hooks::default()

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::functions::variables::{self, Variable};
 use crate::image::{self, ImageError};
-use crate::stash::{json_type, Executor, ExecutorRef, FieldPath, FunctionName, Params};
+use crate::stash::{json_type, Executor, ExecutorRef, FieldPath, Name, Params};
 
 const LIST_FUNCTIONS: &str = "list them with: kubectl get functions.stash.appscode.com";
 
@@ -382,36 +382,15 @@ fn problems<'a>(
     // Paths are built only for problems found: most references have none.
     let name_path = || r.path.child("functionName");
     let name_fix = || format!("name the Function that runs this hook ({LIST_FUNCTIONS})");
-    match function {
-        FunctionName::Missing => out.push((
-            problem(name_path(), "is required".into(), name_fix()),
-            Subject::Function,
-        )),
-        FunctionName::WrongType(found) => out.push((
-            problem(
-                name_path(),
-                format!("must be a string, got {found}"),
-                name_fix(),
-            ),
-            Subject::Function,
-        )),
-        FunctionName::Named(name) if name.is_empty() => out.push((
-            problem(name_path(), "must not be empty".into(), name_fix()),
-            Subject::Function,
-        )),
-        FunctionName::Named(name) if !valid_object_name(name) => out.push((
-            problem(
-                name_path(),
-                format!("\"{}\" is not a valid Function name: Kubernetes names are lowercase letters, digits, '-' and '.', start and end with a letter or digit, and are at most 253 characters", shown(name)),
-                name_fix(),
-            ),
-            Subject::Function,
-        )),
-        FunctionName::Named(name) => {
+    match name_as_written(function, "Function") {
+        Err(wrong) => out.push((problem(name_path(), wrong, name_fix()), Subject::Function)),
+        Ok(name) => {
             let found = match resolve(name) {
                 None => Some(Found::Unverified(Problem {
                     path: name_path(),
-                    what: format!("Function \"{name}\" could not be verified: it was not looked up"),
+                    what: format!(
+                        "Function \"{name}\" could not be verified: it was not looked up"
+                    ),
                     fix: "retry".into(),
                 })),
                 Some(Resolution::Found(function)) => {
@@ -546,7 +525,7 @@ fn parameter_problems(
                 "{}: Function \"{name}\" does not read ${{{}}} ({}): check the name",
                 r.path.child("params").key(&shown(key)),
                 shown(key),
-                what_it_reads(key, &read),
+                closest_first(key, &read, ("it reads", "it reads no variables")),
             )),
             Subject::Param(key.clone()),
         ));
@@ -554,16 +533,32 @@ fn parameter_problems(
     out
 }
 
-/// "it reads A, B", the closest to `key` first, at most five; or "it reads no variables".
-pub(crate) fn what_it_reads(key: &str, read: &[&str]) -> String {
-    if read.is_empty() {
-        return "it reads no variables".to_owned();
+/// `it reads A, B`: `names`, the closest to `key` first, at most five, after `said.0`; or
+/// `said.1` when there are none.
+pub(crate) fn closest_first(key: &str, names: &[&str], said: (&str, &str)) -> String {
+    if names.is_empty() {
+        return said.1.to_owned();
     }
-    let mut names = read.to_vec();
+    let mut names = names.to_vec();
     names.sort_by_key(|name| (variables::distance(key, name), *name));
     let shown_names: Vec<String> = names.iter().take(5).map(|n| shown(n)).collect();
     let more = if names.len() > 5 { ", ..." } else { "" };
-    format!("it reads {}{more}", shown_names.join(", "))
+    format!("{} {}{more}", said.0, shown_names.join(", "))
+}
+
+/// What is wrong with a name as written, before any lookup (the denial's what); or the name.
+/// `what`: the kind it names (`Function`).
+pub(crate) fn name_as_written<'n>(name: &'n Name, what: &str) -> Result<&'n str, String> {
+    match name {
+        Name::Missing => Err("is required".into()),
+        Name::WrongType(found) => Err(format!("must be a string, got {found}")),
+        Name::Named(name) if name.is_empty() => Err("must not be empty".into()),
+        Name::Named(name) if !valid_object_name(name) => Err(format!(
+            "\"{}\" is not a valid {what} name: Kubernetes names are lowercase letters, digits, '-' and '.', start and end with a letter or digit, and are at most 253 characters",
+            shown(name)
+        )),
+        Name::Named(name) => Ok(name),
+    }
 }
 
 /// Parameters are substituted into the Function's command and args as `${NAME}`, so a name must be

@@ -198,16 +198,35 @@ pub fn json_type(v: &Value) -> &'static str {
     }
 }
 
-/// What an executor says about the Function that runs its hook.
+/// A name as written (an executor's `functionName`, a KubeStash `addon.name`): a string, missing,
+/// or a value of another JSON type.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FunctionName {
+pub enum Name {
     Named(String),
     Missing,
     /// Present but not a string; carries the JSON type found.
     WrongType(&'static str),
 }
 
-/// An executor's `params`: only the keys are judged.
+impl Name {
+    pub fn of(value: Option<&Value>) -> Self {
+        match value {
+            None | Some(Value::Null) => Name::Missing,
+            Some(Value::String(s)) => Name::Named(s.clone()),
+            Some(other) => Name::WrongType(json_type(other)),
+        }
+    }
+
+    /// The name, when one is written and not empty.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Name::Named(name) if !name.is_empty() => Some(name),
+            _ => None,
+        }
+    }
+}
+
+/// `params` as a map (an executor's, a KubeStash task's or hook's): only the keys are judged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Params {
     Absent,
@@ -216,11 +235,29 @@ pub enum Params {
     WrongType(&'static str),
 }
 
+impl Params {
+    pub fn of(value: Option<&Value>) -> Self {
+        match value {
+            None | Some(Value::Null) => Params::Absent,
+            Some(Value::Object(map)) => Params::Keys(map.keys().cloned().collect()),
+            Some(other) => Params::WrongType(json_type(other)),
+        }
+    }
+
+    /// The keys given; none when absent or not a map.
+    pub fn keys(&self) -> &[String] {
+        match self {
+            Params::Keys(keys) => keys,
+            Params::Absent | Params::WrongType(_) => &[],
+        }
+    }
+}
+
 /// The executor of one hook, as written in the object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Executor {
     Ref {
-        function: FunctionName,
+        function: Name,
         params: Params,
     },
     /// `executor` is present but is not a map; carries the JSON type found.
@@ -239,11 +276,8 @@ impl<'a> ExecutorRef<'a> {
     /// The Function this executor names, when it names one.
     pub fn function_name(&self) -> Option<&'a str> {
         match self.executor {
-            Executor::Ref {
-                function: FunctionName::Named(name),
-                ..
-            } if !name.is_empty() => Some(name),
-            _ => None,
+            Executor::Ref { function, .. } => function.as_str(),
+            Executor::WrongType(_) => None,
         }
     }
 }
@@ -704,14 +738,14 @@ impl<'de> Visitor<'de> for ExecutorVisitor {
         Ok(Executor::WrongType("a string"))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Executor, A::Error> {
-        let (mut function, mut params) = (FunctionName::Missing, Params::Absent);
+        let (mut function, mut params) = (Name::Missing, Params::Absent);
         while let Some(key) = map.next_key::<Key>()? {
             match key {
                 Key::FunctionName => {
                     function = match map.next_value::<Text>()? {
-                        Text::String(name) => FunctionName::Named(name),
-                        Text::Null => FunctionName::Missing,
-                        Text::Other(found) => FunctionName::WrongType(found),
+                        Text::String(name) => Name::Named(name),
+                        Text::Null => Name::Missing,
+                        Text::Other(found) => Name::WrongType(found),
                     }
                 }
                 Key::Params => params = map.next_value::<ParamsField>()?.0,
@@ -1026,7 +1060,7 @@ mod tests {
         assert_eq!(
             spec.hooks.pre_backup,
             Some(Executor::Ref {
-                function: FunctionName::Named("last".into()),
+                function: Name::Named("last".into()),
                 params: Params::Keys(vec!["a".into(), "b".into()])
             })
         );
@@ -1066,7 +1100,7 @@ mod tests {
         assert_eq!(
             *refs[0].executor,
             Executor::Ref {
-                function: FunctionName::Named("fn".into()),
+                function: Name::Named("fn".into()),
                 params: Params::Keys(vec!["a".into(), "c".into()])
             }
         );
@@ -1078,7 +1112,7 @@ mod tests {
         assert_eq!(
             *refs[0].executor,
             Executor::Ref {
-                function: FunctionName::WrongType("a number"),
+                function: Name::WrongType("a number"),
                 params: Params::WrongType("a list")
             }
         );

@@ -16,8 +16,7 @@ use stash_webhook::metrics::Metrics;
 use stash_webhook::review;
 use stash_webhook::rules::FailurePolicy;
 use stash_webhook::stash::{
-    json_type, Executor, FunctionName, Hooks, Member, Params, SpecHooks, TaskName, TaskParams,
-    TaskRef,
+    json_type, Executor, Hooks, Member, Name, Params, SpecHooks, TaskName, TaskParams, TaskRef,
 };
 use stash_webhook::validator::Validator;
 use support::{fixture, FUNCTIONS};
@@ -125,9 +124,9 @@ fn hooks_of(spec: &Value) -> SpecHooks {
             Value::Null => None,
             Value::Object(fields) => Some(Executor::Ref {
                 function: match fields.get("functionName") {
-                    None | Some(Value::Null) => FunctionName::Missing,
-                    Some(Value::String(name)) => FunctionName::Named(name.clone()),
-                    Some(other) => FunctionName::WrongType(json_type(other)),
+                    None | Some(Value::Null) => Name::Missing,
+                    Some(Value::String(name)) => Name::Named(name.clone()),
+                    Some(other) => Name::WrongType(json_type(other)),
                 },
                 params: match fields.get("params") {
                     None | Some(Value::Null) => Params::Absent,

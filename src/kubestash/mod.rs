@@ -12,7 +12,8 @@ pub mod referents;
 
 use serde_json::{Map, Value};
 
-use crate::stash::{json_type, FieldPath};
+use crate::stash::FieldPath;
+pub use crate::stash::{Name, Params};
 
 /// The group of the kinds that name referents (BackupConfiguration, HookTemplate, ...).
 pub const CORE_GROUP: &str = "core.kubestash.com";
@@ -116,56 +117,6 @@ pub fn kind(group: &str, version: &str, kind: &str) -> Option<&'static Kind> {
         return None;
     }
     KINDS.iter().find(|k| k.kind == kind)
-}
-
-/// A name as written: a string, missing, or a value of another JSON type.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Name {
-    Named(String),
-    Missing,
-    WrongType(&'static str),
-}
-
-impl Name {
-    fn of(value: Option<&Value>) -> Self {
-        match value {
-            None | Some(Value::Null) => Name::Missing,
-            Some(Value::String(s)) => Name::Named(s.clone()),
-            Some(other) => Name::WrongType(json_type(other)),
-        }
-    }
-
-    /// The name, when one is written and not empty.
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Name::Named(name) if !name.is_empty() => Some(name),
-            _ => None,
-        }
-    }
-}
-
-/// `params`: a map of which the keys are judged, or a value of another JSON type.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Params {
-    Keys(Vec<String>),
-    WrongType(&'static str),
-}
-
-impl Params {
-    fn of(value: Option<&Value>) -> Self {
-        match value {
-            None | Some(Value::Null) => Params::Keys(Vec::new()),
-            Some(Value::Object(map)) => Params::Keys(map.keys().cloned().collect()),
-            Some(other) => Params::WrongType(json_type(other)),
-        }
-    }
-
-    pub fn keys(&self) -> &[String] {
-        match self {
-            Params::Keys(keys) => keys,
-            Params::WrongType(_) => &[],
-        }
-    }
 }
 
 /// One addon reference: `addon.name` and the tasks it asks for.

@@ -24,9 +24,7 @@ use crate::metrics::Metrics;
 use crate::rules::tasks::{self as task_rules, Task};
 use crate::rules::{self, valid_object_name, Function, Policy, Resolution};
 use crate::sources::Source;
-use crate::stash::{
-    Executor, ExecutorRef, FieldPath, FunctionName, StashKind, TaskName, TaskRef, TaskUse,
-};
+use crate::stash::{Executor, ExecutorRef, FieldPath, Name, StashKind, TaskName, TaskRef, TaskUse};
 use crate::tasks::ClusterSource as TaskSource;
 
 /// The Event reasons, as `kubectl get events --field-selector reason=...` finds them.
@@ -241,7 +239,7 @@ fn task_name(task: &TaskRef) -> Option<&str> {
 /// What the Function cache holds for the Function `executor` names.
 fn cached(functions: &ClusterSource, executor: &Executor) -> Option<Resolution> {
     let Executor::Ref {
-        function: FunctionName::Named(name),
+        function: Name::Named(name),
         ..
     } = executor
     else {
@@ -561,7 +559,7 @@ impl Audit {
         };
         let resolution = match &executor {
             Executor::Ref {
-                function: FunctionName::Named(name),
+                function: Name::Named(name),
                 ..
             } => Some(live.function(&self.functions, name).await),
             _ => None,
@@ -683,7 +681,7 @@ mod tests {
 
     fn executor(name: &str) -> Executor {
         Executor::Ref {
-            function: FunctionName::Named(name.into()),
+            function: Name::Named(name.into()),
             params: crate::stash::Params::Absent,
         }
     }

@@ -138,7 +138,7 @@ impl Indexed {
     fn named(&self) -> impl Iterator<Item = (&str, String)> {
         self.executors.iter().filter_map(|(path, executor)| {
             let Executor::Ref {
-                function: crate::stash::FunctionName::Named(name),
+                function: crate::stash::Name::Named(name),
                 ..
             } = executor
             else {

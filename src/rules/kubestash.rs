@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{shown, valid_object_name, valid_param_name, Container, Found, Policy, Problem};
+use super::{closest_first, name_as_written, shown, valid_object_name, valid_param_name};
+use super::{Container, Found, Policy, Problem};
 use super::{Resolution, Verdict};
-use crate::functions::variables;
-use crate::kubestash::referents::{Addon, AddonFunction, AddonTask, HookTemplate, Parameter};
+use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate, Parameter};
 use crate::kubestash::referents::{Usage, Versions};
 use crate::kubestash::{AddonUse, HookUse, Kind, Name, Params, References, TaskUse};
 use crate::stash::FieldPath;
@@ -259,41 +259,16 @@ fn name_problems<'n>(
     fix: &dyn Fn() -> String,
     out: &mut Vec<Found>,
 ) -> Option<&'n str> {
-    let name = match name {
-        Name::Missing => {
-            out.push(problem(path, "is required".into(), fix()));
-            return None;
-        }
-        Name::WrongType(found) => {
-            out.push(problem(
-                path,
-                format!("must be a string, got {found}"),
-                fix(),
-            ));
-            return None;
-        }
-        Name::Named(name) if name.is_empty() => {
-            out.push(problem(path, "must not be empty".into(), fix()));
-            return None;
-        }
-        Name::Named(name) => name,
-    };
-    if !judged(kind, name) {
+    if let Some(name) = name.as_str().filter(|n| !judged(kind, n)) {
         out.push(Found::Warning(format!(
             "{path}: {what} \"{}\" is filled in per target when KubeStash creates each BackupConfiguration from this blueprint: not checked here",
             shown(name)
         )));
         return None;
     }
-    if !valid_object_name(name) {
-        out.push(problem(
-            path,
-            format!("\"{}\" is not a valid {what} name: Kubernetes names are lowercase letters, digits, '-' and '.', start and end with a letter or digit, and are at most 253 characters", shown(name)),
-            fix(),
-        ));
-        return None;
-    }
-    Some(name)
+    name_as_written(name, what)
+        .map_err(|wrong| out.push(problem(path, wrong, fix())))
+        .ok()
 }
 
 /// "not checked" when there is no source for `what` at all.
@@ -353,7 +328,11 @@ fn addon_problems(kind: &Kind, addon: &AddonUse, known: Known<'_>) -> Vec<(Found
         let fix = || {
             format!(
                 "name one of Addon \"{name}\"'s {list} tasks ({})",
-                it_has(task.name.as_str().unwrap_or_default(), offered)
+                closest_first(
+                    task.name.as_str().unwrap_or_default(),
+                    &offered.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+                    ("it has", "it has none")
+                )
             )
         };
         let mut found = Vec::new();
@@ -400,10 +379,10 @@ fn addon_problems(kind: &Kind, addon: &AddonUse, known: Known<'_>) -> Vec<(Found
                         "{}: {runner} declares no volume \"{}\" ({}): check the name",
                         task.path.child("addonVolumes").index(*i).child("name"),
                         shown(volume),
-                        declares(
+                        closest_first(
                             volume,
                             &offer.volumes.iter().map(String::as_str).collect::<Vec<_>>(),
-                            "volumes"
+                            ("it declares", "it declares no volumes")
                         ),
                     )),
                     Subject::Inputs(j),
@@ -590,17 +569,15 @@ fn input_problems(
 ) -> Vec<Found> {
     let mut out = Vec::new();
     let params_path = path.child("params");
-    let keys = match params {
-        Params::WrongType(found) => {
-            out.push(problem(
-                params_path,
-                format!("must be a map of parameter names to string values, got {found}"),
-                "write params: {KEY: VALUE}".into(),
-            ));
-            return out;
-        }
-        Params::Keys(keys) => keys,
-    };
+    if let Params::WrongType(found) = params {
+        out.push(problem(
+            params_path,
+            format!("must be a map of parameter names to string values, got {found}"),
+            "write params: {KEY: VALUE}".into(),
+        ));
+        return out;
+    }
+    let keys = params.keys();
     for parameter in declared.iter().filter(|p| p.must_be_set()) {
         if !keys.contains(&parameter.name) {
             let p = shown(&parameter.name);
@@ -618,7 +595,7 @@ fn input_problems(
                 "{}: {runner} declares no parameter \"{}\" ({}): check the name",
                 params_path.key(&shown(key)),
                 shown(key),
-                declares(key, &names, "parameters"),
+                closest_first(key, &names, ("it declares", "it declares no parameters")),
             )));
         }
     }
@@ -641,30 +618,6 @@ fn input_problems(
         }
     }
     out
-}
-
-/// "it declares A, B", the closest to `key` first, at most five; or "it declares no WHAT".
-fn declares(key: &str, names: &[&str], what: &str) -> String {
-    if names.is_empty() {
-        return format!("it declares no {what}");
-    }
-    let mut sorted = names.to_vec();
-    sorted.sort_by_key(|name| (variables::distance(key, name), *name));
-    let shown_names: Vec<String> = sorted.iter().take(5).map(|n| shown(n)).collect();
-    let more = if sorted.len() > 5 { ", ..." } else { "" };
-    format!("it declares {}{more}", shown_names.join(", "))
-}
-
-/// "it has A, B", the closest to `name` first, at most five; or "it has none".
-fn it_has(name: &str, tasks: &[AddonTask]) -> String {
-    if tasks.is_empty() {
-        return "it has none".to_owned();
-    }
-    let mut names: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
-    names.sort_by_key(|n| (variables::distance(name, n), *n));
-    let more = if names.len() > 5 { ", ..." } else { "" };
-    let listed: Vec<String> = names.iter().take(5).map(|n| shown(n)).collect();
-    format!("it has {}{more}", listed.join(", "))
 }
 
 #[cfg(test)]

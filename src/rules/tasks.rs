@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::{
-    function_problem, shown, valid_object_name, what_it_reads, Found, Function, Policy, Problem,
+    closest_first, function_problem, shown, valid_object_name, Found, Function, Policy, Problem,
     Resolution, Verdict,
 };
 use crate::functions::variables::{self, Variable};
@@ -492,7 +492,7 @@ fn problems<'a>(
                     "{}: no step of Task \"{name}\" reads ${{{}}} ({}): check the name",
                     params_path().key(&index.to_string()),
                     shown(key),
-                    what_it_reads(key, &read).replacen("it reads", "they read", 1),
+                    closest_first(key, &read, ("they read", "they read no variables")),
                 )),
                 Subject::Inputs,
             ));
