@@ -429,11 +429,11 @@ impl Protector {
 
     pub async fn review(&self, req: &Request<'_>, api_server_timeout: Option<Duration>) -> Outcome {
         let ours = req.kind.group == STASH_GROUP && req.kind.version == STASH_VERSION;
-        let which = kubestash::Which::of(req);
+        let referent = kubestash::referent(req);
         let kind = match &*req.kind.kind {
             "Function" if ours => Some(Kind::Function),
             "Task" if ours => Some(Kind::Task),
-            _ if which.is_some() => None,
+            _ if referent.is_some() => None,
             _ => {
                 return Outcome {
                     reply: Reply::allow(),
@@ -452,11 +452,13 @@ impl Protector {
             _ => req.object.as_ref(),
         }
         .is_some_and(|o| o.metadata.allow_breaking_references);
-        let reply = match (kind, which) {
+        let reply = match (kind, referent) {
             (Some(Kind::Function), _) => self.function(req, annotated, deadline).await,
             (Some(Kind::Task), _) => self.task(req, annotated, deadline).await,
-            (None, Some(which)) => {
-                return self.review_kubestash(req, which, annotated, deadline).await
+            (None, Some(referent)) => {
+                return self
+                    .review_kubestash(req, referent, annotated, deadline)
+                    .await
             }
             (None, None) => Ok(Reply::allow()),
         };

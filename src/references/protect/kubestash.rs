@@ -9,6 +9,7 @@
 //! after is broken by the change; one broken before is not this change's doing.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::core::admission::Operation;
@@ -17,13 +18,13 @@ use serde_json::Value;
 
 use super::{decide, through_text, unusable, within, ListError, Protector, Unchecked, RETRY_LIST};
 use crate::kubestash::referents::{Addon, AddonFunction, HookExecutor, HookTemplate};
-use crate::kubestash::{self, Kind, References, TaskList, CORE_GROUP, VERSION};
+use crate::kubestash::{self, HookUse, Kind, References, TaskList, CORE_GROUP, VERSION};
 use crate::references::index;
 use crate::review::{self, Reply, Request};
 use crate::rules::kubestash::{self as rules, Catalog};
 use crate::rules::{Container, FailurePolicy, Found, Policy, Problem, Resolution};
 use crate::sources::{list_pages, Referent, Source};
-use crate::validator::{look_up, Deadline, Outcome};
+use crate::validator::{Deadline, Outcome};
 
 const LIST_FUNCTIONS: &str = "list them with: kubectl get functions.addons.kubestash.com";
 
@@ -98,54 +99,48 @@ pub enum Written {
     HookTemplate(HookTemplate),
 }
 
-/// Which KubeStash referent a review is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Which {
-    Addon,
-    Function,
-    HookTemplate,
-}
+/// How a referent is read from its object.
+pub(super) type Reader = fn(&Value) -> Written;
 
-impl Which {
-    pub(super) fn of(req: &Request<'_>) -> Option<Which> {
-        fn is<R: Referent>(req: &Request<'_>) -> bool {
-            (&*req.kind.group, &*req.kind.version, &*req.kind.kind)
-                == (R::GROUP, R::VERSION, R::KIND)
-        }
-        [
-            (is::<Addon>(req), Which::Addon),
-            (is::<AddonFunction>(req), Which::Function),
-            (is::<HookTemplate>(req), Which::HookTemplate),
-        ]
-        .into_iter()
-        .find_map(|(is, which)| is.then_some(which))
+/// The KubeStash referent a review is about: its kind as metrics label it, and how to read it.
+pub(super) fn referent(req: &Request<'_>) -> Option<(&'static str, Reader)> {
+    fn is<R: Referent>(req: &Request<'_>) -> bool {
+        (&*req.kind.group, &*req.kind.version, &*req.kind.kind) == (R::GROUP, R::VERSION, R::KIND)
     }
-
-    /// As metrics label the kind.
-    pub(super) fn label(self) -> &'static str {
-        match self {
-            Which::Addon => "Addon.addons.kubestash.com",
-            Which::Function => "Function.addons.kubestash.com",
-            Which::HookTemplate => "HookTemplate.core.kubestash.com",
-        }
-    }
-
-    fn read(self, object: &Value) -> Written {
-        match self {
-            Which::Addon => Written::Addon(Addon::from_object(object)),
-            Which::Function => Written::Function(AddonFunction::from_object(object)),
-            Which::HookTemplate => Written::HookTemplate(HookTemplate::from_object(object)),
-        }
-    }
+    let referents: [(bool, &str, Reader); 3] = [
+        (is::<Addon>(req), "Addon.addons.kubestash.com", |o| {
+            Written::Addon(Addon::from_object(o))
+        }),
+        (
+            is::<AddonFunction>(req),
+            "Function.addons.kubestash.com",
+            |o| Written::Function(AddonFunction::from_object(o)),
+        ),
+        (
+            is::<HookTemplate>(req),
+            "HookTemplate.core.kubestash.com",
+            |o| Written::HookTemplate(HookTemplate::from_object(o)),
+        ),
+    ];
+    let (_, label, read) = referents.into_iter().find(|(is, _, _)| *is)?;
+    Some((label, read))
 }
 
 impl Written {
+    fn kind(&self) -> &'static str {
+        match self {
+            Written::Addon(_) => Addon::KIND,
+            Written::Function(_) => AddonFunction::KIND,
+            Written::HookTemplate(_) => HookTemplate::KIND,
+        }
+    }
+
     /// The Functions it runs.
     fn functions(&self) -> Vec<String> {
         match self {
             Written::Addon(addon) => addon.functions().map(str::to_owned).collect(),
             Written::HookTemplate(template) => {
-                template.function().map(str::to_owned).into_iter().collect()
+                template.function().into_iter().map(str::to_owned).collect()
             }
             Written::Function(_) => Vec::new(),
         }
@@ -192,25 +187,21 @@ impl Written {
         }
     }
 
-    /// Puts it, as `key`, in `catalog` (or marks it not found, when it is deleted).
-    fn put(written: Option<&Written>, which: Which, key: &str, catalog: &mut Catalog) {
-        fn put<R>(map: &mut Option<HashMap<String, Resolution<R>>>, key: &str, r: Resolution<R>) {
+    /// Puts it in `catalog` as `key`: found, or not found once `deleted`.
+    fn put(&self, key: &str, deleted: bool, catalog: &mut Catalog) {
+        fn put<R>(map: &mut Option<HashMap<String, Resolution<R>>>, key: &str, r: R, gone: bool) {
+            let answer = if gone {
+                Resolution::NotFound
+            } else {
+                Resolution::found(r)
+            };
             map.get_or_insert_with(HashMap::new)
-                .insert(key.to_owned(), r);
+                .insert(key.to_owned(), answer);
         }
-        match (which, written.cloned()) {
-            (_, Some(Written::Addon(a))) => put(&mut catalog.addons, key, Resolution::found(a)),
-            (_, Some(Written::Function(f))) => {
-                put(&mut catalog.functions, key, Resolution::found(f))
-            }
-            (_, Some(Written::HookTemplate(t))) => {
-                put(&mut catalog.hook_templates, key, Resolution::found(t))
-            }
-            (Which::Addon, None) => put(&mut catalog.addons, key, Resolution::NotFound),
-            (Which::Function, None) => put(&mut catalog.functions, key, Resolution::NotFound),
-            (Which::HookTemplate, None) => {
-                put(&mut catalog.hook_templates, key, Resolution::NotFound)
-            }
+        match self.clone() {
+            Written::Addon(a) => put(&mut catalog.addons, key, a, deleted),
+            Written::Function(f) => put(&mut catalog.functions, key, f, deleted),
+            Written::HookTemplate(t) => put(&mut catalog.hook_templates, key, t, deleted),
         }
     }
 }
@@ -274,48 +265,26 @@ pub fn judge(
     decide(warnings, what, kind, &breaks, allow_breaking)
 }
 
-/// What `source` says of each of `names`: from memory when it trusts it, live otherwise; none
-/// without a source, or when the cluster does not serve the kind.
-async fn named<R: Referent>(
-    source: Option<&dyn Source<R>>,
-    mut names: Vec<String>,
-    deadline: Deadline,
-) -> Option<HashMap<String, Resolution<R>>> {
-    let source = source.filter(|s| s.is_installed())?;
-    names.sort_unstable();
-    names.dedup();
-    let mut found = HashMap::new();
-    let mut pending = Vec::new();
-    for name in &names {
-        match source.resolve_now(name) {
-            Some(answer) => {
-                found.insert(name.clone(), answer);
-            }
-            None => pending.push(name.as_str()),
-        }
-    }
-    found.extend(look_up(source, pending, deadline).await);
-    Some(found)
-}
-
 impl Protector {
-    /// A review of an Addon, a KubeStash Function or a HookTemplate.
+    /// A review of an Addon, a KubeStash Function or a HookTemplate (`label`: its kind, as
+    /// metrics label it).
     pub(super) async fn review_kubestash(
         &self,
         req: &Request<'_>,
-        which: Which,
+        (label, read): (&'static str, Reader),
         annotated: bool,
         deadline: Deadline,
     ) -> Outcome {
         let reply = match review::whole_objects(req.body) {
             Ok((new, old)) => {
-                let read = |o: Option<Value>| o.map(|o| which.read(&o));
+                // The API server sends the object deleted as the old object.
                 let (old, new) = match req.operation {
-                    Operation::Create => (None, read(new)),
-                    Operation::Update => (read(old), read(new)),
-                    _ => (None, None),
+                    Operation::Create => (None, new),
+                    Operation::Update => (old, new),
+                    _ => (old, None),
                 };
-                self.kubestash_change(req, which, (old, new), annotated, deadline)
+                let (old, new) = (old.map(|o| read(&o)), new.map(|o| read(&o)));
+                self.kubestash_change(req, (old, new), annotated, deadline)
                     .await
             }
             Err(err) => Ok(Reply::deny(format!("the request could not be read: {err}"))),
@@ -324,75 +293,91 @@ impl Protector {
             Ok(reply) => self.outcome(reply),
             Err(unchecked) => self.unverified(&unchecked),
         };
-        outcome.other_kind = Some(which.label());
+        outcome.other_kind = Some(label);
         outcome
     }
 
     async fn kubestash_change(
         &self,
         req: &Request<'_>,
-        which: Which,
         (old, new): (Option<Written>, Option<Written>),
         annotated: bool,
         deadline: Deadline,
     ) -> Result<Reply, Unchecked> {
-        let key = match (which, &req.namespace) {
-            (Which::HookTemplate, Some(ns)) => format!("{ns}/{}", req.name),
-            _ => req.name.to_string(),
+        let Some(written) = new.as_ref().or(old.as_ref()) else {
+            return Ok(Reply::allow());
         };
-        let kind = match which {
-            Which::Addon => Addon::KIND,
-            Which::Function => AddonFunction::KIND,
-            Which::HookTemplate => HookTemplate::KIND,
+        // A HookTemplate is known by `NAMESPACE/NAME`.
+        let key = match &req.namespace {
+            Some(ns) => format!("{ns}/{}", req.name),
+            None => req.name.to_string(),
         };
-        let sources = &self.kubestash;
-        let mut catalog = Catalog {
-            functions: match (&new, &self.cluster) {
-                (Some(new), Some(_)) => {
-                    named(sources.functions.as_deref(), new.functions(), deadline).await
-                }
-                _ => None,
-            },
-            ..Catalog::default()
-        };
-        let warnings = new
-            .as_ref()
-            .map(|new| new.warnings(&key, &catalog))
-            .unwrap_or_default();
         let delete = req.operation == Operation::Delete;
         let changed = delete || (req.operation == Operation::Update && old != new);
-        let (Some(cluster), true) = (&self.cluster, changed) else {
-            return Ok(judge((kind, &key), delete, &[], warnings, annotated));
+        let objects = match (&self.cluster, changed) {
+            (Some(cluster), true) => {
+                self.kubestash_users(cluster, written, &key, deadline)
+                    .await?
+            }
+            _ => Vec::new(),
         };
-        // The objects that may depend on the referent: those naming it, or (for a Function) an
-        // Addon or a HookTemplate that memory says runs it, or does not know.
-        let mut runs: HashMap<String, bool> = HashMap::new();
-        let mut may_depend = |refs: &References| match which {
-            Which::Addon => refs.addons.iter().any(|a| a.name.as_str() == Some(&key)),
-            Which::HookTemplate => refs.hooks.iter().any(|h| h.key().as_deref() == Some(&key)),
-            Which::Function => {
-                let addons = refs.addons.iter().filter_map(|a| a.name.as_str());
-                let via_addon = addons.map(str::to_owned).any(|name| {
-                    *runs.entry(format!("addon {name}")).or_insert_with(|| {
-                        match sources.addons.as_ref().and_then(|s| s.resolve_now(&name)) {
-                            Some(Resolution::Found(addon)) => addon.functions().any(|f| f == key),
-                            _ => true,
-                        }
-                    })
-                });
-                via_addon
-                    || refs.hooks.iter().filter_map(|h| h.key()).any(|k| {
-                        *runs.entry(format!("hook {k}")).or_insert_with(|| {
-                            let found = sources
-                                .hook_templates
-                                .as_ref()
-                                .and_then(|s| s.resolve_now(&k));
-                            match found {
-                                Some(Resolution::Found(t)) => t.function() == Some(&key),
-                                _ => true,
-                            }
-                        })
-                    })
+        // What they name, and what the referent runs, as it is and as the change leaves it.
+        let names: Vec<_> = objects.iter().map(|o| (o.kind, &o.refs)).collect();
+        let functions = new
+            .iter()
+            .chain(&old)
+            .flat_map(Written::functions)
+            .collect();
+        let sources = &self.kubestash;
+        let mut before = sources.catalog(&names, functions, false, deadline).await;
+        if let Some(old) = &old {
+            old.put(&key, false, &mut before);
+        }
+        let mut after = before.clone();
+        written.put(&key, delete, &mut after);
+        let warnings = new
+            .as_ref()
+            .map(|new| new.warnings(&key, &after))
+            .unwrap_or_default();
+        let broken: Vec<(User, Problem)> = objects
+            .iter()
+            .flat_map(|o| broken_by(o, &before, &after))
+            .collect();
+        Ok(judge(
+            (written.kind(), &key),
+            delete,
+            &broken,
+            warnings,
+            annotated,
+        ))
+    }
+
+    /// The objects that may depend on referent `key`, listed live before `deadline`: those that
+    /// name it, or (for a Function) an Addon or a HookTemplate that memory says runs it, or does
+    /// not know.
+    async fn kubestash_users(
+        &self,
+        cluster: &super::Cluster,
+        written: &Written,
+        key: &str,
+        deadline: Deadline,
+    ) -> Result<Vec<Listed>, Unchecked> {
+        let sources = &self.kubestash;
+        let (mut addons, mut templates) = (HashMap::new(), HashMap::new());
+        let mut may_depend = |refs: &References| match written {
+            Written::Addon(_) => refs.addons.iter().any(|a| a.name.as_str() == Some(key)),
+            Written::HookTemplate(_) => refs.hooks.iter().any(|h| h.key().as_deref() == Some(key)),
+            Written::Function(_) => {
+                let mut names = refs.addons.iter().filter_map(|a| a.name.as_str());
+                let runs = |a: &Addon| a.functions().any(|f| f == key);
+                names.any(|name| {
+                    *(addons.entry(name.to_owned()))
+                        .or_insert_with(|| may_run(&sources.addons, name, runs))
+                }) || refs.hooks.iter().filter_map(HookUse::key).any(|k| {
+                    let runs = |t: &HookTemplate| t.function() == Some(key);
+                    *(templates.entry(k.clone()))
+                        .or_insert_with(|| may_run(&sources.hook_templates, &k, runs))
+                })
             }
         };
         let client = cluster.client.clone();
@@ -408,46 +393,27 @@ impl Protector {
             Ok(kept)
         })
         .await;
-        let objects = listed.map_err(|err| Unchecked {
-            subject: format!("{kind} \"{key}\" could not be checked for objects that name it"),
+        listed.map_err(|err| Unchecked {
+            subject: format!(
+                "{} \"{key}\" could not be checked for objects that name it",
+                written.kind()
+            ),
             why: err.to_string(),
             retry: RETRY_LIST,
-        })?;
+        })
+    }
+}
 
-        // What they name, as it is and as the change leaves it.
-        let names = |f: fn(&Kind, &References) -> Vec<String>| -> Vec<String> {
-            objects.iter().flat_map(|o| f(o.kind, &o.refs)).collect()
-        };
-        catalog.addons = named(
-            sources.addons.as_deref(),
-            names(rules::addons_to_resolve),
-            deadline,
-        )
-        .await;
-        catalog.hook_templates = named(
-            sources.hook_templates.as_deref(),
-            names(rules::hook_templates_to_resolve),
-            deadline,
-        )
-        .await;
-        let mut after = catalog.clone();
-        Written::put(new.as_ref(), which, &key, &mut after);
-        let functions: Vec<String> = objects
-            .iter()
-            .flat_map(|o| {
-                let mut names = rules::functions_to_resolve(&o.refs, catalog.known());
-                names.extend(rules::functions_to_resolve(&o.refs, after.known()));
-                names
-            })
-            .collect();
-        catalog.functions = named(sources.functions.as_deref(), functions, deadline).await;
-        after.functions = catalog.functions.clone();
-        Written::put(new.as_ref(), which, &key, &mut after);
-        let broken: Vec<(User, Problem)> = objects
-            .iter()
-            .flat_map(|o| broken_by(o, &catalog, &after))
-            .collect();
-        Ok(judge((kind, &key), delete, &broken, warnings, annotated))
+/// Whether memory says referent `name` of `source` runs the Function (`runs`); one that memory
+/// does not know may.
+fn may_run<R: Referent>(
+    source: &Option<Arc<dyn Source<R>>>,
+    name: &str,
+    runs: impl Fn(&R) -> bool,
+) -> bool {
+    match source.as_ref().and_then(|s| s.resolve_now(name)) {
+        Some(Resolution::Found(found)) => runs(&found),
+        _ => true,
     }
 }
 

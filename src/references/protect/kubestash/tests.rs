@@ -42,33 +42,37 @@ fn function(spec: Value) -> Written {
 /// Function `imageless`; and Function `gone`, which does not exist.
 fn catalog() -> Catalog {
     let mut catalog = Catalog::default();
-    let mut put = |written: Option<Written>, which, key| {
-        Written::put(written.as_ref(), which, key, &mut catalog);
-    };
     let tasks = json!([{"name": "logical-backup", "function": "workload-backup"}]);
-    put(Some(addon(tasks)), Which::Addon, "workload-addon");
-    put(
-        Some(template("workload-backup")),
-        Which::HookTemplate,
-        "demo/freeze",
-    );
+    addon(tasks).put("workload-addon", false, &mut catalog);
+    template("workload-backup").put("demo/freeze", false, &mut catalog);
     let image = json!({"image": "ghcr.io/kubestash/workload:v0.1"});
-    put(Some(function(image)), Which::Function, "workload-backup");
-    put(Some(function(json!({}))), Which::Function, "imageless");
-    put(None, Which::Function, "gone");
+    function(image).put("workload-backup", false, &mut catalog);
+    function(json!({})).put("imageless", false, &mut catalog);
+    function(json!({})).put("gone", true, &mut catalog);
     catalog
 }
 
-/// What changing referent `key` to `new` (none: deleting it) breaks in `db-backup`, as
+/// What changing referent `key` (`old`) to `new` (none: deleting it) breaks in `db-backup`, as
 /// `(path, first denial)`.
-fn breaks(which: Which, key: &str, new: Option<Written>) -> Vec<(String, String)> {
+fn breaks(old: Written, key: &str, new: Option<Written>) -> Vec<(String, String)> {
     let before = catalog();
     let mut after = before.clone();
-    Written::put(new.as_ref(), which, key, &mut after);
+    match new {
+        Some(new) => new.put(key, false, &mut after),
+        None => old.put(key, true, &mut after),
+    }
     broken_by(&db_backup(), &before, &after)
         .into_iter()
         .map(|(user, problem)| (user.path, format!("{}: {}", problem.path, problem.what)))
         .collect()
+}
+
+fn an_addon() -> Written {
+    addon(json!([]))
+}
+
+fn a_function() -> Written {
+    function(json!({}))
 }
 
 #[test]
@@ -76,29 +80,29 @@ fn deleting_a_referent_breaks_the_references_that_reach_it() {
     let addon_path = "spec.sessions[0].addon";
     let hook_path = "spec.sessions[0].hooks.preBackup[0]";
     assert_eq!(
-        breaks(Which::Addon, "workload-addon", None),
+        breaks(an_addon(), "workload-addon", None),
         [(
             addon_path.to_owned(),
             format!("{addon_path}.name: Addon \"workload-addon\" not found")
         )]
     );
     assert_eq!(
-        breaks(Which::HookTemplate, "demo/freeze", None),
+        breaks(template("x"), "demo/freeze", None),
         [(
             hook_path.to_owned(),
             format!("{hook_path}.hookTemplate.name: HookTemplate \"freeze\" not found in namespace \"demo\"")
         )]
     );
     // Through the Addon's task and through the HookTemplate.
-    let through: Vec<String> = breaks(Which::Function, "workload-backup", None)
+    let through: Vec<String> = breaks(a_function(), "workload-backup", None)
         .into_iter()
         .map(|(path, _)| path)
         .collect();
     assert_eq!(through, [addon_path, hook_path]);
     // What the object does not reach.
-    assert!(breaks(Which::Addon, "other-addon", None).is_empty());
-    assert!(breaks(Which::HookTemplate, "other/freeze", None).is_empty());
-    assert!(breaks(Which::Function, "imageless", None).is_empty());
+    assert!(breaks(an_addon(), "other-addon", None).is_empty());
+    assert!(breaks(template("x"), "other/freeze", None).is_empty());
+    assert!(breaks(a_function(), "imageless", None).is_empty());
 }
 
 #[test]
@@ -106,7 +110,7 @@ fn an_update_breaks_what_admission_would_now_deny() {
     let path = "spec.sessions[0].addon";
     let removed = json!([{"name": "manifest-backup", "function": "workload-backup"}]);
     assert_eq!(
-        breaks(Which::Addon, "workload-addon", Some(addon(removed))),
+        breaks(an_addon(), "workload-addon", Some(addon(removed))),
         [(
             path.to_owned(),
             format!("{path}.tasks[0].name: Addon \"workload-addon\" has no backup task \"logical-backup\"")
@@ -114,17 +118,13 @@ fn an_update_breaks_what_admission_would_now_deny() {
     );
     let repointed = json!([{"name": "logical-backup", "function": "gone"}]);
     assert_eq!(
-        breaks(Which::Addon, "workload-addon", Some(addon(repointed))),
+        breaks(an_addon(), "workload-addon", Some(addon(repointed))),
         [(
             path.to_owned(),
             format!("{path}.tasks[0].name: backup task \"logical-backup\" of Addon \"workload-addon\" runs Function \"gone\" (functions.addons.kubestash.com), which is not found")
         )]
     );
-    let imageless = breaks(
-        Which::Function,
-        "workload-backup",
-        Some(function(json!({}))),
-    );
+    let imageless = breaks(a_function(), "workload-backup", Some(function(json!({}))));
     assert_eq!(imageless.len(), 2, "{imageless:?}");
     assert!(imageless[1]
         .1
@@ -132,20 +132,20 @@ fn an_update_breaks_what_admission_would_now_deny() {
     // A task no object names, a Function left usable, a Pod executor: nothing breaks.
     let more = json!([{"name": "logical-backup", "function": "workload-backup"},
         {"name": "manifest-backup", "function": "gone"}]);
-    assert!(breaks(Which::Addon, "workload-addon", Some(addon(more))).is_empty());
+    assert!(breaks(an_addon(), "workload-addon", Some(addon(more))).is_empty());
     let image = json!({"image": "ghcr.io/kubestash/workload:v0.2"});
-    assert!(breaks(Which::Function, "workload-backup", Some(function(image))).is_empty());
+    assert!(breaks(a_function(), "workload-backup", Some(function(image))).is_empty());
     let pod = HookTemplate::from_object(&json!({"spec": {"executor": {"type": "Pod"}}}));
     let pod = Some(Written::HookTemplate(pod));
-    assert!(breaks(Which::HookTemplate, "demo/freeze", pod).is_empty());
+    assert!(breaks(template("x"), "demo/freeze", pod).is_empty());
 }
 
 #[test]
 fn a_reference_broken_before_is_not_the_changes_doing() {
     let mut before = catalog();
-    Written::put(None, Which::Addon, "workload-addon", &mut before);
+    an_addon().put("workload-addon", true, &mut before);
     let mut after = before.clone();
-    Written::put(None, Which::Function, "workload-backup", &mut after);
+    a_function().put("workload-backup", true, &mut after);
     let broken = broken_by(&db_backup(), &before, &after);
     let paths: Vec<&str> = broken.iter().map(|(u, _)| u.path.as_str()).collect();
     assert_eq!(paths, ["spec.sessions[0].hooks.preBackup[0]"]);
@@ -155,7 +155,7 @@ fn a_reference_broken_before_is_not_the_changes_doing() {
 fn a_breaking_change_is_denied_naming_its_users_unless_annotated() {
     let before = catalog();
     let mut after = before.clone();
-    Written::put(None, Which::Addon, "workload-addon", &mut after);
+    an_addon().put("workload-addon", true, &mut after);
     let broken = broken_by(&db_backup(), &before, &after);
     let reply = judge(
         ("Addon", "workload-addon"),
