@@ -362,8 +362,6 @@ fn problems<'a>(
     policy: &Policy,
 ) -> Vec<(Found, Subject)> {
     let mut out = Vec::new();
-    let problem =
-        |path: FieldPath, what: String, fix: String| Found::Problem(Problem { path, what, fix });
     let (function, params) = match r.executor {
         Executor::WrongType(found) => {
             out.push((
@@ -385,34 +383,26 @@ fn problems<'a>(
     match name_as_written(function, "Function") {
         Err(wrong) => out.push((problem(name_path(), wrong, name_fix()), Subject::Function)),
         Ok(name) => {
-            let found = match resolve(name) {
-                None => Some(Found::Unverified(Problem {
-                    path: name_path(),
-                    what: format!(
-                        "Function \"{name}\" could not be verified: it was not looked up"
-                    ),
-                    fix: "retry".into(),
-                })),
-                Some(Resolution::Found(function)) => {
+            let found = found_or(
+                resolve(name),
+                &name_path(),
+                &format!("Function \"{name}\""),
+                "Functions",
+                || {
+                    let fix = format!("create the Function, or fix the name ({LIST_FUNCTIONS})");
+                    (format!("Function \"{name}\" not found"), fix)
+                },
+            );
+            match found {
+                Ok(function) => {
                     // The Function's own problem first, then what its parameters lack.
                     if let Some((what, fix)) = function_problem(name, function) {
                         out.push((problem(name_path(), what, fix), Subject::Function));
                     }
                     out.extend(parameter_problems(r, name, params, function, policy));
-                    None
                 }
-                Some(Resolution::NotFound) => Some(problem(
-                    name_path(),
-                    format!("Function \"{name}\" not found"),
-                    format!("create the Function, or fix the name ({LIST_FUNCTIONS})"),
-                )),
-                Some(Resolution::Unverified(why)) => Some(Found::Unverified(Problem {
-                    path: name_path(),
-                    what: format!("Function \"{name}\" could not be verified: {why}"),
-                    fix: "retry once the webhook can read Functions".into(),
-                })),
-            };
-            out.extend(found.map(|f| (f, Subject::Function)));
+                Err(finding) => out.push((finding, Subject::Function)),
+            }
         }
     }
 
@@ -544,6 +534,43 @@ pub(crate) fn closest_first(key: &str, names: &[&str], said: (&str, &str)) -> St
     let shown_names: Vec<String> = names.iter().take(5).map(|n| shown(n)).collect();
     let more = if names.len() > 5 { ", ..." } else { "" };
     format!("{} {}{more}", said.0, shown_names.join(", "))
+}
+
+/// A problem that denies: at `path`, `what` is wrong, and the `fix`.
+pub(crate) fn problem(path: FieldPath, what: String, fix: String) -> Found {
+    Found::Problem(Problem { path, what, fix })
+}
+
+/// The referent `shown` (`Function "f"`) when it was found; else the finding that ends the checks
+/// of this reference: not found (`not_found` gives what and fix), or not verified (`kinds`: what
+/// the webhook must be able to read).
+pub(crate) fn found_or<'a, T>(
+    answer: Option<&'a Resolution<T>>,
+    path: &FieldPath,
+    shown: &str,
+    kinds: &str,
+    not_found: impl FnOnce() -> (String, String),
+) -> Result<&'a Arc<T>, Found> {
+    let (what, fix) = match answer {
+        Some(Resolution::Found(found)) => return Ok(found),
+        Some(Resolution::NotFound) => {
+            let (what, fix) = not_found();
+            return Err(problem(path.clone(), what, fix));
+        }
+        Some(Resolution::Unverified(why)) => (
+            format!("{shown} could not be verified: {why}"),
+            format!("retry once the webhook can read {kinds}"),
+        ),
+        None => (
+            format!("{shown} could not be verified: it was not looked up"),
+            "retry".to_owned(),
+        ),
+    };
+    Err(Found::Unverified(Problem {
+        path: path.clone(),
+        what,
+        fix,
+    }))
 }
 
 /// What is wrong with a name as written, before any lookup (the denial's what); or the name.

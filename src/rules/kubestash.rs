@@ -3,10 +3,11 @@
 //! Pure, as the Stash rules are, and sharing their verdict, ratchet, cap and lookup policy.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use super::{closest_first, name_as_written, shown, valid_object_name, valid_param_name};
-use super::{Container, Found, Policy, Problem};
+use super::{
+    closest_first, found_or, name_as_written, problem, shown, valid_object_name, valid_param_name,
+};
+use super::{Container, Found, Policy};
 use super::{Resolution, Verdict};
 use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate, Parameter};
 use crate::kubestash::referents::{Usage, Versions};
@@ -207,46 +208,6 @@ enum Subject {
     Reference,
     Task(usize),
     Inputs(usize),
-}
-
-fn problem(path: FieldPath, what: String, fix: String) -> Found {
-    Found::Problem(Problem { path, what, fix })
-}
-
-fn unverified(path: FieldPath, what: String, fix: &str) -> Found {
-    Found::Unverified(Problem {
-        path,
-        what,
-        fix: fix.to_owned(),
-    })
-}
-
-/// The referent `shown` (`Addon "x"`) when it was found; else the finding that ends the checks
-/// of this reference: not found (`not_found` gives what and fix), or not verified.
-fn found_or<'a, T>(
-    answer: Option<&'a Resolution<T>>,
-    path: &FieldPath,
-    shown: &str,
-    kinds: &str,
-    not_found: impl FnOnce() -> (String, String),
-) -> Result<&'a Arc<T>, Found> {
-    match answer {
-        Some(Resolution::Found(found)) => Ok(found),
-        Some(Resolution::NotFound) => {
-            let (what, fix) = not_found();
-            Err(problem(path.clone(), what, fix))
-        }
-        Some(Resolution::Unverified(why)) => Err(unverified(
-            path.clone(),
-            format!("{shown} could not be verified: {why}"),
-            &format!("retry once the webhook can read {kinds}"),
-        )),
-        None => Err(unverified(
-            path.clone(),
-            format!("{shown} could not be verified: it was not looked up"),
-            "retry",
-        )),
-    }
 }
 
 /// The problems of a name as written, before any lookup: none when it names something to look

@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::{
-    closest_first, function_problem, shown, valid_object_name, Found, Function, Policy, Problem,
-    Resolution, Verdict,
+    closest_first, found_or, function_problem, problem, shown, valid_object_name, Found, Function,
+    Policy, Resolution, Verdict,
 };
 use crate::functions::variables::{self, Variable};
 use crate::stash::{FieldPath, StashKind, TaskName, TaskParams, TaskRef, TaskUse};
@@ -228,8 +228,6 @@ fn problems<'a>(
     policy: &Policy,
 ) -> Vec<(Found, Subject)> {
     let mut out = Vec::new();
-    let problem =
-        |path: FieldPath, what: String, fix: String| Found::Problem(Problem { path, what, fix });
     let name_path = || u.path.child("name");
     let name_fix =
         || format!("name the Task that runs it (list those installed with: {LIST_TASKS})");
@@ -291,39 +289,22 @@ fn problems<'a>(
         ));
         return out;
     };
-    let task = match tasks(name) {
-        Some(Resolution::Found(task)) => task,
-        Some(Resolution::NotFound) => {
-            out.push((
-                problem(
-                    name_path(),
-                    format!("Task \"{name}\" not found"),
-                    format!("install the Stash addon that provides it ({LIST_TASKS} lists those installed), or correct the name"),
-                ),
-                Subject::Task,
-            ));
-            return out;
-        }
-        Some(Resolution::Unverified(why)) => {
-            out.push((
-                Found::Unverified(Problem {
-                    path: name_path(),
-                    what: format!("Task \"{name}\" could not be verified: {why}"),
-                    fix: "retry once the webhook can read Tasks".into(),
-                }),
-                Subject::Task,
-            ));
-            return out;
-        }
-        None => {
-            out.push((
-                Found::Unverified(Problem {
-                    path: name_path(),
-                    what: format!("Task \"{name}\" could not be verified: it was not looked up"),
-                    fix: "retry".into(),
-                }),
-                Subject::Task,
-            ));
+    let found = found_or(
+        tasks(name),
+        &name_path(),
+        &format!("Task \"{name}\""),
+        "Tasks",
+        || {
+            (
+            format!("Task \"{name}\" not found"),
+            format!("install the Stash addon that provides it ({LIST_TASKS} lists those installed), or correct the name"),
+        )
+        },
+    );
+    let task = match found {
+        Ok(task) => task,
+        Err(finding) => {
+            out.push((finding, Subject::Task));
             return out;
         }
     };
@@ -376,8 +357,19 @@ fn problems<'a>(
             ));
             continue;
         }
-        match functions(function) {
-            Some(Resolution::Found(f)) => {
+        let shown = format!("{}: Function \"{function}\"", at());
+        let found = found_or(
+            functions(function),
+            &name_path(),
+            &shown,
+            "Functions",
+            || {
+                let fix = format!("create the Function, or fix the Task ({LIST_FUNCTIONS})");
+                (format!("{shown} not found"), fix)
+            },
+        );
+        match found {
+            Ok(f) => {
                 if let Some((what, fix)) = function_problem(function, f) {
                     out.push((
                         problem(name_path(), format!("{}: {what}", at()), fix),
@@ -386,44 +378,9 @@ fn problems<'a>(
                 }
                 found_functions.push((i, function, f));
             }
-            Some(Resolution::NotFound) => {
+            Err(finding) => {
                 all_found = false;
-                out.push((
-                    problem(
-                        name_path(),
-                        format!("{}: Function \"{function}\" not found", at()),
-                        format!("create the Function, or fix the Task ({LIST_FUNCTIONS})"),
-                    ),
-                    Subject::Task,
-                ));
-            }
-            Some(Resolution::Unverified(why)) => {
-                all_found = false;
-                out.push((
-                    Found::Unverified(Problem {
-                        path: name_path(),
-                        what: format!(
-                            "{}: Function \"{function}\" could not be verified: {why}",
-                            at()
-                        ),
-                        fix: "retry once the webhook can read Functions".into(),
-                    }),
-                    Subject::Task,
-                ));
-            }
-            None => {
-                all_found = false;
-                out.push((
-                    Found::Unverified(Problem {
-                        path: name_path(),
-                        what: format!(
-                            "{}: Function \"{function}\" could not be verified: it was not looked up",
-                            at()
-                        ),
-                        fix: "retry".into(),
-                    }),
-                    Subject::Task,
-                ));
+                out.push((finding, Subject::Task));
             }
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kube::core::admission::Operation;
 
-use super::{answer, look_up, refusal, Deadline, Outcome, Validator};
+use super::{answer, look_up, refusal, resolve, Deadline, Outcome, Validator};
 use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate};
 use crate::kubestash::{self, Kind, References};
 use crate::review::{self, Request};
@@ -103,18 +103,11 @@ async fn answers<R: Referent>(
     let source = source.filter(|s| s.is_installed())?;
     names.sort_unstable();
     names.dedup();
-    let mut found = HashMap::with_capacity(names.len());
-    let mut pending = Vec::new();
-    for name in &names {
-        match source.resolve_now(name).filter(|_| !live) {
-            Some(answer) => {
-                found.insert(name.clone(), answer);
-            }
-            None => pending.push(name.as_str()),
-        }
-    }
-    found.extend(look_up(source, pending, deadline).await);
-    Some(found)
+    let names = names.iter().map(String::as_str).collect();
+    Some(match live {
+        true => look_up(source, names, deadline).await,
+        false => resolve(source, names, deadline).await.0,
+    })
 }
 
 impl Validator {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::rules::{Container, FailurePolicy};
+use crate::rules::{Container, FailurePolicy, Problem};
 use crate::stash::{task_refs, SpecHooks};
 use serde_json::{json, Value};
 
