@@ -372,31 +372,25 @@ fn judge_kubestash(
     };
     let refs = kubestash::references(kind, &doc.object, namespace);
     let complete = catalog.complete;
-    let addons = found(
-        &catalog.addons,
-        ks_rules::addons_to_resolve(kind, &refs),
-        complete,
-    );
-    let templates = found(
-        &catalog.hook_templates,
-        ks_rules::hook_templates_to_resolve(kind, &refs),
-        complete,
-    );
-    let partial = ks_rules::Known {
-        addons: addons.as_ref(),
+    let mut known = ks_rules::Catalog {
+        addons: found(
+            &catalog.addons,
+            ks_rules::addons_to_resolve(kind, &refs),
+            complete,
+        ),
+        hook_templates: found(
+            &catalog.hook_templates,
+            ks_rules::hook_templates_to_resolve(kind, &refs),
+            complete,
+        ),
         functions: None,
-        hook_templates: templates.as_ref(),
     };
-    let functions = found(
+    known.functions = found(
         &catalog.addon_functions,
-        ks_rules::functions_to_resolve(&refs, partial),
+        ks_rules::functions_to_resolve(&refs, &known),
         complete,
     );
-    let known = ks_rules::Known {
-        functions: functions.as_ref(),
-        ..partial
-    };
-    let verdict = ks_rules::judge(kind, namespace, &refs, &Default::default(), known, policy);
+    let verdict = ks_rules::judge(kind, namespace, &refs, &Default::default(), &known, policy);
     Judged {
         file: file.to_owned(),
         kind: kind.label,

@@ -54,33 +54,15 @@ pub const KUBESTASH_VARIABLES: &[&str] = &[
     "taskName",
 ];
 
-/// What one review's lookups found, by name (HookTemplates by `NAMESPACE/NAME`). `None`: there
-/// is no source for that referent at all (not installed, not in the catalog), so its names are
-/// reported as not checked, never denied.
-#[derive(Default, Clone, Copy)]
-pub struct Known<'a> {
-    pub addons: Option<&'a HashMap<String, Resolution<Addon>>>,
-    pub functions: Option<&'a HashMap<String, Resolution<AddonFunction>>>,
-    pub hook_templates: Option<&'a HashMap<String, Resolution<HookTemplate>>>,
-}
-
-/// What is known of each referent, owned: what the audit and protection gather across many
-/// objects, lent to the rules as [`Known`]. A map is none when there is no source for that kind.
+/// What is known of each referent, by name (HookTemplates by `NAMESPACE/NAME`): what one review's
+/// lookups found, or what the audit and protection gather across many objects. A map is none when
+/// there is no source for that referent at all (not installed, not in the catalog), so its names
+/// are reported as not checked, never denied.
 #[derive(Debug, Default, Clone)]
 pub struct Catalog {
     pub addons: Option<HashMap<String, Resolution<Addon>>>,
     pub functions: Option<HashMap<String, Resolution<AddonFunction>>>,
     pub hook_templates: Option<HashMap<String, Resolution<HookTemplate>>>,
-}
-
-impl Catalog {
-    pub fn known(&self) -> Known<'_> {
-        Known {
-            addons: self.addons.as_ref(),
-            functions: self.functions.as_ref(),
-            hook_templates: self.hook_templates.as_ref(),
-        }
-    }
 }
 
 /// The Addons an object names, each once: those that can be object names.
@@ -115,10 +97,11 @@ pub fn hook_templates_to_resolve(kind: &Kind, refs: &References) -> Vec<String> 
 }
 
 /// The Functions the found Addons' named tasks and the found HookTemplates run, each once.
-pub fn functions_to_resolve(refs: &References, known: Known<'_>) -> Vec<String> {
+pub fn functions_to_resolve(refs: &References, known: &Catalog) -> Vec<String> {
     let mut names = Vec::new();
     for addon_use in &refs.addons {
-        let Some(Resolution::Found(addon)) = lookup(known.addons, addon_use.name.as_str()) else {
+        let Some(Resolution::Found(addon)) = lookup(known.addons.as_ref(), addon_use.name.as_str())
+        else {
             continue;
         };
         for task in &addon_use.tasks {
@@ -130,7 +113,7 @@ pub fn functions_to_resolve(refs: &References, known: Known<'_>) -> Vec<String> 
     }
     for hook in &refs.hooks {
         if let Some(Resolution::Found(template)) =
-            lookup(known.hook_templates, hook.key().as_deref())
+            lookup(known.hook_templates.as_ref(), hook.key().as_deref())
         {
             names.extend(template.function().map(str::to_owned));
         }
@@ -160,7 +143,7 @@ pub fn judge(
     namespace: &str,
     refs: &References,
     old: &References,
-    known: Known<'_>,
+    known: &Catalog,
     policy: &Policy,
 ) -> Verdict {
     let mut verdict = Verdict::default();
@@ -239,7 +222,7 @@ fn not_checked(path: &FieldPath, what: &str, name: &str) -> Found {
     ))
 }
 
-fn addon_problems(kind: &Kind, addon: &AddonUse, known: Known<'_>) -> Vec<(Found, Subject)> {
+fn addon_problems(kind: &Kind, addon: &AddonUse, known: &Catalog) -> Vec<(Found, Subject)> {
     let mut out = Vec::new();
     let name_path = addon.path.child("name");
     let fix = || format!("name the Addon that backs up this target ({LIST_ADDONS})");
@@ -256,7 +239,7 @@ fn addon_problems(kind: &Kind, addon: &AddonUse, known: Known<'_>) -> Vec<(Found
     let Some(name) = name else {
         return out;
     };
-    let Some(addons) = known.addons else {
+    let Some(addons) = &known.addons else {
         out.push((not_checked(&name_path, "Addon", name), Subject::Reference));
         return out;
     };
@@ -358,7 +341,7 @@ fn hook_problems(
     kind: &Kind,
     namespace: &str,
     hook: &HookUse,
-    known: Known<'_>,
+    known: &Catalog,
 ) -> Vec<(Found, Subject)> {
     let mut out = Vec::new();
     let name_path = hook.path.child("hookTemplate").child("name");
@@ -376,7 +359,7 @@ fn hook_problems(
     let (Some(name), Some(key)) = (name, hook.key()) else {
         return out;
     };
-    let Some(templates) = known.hook_templates else {
+    let Some(templates) = &known.hook_templates else {
         out.push((
             not_checked(&name_path, "HookTemplate", name),
             Subject::Reference,
@@ -447,7 +430,7 @@ pub(crate) fn function_problems<'a>(
     path: &FieldPath,
     runner: &str,
     function: Option<&str>,
-    known: Known<'a>,
+    known: &'a Catalog,
 ) -> (Vec<Found>, Option<&'a AddonFunction>) {
     let Some(function) = function else {
         return (
@@ -459,7 +442,7 @@ pub(crate) fn function_problems<'a>(
             None,
         );
     };
-    let Some(functions) = known.functions else {
+    let Some(functions) = &known.functions else {
         return (vec![not_checked(path, "Function", function)], None);
     };
     let runs = format!("{runner} runs Function \"{function}\" (functions.addons.kubestash.com)");

@@ -76,7 +76,7 @@ impl KubeStashSources {
             functions: None,
         };
         for (_, refs) in objects {
-            functions.extend(rules::functions_to_resolve(refs, catalog.known()));
+            functions.extend(rules::functions_to_resolve(refs, &catalog));
         }
         catalog.functions = answers(self.functions.as_deref(), functions, live, deadline).await;
         catalog
@@ -143,7 +143,7 @@ impl Validator {
         let deadline = Deadline::after(self.lookup_budget(api_server_timeout));
         let objects = [(kind, &refs)];
         let judge = |catalog: Catalog| {
-            let known = catalog.known();
+            let known = &catalog;
             rules::judge(kind, namespace, &refs, &old_refs, known, &self.policy)
         };
         let sources = &self.kubestash;

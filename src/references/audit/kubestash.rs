@@ -13,7 +13,7 @@ use super::{CONFIRM_TIMEOUT, LIST_TIMEOUT};
 use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate};
 use crate::kubestash::{Kind, References, CORE_GROUP, VERSION};
 use crate::references::protect::kubestash::{for_each_object, ObjectKey};
-use crate::rules::kubestash::{self as rules, Catalog, Known};
+use crate::rules::kubestash::{self as rules, Catalog};
 use crate::rules::{FailurePolicy, Policy, Resolution};
 use crate::sources::{ClusterSource as Watched, Referent, Source};
 use crate::validator::{Deadline, KubeStashSources};
@@ -83,7 +83,7 @@ impl KubeStash {
         fill(&self.addons, &mut catalog.addons, addons);
         let templates = rules::hook_templates_to_resolve(kind, refs);
         fill(&self.hook_templates, &mut catalog.hook_templates, templates);
-        let functions = rules::functions_to_resolve(refs, catalog.known());
+        let functions = rules::functions_to_resolve(refs, catalog);
         fill(&self.functions, &mut catalog.functions, functions);
     }
 
@@ -113,7 +113,7 @@ pub fn finding(
     kind: &Kind,
     namespace: &str,
     one: &References,
-    known: Known<'_>,
+    known: &Catalog,
     policy: &Policy,
 ) -> Option<Finding> {
     // A lookup that failed or was not made is a warning here, never a finding.
@@ -132,11 +132,11 @@ pub fn finding(
     }
     let reasons = match (one.addons.first(), one.hooks.first()) {
         (Some(addon), _) => (
-            missing(known.addons, addon.name.as_str()),
+            missing(known.addons.as_ref(), addon.name.as_str()),
             [ADDON_NOT_FOUND, ADDON_UNUSABLE],
         ),
         (None, Some(hook)) => (
-            missing(known.hook_templates, hook.key().as_deref()),
+            missing(known.hook_templates.as_ref(), hook.key().as_deref()),
             [HOOK_TEMPLATE_NOT_FOUND, HOOK_TEMPLATE_UNUSABLE],
         ),
         (None, None) => return None,
@@ -182,7 +182,7 @@ impl Audit {
             kubestash.learn(object.kind, &object.refs, &mut catalog);
             for (path, one) in object.refs.each() {
                 let id = (object.uid.clone(), path.to_string());
-                match finding(object.kind, &namespace, &one, catalog.known(), &policy) {
+                match finding(object.kind, &namespace, &one, &catalog, &policy) {
                     Some(found) => {
                         *counts.entry((object.kind.label, found.reason)).or_default() += 1;
                         current.insert(id.clone(), (object.key.clone(), found));
@@ -233,7 +233,7 @@ impl Audit {
             let live = sources
                 .catalog(&[(b.kind, &b.one)], Vec::new(), true, deadline)
                 .await;
-            if finding(b.kind, &b.namespace, &b.one, live.known(), &policy).is_none() {
+            if finding(b.kind, &b.namespace, &b.one, &live, &policy).is_none() {
                 unconfirmed.insert(id.clone());
             }
         }

@@ -151,8 +151,7 @@ impl Written {
     /// HookTemplate); `catalog`: what is known of the Functions it runs. Pure.
     pub fn warnings(&self, key: &str, catalog: &Catalog) -> Vec<String> {
         let runs = |path: &str, runner: String, function: Option<&str>| {
-            let (found, _) =
-                rules::function_problems(&path.into(), &runner, function, catalog.known());
+            let (found, _) = rules::function_problems(&path.into(), &runner, function, catalog);
             found.into_iter().filter_map(|found| match found {
                 Found::Problem(problem) => Some(problem.to_string()),
                 _ => None,
@@ -217,7 +216,7 @@ pub fn broken_by(object: &Listed, before: &Catalog, after: &Catalog) -> Vec<(Use
     let namespace = object.key.namespace.as_deref().unwrap_or_default();
     let judge = |one: &References, catalog: &Catalog| {
         let none = References::default();
-        rules::judge(object.kind, namespace, one, &none, catalog.known(), &policy)
+        rules::judge(object.kind, namespace, one, &none, catalog, &policy)
     };
     object
         .refs

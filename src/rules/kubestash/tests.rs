@@ -95,7 +95,7 @@ impl Cluster {
     }
 
     /// What the validator would have looked up for `refs`: every name asked for.
-    fn known(&self, kind: &Kind, refs: &References) -> (Lookups, Lookups2, Lookups3) {
+    fn known(&self, kind: &Kind, refs: &References) -> Catalog {
         fn pick<T: std::fmt::Debug + PartialEq>(
             names: Vec<String>,
             from: &HashMap<String, Resolution<T>>,
@@ -111,21 +111,15 @@ impl Cluster {
                 })
                 .collect()
         }
-        let addons = pick(addons_to_resolve(kind, refs), &self.addons);
-        let templates = pick(hook_templates_to_resolve(kind, refs), &self.templates);
-        let partial = Known {
-            addons: Some(&addons),
+        let mut known = Catalog {
+            addons: Some(pick(addons_to_resolve(kind, refs), &self.addons)),
+            hook_templates: Some(pick(hook_templates_to_resolve(kind, refs), &self.templates)),
             functions: None,
-            hook_templates: Some(&templates),
         };
-        let functions = pick(functions_to_resolve(refs, partial), &self.functions);
-        (addons, functions, templates)
+        known.functions = Some(pick(functions_to_resolve(refs, &known), &self.functions));
+        known
     }
 }
-
-type Lookups = HashMap<String, Resolution<Addon>>;
-type Lookups2 = HashMap<String, Resolution<AddonFunction>>;
-type Lookups3 = HashMap<String, Resolution<HookTemplate>>;
 
 fn judge_in(kind_name: &str, spec: Value, old: Option<Value>) -> Verdict {
     let kind = kind(kind_name);
@@ -134,13 +128,8 @@ fn judge_in(kind_name: &str, spec: Value, old: Option<Value>) -> Verdict {
         .map(|o| references(kind, &json!({ "spec": o }), "demo"))
         .unwrap_or_default();
     let cluster = Cluster::new();
-    let (addons, functions, templates) = cluster.known(kind, &refs);
-    let known = Known {
-        addons: Some(&addons),
-        functions: Some(&functions),
-        hook_templates: Some(&templates),
-    };
-    judge(kind, "demo", &refs, &old, known, &Policy::default())
+    let known = cluster.known(kind, &refs);
+    judge(kind, "demo", &refs, &old, &known, &Policy::default())
 }
 
 fn session(addon: Value) -> Value {
@@ -329,7 +318,7 @@ fn without_a_source_names_are_not_checked_never_denied() {
         "demo",
         &refs,
         &References::default(),
-        Known::default(),
+        &Catalog::default(),
         &Policy::default(),
     );
     assert!(v.allowed());
@@ -376,18 +365,13 @@ fn image_versions_are_checked_when_the_image_reads_db_version() {
         &json!({"spec": session(json!({"name": "workload-addon", "tasks": [{"name": "manifest-backup"}]}))}),
         "demo",
     );
-    let (addons, functions, templates) = cluster.known(kind, &refs);
-    let known = Known {
-        addons: Some(&addons),
-        functions: Some(&functions),
-        hook_templates: Some(&templates),
-    };
+    let known = cluster.known(kind, &refs);
     let v = judge(
         kind,
         "demo",
         &refs,
         &References::default(),
-        known,
+        &known,
         &Policy::default(),
     );
     assert_eq!(
