@@ -138,7 +138,7 @@ async fn without_kubestash_referents_their_names_are_not_checked() {
         r["warnings"],
         json!([
             "spec.sessions[0].addon.name: Addon \"anything\" not checked: there are no Addons to check it against (the cluster does not serve them: their CRD is not installed; or the catalog and files checked hold none)",
-            "spec.sessions[0].hooks.postBackup[0].hookTemplate.name: HookTemplate \"h\" not checked: there are no HookTemplates to check it against (the cluster does not serve them: their CRD is not installed; or the catalog and files checked hold none)",
+            "spec.sessions[0].hooks.postBackup[0].hookTemplate.name: HookTemplate \"tools/h\" not checked: there are no HookTemplates to check it against (the cluster does not serve them: their CRD is not installed; or the catalog and files checked hold none)",
         ])
     );
 }

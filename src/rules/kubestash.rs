@@ -3,6 +3,7 @@
 //! Pure, as the Stash rules are, and sharing their verdict, ratchet, cap and lookup policy.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::{
     closest_first, found_or, name_as_written, problem, shown, valid_object_name, valid_param_name,
@@ -10,7 +11,7 @@ use super::{
 use super::{Container, Found, Policy};
 use super::{Resolution, Verdict};
 use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate, Parameter};
-use crate::kubestash::referents::{Usage, Versions};
+use crate::kubestash::referents::{HookExecutor, Usage, Versions};
 use crate::kubestash::{AddonUse, HookUse, Kind, Name, Params, References, TaskUse};
 use crate::stash::FieldPath;
 
@@ -193,146 +194,118 @@ enum Subject {
     Inputs(usize),
 }
 
-/// The problems of a name as written, before any lookup: none when it names something to look
-/// up (`Some(name)`).
-fn name_problems<'n>(
+/// A name as written, when it names something to look up; else what is said of it: a problem,
+/// or, in a blueprint, that it is filled in per target later.
+fn named<'n>(
     kind: &Kind,
-    path: FieldPath,
+    path: &FieldPath,
     name: &'n Name,
     what: &str,
-    fix: &dyn Fn() -> String,
-    out: &mut Vec<Found>,
-) -> Option<&'n str> {
-    if let Some(name) = name.as_str().filter(|n| !judged(kind, n)) {
-        out.push(Found::Warning(format!(
+    fix: impl FnOnce() -> String,
+) -> Result<&'n str, Found> {
+    match name.as_str() {
+        Some(name) if !judged(kind, name) => Err(Found::Warning(format!(
             "{path}: {what} \"{}\" is filled in per target when KubeStash creates each BackupConfiguration from this blueprint: not checked here",
             shown(name)
-        )));
-        return None;
+        ))),
+        _ => name_as_written(name, what).map_err(|wrong| problem(path.clone(), wrong, fix())),
     }
-    name_as_written(name, what)
-        .map_err(|wrong| out.push(problem(path, wrong, fix())))
-        .ok()
 }
 
-/// "not checked" when there is no source for `what` at all.
-fn not_checked(path: &FieldPath, what: &str, name: &str) -> Found {
-    Found::Warning(format!(
-        "{path}: {what} \"{name}\" not checked: there are no {what}s to check it against (the cluster does not serve them: their CRD is not installed; or the catalog and files checked hold none)"
-    ))
+/// The referent `key` of kind `what` (`shown` as messages name it) that `known` holds; else the
+/// finding that ends the checks of this reference: not checked (there is no source for the kind
+/// at all), not found (`not_found` gives what and fix), or not verified.
+fn look<'a, T>(
+    known: &'a Option<HashMap<String, Resolution<T>>>,
+    key: &str,
+    path: &FieldPath,
+    (what, shown): (&str, &str),
+    not_found: impl FnOnce() -> (String, String),
+) -> Result<&'a Arc<T>, Found> {
+    match known {
+        None => Err(Found::Warning(format!(
+            "{path}: {what} \"{key}\" not checked: there are no {what}s to check it against (the cluster does not serve them: their CRD is not installed; or the catalog and files checked hold none)"
+        ))),
+        Some(map) => found_or(map.get(key), path, shown, &format!("{what}s"), not_found),
+    }
 }
 
 fn addon_problems(kind: &Kind, addon: &AddonUse, known: &Catalog) -> Vec<(Found, Subject)> {
-    let mut out = Vec::new();
     let name_path = addon.path.child("name");
     let fix = || format!("name the Addon that backs up this target ({LIST_ADDONS})");
-    let mut found = Vec::new();
-    let name = name_problems(
-        kind,
-        name_path.clone(),
-        &addon.name,
-        "Addon",
-        &fix,
-        &mut found,
-    );
-    out.extend(found.into_iter().map(|f| (f, Subject::Reference)));
-    let Some(name) = name else {
-        return out;
-    };
-    let Some(addons) = &known.addons else {
-        out.push((not_checked(&name_path, "Addon", name), Subject::Reference));
-        return out;
-    };
-    let found = found_or(
-        addons.get(name),
-        &name_path,
-        &format!("Addon \"{name}\""),
-        "Addons",
-        || {
+    let found = named(kind, &name_path, &addon.name, "Addon", fix).and_then(|name| {
+        let shown = format!("Addon \"{name}\"");
+        let not_found = || {
+            let fix = "install the KubeStash addon that provides it, or fix the name";
             (
-                format!("Addon \"{name}\" not found"),
-                format!(
-                    "install the KubeStash addon that provides it, or fix the name ({LIST_ADDONS})"
-                ),
+                format!("{shown} not found"),
+                format!("{fix} ({LIST_ADDONS})"),
             )
-        },
-    );
-    let addon_found = match found {
+        };
+        let found = look(
+            &known.addons,
+            name,
+            &name_path,
+            ("Addon", &shown),
+            not_found,
+        )?;
+        Ok((name, found))
+    });
+    let (name, found) = match found {
         Ok(found) => found,
-        Err(finding) => {
-            out.push((finding, Subject::Reference));
-            return out;
-        }
+        Err(finding) => return vec![(finding, Subject::Reference)],
     };
+    let mut out = Vec::new();
     let list = kind.tasks.as_str();
-    let offered = addon_found.tasks(kind.tasks);
+    let offered = found.tasks(kind.tasks);
     for (j, task) in addon.tasks.iter().enumerate() {
         let task_path = task.path.child("name");
         // Only built for a problem: it ranks every task the Addon offers.
         let fix = || {
-            format!(
-                "name one of Addon \"{name}\"'s {list} tasks ({})",
-                closest_first(
-                    task.name.as_str().unwrap_or_default(),
-                    &offered.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
-                    ("it has", "it has none")
-                )
-            )
+            let names: Vec<&str> = offered.iter().map(|t| t.name.as_str()).collect();
+            let given = task.name.as_str().unwrap_or_default();
+            let has = closest_first(given, &names, ("it has", "it has none"));
+            format!("name one of Addon \"{name}\"'s {list} tasks ({has})")
         };
-        let mut found = Vec::new();
-        let task_name = name_problems(
-            kind,
-            task_path.clone(),
-            &task.name,
-            "task",
-            &fix,
-            &mut found,
-        );
+        let offer = named(kind, &task_path, &task.name, "task", fix).and_then(|task_name| {
+            let offer = offered.iter().find(|t| t.name == task_name);
+            let what = || format!("Addon \"{name}\" has no {list} task \"{task_name}\"");
+            offer.ok_or_else(|| problem(task_path.clone(), what(), fix()))
+        });
+        let offer = match offer {
+            Ok(offer) => offer,
+            Err(finding) => {
+                out.push((finding, Subject::Task(j)));
+                continue;
+            }
+        };
+        let runner = format!("{list} task \"{}\" of Addon \"{name}\"", offer.name);
+        let (found, reads) =
+            function_problems(&task_path, &runner, offer.function.as_deref(), known);
         out.extend(found.into_iter().map(|f| (f, Subject::Task(j))));
-        let Some(task_name) = task_name else {
-            continue;
-        };
-        let Some(offer) = offered.iter().find(|t| t.name == task_name) else {
-            out.push((
-                problem(
-                    task_path,
-                    format!("Addon \"{name}\" has no {list} task \"{task_name}\""),
-                    fix(),
-                ),
-                Subject::Task(j),
-            ));
-            continue;
-        };
-        let runner = format!("{list} task \"{task_name}\" of Addon \"{name}\"");
-        let function = function_problems(&task_path, &runner, offer.function.as_deref(), known);
-        let reads = function.1;
-        out.extend(function.0.into_iter().map(|f| (f, Subject::Task(j))));
-        let inputs = input_problems(
+        let (parameters, given) = (&offer.parameters, &task.params);
+        let mut inputs = input_problems(
             &task.path,
             &runner,
-            &offer.parameters,
-            &task.params,
+            parameters,
+            given,
             &task.variables,
             reads,
         );
-        out.extend(inputs.into_iter().map(|f| (f, Subject::Inputs(j))));
-        for (i, volume) in &task.volumes {
-            if !offer.volumes.contains(volume) {
-                out.push((
-                    Found::Warning(format!(
-                        "{}: {runner} declares no volume \"{}\" ({}): check the name",
-                        task.path.child("addonVolumes").index(*i).child("name"),
-                        shown(volume),
-                        closest_first(
-                            volume,
-                            &offer.volumes.iter().map(String::as_str).collect::<Vec<_>>(),
-                            ("it declares", "it declares no volumes")
-                        ),
-                    )),
-                    Subject::Inputs(j),
-                ));
-            }
+        let declared: Vec<&str> = offer.volumes.iter().map(String::as_str).collect();
+        for (i, volume) in task
+            .volumes
+            .iter()
+            .filter(|(_, v)| !offer.volumes.contains(v))
+        {
+            inputs.push(Found::Warning(format!(
+                "{}: {runner} declares no volume \"{}\" ({}): check the name",
+                task.path.child("addonVolumes").index(*i).child("name"),
+                shown(volume),
+                closest_first(volume, &declared, ("it declares", "it declares no volumes")),
+            )));
         }
+        out.extend(inputs.into_iter().map(|f| (f, Subject::Inputs(j))));
     }
     out
 }
@@ -343,49 +316,31 @@ fn hook_problems(
     hook: &HookUse,
     known: &Catalog,
 ) -> Vec<(Found, Subject)> {
-    let mut out = Vec::new();
     let name_path = hook.path.child("hookTemplate").child("name");
-    let fix = || format!("name the HookTemplate that runs this hook ({LIST_HOOK_TEMPLATES})");
-    let mut found = Vec::new();
-    let name = name_problems(
-        kind,
-        name_path.clone(),
-        &hook.name,
-        "HookTemplate",
-        &fix,
-        &mut found,
-    );
-    out.extend(found.into_iter().map(|f| (f, Subject::Reference)));
-    let (Some(name), Some(key)) = (name, hook.key()) else {
-        return out;
-    };
-    let Some(templates) = &known.hook_templates else {
-        out.push((
-            not_checked(&name_path, "HookTemplate", name),
-            Subject::Reference,
-        ));
-        return out;
-    };
     let ns = &hook.namespace;
-    let found = found_or(
-        templates.get(&key),
-        &name_path,
-        &format!("HookTemplate \"{key}\""),
-        "HookTemplates",
-        || {
-            (
-            format!("HookTemplate \"{name}\" not found in namespace \"{ns}\""),
-            format!("create it there, or set hookTemplate.namespace to the namespace that has it ({LIST_HOOK_TEMPLATES})"),
-        )
-        },
-    );
-    let template = match found {
+    let fix = || format!("name the HookTemplate that runs this hook ({LIST_HOOK_TEMPLATES})");
+    let found = named(kind, &name_path, &hook.name, "HookTemplate", fix).and_then(|name| {
+        let key = format!("{ns}/{name}");
+        let shown = format!("HookTemplate \"{key}\"");
+        let not_found = || {
+            let fix = "create it there, or set hookTemplate.namespace to the namespace that has it";
+            let what = format!("HookTemplate \"{name}\" not found in namespace \"{ns}\"");
+            (what, format!("{fix} ({LIST_HOOK_TEMPLATES})"))
+        };
+        let found = look(
+            &known.hook_templates,
+            &key,
+            &name_path,
+            ("HookTemplate", &shown),
+            not_found,
+        )?;
+        Ok((name, key, found))
+    });
+    let (name, key, template) = match found {
         Ok(found) => found,
-        Err(finding) => {
-            out.push((finding, Subject::Reference));
-            return out;
-        }
+        Err(finding) => return vec![(finding, Subject::Reference)],
     };
+    let mut out = Vec::new();
     if template.usage == Usage::Same && ns != namespace {
         out.push((
             Found::Warning(format!(
@@ -396,27 +351,27 @@ fn hook_problems(
         ));
     }
     let runner = format!("HookTemplate \"{key}\"");
-    let mut reads = None;
-    if let crate::kubestash::referents::HookExecutor::Function(function) = &template.executor {
-        let found = match function {
-            None => (
-                vec![problem(
-                    name_path.clone(),
-                    format!("{runner} has executor type Function but names no Function (its spec.executor.function.name is not set)"),
-                    format!("fix the HookTemplate (kubectl edit hooktemplates.core.kubestash.com {name} -n {ns})"),
-                )],
-                None,
-            ),
-            Some(function) => function_problems(&name_path, &runner, Some(function), known),
-        };
-        reads = found.1;
-        out.extend(found.0.into_iter().map(|f| (f, Subject::Reference)));
-    }
+    let (found, reads) = match &template.executor {
+        HookExecutor::Other => (Vec::new(), None),
+        HookExecutor::Function(None) => (
+            vec![problem(
+                name_path.clone(),
+                format!("{runner} has executor type Function but names no Function (its spec.executor.function.name is not set)"),
+                format!("fix the HookTemplate (kubectl edit hooktemplates.core.kubestash.com {name} -n {ns})"),
+            )],
+            None,
+        ),
+        HookExecutor::Function(function) => {
+            function_problems(&name_path, &runner, function.as_deref(), known)
+        }
+    };
+    out.extend(found.into_iter().map(|f| (f, Subject::Reference)));
+    let (parameters, given) = (&template.params, &hook.params);
     let inputs = input_problems(
         &hook.path,
         &runner,
-        &template.params,
-        &hook.params,
+        parameters,
+        given,
         &hook.variables,
         reads,
     );
@@ -442,22 +397,19 @@ pub(crate) fn function_problems<'a>(
             None,
         );
     };
-    let Some(functions) = &known.functions else {
-        return (vec![not_checked(path, "Function", function)], None);
-    };
     let runs = format!("{runner} runs Function \"{function}\" (functions.addons.kubestash.com)");
     let edit = format!("kubectl edit functions.addons.kubestash.com {function}");
-    let found = found_or(
-        functions.get(function),
+    let not_found = || {
+        let fix = format!("install the addon catalog that provides it ({LIST_FUNCTIONS})");
+        (format!("{runs}, which is not found"), fix)
+    };
+    let which = format!("{runs}, which");
+    let found = look(
+        &known.functions,
+        function,
         path,
-        &format!("{runs}, which"),
-        "Functions",
-        || {
-            (
-                format!("{runs}, which is not found"),
-                format!("install the addon catalog that provides it ({LIST_FUNCTIONS})"),
-            )
-        },
+        ("Function", &which),
+        not_found,
     );
     let found = match found {
         Ok(found) => found,
