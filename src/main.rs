@@ -224,15 +224,10 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
                 Watched::<AddonFunction>::start(client.clone(), metrics.clone());
             let (hook_templates, _hook_template_watch) =
                 Watched::<HookTemplate>::start(client.clone(), metrics.clone());
-            let audited = audit::KubeStash {
-                addons: Arc::new(addons),
-                functions: Arc::new(addon_functions),
-                hook_templates: Arc::new(hook_templates),
-            };
             kubestash = KubeStashSources {
-                addons: Some(audited.addons.clone()),
-                functions: Some(audited.functions.clone()),
-                hook_templates: Some(audited.hook_templates.clone()),
+                addons: Some(Arc::new(addons)),
+                functions: Some(Arc::new(addon_functions)),
+                hook_templates: Some(Arc::new(hook_templates)),
             };
             let index = Arc::new(ReferenceIndex::default());
             let _index_watches =
@@ -252,7 +247,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
                     index.clone(),
                     source.clone(),
                     tasks.clone(),
-                    Some(audited),
+                    Some(kubestash.clone()),
                     metrics.clone(),
                     settings,
                 ));

@@ -84,7 +84,7 @@ struct Cluster {
     api: ApiServer,
     source: Arc<ClusterSource>,
     tasks: Arc<TaskSource>,
-    kubestash: Option<audit::KubeStash>,
+    kubestash: Option<KubeStashSources>,
     index: Arc<ReferenceIndex>,
     index_watches: Vec<tokio::task::JoinHandle<()>>,
     webhook: Webhook,
@@ -110,10 +110,16 @@ async fn cluster(prepare: impl FnOnce(&ApiServer)) -> Cluster {
     let tasks = Arc::new(tasks);
     let index = Arc::new(ReferenceIndex::default());
     let index_watches = index::start(api.client(), index.clone(), metrics.clone());
-    let kubestash = audit::KubeStash {
-        addons: Arc::new(Watched::start(api.client(), metrics.clone()).0),
-        functions: Arc::new(Watched::start(api.client(), metrics.clone()).0),
-        hook_templates: Arc::new(Watched::start(api.client(), metrics.clone()).0),
+    let kubestash = KubeStashSources {
+        addons: Some(Arc::new(
+            Watched::<Addon>::start(api.client(), metrics.clone()).0,
+        )),
+        functions: Some(Arc::new(
+            Watched::<AddonFunction>::start(api.client(), metrics.clone()).0,
+        )),
+        hook_templates: Some(Arc::new(
+            Watched::<HookTemplate>::start(api.client(), metrics.clone()).0,
+        )),
     };
     let protector = Protector::new(
         Some(protect::Cluster {
@@ -123,11 +129,7 @@ async fn cluster(prepare: impl FnOnce(&ApiServer)) -> Cluster {
         FailurePolicy::Deny,
         Duration::from_secs(2),
     )
-    .with_kubestash(KubeStashSources {
-        addons: Some(kubestash.addons.clone()),
-        functions: Some(kubestash.functions.clone()),
-        hook_templates: Some(kubestash.hook_templates.clone()),
-    });
+    .with_kubestash(kubestash.clone());
     let webhook = Webhook::start(
         source.clone(),
         metrics.clone(),
@@ -145,14 +147,7 @@ async fn cluster(prepare: impl FnOnce(&ApiServer)) -> Cluster {
     );
     eventually(WAIT, "the caches and the index to sync", || {
         let (s, t, i, k) = (s.clone(), t.clone(), i.clone(), k.clone());
-        async move {
-            s.is_ready()
-                && t.is_ready()
-                && i.is_synced()
-                && k.addons.is_ready()
-                && k.functions.is_ready()
-                && k.hook_templates.is_ready()
-        }
+        async move { s.is_ready() && t.is_ready() && i.is_synced() && k.is_ready() }
     })
     .await;
     Cluster {

@@ -26,6 +26,7 @@ use crate::rules::{self, valid_object_name, Function, Policy, Resolution};
 use crate::sources::Source;
 use crate::stash::{Executor, ExecutorRef, FieldPath, Name, StashKind, TaskName, TaskRef, TaskUse};
 use crate::tasks::ClusterSource as TaskSource;
+use crate::validator::KubeStashSources;
 
 /// The Event reasons, as `kubectl get events --field-selector reason=...` finds them.
 pub const NOT_FOUND: &str = "ExecutorFunctionNotFound";
@@ -257,7 +258,7 @@ pub async fn run(
     index: Arc<ReferenceIndex>,
     functions: Arc<ClusterSource>,
     tasks: Arc<TaskSource>,
-    kubestash: Option<KubeStash>,
+    kubestash: Option<KubeStashSources>,
     metrics: Metrics,
     settings: Settings,
 ) {
@@ -320,7 +321,7 @@ struct Audit {
     index: Arc<ReferenceIndex>,
     functions: Arc<ClusterSource>,
     tasks: Arc<TaskSource>,
-    kubestash: Option<KubeStash>,
+    kubestash: Option<KubeStashSources>,
     recorder: Recorder,
     metrics: Metrics,
     settings: Settings,
@@ -359,7 +360,10 @@ impl Audit {
                 // Let a burst of changes (a re-list, `kubectl apply -f dir/`) settle into one pass.
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            let kubestash_ready = self.kubestash.as_ref().is_none_or(KubeStash::is_ready);
+            let kubestash_ready = self
+                .kubestash
+                .as_ref()
+                .is_none_or(KubeStashSources::is_ready);
             if !(self.index.is_synced()
                 && self.functions.is_ready()
                 && self.tasks.is_ready()
@@ -670,7 +674,7 @@ impl Live {
 mod kubestash;
 
 pub use kubestash::{
-    KubeStash, ADDON_NOT_FOUND, ADDON_RESOLVED, ADDON_UNUSABLE, HOOK_TEMPLATE_NOT_FOUND,
+    ADDON_NOT_FOUND, ADDON_RESOLVED, ADDON_UNUSABLE, HOOK_TEMPLATE_NOT_FOUND,
     HOOK_TEMPLATE_RESOLVED, HOOK_TEMPLATE_UNUSABLE,
 };
 

@@ -155,17 +155,6 @@ impl<R: Referent> ClusterSource<R> {
         )
     }
 
-    /// What the cache holds for `name`, usable or not; for the audit and protection, which
-    /// confirm what they report with [`Source::resolve`].
-    pub fn cached(&self, name: &str) -> Option<Arc<R>> {
-        self.cache.get(name)
-    }
-
-    /// Resolves when the cache changes.
-    pub async fn changed(&self) {
-        self.cache.changed.notified().await;
-    }
-
     async fn live_get(&self, name: &str) -> Resolution<R> {
         let (api, name) = match (R::NAMESPACED, name.split_once('/')) {
             (true, Some((namespace, name))) => (
@@ -200,6 +189,14 @@ impl<R: Referent> Source<R> for ClusterSource<R> {
         self.metrics
             .record_lookup(R::RESOURCE, LookupSource::Cache, LookupResult::Found);
         Some(Resolution::Found(found))
+    }
+
+    fn cached(&self, name: &str) -> Option<Arc<R>> {
+        self.cache.get(name)
+    }
+
+    fn changed(&self) -> BoxFuture<'_, ()> {
+        self.cache.changed.notified().boxed()
     }
 
     fn memory_may_lag(&self) -> bool {

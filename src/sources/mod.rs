@@ -7,8 +7,10 @@ pub mod cluster;
 mod file;
 
 use std::fmt;
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use futures::FutureExt;
 
 use crate::rules::Resolution;
 
@@ -57,6 +59,15 @@ pub trait Source<T: Referent>: Send + Sync + 'static {
     /// then not checked, never denied.
     fn is_installed(&self) -> bool {
         true
+    }
+    /// What memory holds for `name`, usable or not, without a lookup: what the audit judges on
+    /// each pass, confirming what it reports with [`Source::resolve`]. None without a memory.
+    fn cached(&self, _name: &str) -> Option<Arc<T>> {
+        None
+    }
+    /// Resolves when what memory holds changes; never for a memory that does not change.
+    fn changed(&self) -> BoxFuture<'_, ()> {
+        futures::future::pending().boxed()
     }
     /// How many referents the source holds.
     fn len(&self) -> usize;

@@ -34,7 +34,7 @@ impl KubeStashSources {
         }
     }
 
-    pub(super) fn is_ready(&self) -> bool {
+    pub fn is_ready(&self) -> bool {
         fn ready<T: Referent>(s: &Option<Arc<dyn Source<T>>>) -> bool {
             s.as_ref().is_none_or(|s| s.is_ready())
         }

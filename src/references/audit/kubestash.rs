@@ -6,16 +6,18 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
 use k8s_openapi::api::core::v1::ObjectReference;
 
 use super::{note, warning_reasons, Audit, Finding, HookId, Pass, ROADS};
 use super::{CONFIRM_TIMEOUT, LIST_TIMEOUT};
-use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate};
 use crate::kubestash::{Kind, References, CORE_GROUP, VERSION};
 use crate::references::protect::kubestash::{for_each_object, ObjectKey};
 use crate::rules::kubestash::{self as rules, Catalog};
 use crate::rules::{FailurePolicy, Policy, Resolution};
-use crate::sources::{ClusterSource as Watched, Referent, Source};
+use crate::sources::{Referent, Source};
 use crate::validator::{Deadline, KubeStashSources};
 
 /// A KubeStash `addon` names an Addon that does not exist.
@@ -30,79 +32,54 @@ pub const HOOK_TEMPLATE_NOT_FOUND: &str = "HookTemplateNotFound";
 pub const HOOK_TEMPLATE_UNUSABLE: &str = "HookTemplateUnusable";
 pub const HOOK_TEMPLATE_RESOLVED: &str = "HookTemplateResolved";
 
-/// KubeStash's referents as the cluster serves them.
-#[derive(Clone)]
-pub struct KubeStash {
-    pub addons: Arc<Watched<Addon>>,
-    pub functions: Arc<Watched<AddonFunction>>,
-    pub hook_templates: Arc<Watched<HookTemplate>>,
-}
-
-impl KubeStash {
-    pub(super) fn is_ready(&self) -> bool {
-        self.addons.is_ready() && self.functions.is_ready() && self.hook_templates.is_ready()
-    }
-
-    pub(super) async fn changed(&self) {
-        tokio::select! {
-            () = self.addons.changed() => {}
-            () = self.functions.changed() => {}
-            () = self.hook_templates.changed() => {}
-        }
-    }
-
-    /// An empty catalog, with a map for each kind the cluster serves.
-    fn catalog(&self) -> Catalog {
-        Catalog {
-            addons: self.addons.is_installed().then(HashMap::new),
-            functions: self.functions.is_installed().then(HashMap::new),
-            hook_templates: self.hook_templates.is_installed().then(HashMap::new),
-        }
-    }
-
-    /// Fills in what the caches hold, usable or not, of the referents `refs` names that
-    /// `catalog` does not have yet.
-    fn learn(&self, kind: &Kind, refs: &References, catalog: &mut Catalog) {
-        fn fill<R: Referent>(
-            source: &Watched<R>,
-            map: &mut Option<HashMap<String, Resolution<R>>>,
-            names: Vec<String>,
-        ) {
-            let Some(map) = map else {
-                return;
-            };
-            for name in names {
-                map.entry(name)
-                    .or_insert_with_key(|name| match source.cached(name) {
-                        Some(found) => Resolution::Found(found),
-                        None => Resolution::NotFound,
-                    });
-            }
-        }
-        let addons = rules::addons_to_resolve(kind, refs);
-        fill(&self.addons, &mut catalog.addons, addons);
-        let templates = rules::hook_templates_to_resolve(kind, refs);
-        fill(&self.hook_templates, &mut catalog.hook_templates, templates);
-        let functions = rules::functions_to_resolve(refs, catalog);
-        fill(&self.functions, &mut catalog.functions, functions);
-    }
-
-    /// The same referents, as the lookups of a review read them.
-    fn sources(&self) -> KubeStashSources {
-        KubeStashSources {
-            addons: Some(self.addons.clone()),
-            functions: Some(self.functions.clone()),
-            hook_templates: Some(self.hook_templates.clone()),
-        }
-    }
-}
-
 /// Resolves when KubeStash's referents change; never without them.
-pub(super) async fn changed(kubestash: Option<&KubeStash>) {
-    match kubestash {
-        Some(k) => k.changed().await,
-        None => std::future::pending().await,
+pub(super) async fn changed(kubestash: Option<&KubeStashSources>) {
+    fn each<T: Referent>(source: &Option<Arc<dyn Source<T>>>) -> BoxFuture<'_, ()> {
+        match source {
+            Some(source) => source.changed(),
+            None => futures::future::pending().boxed(),
+        }
     }
+    let Some(k) = kubestash else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        () = each(&k.addons) => {}
+        () = each(&k.functions) => {}
+        () = each(&k.hook_templates) => {}
+    }
+}
+
+/// Fills in what memory holds, usable or not, of the referents `refs` names that `catalog` does
+/// not have yet; a kind the cluster does not serve is left out, and its names not checked.
+fn learn(sources: &KubeStashSources, kind: &Kind, refs: &References, catalog: &mut Catalog) {
+    fn fill<R: Referent>(
+        source: &Option<Arc<dyn Source<R>>>,
+        map: &mut Option<HashMap<String, Resolution<R>>>,
+        names: Vec<String>,
+    ) {
+        let Some(source) = source.as_deref().filter(|s| s.is_installed()) else {
+            return;
+        };
+        let map = map.get_or_insert_with(HashMap::new);
+        for name in names {
+            map.entry(name).or_insert_with_key(|name| {
+                source
+                    .cached(name)
+                    .map_or(Resolution::NotFound, Resolution::Found)
+            });
+        }
+    }
+    let addons = rules::addons_to_resolve(kind, refs);
+    fill(&sources.addons, &mut catalog.addons, addons);
+    let templates = rules::hook_templates_to_resolve(kind, refs);
+    fill(
+        &sources.hook_templates,
+        &mut catalog.hook_templates,
+        templates,
+    );
+    let functions = rules::functions_to_resolve(refs, catalog);
+    fill(&sources.functions, &mut catalog.functions, functions);
 }
 
 /// What the audit reports of one reference of a KubeStash object of `kind` (`one`: the
@@ -164,7 +141,7 @@ impl Audit {
             return true;
         };
         let policy = self.settings.policy.clone();
-        let mut catalog = kubestash.catalog();
+        let mut catalog = Catalog::default();
         let mut current: HashMap<HookId, (ObjectKey, Finding)> = HashMap::new();
         // Of the references reported before, those still there (a fixed one gets a Normal
         // Event; one gone with its object gets none).
@@ -179,7 +156,7 @@ impl Audit {
         let reported = &self.kubestash_reported;
         let judge = |object: crate::references::protect::kubestash::Listed| {
             let namespace = object.key.namespace.clone().unwrap_or_default();
-            kubestash.learn(object.kind, &object.refs, &mut catalog);
+            learn(&kubestash, object.kind, &object.refs, &mut catalog);
             for (path, one) in object.refs.each() {
                 let id = (object.uid.clone(), path.to_string());
                 match finding(object.kind, &namespace, &one, &catalog, &policy) {
@@ -219,7 +196,6 @@ impl Audit {
             self.metrics.set_broken_references_of(kind, reason, n);
         }
         // The caches may lag: a new finding is confirmed with live lookups first.
-        let sources = kubestash.sources();
         let mut unconfirmed = HashSet::new();
         for (id, (_, found)) in &current {
             let new = self
@@ -230,7 +206,7 @@ impl Audit {
                 continue;
             };
             let deadline = Deadline::after(CONFIRM_TIMEOUT);
-            let live = sources
+            let live = kubestash
                 .catalog(&[(b.kind, &b.one)], Vec::new(), true, deadline)
                 .await;
             if finding(b.kind, &b.namespace, &b.one, &live, &policy).is_none() {
