@@ -82,6 +82,34 @@ impl KubeStashSources {
         catalog
     }
 
+    /// Fills in what memory holds, usable or not, of the referents `refs` names that `catalog` does
+    /// not have yet; a kind the cluster does not serve is left out, and its names not checked.
+    pub(crate) fn learn(&self, kind: &Kind, refs: &References, catalog: &mut Catalog) {
+        fn fill<R: Referent>(
+            source: &Option<Arc<dyn Source<R>>>,
+            map: &mut Option<HashMap<String, Resolution<R>>>,
+            names: Vec<String>,
+        ) {
+            let Some(source) = source.as_deref().filter(|s| s.is_installed()) else {
+                return;
+            };
+            let map = map.get_or_insert_with(HashMap::new);
+            for name in names {
+                map.entry(name).or_insert_with_key(|name| {
+                    source
+                        .cached(name)
+                        .map_or(Resolution::NotFound, Resolution::Found)
+                });
+            }
+        }
+        let addons = rules::addons_to_resolve(kind, refs);
+        fill(&self.addons, &mut catalog.addons, addons);
+        let templates = rules::hook_templates_to_resolve(kind, refs);
+        fill(&self.hook_templates, &mut catalog.hook_templates, templates);
+        let functions = rules::functions_to_resolve(refs, catalog);
+        fill(&self.functions, &mut catalog.functions, functions);
+    }
+
     /// Whether an answer from memory may lag the truth, and a denial must be confirmed live.
     fn may_lag(&self) -> bool {
         fn lags<T: Referent>(s: &Option<Arc<dyn Source<T>>>) -> bool {

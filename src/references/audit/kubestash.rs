@@ -50,38 +50,6 @@ pub(super) async fn changed(kubestash: Option<&KubeStashSources>) {
     }
 }
 
-/// Fills in what memory holds, usable or not, of the referents `refs` names that `catalog` does
-/// not have yet; a kind the cluster does not serve is left out, and its names not checked.
-fn learn(sources: &KubeStashSources, kind: &Kind, refs: &References, catalog: &mut Catalog) {
-    fn fill<R: Referent>(
-        source: &Option<Arc<dyn Source<R>>>,
-        map: &mut Option<HashMap<String, Resolution<R>>>,
-        names: Vec<String>,
-    ) {
-        let Some(source) = source.as_deref().filter(|s| s.is_installed()) else {
-            return;
-        };
-        let map = map.get_or_insert_with(HashMap::new);
-        for name in names {
-            map.entry(name).or_insert_with_key(|name| {
-                source
-                    .cached(name)
-                    .map_or(Resolution::NotFound, Resolution::Found)
-            });
-        }
-    }
-    let addons = rules::addons_to_resolve(kind, refs);
-    fill(&sources.addons, &mut catalog.addons, addons);
-    let templates = rules::hook_templates_to_resolve(kind, refs);
-    fill(
-        &sources.hook_templates,
-        &mut catalog.hook_templates,
-        templates,
-    );
-    let functions = rules::functions_to_resolve(refs, catalog);
-    fill(&sources.functions, &mut catalog.functions, functions);
-}
-
 /// What the audit reports of one reference of a KubeStash object of `kind` (`one`: the
 /// reference alone), given what is known of the referents: a finding when admission would deny
 /// it (without the ratchet), none when it would not, or when something it depends on could not
@@ -156,7 +124,7 @@ impl Audit {
         let reported = &self.kubestash_reported;
         let judge = |object: crate::references::protect::kubestash::Listed| {
             let namespace = object.key.namespace.clone().unwrap_or_default();
-            learn(&kubestash, object.kind, &object.refs, &mut catalog);
+            kubestash.learn(object.kind, &object.refs, &mut catalog);
             for (path, one) in object.refs.each() {
                 let id = (object.uid.clone(), path.to_string());
                 match finding(object.kind, &namespace, &one, &catalog, &policy) {

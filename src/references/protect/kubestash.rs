@@ -9,7 +9,6 @@
 //! after is broken by the change; one broken before is not this change's doing.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::core::admission::Operation;
@@ -18,12 +17,12 @@ use serde_json::Value;
 
 use super::{decide, through_text, unusable, within, ListError, Protector, Unchecked, RETRY_LIST};
 use crate::kubestash::referents::{Addon, AddonFunction, HookExecutor, HookTemplate};
-use crate::kubestash::{self, HookUse, Kind, References, TaskList, CORE_GROUP, VERSION};
+use crate::kubestash::{self, Kind, References, TaskList, CORE_GROUP, VERSION};
 use crate::references::index;
 use crate::review::{self, Reply, Request};
 use crate::rules::kubestash::{self as rules, Catalog};
 use crate::rules::{Container, FailurePolicy, Found, Policy, Problem, Resolution};
-use crate::sources::{list_pages, Referent, Source};
+use crate::sources::{list_pages, Referent};
 use crate::validator::{Deadline, Outcome};
 
 const LIST_FUNCTIONS: &str = "list them with: kubectl get functions.addons.kubestash.com";
@@ -313,35 +312,39 @@ impl Protector {
         };
         let delete = req.operation == Operation::Delete;
         let changed = delete || (req.operation == Operation::Update && old != new);
-        let objects = match (&self.cluster, changed) {
-            (Some(cluster), true) => {
-                self.kubestash_users(cluster, written, &key, deadline)
-                    .await?
-            }
-            _ => Vec::new(),
-        };
-        // What they name, and what the referent runs, as it is and as the change leaves it.
-        let names: Vec<_> = objects.iter().map(|o| (o.kind, &o.refs)).collect();
+        // The Functions it runs, looked up as a review looks them up.
         let functions = new
             .iter()
             .chain(&old)
             .flat_map(Written::functions)
             .collect();
-        let sources = &self.kubestash;
-        let mut before = sources.catalog(&names, functions, false, deadline).await;
+        let looked_up = (self.kubestash)
+            .catalog(&[], functions, false, deadline)
+            .await;
+        let (mut before, mut after) = (looked_up.clone(), looked_up);
         if let Some(old) = &old {
             old.put(&key, false, &mut before);
         }
-        let mut after = before.clone();
         written.put(&key, delete, &mut after);
         let warnings = new
             .as_ref()
             .map(|new| new.warnings(&key, &after))
             .unwrap_or_default();
-        let broken: Vec<(User, Problem)> = objects
-            .iter()
-            .flat_map(|o| broken_by(o, &before, &after))
-            .collect();
+        let broken = match (&self.cluster, changed) {
+            (Some(cluster), true) => {
+                let catalogs = (before, after);
+                let broken = self.broken(cluster, catalogs, deadline).await;
+                broken.map_err(|err| Unchecked {
+                    subject: format!(
+                        "{} \"{key}\" could not be checked for objects that name it",
+                        written.kind()
+                    ),
+                    why: err.to_string(),
+                    retry: RETRY_LIST,
+                })?
+            }
+            _ => Vec::new(),
+        };
         Ok(judge(
             (written.kind(), &key),
             delete,
@@ -351,68 +354,30 @@ impl Protector {
         ))
     }
 
-    /// The objects that may depend on referent `key`, listed live before `deadline`: those that
-    /// name it, or (for a Function) an Addon or a HookTemplate that memory says runs it, or does
-    /// not know.
-    async fn kubestash_users(
+    /// The references that a change breaks ([`broken_by`]): every object of the four kinds,
+    /// listed live before `deadline` and judged as it is listed, with what memory holds of the
+    /// referents it reaches, and the referent changed as it is (`before`) and as the change
+    /// leaves it (`after`).
+    async fn broken(
         &self,
         cluster: &super::Cluster,
-        written: &Written,
-        key: &str,
+        (mut before, mut after): (Catalog, Catalog),
         deadline: Deadline,
-    ) -> Result<Vec<Listed>, Unchecked> {
-        let sources = &self.kubestash;
-        let (mut addons, mut templates) = (HashMap::new(), HashMap::new());
-        let mut may_depend = |refs: &References| match written {
-            Written::Addon(_) => refs.addons.iter().any(|a| a.name.as_str() == Some(key)),
-            Written::HookTemplate(_) => refs.hooks.iter().any(|h| h.key().as_deref() == Some(key)),
-            Written::Function(_) => {
-                let mut names = refs.addons.iter().filter_map(|a| a.name.as_str());
-                let runs = |a: &Addon| a.functions().any(|f| f == key);
-                names.any(|name| {
-                    *(addons.entry(name.to_owned()))
-                        .or_insert_with(|| may_run(&sources.addons, name, runs))
-                }) || refs.hooks.iter().filter_map(HookUse::key).any(|k| {
-                    let runs = |t: &HookTemplate| t.function() == Some(key);
-                    *(templates.entry(k.clone()))
-                        .or_insert_with(|| may_run(&sources.hook_templates, &k, runs))
-                })
-            }
-        };
-        let client = cluster.client.clone();
-        let listed = within(deadline, async move {
-            let mut kept = Vec::new();
-            for_each_object(&client, |o| {
-                if may_depend(&o.refs) {
-                    kept.push(o);
-                }
-            })
-            .await
-            .map_err(ListError::KubeStash)?;
-            Ok(kept)
+    ) -> Result<Vec<(User, Problem)>, ListError> {
+        let (sources, client) = (&self.kubestash, cluster.client.clone());
+        within(deadline, async move {
+            let mut broken = Vec::new();
+            let judge = |object: Listed| {
+                sources.learn(object.kind, &object.refs, &mut before);
+                sources.learn(object.kind, &object.refs, &mut after);
+                broken.extend(broken_by(&object, &before, &after));
+            };
+            for_each_object(&client, judge)
+                .await
+                .map_err(ListError::KubeStash)?;
+            Ok(broken)
         })
-        .await;
-        listed.map_err(|err| Unchecked {
-            subject: format!(
-                "{} \"{key}\" could not be checked for objects that name it",
-                written.kind()
-            ),
-            why: err.to_string(),
-            retry: RETRY_LIST,
-        })
-    }
-}
-
-/// Whether memory says referent `name` of `source` runs the Function (`runs`); one that memory
-/// does not know may.
-fn may_run<R: Referent>(
-    source: &Option<Arc<dyn Source<R>>>,
-    name: &str,
-    runs: impl Fn(&R) -> bool,
-) -> bool {
-    match source.as_ref().and_then(|s| s.resolve_now(name)) {
-        Some(Resolution::Found(found)) => runs(&found),
-        _ => true,
+        .await
     }
 }
 
