@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use super::{note, warning_reasons, Audit, Finding, HookId, Pass, ROADS};
 use super::{CONFIRM_TIMEOUT, LIST_TIMEOUT};
 use crate::kubestash::{Kind, References, CORE_GROUP, VERSION};
-use crate::references::protect::kubestash::{for_each_object, ObjectKey};
+use crate::references::protect::kubestash::{for_each_object, Listed, ObjectKey};
 use crate::rules::kubestash::{self as rules, Catalog};
 use crate::rules::{FailurePolicy, Policy, Resolution};
 use crate::sources::{Referent, Source};
@@ -122,7 +122,7 @@ impl Audit {
             }
         }
         let reported = &self.kubestash_reported;
-        let judge = |object: crate::references::protect::kubestash::Listed| {
+        let judge = |object: Listed| {
             let namespace = object.key.namespace.clone().unwrap_or_default();
             kubestash.learn(object.kind, &object.refs, &mut catalog);
             for (path, one) in object.refs.each() {
