@@ -6,7 +6,8 @@
 # judges reviews; its peak RSS is reported. See benches/README.md.
 # FAMILY=kubestash fills KubeStash's kinds instead: FUNCTIONS addons.kubestash.com Functions, 100
 # Addons, 50 HookTemplates and OBJECTS BackupConfigurations naming them; the figure is taken once
-# the audit has listed and judged them all.
+# the audit has listed and judged them all, and after protection has judged the DELETE of a
+# Function in use (which lists and judges them all again).
 #
 # Knobs (environment): FUNCTIONS (10000), OBJECTS (50000), REVIEWS (2000), FAMILY (stash).
 set -euo pipefail
@@ -93,6 +94,30 @@ fi
 allowed=$(curl -s --cacert "$WORK/certs/ca.crt" --resolve "localhost:$PORT:127.0.0.1" \
     -H 'Content-Type: application/json' --data-binary "@$WORK/review.json" "https://localhost:$PORT/validate?timeout=5s")
 [[ $allowed == *'"allowed":true'* ]] || die "the review was not allowed: $allowed"
+PROTECT_SECONDS=
+if [[ $FAMILY == kubestash ]]; then
+    # Deleting a Function that an Addon in use runs: protection lists every object live and
+    # judges it as listed, within the review's lookup budget (--lookup-timeout, 2 s).
+    python3 - "$WORK/delete.json" <<'PY'
+import json, sys
+review = json.load(open("tests/fixtures/reviews/function-delete.json"))
+request = review["request"]
+for field in ("kind", "requestKind"):
+    request[field] = {"group": "addons.kubestash.com", "version": "v1alpha1", "kind": "Function"}
+for field in ("resource", "requestResource"):
+    request[field] = {"group": "addons.kubestash.com", "version": "v1alpha1", "resource": "functions"}
+request["name"] = "fn-00042"
+request["oldObject"] = {"apiVersion": "addons.kubestash.com/v1alpha1", "kind": "Function",
+    "metadata": {"name": "fn-00042"}, "spec": {"image": "ghcr.io/kubestash/fn:v1"}}
+json.dump(review, open(sys.argv[1], "w"))
+PY
+    asked=$(date +%s.%N)
+    denied=$(curl -s --cacert "$WORK/certs/ca.crt" --resolve "localhost:$PORT:127.0.0.1" \
+        -H 'Content-Type: application/json' --data-binary "@$WORK/delete.json" "https://localhost:$PORT/protect?timeout=10s")
+    PROTECT_SECONDS=$(awk -v a="$asked" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+    [[ $denied == *'"allowed":false'* ]] || die "deleting a Function in use was not denied: $denied"
+    PROTECT_ANSWER=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["response"]["status"]["message"][:160])' <<<"$denied")
+fi
 HWM=$(proc_kib "$WEBHOOK_PID" VmHWM)
 RSS=$(proc_kib "$WEBHOOK_PID" VmRSS)
 
@@ -106,3 +131,6 @@ printf '  listed and synced in:              %.1f s\n' "$(awk -v a="$started" -v
 echo "  peak RSS once synced:               $(mib "$HWM_SYNCED") MiB"
 echo "  peak RSS after the reviews:         $(mib "$HWM") MiB (target < 64 MiB: $(awk -v k="$HWM" 'BEGIN { print (k < 65536 ? "ok" : "MISS") }'))"
 echo "  RSS at the end:                     $(mib "$RSS") MiB"
+if [[ -n $PROTECT_SECONDS ]]; then
+    echo "  a Function in use deleted:          denied in $PROTECT_SECONDS s ($PROTECT_ANSWER...)"
+fi

@@ -964,7 +964,7 @@ async fn deleting_a_kubestash_addon_in_use_is_denied_unless_annotated() {
     assert_eq!(r["allowed"], false, "{r}");
     assert_eq!(
         r["status"]["message"],
-        format!("Addon \"workload-addon\" is used by 1 object: demo/BackupConfiguration/db-backup (spec.sessions[0].addon): change or delete them first, or annotate the Addon with {ANNOTATION}=true")
+        format!("Addon \"workload-addon\" is used by 1 reference: demo/BackupConfiguration/db-backup (spec.sessions[0].addon): change or delete them first, or annotate the Addon with {ANNOTATION}=true")
     );
     let r = c
         .webhook
@@ -973,7 +973,7 @@ async fn deleting_a_kubestash_addon_in_use_is_denied_unless_annotated() {
     assert_eq!(r["allowed"], true, "{r}");
     assert_eq!(
         r["warnings"],
-        json!([format!("Addon \"workload-addon\" is used by 1 object: demo/BackupConfiguration/db-backup (spec.sessions[0].addon); allowed by the annotation {ANNOTATION}=true: those objects fail until Addon \"workload-addon\" exists again, or they are changed")])
+        json!([format!("Addon \"workload-addon\" is used by 1 reference: demo/BackupConfiguration/db-backup (spec.sessions[0].addon); allowed by the annotation {ANNOTATION}=true: those objects fail until Addon \"workload-addon\" exists again, or they are changed")])
     );
 }
 
@@ -1001,7 +1001,7 @@ async fn deleting_an_unused_hook_template_is_allowed_and_a_used_one_denied() {
     assert_eq!(r["allowed"], false, "{r}");
     assert_eq!(
         r["status"]["message"],
-        format!("HookTemplate \"demo/freeze\" is used by 1 object: demo/BackupConfiguration/db-backup (spec.sessions[0].hooks.preBackup[0]): change or delete them first, or annotate the HookTemplate with {ANNOTATION}=true")
+        format!("HookTemplate \"demo/freeze\" is used by 1 reference: demo/BackupConfiguration/db-backup (spec.sessions[0].hooks.preBackup[0]): change or delete them first, or annotate the HookTemplate with {ANNOTATION}=true")
     );
 }
 
@@ -1022,7 +1022,7 @@ async fn an_addon_update_removing_a_used_task_is_denied() {
     assert_eq!(r["allowed"], false, "{r}");
     assert_eq!(
         r["status"]["message"],
-        format!("this change breaks Addon \"workload-addon\" for 1 object: demo/BackupConfiguration/db-backup (spec.sessions[0].addon) (first denial: spec.sessions[0].addon.tasks[0].name: Addon \"workload-addon\" has no backup task \"logical-backup\"): change or delete them first, or annotate the Addon with {ANNOTATION}=true")
+        format!("this change breaks Addon \"workload-addon\" for 1 reference: demo/BackupConfiguration/db-backup (spec.sessions[0].addon) (first denial: spec.sessions[0].addon.tasks[0].name: Addon \"workload-addon\" has no backup task \"logical-backup\"): change or delete them first, or annotate the Addon with {ANNOTATION}=true")
     );
     // Removing the task no object names is allowed.
     let without =
@@ -1061,7 +1061,7 @@ async fn a_kubestash_function_update_removing_its_image_while_used_is_denied() {
     assert_eq!(r["allowed"], false, "{r}");
     assert_eq!(
         r["status"]["message"],
-        format!("this change breaks Function \"workload-backup\" for 1 object: demo/BackupConfiguration/db-backup (spec.sessions[0].addon) (first denial: spec.sessions[0].addon.tasks[0].name: backup task \"logical-backup\" of Addon \"workload-addon\" runs Function \"workload-backup\" (functions.addons.kubestash.com), which has no container image (its spec.image is not set)): change or delete them first, or annotate the Function with {ANNOTATION}=true")
+        format!("this change breaks Function \"workload-backup\" for 1 reference: demo/BackupConfiguration/db-backup (spec.sessions[0].addon) (first denial: spec.sessions[0].addon.tasks[0].name: backup task \"logical-backup\" of Addon \"workload-addon\" runs Function \"workload-backup\" (functions.addons.kubestash.com), which has no container image (its spec.image is not set)): change or delete them first, or annotate the Function with {ANNOTATION}=true")
     );
     assert_eq!(
         r["warnings"],

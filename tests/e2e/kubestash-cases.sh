@@ -95,7 +95,7 @@ KS_PROTECT=protect-kubestash.stash-webhook.stash.appscode.com
 begin kubestash-addon-in-use-is-protected
 check 0 "backupconfiguration.core.kubestash.com/ks-protected created" \
   kubectl apply -f $K/protected/backupconfiguration.yaml
-check 1 "Error from server (Forbidden): admission webhook \"$KS_PROTECT\" denied the request: Addon \"e2e-addon\" is used by 1 object: demo/BackupConfiguration/ks-protected (spec.sessions[0].addon): change or delete them first, or annotate the Addon with $ANNOTATION=true" \
+check 1 "Error from server (Forbidden): admission webhook \"$KS_PROTECT\" denied the request: Addon \"e2e-addon\" is used by 1 reference: demo/BackupConfiguration/ks-protected (spec.sessions[0].addon): change or delete them first, or annotate the Addon with $ANNOTATION=true" \
   kubectl delete addons.addons.kubestash.com e2e-addon
 check 0 "e2e-addon" kubectl get addons.addons.kubestash.com e2e-addon -o 'jsonpath={.metadata.name}'
 check 0 "backupconfiguration.core.kubestash.com \"ks-protected\" deleted$(from_namespace demo)" \
@@ -109,7 +109,7 @@ check 0 "backupconfiguration.core.kubestash.com/ks-hook-audit created" \
   kubectl apply -f $K/audit/backupconfiguration.yaml
 check 0 "hooktemplate.core.kubestash.com/e2e-short-lived-hook annotated" \
   kubectl annotate -n demo hooktemplates.core.kubestash.com e2e-short-lived-hook "$ANNOTATION=true"
-check 0 "Warning: HookTemplate \"demo/e2e-short-lived-hook\" is used by 1 object: demo/BackupConfiguration/ks-hook-audit (spec.sessions[0].hooks.preBackup[0]); allowed by the annotation $ANNOTATION=true: those objects fail until HookTemplate \"demo/e2e-short-lived-hook\" exists again, or they are changed
+check 0 "Warning: HookTemplate \"demo/e2e-short-lived-hook\" is used by 1 reference: demo/BackupConfiguration/ks-hook-audit (spec.sessions[0].hooks.preBackup[0]); allowed by the annotation $ANNOTATION=true: those objects fail until HookTemplate \"demo/e2e-short-lived-hook\" exists again, or they are changed
 hooktemplate.core.kubestash.com \"e2e-short-lived-hook\" deleted$(from_namespace demo)" \
   kubectl delete -n demo hooktemplates.core.kubestash.com e2e-short-lived-hook
 eventually 60 "a Warning Event on demo/ks-hook-audit" has_events_on ks-hook-audit HookTemplateNotFound

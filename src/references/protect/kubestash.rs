@@ -59,8 +59,9 @@ async fn list_kind(
             return;
         };
         let namespace = object.metadata.namespace.clone();
-        let whole = serde_json::to_value(&object).unwrap_or(Value::Null);
-        let refs = kubestash::references(kind, &whole, namespace.as_deref().unwrap_or_default());
+        // Its fields besides the metadata, `spec` among them: where every reference is.
+        let fields = &object.data;
+        let refs = kubestash::references(kind, fields, namespace.as_deref().unwrap_or_default());
         if refs.is_empty() {
             return;
         }
@@ -246,7 +247,7 @@ pub fn judge(
         return Reply::warn(warnings);
     };
     let users: Vec<&User> = broken.iter().map(|(user, _)| user).collect();
-    let users = through_text(("object", &users), &[], ("", ""));
+    let users = through_text(("reference", &users), &[], ("", ""));
     let (what, breaks) = if delete {
         (
             format!("{kind} \"{key}\" is used by {users}"),

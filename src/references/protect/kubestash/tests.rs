@@ -167,13 +167,13 @@ fn a_breaking_change_is_denied_naming_its_users_unless_annotated() {
     assert!(!reply.allowed);
     assert_eq!(
         reply.message,
-        format!("Addon \"workload-addon\" is used by 1 object: demo/BackupConfiguration/db-backup (spec.sessions[0].addon): change or delete them first, or annotate the Addon with {ANNOTATION}=true")
+        format!("Addon \"workload-addon\" is used by 1 reference: demo/BackupConfiguration/db-backup (spec.sessions[0].addon): change or delete them first, or annotate the Addon with {ANNOTATION}=true")
     );
     let reply = judge(("Addon", "workload-addon"), true, &broken, Vec::new(), true);
     assert!(reply.allowed);
     assert_eq!(
         reply.warnings,
-        [format!("Addon \"workload-addon\" is used by 1 object: demo/BackupConfiguration/db-backup (spec.sessions[0].addon); allowed by the annotation {ANNOTATION}=true: those objects fail until Addon \"workload-addon\" exists again, or they are changed")]
+        [format!("Addon \"workload-addon\" is used by 1 reference: demo/BackupConfiguration/db-backup (spec.sessions[0].addon); allowed by the annotation {ANNOTATION}=true: those objects fail until Addon \"workload-addon\" exists again, or they are changed")]
     );
     let reply = judge(
         ("Addon", "workload-addon"),
@@ -184,7 +184,7 @@ fn a_breaking_change_is_denied_naming_its_users_unless_annotated() {
     );
     assert_eq!(
         reply.message,
-        format!("this change breaks Addon \"workload-addon\" for 1 object: demo/BackupConfiguration/db-backup (spec.sessions[0].addon) (first denial: spec.sessions[0].addon.name: Addon \"workload-addon\" not found): change or delete them first, or annotate the Addon with {ANNOTATION}=true")
+        format!("this change breaks Addon \"workload-addon\" for 1 reference: demo/BackupConfiguration/db-backup (spec.sessions[0].addon) (first denial: spec.sessions[0].addon.name: Addon \"workload-addon\" not found): change or delete them first, or annotate the Addon with {ANNOTATION}=true")
     );
     let unused = judge(
         ("Addon", "workload-addon"),
