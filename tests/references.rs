@@ -977,6 +977,27 @@ async fn deleting_a_kubestash_addon_in_use_is_denied_unless_annotated() {
     );
 }
 
+/// One KubeStash kind cannot be listed: a DELETE of an Addon says so, and follows the policy
+/// (here Deny).
+#[tokio::test]
+async fn kubestash_objects_that_cannot_be_listed_follow_the_lookup_failure_policy() {
+    let c = cluster(with_kubestash_users).await;
+    c.api
+        .set_forbidden_resource("restoresessions.core.kubestash.com", true);
+    let r = c
+        .webhook
+        .protect(addon_review("DELETE", Some(workload_addon()), None, false))
+        .await;
+    assert_eq!(r["allowed"], false, "{r}");
+    let text = r["status"]["message"].as_str().unwrap();
+    assert!(
+        text.starts_with("Addon \"workload-addon\" could not be checked for objects that name it: the Kubernetes API refused to list the KubeStash objects that could name it (")
+            && text.contains("403")
+            && text.ends_with("); grant the webhook's ServiceAccount list on the core.kubestash.com and addons.kubestash.com kinds: retry once the webhook can list them"),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn deleting_an_unused_hook_template_is_allowed_and_a_used_one_denied() {
     let c = cluster(with_kubestash_users).await;
@@ -1180,6 +1201,21 @@ async fn a_cluster_without_kubestash_still_protects_stash_referents() {
         .await;
     assert_eq!(r["allowed"], true, "{r}");
     assert!(r.get("warnings").is_none(), "{r}");
+    // The audit's passes go on without KubeStash's kinds: Stash's broken references are reported,
+    // and the KubeStash pass, which finds no objects, completes (it sets its gauge).
+    let _audit = start_audit(&c, "replica-a", Duration::from_secs(3600));
+    c.api.delete_function("mysql-hook-executor");
+    let api = &c.api;
+    eventually(WAIT, "three Warning Events", || async move {
+        events(api, audit::NOT_FOUND).len() == 3
+    })
+    .await;
+    let gauge = "stash_webhook_broken_references{kind=\"BackupConfiguration.core.kubestash.com\",reason=\"AddonNotFound\"} ";
+    let metrics = &c.metrics;
+    eventually(WAIT, "the KubeStash pass's gauge", || async move {
+        sample(metrics, gauge).as_deref() == Some("0")
+    })
+    .await;
 }
 
 /// The first Event stored for `reason`, once there is one.
