@@ -44,29 +44,6 @@ impl Parameter {
 }
 
 impl Addon {
-    pub fn from_object(object: &Value) -> Self {
-        let tasks = |field: &str| -> Vec<AddonTask> {
-            list(object.pointer(&format!("/spec/{field}")))
-                .iter()
-                .filter_map(|task| {
-                    Some(AddonTask {
-                        name: task.get("name")?.as_str()?.to_owned(),
-                        function: text(task.get("function")),
-                        parameters: parameters(task.get("parameters")),
-                        volumes: list(task.get("volumeTemplate"))
-                            .iter()
-                            .filter_map(|v| text(v.get("name")))
-                            .collect(),
-                    })
-                })
-                .collect()
-        };
-        Addon {
-            backup_tasks: tasks("backupTasks"),
-            restore_tasks: tasks("restoreTasks"),
-        }
-    }
-
     /// Its backup tasks, or its restore tasks.
     pub fn tasks(&self, list: TaskList) -> &[AddonTask] {
         match list {
@@ -104,36 +81,6 @@ pub enum Versions {
     Usable,
     Empty,
     NotSemver(String),
-}
-
-impl AddonFunction {
-    pub fn from_object(object: &Value) -> Self {
-        let spec = object.get("spec").unwrap_or(&Value::Null);
-        let image = spec.get("image");
-        let reads_version = image.and_then(Value::as_str).is_some_and(|i| {
-            variables::variables_in(i)
-                .iter()
-                .any(|v| v.name == "DB_VERSION")
-        });
-        let versions = if !reads_version {
-            Versions::NotRead
-        } else {
-            let available: Vec<&str> = list(spec.get("availableVersions"))
-                .iter()
-                .filter_map(Value::as_str)
-                .collect();
-            match available.iter().find(|v| !is_semver(v)) {
-                _ if available.is_empty() => Versions::Empty,
-                Some(bad) => Versions::NotSemver((*bad).to_owned()),
-                None => Versions::Usable,
-            }
-        };
-        AddonFunction {
-            container: Container::from_image(image),
-            variables: variables::of_json(spec),
-            versions,
-        }
-    }
 }
 
 /// A version as Masterminds/semver's `NewVersion` (which KubeStash uses) reads it: an optional
@@ -175,31 +122,6 @@ pub enum Usage {
 }
 
 impl HookTemplate {
-    pub fn from_object(object: &Value) -> Self {
-        let spec = object.get("spec").unwrap_or(&Value::Null);
-        let function = spec.pointer("/executor/function");
-        let executor = match spec.pointer("/executor/type").and_then(Value::as_str) {
-            Some("Function") => HookExecutor::Function(function.and_then(|f| text(f.get("name")))),
-            None if function.is_some() => {
-                HookExecutor::Function(function.and_then(|f| text(f.get("name"))))
-            }
-            _ => HookExecutor::Other,
-        };
-        let usage = match spec
-            .pointer("/usagePolicy/allowedNamespaces/from")
-            .and_then(Value::as_str)
-        {
-            Some("All") => Usage::All,
-            Some("Selector") => Usage::Selector,
-            _ => Usage::Same,
-        };
-        HookTemplate {
-            executor,
-            params: parameters(spec.get("params")),
-            usage,
-        }
-    }
-
     /// The Function it runs, when it runs one.
     pub fn function(&self) -> Option<&str> {
         match &self.executor {
@@ -241,7 +163,26 @@ impl Referent for Addon {
     const RESOURCE: &'static str = "addons.addons.kubestash.com";
 
     fn from_object(object: &Value) -> Self {
-        Addon::from_object(object)
+        let tasks = |field: &str| -> Vec<AddonTask> {
+            list(object.pointer(&format!("/spec/{field}")))
+                .iter()
+                .filter_map(|task| {
+                    Some(AddonTask {
+                        name: task.get("name")?.as_str()?.to_owned(),
+                        function: text(task.get("function")),
+                        parameters: parameters(task.get("parameters")),
+                        volumes: list(task.get("volumeTemplate"))
+                            .iter()
+                            .filter_map(|v| text(v.get("name")))
+                            .collect(),
+                    })
+                })
+                .collect()
+        };
+        Addon {
+            backup_tasks: tasks("backupTasks"),
+            restore_tasks: tasks("restoreTasks"),
+        }
     }
 
     /// A review's denial is confirmed live anyway; an Addon's tasks' Functions are looked up on
@@ -259,7 +200,31 @@ impl Referent for AddonFunction {
     const RESOURCE: &'static str = "functions.addons.kubestash.com";
 
     fn from_object(object: &Value) -> Self {
-        AddonFunction::from_object(object)
+        let spec = object.get("spec").unwrap_or(&Value::Null);
+        let image = spec.get("image");
+        let reads_version = image.and_then(Value::as_str).is_some_and(|i| {
+            variables::variables_in(i)
+                .iter()
+                .any(|v| v.name == "DB_VERSION")
+        });
+        let versions = if !reads_version {
+            Versions::NotRead
+        } else {
+            let available: Vec<&str> = list(spec.get("availableVersions"))
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            match available.iter().find(|v| !is_semver(v)) {
+                _ if available.is_empty() => Versions::Empty,
+                Some(bad) => Versions::NotSemver((*bad).to_owned()),
+                None => Versions::Usable,
+            }
+        };
+        AddonFunction {
+            container: Container::from_image(image),
+            variables: variables::of_json(spec),
+            versions,
+        }
     }
 
     fn answers_from_cache(&self) -> bool {
@@ -277,7 +242,28 @@ impl Referent for HookTemplate {
     const NAMESPACED: bool = true;
 
     fn from_object(object: &Value) -> Self {
-        HookTemplate::from_object(object)
+        let spec = object.get("spec").unwrap_or(&Value::Null);
+        let function = spec.pointer("/executor/function");
+        let executor = match spec.pointer("/executor/type").and_then(Value::as_str) {
+            Some("Function") => HookExecutor::Function(function.and_then(|f| text(f.get("name")))),
+            None if function.is_some() => {
+                HookExecutor::Function(function.and_then(|f| text(f.get("name"))))
+            }
+            _ => HookExecutor::Other,
+        };
+        let usage = match spec
+            .pointer("/usagePolicy/allowedNamespaces/from")
+            .and_then(Value::as_str)
+        {
+            Some("All") => Usage::All,
+            Some("Selector") => Usage::Selector,
+            _ => Usage::Same,
+        };
+        HookTemplate {
+            executor,
+            params: parameters(spec.get("params")),
+            usage,
+        }
     }
 
     fn answers_from_cache(&self) -> bool {

@@ -17,7 +17,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
 
-use super::index::{ObjectKey, ReferenceIndex};
+use super::index::{self, ObjectKey, ReferenceIndex};
 use super::protect::kubestash::ObjectKey as KubeStashKey;
 use crate::functions::ClusterSource;
 use crate::metrics::Metrics;
@@ -25,6 +25,7 @@ use crate::rules::tasks::{self as task_rules, Task};
 use crate::rules::{self, valid_object_name, Function, Policy, Resolution};
 use crate::sources::Source;
 use crate::stash::{Executor, ExecutorRef, FieldPath, Name, StashKind, TaskName, TaskRef, TaskUse};
+use crate::stash::{STASH_GROUP, STASH_VERSION};
 use crate::tasks::ClusterSource as TaskSource;
 use crate::validator::KubeStashSources;
 
@@ -452,7 +453,7 @@ impl Audit {
                     still_there: &resolved_hooks,
                     refresh_all,
                 },
-                stash_reference,
+                &format!("{STASH_GROUP}/{STASH_VERSION}"),
             )
             .await;
         self.reported = reported;
@@ -465,10 +466,18 @@ impl Audit {
     /// been written and stands; false when a write failed (it is retried).
     async fn report<K: Clone + fmt::Display>(
         &self,
-        reported: &mut HashMap<HookId, (K, Finding)>,
-        pass: Pass<'_, K>,
-        reference: fn(&K, &str) -> ObjectReference,
+        reported: &mut HashMap<HookId, (index::ObjectKey<K>, Finding)>,
+        pass: Pass<'_, index::ObjectKey<K>>,
+        api_version: &str,
     ) -> bool {
+        let reference = |key: &index::ObjectKey<K>, uid: &str| ObjectReference {
+            api_version: Some(api_version.to_owned()),
+            kind: Some(key.kind.to_string()),
+            name: Some(key.name.clone()),
+            namespace: key.namespace.clone(),
+            uid: Some(uid.to_owned()),
+            ..ObjectReference::default()
+        };
         let mut all_written = true;
         for (id, (key, found)) in pass.current {
             let unchanged = reported.get(id).is_some_and(|(_, f)| f == found);
@@ -625,22 +634,6 @@ struct Pass<'p, K> {
     /// Of the references reported before, those still there.
     still_there: &'p HashSet<HookId>,
     refresh_all: bool,
-}
-
-/// The Event's reference to a Stash object.
-fn stash_reference(key: &ObjectKey, uid: &str) -> ObjectReference {
-    ObjectReference {
-        api_version: Some(format!(
-            "{}/{}",
-            crate::stash::STASH_GROUP,
-            crate::stash::STASH_VERSION
-        )),
-        kind: Some(key.kind.as_str().to_owned()),
-        name: Some(key.name.clone()),
-        namespace: key.namespace.clone(),
-        uid: Some(uid.to_owned()),
-        ..ObjectReference::default()
-    }
 }
 
 /// The live answers of one audit pass, by name: when a Function or Task that many objects name

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::{
     closest_first, found_or, name_as_written, problem, shown, valid_object_name, valid_param_name,
 };
-use super::{Container, Found, Policy};
+use super::{Container, FailurePolicy, Found, Policy};
 use super::{Resolution, Verdict};
 use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate, Parameter};
 use crate::kubestash::referents::{HookExecutor, Usage, Versions};
@@ -180,6 +180,23 @@ pub fn judge(
         }
     }
     verdict
+}
+
+/// Judges one reference alone (`one`), without the ratchet, a lookup that failed or was not made
+/// being a warning: what the audit reports of a reference, and what protection compares before
+/// and after a change.
+pub fn judge_alone(
+    kind: &Kind,
+    namespace: &str,
+    one: &References,
+    known: &Catalog,
+    policy: &Policy,
+) -> Verdict {
+    let policy = Policy {
+        on_lookup_failure: FailurePolicy::Allow,
+        ..policy.clone()
+    };
+    judge(kind, namespace, one, &References::default(), known, &policy)
 }
 
 fn b_task<'a>(before: Option<&'a AddonUse>, path: &FieldPath) -> Option<&'a TaskUse> {

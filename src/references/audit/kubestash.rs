@@ -9,14 +9,12 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use k8s_openapi::api::core::v1::ObjectReference;
-
 use super::{note, warning_reasons, Audit, Finding, HookId, Pass, ROADS};
 use super::{CONFIRM_TIMEOUT, LIST_TIMEOUT};
 use crate::kubestash::{Kind, References, CORE_GROUP, VERSION};
 use crate::references::protect::kubestash::{for_each_object, Listed, ObjectKey};
 use crate::rules::kubestash::{self as rules, Catalog};
-use crate::rules::{FailurePolicy, Policy, Resolution};
+use crate::rules::{Policy, Resolution};
 use crate::sources::{Referent, Source};
 use crate::validator::{Deadline, KubeStashSources};
 
@@ -61,13 +59,7 @@ pub fn finding(
     known: &Catalog,
     policy: &Policy,
 ) -> Option<Finding> {
-    // A lookup that failed or was not made is a warning here, never a finding.
-    let policy = Policy {
-        on_lookup_failure: FailurePolicy::Allow,
-        ..policy.clone()
-    };
-    let none = References::default();
-    let verdict = rules::judge(kind, namespace, one, &none, known, &policy);
+    let verdict = rules::judge_alone(kind, namespace, one, known, policy);
     if verdict.allowed() {
         return None;
     }
@@ -188,20 +180,9 @@ impl Audit {
             still_there: &still_there,
             refresh_all,
         };
-        let all_written = self.report(&mut reported, pass, reference).await;
+        let api_version = format!("{CORE_GROUP}/{VERSION}");
+        let all_written = self.report(&mut reported, pass, &api_version).await;
         self.kubestash_reported = reported;
         all_written
-    }
-}
-
-/// The Event's reference to a KubeStash object.
-fn reference(key: &ObjectKey, uid: &str) -> ObjectReference {
-    ObjectReference {
-        api_version: Some(format!("{CORE_GROUP}/{VERSION}")),
-        kind: Some(key.kind.to_owned()),
-        name: Some(key.name.clone()),
-        namespace: key.namespace.clone(),
-        uid: Some(uid.to_owned()),
-        ..ObjectReference::default()
     }
 }

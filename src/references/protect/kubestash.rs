@@ -21,7 +21,7 @@ use crate::kubestash::{self, Kind, References, TaskList, CORE_GROUP, VERSION};
 use crate::references::index;
 use crate::review::{self, Reply, Request};
 use crate::rules::kubestash::{self as rules, Catalog};
-use crate::rules::{Container, FailurePolicy, Found, Policy, Problem, Resolution};
+use crate::rules::{Container, Found, Policy, Problem, Resolution};
 use crate::sources::{list_pages, Referent};
 use crate::validator::{Deadline, Outcome};
 
@@ -209,14 +209,9 @@ impl Written {
 /// with the first problem found after: what a change from one catalog to the other breaks.
 /// Without the ratchet, and a lookup that failed breaks nothing. Pure.
 pub fn broken_by(object: &Listed, before: &Catalog, after: &Catalog) -> Vec<(User, Problem)> {
-    let policy = Policy {
-        on_lookup_failure: FailurePolicy::Allow,
-        ..Policy::default()
-    };
     let namespace = object.key.namespace.as_deref().unwrap_or_default();
     let judge = |one: &References, catalog: &Catalog| {
-        let none = References::default();
-        rules::judge(object.kind, namespace, one, &none, catalog, &policy)
+        rules::judge_alone(object.kind, namespace, one, catalog, &Policy::default())
     };
     object
         .refs

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::kubestash::{self, references, CORE_GROUP, VERSION};
+use crate::sources::Referent;
 
 fn kind(name: &str) -> &'static Kind {
     kubestash::kind(CORE_GROUP, VERSION, name).unwrap()
