@@ -158,16 +158,18 @@ impl Written {
             })
         };
         match self {
-            Written::Addon(addon) => [TaskList::Backup, TaskList::Restore]
-                .into_iter()
-                .flat_map(|list| {
-                    addon.tasks(list).iter().enumerate().flat_map(move |(i, task)| {
-                        let path = format!("spec.{}Tasks[{i}].function", list.as_str());
-                        let runner = format!("{} task \"{}\" of Addon \"{key}\"", list.as_str(), task.name);
-                        runs(&path, runner, task.function.as_deref())
-                    })
-                })
-                .collect(),
+            Written::Addon(addon) => {
+                let mut warnings = Vec::new();
+                for list in [TaskList::Backup, TaskList::Restore] {
+                    for (i, task) in addon.tasks(list).iter().enumerate() {
+                        let (list, name) = (list.as_str(), &task.name);
+                        let path = format!("spec.{list}Tasks[{i}].function");
+                        let runner = format!("{list} task \"{name}\" of Addon \"{key}\"");
+                        warnings.extend(runs(&path, runner, task.function.as_deref()));
+                    }
+                }
+                warnings
+            }
             Written::HookTemplate(template) => match &template.executor {
                 HookExecutor::Function(None) => vec![format!(
                     "spec.executor.function.name: HookTemplate \"{key}\" has executor type Function but names no Function: a hook that names it fails until it names one (set it to the name of a Function, {LIST_FUNCTIONS})"
