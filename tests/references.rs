@@ -590,12 +590,19 @@ async fn tasks_that_cannot_be_listed_follow_the_lookup_failure_policy() {
     api.set_forbidden_resource("tasks", true);
     let webhook = protecting_with(&api, FailurePolicy::Deny).await;
     let r = webhook.protect(delete_of("f", false)).await;
+    assert_refused_to_list(
+        &r,
+        "Function \"f\" could not be checked for Tasks that name it: the Kubernetes API refused to list the Tasks that could name it (",
+        "); grant the webhook's ServiceAccount list on tasks.stash.appscode.com: retry once the webhook can list them",
+    );
+}
+
+/// A denial whose text begins with `start`, names the 403 and ends with `end`.
+fn assert_refused_to_list(r: &Value, start: &str, end: &str) {
     assert_eq!(r["allowed"], false, "{r}");
     let text = r["status"]["message"].as_str().unwrap();
     assert!(
-        text.starts_with("Function \"f\" could not be checked for Tasks that name it: the Kubernetes API refused to list the Tasks that could name it (")
-            && text.contains("403")
-            && text.ends_with("); grant the webhook's ServiceAccount list on tasks.stash.appscode.com: retry once the webhook can list them"),
+        text.starts_with(start) && text.contains("403") && text.ends_with(end),
         "{text}"
     );
 }
@@ -988,13 +995,10 @@ async fn kubestash_objects_that_cannot_be_listed_follow_the_lookup_failure_polic
         .webhook
         .protect(addon_review("DELETE", Some(workload_addon()), None, false))
         .await;
-    assert_eq!(r["allowed"], false, "{r}");
-    let text = r["status"]["message"].as_str().unwrap();
-    assert!(
-        text.starts_with("Addon \"workload-addon\" could not be checked for objects that name it: the Kubernetes API refused to list the KubeStash objects that could name it (")
-            && text.contains("403")
-            && text.ends_with("); grant the webhook's ServiceAccount list on the core.kubestash.com and addons.kubestash.com kinds: retry once the webhook can list them"),
-        "{text}"
+    assert_refused_to_list(
+        &r,
+        "Addon \"workload-addon\" could not be checked for objects that name it: the Kubernetes API refused to list the KubeStash objects that could name it (",
+        "); grant the webhook's ServiceAccount list on the core.kubestash.com and addons.kubestash.com kinds: retry once the webhook can list them",
     );
 }
 
