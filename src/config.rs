@@ -185,6 +185,21 @@ pub struct ServeArgs {
     )]
     pub audit: bool,
 
+    /// Judge, protect and audit KubeStash's objects and referents (core.kubestash.com,
+    /// addons.kubestash.com). --kubestash=false reads none of KubeStash's kinds, so the webhook
+    /// needs no RBAC on them: the no-kubestash component and the chart's kubestash.enabled=false
+    /// set it, and leave KubeStash's webhooks and ClusterRole out.
+    #[arg(
+        long,
+        env = "STASH_WEBHOOK_KUBESTASH",
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_value_t = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    pub kubestash: bool,
+
     /// How often the audit writes the Event of every broken reference again, so it stays
     /// visible (the API server expires Events after an hour).
     #[arg(long, env = "STASH_WEBHOOK_AUDIT_INTERVAL", default_value = "10m", value_parser = duration)]

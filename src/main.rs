@@ -217,17 +217,22 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
             let (tasks, _task_watch) =
                 stash_webhook::tasks::ClusterSource::start(client.clone(), metrics.clone());
             let tasks = Arc::new(tasks);
-            // KubeStash's referents: a kind whose CRD is absent is reported as not installed, and
-            // its names are not checked.
-            let (addons, _addon_watch) = Watched::<Addon>::start(client.clone(), metrics.clone());
-            let (addon_functions, _addon_function_watch) =
-                Watched::<AddonFunction>::start(client.clone(), metrics.clone());
-            let (hook_templates, _hook_template_watch) =
-                Watched::<HookTemplate>::start(client.clone(), metrics.clone());
-            kubestash = KubeStashSources {
-                addons: Some(Arc::new(addons)),
-                functions: Some(Arc::new(addon_functions)),
-                hook_templates: Some(Arc::new(hook_templates)),
+            // KubeStash's referents, unless KubeStash is off: a kind whose CRD is absent is
+            // reported as not installed, and its names are not checked.
+            kubestash = if args.kubestash {
+                let (c, m) = (&client, &metrics);
+                KubeStashSources {
+                    addons: Some(Arc::new(Watched::<Addon>::start(c.clone(), m.clone()).0)),
+                    functions: Some(Arc::new(
+                        Watched::<AddonFunction>::start(c.clone(), m.clone()).0,
+                    )),
+                    hook_templates: Some(Arc::new(
+                        Watched::<HookTemplate>::start(c.clone(), m.clone()).0,
+                    )),
+                }
+            } else {
+                tracing::info!("KubeStash is off (--kubestash=false): none of its kinds is read");
+                KubeStashSources::default()
             };
             let index = Arc::new(ReferenceIndex::default());
             let _index_watches =
@@ -247,7 +252,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
                     index.clone(),
                     source.clone(),
                     tasks.clone(),
-                    Some(kubestash.clone()),
+                    args.kubestash.then(|| kubestash.clone()),
                     metrics.clone(),
                     settings,
                 ));
@@ -256,15 +261,17 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
                     "the audit is off (--audit=false): no Lease is taken and no Events are written"
                 );
             }
-            let protector = Protector::new(
+            let mut protector = Protector::new(
                 Some(protect::Cluster {
                     client,
                     functions: source.clone(),
                 }),
                 policy.on_lookup_failure,
                 args.lookup_timeout,
-            )
-            .with_kubestash(kubestash.clone());
+            );
+            if args.kubestash {
+                protector = protector.with_kubestash(kubestash.clone());
+            }
             (source, Some(tasks), protector)
         }
     };

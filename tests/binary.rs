@@ -369,6 +369,45 @@ async fn a_cluster_without_kubestash_is_served_and_kubestash_names_are_not_check
     );
 }
 
+/// `--kubestash=false` (through its environment variable, as the no-kubestash component sets it):
+/// with KubeStash installed but no RBAC on its kinds (every request for them answers 403), the
+/// server reads none of them, gets ready and judges Stash objects.
+#[tokio::test]
+async fn with_kubestash_off_none_of_its_kinds_is_read() {
+    let api = ApiServer::start().await;
+    let kubestash = [
+        "addons.addons.kubestash.com",
+        "functions.addons.kubestash.com",
+        "hooktemplates.core.kubestash.com",
+        "backupconfigurations.core.kubestash.com",
+        "restoresessions.core.kubestash.com",
+        "backupbatches.core.kubestash.com",
+        "backupblueprints.core.kubestash.com",
+    ];
+    for plural in kubestash {
+        api.set_forbidden_resource(plural, true);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (kubeconfig, cert, key, ca) = cluster_files(&api, dir.path());
+    let port = free_port();
+    let mut command = serve_command(port, &kubeconfig, &cert, &key);
+    command
+        .args(["--pod-name", "replica-a", "--namespace", "stash-system"])
+        .env_remove("STASH_WEBHOOK_AUDIT")
+        .env("STASH_WEBHOOK_KUBESTASH", "false");
+    let _child = Server(command.spawn().unwrap());
+    let client = client(ca.as_bytes(), port);
+    // Ready only because nothing waits for KubeStash's caches, which could never fill.
+    wait_ready(&client, port).await;
+
+    let denied: Value = validate(&client, port, create_naming("ghost")).await;
+    assert_eq!(denied["response"]["allowed"], false, "{denied}");
+    for plural in kubestash {
+        let counters = api.counters_for(plural);
+        assert_eq!((counters.lists(), counters.gets()), (0, 0), "{plural}");
+    }
+}
+
 /// A cluster with KubeStash alone: without Stash's CRDs (their lists answer 404) the server gets
 /// ready, judges KubeStash objects against the cluster, and its audit reports a KubeStash object
 /// whose Addon does not exist.

@@ -307,9 +307,15 @@ fn kubestash_protect_webhook_judges_addons_functions_and_hook_templates_like_the
 fn cluster_role_grants_reads_and_events_and_a_role_the_lease() {
     let docs = base();
     let role = find(&docs, "ClusterRole", NAME);
-    let rules = role["rules"].as_array().expect("rules");
+    let kubestash_role = find(&docs, "ClusterRole", "stash-webhook-kubestash");
+    let rules: Vec<&Value> = role["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .chain(kubestash_role["rules"].as_array().expect("rules"))
+        .collect();
     assert_eq!(rules.len(), 4, "{rules:?}");
-    for rule in rules {
+    for rule in &rules {
         let rule = rule.as_object().expect("rule");
         assert_eq!(
             rule.keys().map(String::as_str).collect::<BTreeSet<_>>(),
@@ -317,7 +323,8 @@ fn cluster_role_grants_reads_and_events_and_a_role_the_lease() {
             "no resourceNames or nonResourceURLs: {rule:?}"
         );
     }
-    // One rule per API group, reading exactly what the webhook reads.
+    // One rule per API group, reading exactly what the webhook reads: Stash's in the webhook's
+    // role, KubeStash's in a role of their own.
     let mut stash_read = set(StashKind::ALL.map(StashKind::plural));
     stash_read.insert("functions");
     stash_read.insert("tasks");
@@ -335,8 +342,7 @@ fn cluster_role_grants_reads_and_events_and_a_role_the_lease() {
             ]),
         ),
     ];
-    for (i, (group, resources)) in reads.iter().enumerate() {
-        let rule = &rules[i];
+    for ((group, resources), rule) in reads.iter().zip([rules[0], rules[2], rules[3]]) {
         assert_eq!(strings(&rule["apiGroups"]), set([*group]), "{rule}");
         assert_eq!(&strings(&rule["resources"]), resources, "{group}");
         assert_eq!(
@@ -349,10 +355,24 @@ fn cluster_role_grants_reads_and_events_and_a_role_the_lease() {
     for resource in KUBESTASH_JUDGED {
         assert!(reads[2].1.contains(resource), "{resource}");
     }
-    assert_eq!(strings(&rules[3]["apiGroups"]), set(["events.k8s.io"]));
-    assert_eq!(strings(&rules[3]["resources"]), set(["events"]));
-    assert_eq!(strings(&rules[3]["verbs"]), set(["create", "patch"]));
-    assert_eq!(of_kind(&docs, "ClusterRole").len(), 1);
+    assert_eq!(strings(&rules[1]["apiGroups"]), set(["events.k8s.io"]));
+    assert_eq!(strings(&rules[1]["resources"]), set(["events"]));
+    assert_eq!(strings(&rules[1]["verbs"]), set(["create", "patch"]));
+    assert_eq!(of_kind(&docs, "ClusterRole").len(), 2);
+    for (binding, role) in [
+        (NAME, NAME),
+        ("stash-webhook-kubestash", "stash-webhook-kubestash"),
+    ] {
+        let binding = find(&docs, "ClusterRoleBinding", binding);
+        assert_eq!(
+            binding["roleRef"],
+            json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role})
+        );
+        assert_eq!(
+            binding["subjects"],
+            json!([{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}])
+        );
+    }
 
     // The Lease, in the webhook's own namespace only.
     let lease_role = find(&docs, "Role", "stash-webhook-audit");
@@ -367,15 +387,6 @@ fn cluster_role_grants_reads_and_events_and_a_role_the_lease() {
         json!([{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}])
     );
 
-    let binding = find(&docs, "ClusterRoleBinding", NAME);
-    assert_eq!(
-        binding["roleRef"],
-        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NAME})
-    );
-    assert_eq!(
-        binding["subjects"],
-        json!([{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}])
-    );
     find(&docs, "ServiceAccount", NAME);
     let deployment = find(&docs, "Deployment", NAME);
     assert_eq!(
@@ -672,15 +683,38 @@ fn family_components_remove_exactly_their_two_webhooks() {
             without_match_conditions(only(stash)),
         ),
     ];
+    // Without KubeStash, its ClusterRole and binding are left out and the webhook is told so.
+    let without_kubestash: Vec<Value> = shipped_rest
+        .iter()
+        .filter(|d| d["metadata"]["name"] != "stash-webhook-kubestash")
+        .cloned()
+        .map(|mut d| {
+            if d["kind"] == "Deployment" {
+                let env = d["spec"]["template"]["spec"]["containers"][0]["env"]
+                    .as_array_mut()
+                    .expect("env");
+                env.insert(
+                    0,
+                    json!({"name": "STASH_WEBHOOK_KUBESTASH", "value": "false"}),
+                );
+            }
+            d
+        })
+        .collect();
+    assert_eq!(without_kubestash.len(), shipped_rest.len() - 2);
     for (components, expected) in cases {
         let dir = tempfile::tempdir().expect("tempdir");
         let docs = overlay_with(dir.path(), "cert-manager", components)
             .unwrap_or_else(|e| panic!("{components:?}: {e}"));
         let (rest, webhooks) = split_webhooks(&docs);
         // The remaining webhooks exactly as shipped, in the shipped order; every other object
-        // and field unchanged.
+        // and field unchanged, but for KubeStash's RBAC and switch.
         assert_eq!(webhooks, expected, "{components:?}");
-        assert_eq!(rest, shipped_rest, "{components:?}");
+        let expected_rest = match components.contains(&"no-kubestash") {
+            true => &without_kubestash,
+            false => &shipped_rest,
+        };
+        assert_eq!(&rest, expected_rest, "{components:?}");
     }
 
     // After a family component, no-match-conditions would find other webhooks at its positions:

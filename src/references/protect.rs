@@ -395,8 +395,8 @@ pub(super) const RETRY_LIST: &str = "retry once the webhook can list them";
 /// from a file), every change is allowed: there are no objects to protect.
 pub struct Protector {
     cluster: Option<Cluster>,
-    /// KubeStash's Functions, to tell whether an Addon's task or a HookTemplate can run.
-    kubestash: KubeStashSources,
+    /// KubeStash's referents, when its referents are protected too.
+    kubestash: Option<KubeStashSources>,
     on_lookup_failure: FailurePolicy,
     lookup_timeout: Duration,
 }
@@ -409,7 +409,7 @@ impl Protector {
     ) -> Self {
         Protector {
             cluster,
-            kubestash: KubeStashSources::default(),
+            kubestash: None,
             on_lookup_failure,
             lookup_timeout,
         }
@@ -423,13 +423,16 @@ impl Protector {
     /// Protects KubeStash's referents too (Addons, its Functions, HookTemplates), telling whether
     /// a task or a HookTemplate can run from these sources.
     pub fn with_kubestash(mut self, sources: KubeStashSources) -> Self {
-        self.kubestash = sources;
+        self.kubestash = Some(sources);
         self
     }
 
     pub async fn review(&self, req: &Request<'_>, api_server_timeout: Option<Duration>) -> Outcome {
         let ours = req.kind.group == STASH_GROUP && req.kind.version == STASH_VERSION;
-        let referent = kubestash::referent(req);
+        let referent = self
+            .kubestash
+            .as_ref()
+            .and_then(|_| kubestash::referent(req));
         let kind = match &*req.kind.kind {
             "Function" if ours => Some(Kind::Function),
             "Task" if ours => Some(Kind::Task),

@@ -54,8 +54,10 @@ check 0 "namespace/stash-system created
 serviceaccount/stash-webhook created
 role.rbac.authorization.k8s.io/stash-webhook-audit created
 clusterrole.rbac.authorization.k8s.io/stash-webhook created
+clusterrole.rbac.authorization.k8s.io/stash-webhook-kubestash created
 rolebinding.rbac.authorization.k8s.io/stash-webhook-audit created
 clusterrolebinding.rbac.authorization.k8s.io/stash-webhook created
+clusterrolebinding.rbac.authorization.k8s.io/stash-webhook-kubestash created
 secret/stash-webhook-tls created
 service/stash-webhook created
 deployment.apps/stash-webhook created
@@ -74,8 +76,10 @@ check 0 "" secret_is_generated tls.key
 check 0 "serviceaccount \"stash-webhook\" deleted from stash-system namespace
 role.rbac.authorization.k8s.io \"stash-webhook-audit\" deleted from stash-system namespace
 clusterrole.rbac.authorization.k8s.io \"stash-webhook\" deleted
+clusterrole.rbac.authorization.k8s.io \"stash-webhook-kubestash\" deleted
 rolebinding.rbac.authorization.k8s.io \"stash-webhook-audit\" deleted from stash-system namespace
 clusterrolebinding.rbac.authorization.k8s.io \"stash-webhook\" deleted
+clusterrolebinding.rbac.authorization.k8s.io \"stash-webhook-kubestash\" deleted
 secret \"stash-webhook-tls\" deleted from stash-system namespace
 service \"stash-webhook\" deleted from stash-system namespace
 deployment.apps \"stash-webhook\" deleted from stash-system namespace
@@ -108,8 +112,10 @@ check 1 "namespace/stash-system unchanged (server dry run)
 serviceaccount/stash-webhook created (server dry run)
 role.rbac.authorization.k8s.io/stash-webhook-audit created (server dry run)
 clusterrole.rbac.authorization.k8s.io/stash-webhook created (server dry run)
+clusterrole.rbac.authorization.k8s.io/stash-webhook-kubestash created (server dry run)
 rolebinding.rbac.authorization.k8s.io/stash-webhook-audit created (server dry run)
 clusterrolebinding.rbac.authorization.k8s.io/stash-webhook created (server dry run)
+clusterrolebinding.rbac.authorization.k8s.io/stash-webhook-kubestash created (server dry run)
 service/stash-webhook created (server dry run)
 deployment.apps/stash-webhook created (server dry run)
 poddisruptionbudget.policy/stash-webhook created (server dry run)
@@ -168,7 +174,9 @@ chart_dry_run() { # chart_dry_run HELM_ARGS...: the chart rendered with them, se
 CHART_OBJECTS="poddisruptionbudget.policy/stash-webhook created (server dry run)
 serviceaccount/stash-webhook created (server dry run)
 clusterrole.rbac.authorization.k8s.io/stash-webhook created (server dry run)
+clusterrole.rbac.authorization.k8s.io/stash-webhook-kubestash created (server dry run)
 clusterrolebinding.rbac.authorization.k8s.io/stash-webhook created (server dry run)
+clusterrolebinding.rbac.authorization.k8s.io/stash-webhook-kubestash created (server dry run)
 role.rbac.authorization.k8s.io/stash-webhook-audit created (server dry run)
 rolebinding.rbac.authorization.k8s.io/stash-webhook-audit created (server dry run)
 service/stash-webhook created (server dry run)
@@ -176,6 +184,8 @@ deployment.apps/stash-webhook created (server dry run)
 validatingwebhookconfiguration.admissionregistration.k8s.io/stash-webhook created (server dry run)"
 # With self-signed, the Secret too, after the ServiceAccount (Helm's install order).
 CHART_OBJECTS_SELF_SIGNED=$(sed '2a secret/stash-webhook-tls created (server dry run)' <<<"$CHART_OBJECTS")
+# Without KubeStash, without its ClusterRole and binding.
+CHART_OBJECTS_NO_KUBESTASH=$(grep -v stash-webhook-kubestash <<<"$CHART_OBJECTS_SELF_SIGNED")
 
 begin chart-templates-pass-server-dry-run
 # cert-manager's CRDs are not installed here (see cert-manager-overlay-server-dry-run); kubectl
@@ -188,7 +198,7 @@ check 0 "$CHART_OBJECTS_SELF_SIGNED" chart_dry_run "${CHART_SELF_SIGNED[@]}"
 check 0 "$CHART_OBJECTS_SELF_SIGNED" chart_dry_run "${CHART_EVERY_VALUE[@]}"
 # Each family switched off, with everything else off too.
 check 0 "$CHART_OBJECTS_SELF_SIGNED" chart_dry_run "${CHART_EVERY_VALUE[@]}" --set stash.enabled=false
-check 0 "$CHART_OBJECTS_SELF_SIGNED" chart_dry_run "${CHART_EVERY_VALUE[@]}" --set kubestash.enabled=false
+check 0 "$CHART_OBJECTS_NO_KUBESTASH" chart_dry_run "${CHART_EVERY_VALUE[@]}" --set kubestash.enabled=false
 check 1 'Error from server (NotFound): validatingwebhookconfigurations.admissionregistration.k8s.io "stash-webhook" not found' \
   kubectl get validatingwebhookconfigurations.admissionregistration.k8s.io stash-webhook
 end

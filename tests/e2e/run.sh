@@ -492,6 +492,8 @@ check 1 "$(denied creating $C/backupconfiguration-unverifiable.yaml)spec.hooks.p
 check 0 "serviceaccount/stash-webhook unchanged
 clusterrole.rbac.authorization.k8s.io/stash-webhook unchanged
 clusterrolebinding.rbac.authorization.k8s.io/stash-webhook created
+clusterrole.rbac.authorization.k8s.io/stash-webhook-kubestash unchanged
+clusterrolebinding.rbac.authorization.k8s.io/stash-webhook-kubestash unchanged
 role.rbac.authorization.k8s.io/stash-webhook-audit unchanged
 rolebinding.rbac.authorization.k8s.io/stash-webhook-audit unchanged" \
   kubectl apply -f manifests/base/rbac.yaml

@@ -23,7 +23,7 @@ use crate::review::{self, Reply, Request};
 use crate::rules::kubestash::{self as rules, Catalog};
 use crate::rules::{Container, Found, Policy, Problem, Resolution};
 use crate::sources::{list_pages, Referent};
-use crate::validator::{Deadline, Outcome};
+use crate::validator::{Deadline, KubeStashSources, Outcome};
 
 const LIST_FUNCTIONS: &str = "list them with: kubectl get functions.addons.kubestash.com";
 
@@ -300,7 +300,8 @@ impl Protector {
         annotated: bool,
         deadline: Deadline,
     ) -> Result<Reply, Unchecked> {
-        let Some(written) = new.as_ref().or(old.as_ref()) else {
+        let (Some(written), Some(sources)) = (new.as_ref().or(old.as_ref()), &self.kubestash)
+        else {
             return Ok(Reply::allow());
         };
         // A HookTemplate is known by `NAMESPACE/NAME`.
@@ -316,9 +317,7 @@ impl Protector {
             .chain(&old)
             .flat_map(Written::functions)
             .collect();
-        let looked_up = (self.kubestash)
-            .catalog(&[], functions, false, deadline)
-            .await;
+        let looked_up = sources.catalog(&[], functions, false, deadline).await;
         let (mut before, mut after) = (looked_up.clone(), looked_up);
         if let Some(old) = &old {
             old.put(&key, false, &mut before);
@@ -331,7 +330,7 @@ impl Protector {
         let broken = match (&self.cluster, changed) {
             (Some(cluster), true) => {
                 let catalogs = (before, after);
-                let broken = self.broken(cluster, catalogs, deadline).await;
+                let broken = broken(cluster, sources, catalogs, deadline).await;
                 broken.map_err(|err| Unchecked {
                     subject: format!(
                         "{} \"{key}\" could not be checked for objects that name it",
@@ -351,32 +350,32 @@ impl Protector {
             annotated,
         ))
     }
+}
 
-    /// The references that a change breaks ([`broken_by`]): every object of the four kinds,
-    /// listed live before `deadline` and judged as it is listed, with what memory holds of the
-    /// referents it reaches, and the referent changed as it is (`before`) and as the change
-    /// leaves it (`after`).
-    async fn broken(
-        &self,
-        cluster: &super::Cluster,
-        (mut before, mut after): (Catalog, Catalog),
-        deadline: Deadline,
-    ) -> Result<Vec<(User, Problem)>, ListError> {
-        let (sources, client) = (&self.kubestash, cluster.client.clone());
-        within(deadline, async move {
-            let mut broken = Vec::new();
-            let judge = |object: Listed| {
-                sources.learn(object.kind, &object.refs, &mut before);
-                sources.learn(object.kind, &object.refs, &mut after);
-                broken.extend(broken_by(&object, &before, &after));
-            };
-            for_each_object(&client, judge)
-                .await
-                .map_err(ListError::KubeStash)?;
-            Ok(broken)
-        })
-        .await
-    }
+/// The references that a change breaks ([`broken_by`]): every object of the four kinds,
+/// listed live before `deadline` and judged as it is listed, with what memory holds of the
+/// referents it reaches, and the referent changed as it is (`before`) and as the change
+/// leaves it (`after`).
+async fn broken(
+    cluster: &super::Cluster,
+    sources: &KubeStashSources,
+    (mut before, mut after): (Catalog, Catalog),
+    deadline: Deadline,
+) -> Result<Vec<(User, Problem)>, ListError> {
+    let client = cluster.client.clone();
+    within(deadline, async move {
+        let mut broken = Vec::new();
+        let judge = |object: Listed| {
+            sources.learn(object.kind, &object.refs, &mut before);
+            sources.learn(object.kind, &object.refs, &mut after);
+            broken.extend(broken_by(&object, &before, &after));
+        };
+        for_each_object(&client, judge)
+            .await
+            .map_err(ListError::KubeStash)?;
+        Ok(broken)
+    })
+    .await
 }
 
 #[cfg(test)]
