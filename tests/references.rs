@@ -327,11 +327,7 @@ async fn a_referent_deleted_right_after_an_object_names_it_is_denied_though_the_
     assert!(c.index.is_synced());
 
     let r = c.webhook.protect(delete_of("f", false)).await;
-    assert_eq!(r["allowed"], false, "{r}");
-    assert_eq!(
-        r["status"]["message"],
-        format!("Function \"f\" is used by 1 hook: demo/RestoreSession/new-user (spec.hooks.preRestore) and by Task \"t\" (spec.steps[0]), named by 1 object: demo/BackupConfiguration/new-task-user (spec.task): change or delete them first, or annotate the Function with {ANNOTATION}=true")
-    );
+    assert_denied(&r, format!("Function \"f\" is used by 1 hook: demo/RestoreSession/new-user (spec.hooks.preRestore) and by Task \"t\" (spec.steps[0]), named by 1 object: demo/BackupConfiguration/new-task-user (spec.task): change or delete them first, or annotate the Function with {ANNOTATION}=true"));
     let r = c
         .webhook
         .protect(task_review(
@@ -342,11 +338,7 @@ async fn a_referent_deleted_right_after_an_object_names_it_is_denied_though_the_
             false,
         ))
         .await;
-    assert_eq!(r["allowed"], false, "{r}");
-    assert_eq!(
-        r["status"]["message"],
-        format!("Task \"t\" is used by 1 object: demo/BackupConfiguration/new-task-user (spec.task): change or delete them first, or annotate the Task with {ANNOTATION}=true")
-    );
+    assert_denied(&r, format!("Task \"t\" is used by 1 object: demo/BackupConfiguration/new-task-user (spec.task): change or delete them first, or annotate the Task with {ANNOTATION}=true"));
 }
 
 /// An audit replica. Its Lease lasts `lease`: long enough that a busy test machine never lets it
@@ -597,6 +589,18 @@ async fn tasks_that_cannot_be_listed_follow_the_lookup_failure_policy() {
     );
 }
 
+/// A denial with exactly `message`.
+fn assert_denied(r: &Value, message: impl AsRef<str>) {
+    assert_eq!(r["allowed"], false, "{r}");
+    assert_eq!(r["status"]["message"], message.as_ref(), "{r}");
+}
+
+/// An admission with exactly `warnings`.
+fn assert_warned(r: &Value, warnings: Value) {
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(r["warnings"], warnings, "{r}");
+}
+
 /// A denial whose text begins with `start`, names the 403 and ends with `end`.
 fn assert_refused_to_list(r: &Value, start: &str, end: &str) {
     assert_eq!(r["allowed"], false, "{r}");
@@ -615,20 +619,12 @@ async fn deleting_a_task_in_use_is_denied_unless_annotated() {
         .webhook
         .protect(task_review("DELETE", "pg-backup", steps(), None, false))
         .await;
-    assert_eq!(r["allowed"], false, "{r}");
-    assert_eq!(
-        r["status"]["message"],
-        format!("Task \"pg-backup\" is used by 2 objects: {TWO_TASK_USERS}: change or delete them first, or annotate the Task with {ANNOTATION}=true")
-    );
+    assert_denied(&r, format!("Task \"pg-backup\" is used by 2 objects: {TWO_TASK_USERS}: change or delete them first, or annotate the Task with {ANNOTATION}=true"));
     let r = c
         .webhook
         .protect(task_review("DELETE", "pg-backup", steps(), None, true))
         .await;
-    assert_eq!(r["allowed"], true, "{r}");
-    assert_eq!(
-        r["warnings"],
-        json!([format!("Task \"pg-backup\" is used by 2 objects: {TWO_TASK_USERS}; allowed by the annotation {ANNOTATION}=true: those objects fail until they name a Task that can run")])
-    );
+    assert_warned(&r, json!([format!("Task \"pg-backup\" is used by 2 objects: {TWO_TASK_USERS}; allowed by the annotation {ANNOTATION}=true: those objects fail until they name a Task that can run")]));
     // A Task no object names may go.
     let r = c
         .webhook
@@ -641,17 +637,9 @@ async fn deleting_a_task_in_use_is_denied_unless_annotated() {
 async fn deleting_a_function_used_only_through_a_task_step_is_denied() {
     let c = cluster(with_task_users).await;
     let r = c.webhook.protect(delete_of("pg-dump", false)).await;
-    assert_eq!(r["allowed"], false, "{r}");
-    assert_eq!(
-        r["status"]["message"],
-        format!("Function \"pg-dump\" is used by Task \"pg-backup\" (spec.steps[0]), named by 2 objects: {TWO_TASK_USERS}: change or delete them first, or annotate the Function with {ANNOTATION}=true")
-    );
+    assert_denied(&r, format!("Function \"pg-dump\" is used by Task \"pg-backup\" (spec.steps[0]), named by 2 objects: {TWO_TASK_USERS}: change or delete them first, or annotate the Function with {ANNOTATION}=true"));
     let r = c.webhook.protect(delete_of("pg-dump", true)).await;
-    assert_eq!(r["allowed"], true, "{r}");
-    assert_eq!(
-        r["warnings"],
-        json!([format!("Function \"pg-dump\" is used by Task \"pg-backup\" (spec.steps[0]), named by 2 objects: {TWO_TASK_USERS}; allowed by the annotation {ANNOTATION}=true: those Tasks fail until their steps name a Function that can run")])
-    );
+    assert_warned(&r, json!([format!("Function \"pg-dump\" is used by Task \"pg-backup\" (spec.steps[0]), named by 2 objects: {TWO_TASK_USERS}; allowed by the annotation {ANNOTATION}=true: those Tasks fail until their steps name a Function that can run")]));
 }
 
 #[tokio::test]
@@ -669,25 +657,17 @@ async fn an_update_that_breaks_a_task_in_use_is_denied_unless_annotated() {
     };
     // A step naming a Function that does not exist.
     let r = update(json!([{"name": "pg-dump"}, {"name": "pg-dumpp"}]), false).await;
-    assert_eq!(r["allowed"], false, "{r}");
-    assert_eq!(
-        r["status"]["message"],
-        format!("spec.steps[1].name: this change leaves Task \"pg-backup\" unable to run (Function \"pg-dumpp\" not found), and it is used by 2 objects: {TWO_TASK_USERS}: change or delete them first, or annotate the Task with {ANNOTATION}=true")
-    );
+    assert_denied(&r, format!("spec.steps[1].name: this change leaves Task \"pg-backup\" unable to run (Function \"pg-dumpp\" not found), and it is used by 2 objects: {TWO_TASK_USERS}: change or delete them first, or annotate the Task with {ANNOTATION}=true"));
     assert_eq!(
         r["warnings"],
         json!(["spec.steps[1].name: Function \"pg-dumpp\" not found: an object that names Task \"pg-backup\" fails until this step can run: create the Function, or name another one in the step (list them with: kubectl get functions.stash.appscode.com)"])
     );
     // No steps left, annotated: allowed, saying what breaks.
     let r = update(json!([]), true).await;
-    assert_eq!(r["allowed"], true, "{r}");
-    assert_eq!(
-        r["warnings"],
-        json!([
+    assert_warned(&r, json!([
             "spec.steps: Task \"pg-backup\" has no steps: an object that names it fails until it has some (Stash refuses to run a Task without steps: \"empty steps/containers\")",
             format!("spec.steps: this change leaves Task \"pg-backup\" unable to run (it has no steps), and it is used by 2 objects: {TWO_TASK_USERS}; allowed by the annotation {ANNOTATION}=true: those objects fail until they name a Task that can run")
-        ])
-    );
+        ]));
     // A step naming a Function created a moment ago, not yet in the cache: confirmed live, allowed.
     c.api
         .put_function_spec("pg-verify", json!({"image": "stashed/postgres-stash:16"}));
@@ -709,11 +689,7 @@ async fn a_task_that_cannot_run_is_created_with_a_warning() {
             false,
         ))
         .await;
-    assert_eq!(r["allowed"], true, "{r}");
-    assert_eq!(
-        r["warnings"],
-        json!(["spec.steps[1].name: Function \"ghost\" not found: an object that names Task \"new-task\" fails until this step can run: create the Function, or name another one in the step (list them with: kubectl get functions.stash.appscode.com)"])
-    );
+    assert_warned(&r, json!(["spec.steps[1].name: Function \"ghost\" not found: an object that names Task \"new-task\" fails until this step can run: create the Function, or name another one in the step (list them with: kubectl get functions.stash.appscode.com)"]));
     let r = c
         .webhook
         .protect(task_review(
@@ -968,20 +944,12 @@ async fn deleting_a_kubestash_addon_in_use_is_denied_unless_annotated() {
         .webhook
         .protect(addon_review("DELETE", Some(workload_addon()), None, false))
         .await;
-    assert_eq!(r["allowed"], false, "{r}");
-    assert_eq!(
-        r["status"]["message"],
-        format!("Addon \"workload-addon\" is used by 1 reference: demo/BackupConfiguration/db-backup (spec.sessions[0].addon): change or delete them first, or annotate the Addon with {ANNOTATION}=true")
-    );
+    assert_denied(&r, format!("Addon \"workload-addon\" is used by 1 reference: demo/BackupConfiguration/db-backup (spec.sessions[0].addon): change or delete them first, or annotate the Addon with {ANNOTATION}=true"));
     let r = c
         .webhook
         .protect(addon_review("DELETE", Some(workload_addon()), None, true))
         .await;
-    assert_eq!(r["allowed"], true, "{r}");
-    assert_eq!(
-        r["warnings"],
-        json!([format!("Addon \"workload-addon\" is used by 1 reference: demo/BackupConfiguration/db-backup (spec.sessions[0].addon); allowed by the annotation {ANNOTATION}=true: those objects fail until Addon \"workload-addon\" exists again, or they are changed")])
-    );
+    assert_warned(&r, json!([format!("Addon \"workload-addon\" is used by 1 reference: demo/BackupConfiguration/db-backup (spec.sessions[0].addon); allowed by the annotation {ANNOTATION}=true: those objects fail until Addon \"workload-addon\" exists again, or they are changed")]));
 }
 
 /// One KubeStash kind cannot be listed: a DELETE of an Addon says so, and follows the policy
@@ -1023,11 +991,7 @@ async fn deleting_an_unused_hook_template_is_allowed_and_a_used_one_denied() {
         "decided by a live LIST"
     );
     let r = c.webhook.protect(delete("freeze")).await;
-    assert_eq!(r["allowed"], false, "{r}");
-    assert_eq!(
-        r["status"]["message"],
-        format!("HookTemplate \"demo/freeze\" is used by 1 reference: demo/BackupConfiguration/db-backup (spec.sessions[0].hooks.preBackup[0]): change or delete them first, or annotate the HookTemplate with {ANNOTATION}=true")
-    );
+    assert_denied(&r, format!("HookTemplate \"demo/freeze\" is used by 1 reference: demo/BackupConfiguration/db-backup (spec.sessions[0].hooks.preBackup[0]): change or delete them first, or annotate the HookTemplate with {ANNOTATION}=true"));
 }
 
 #[tokio::test]
@@ -1044,11 +1008,7 @@ async fn an_addon_update_removing_a_used_task_is_denied() {
     let without =
         json!({"backupTasks": [{"name": "manifest-backup", "function": "workload-backup"}]});
     let r = update(without).await;
-    assert_eq!(r["allowed"], false, "{r}");
-    assert_eq!(
-        r["status"]["message"],
-        format!("this change breaks Addon \"workload-addon\" for 1 reference: demo/BackupConfiguration/db-backup (spec.sessions[0].addon) (first denial: spec.sessions[0].addon.tasks[0].name: Addon \"workload-addon\" has no backup task \"logical-backup\"): change or delete them first, or annotate the Addon with {ANNOTATION}=true")
-    );
+    assert_denied(&r, format!("this change breaks Addon \"workload-addon\" for 1 reference: demo/BackupConfiguration/db-backup (spec.sessions[0].addon) (first denial: spec.sessions[0].addon.tasks[0].name: Addon \"workload-addon\" has no backup task \"logical-backup\"): change or delete them first, or annotate the Addon with {ANNOTATION}=true"));
     // Removing the task no object names is allowed.
     let without =
         json!({"backupTasks": [{"name": "logical-backup", "function": "workload-backup"}]});
@@ -1065,11 +1025,7 @@ async fn an_addon_update_removing_a_used_task_is_denied() {
             false,
         ))
         .await;
-    assert_eq!(r["allowed"], true, "{r}");
-    assert_eq!(
-        r["warnings"],
-        json!(["spec.backupTasks[0].function: backup task \"t\" of Addon \"workload-addon\" names no Function: fix the Addon, or name another task"])
-    );
+    assert_warned(&r, json!(["spec.backupTasks[0].function: backup task \"t\" of Addon \"workload-addon\" names no Function: fix the Addon, or name another task"]));
 }
 
 #[tokio::test]
@@ -1083,11 +1039,7 @@ async fn a_kubestash_function_update_removing_its_image_while_used_is_denied() {
         false,
     );
     let r = c.webhook.protect(review).await;
-    assert_eq!(r["allowed"], false, "{r}");
-    assert_eq!(
-        r["status"]["message"],
-        format!("this change breaks Function \"workload-backup\" for 1 reference: demo/BackupConfiguration/db-backup (spec.sessions[0].addon) (first denial: spec.sessions[0].addon.tasks[0].name: backup task \"logical-backup\" of Addon \"workload-addon\" runs Function \"workload-backup\" (functions.addons.kubestash.com), which has no container image (its spec.image is not set)): change or delete them first, or annotate the Function with {ANNOTATION}=true")
-    );
+    assert_denied(&r, format!("this change breaks Function \"workload-backup\" for 1 reference: demo/BackupConfiguration/db-backup (spec.sessions[0].addon) (first denial: spec.sessions[0].addon.tasks[0].name: backup task \"logical-backup\" of Addon \"workload-addon\" runs Function \"workload-backup\" (functions.addons.kubestash.com), which has no container image (its spec.image is not set)): change or delete them first, or annotate the Function with {ANNOTATION}=true"));
     assert_eq!(
         r["warnings"],
         json!(["spec.image: Function \"workload-backup\" has no container image: an Addon task or HookTemplate that runs it fails until it has one (set spec.image to a container image)"])
@@ -1193,11 +1145,7 @@ async fn a_cluster_without_kubestash_still_protects_stash_referents() {
         .webhook
         .protect(delete_of("mysql-hook-executor", false))
         .await;
-    assert_eq!(r["allowed"], false, "{r}");
-    assert_eq!(
-        r["status"]["message"],
-        format!("Function \"mysql-hook-executor\" is used by 3 hooks: {THREE_HOOKS}: change or delete them first, or annotate the Function with {ANNOTATION}=true")
-    );
+    assert_denied(&r, format!("Function \"mysql-hook-executor\" is used by 3 hooks: {THREE_HOOKS}: change or delete them first, or annotate the Function with {ANNOTATION}=true"));
     // A KubeStash referent has no users there: its kinds answer 404.
     let r = c
         .webhook
