@@ -59,6 +59,13 @@ pub struct Kind {
     pub template: bool,
 }
 
+/// The hooks of a backup session (`SessionConfig.Hooks`), where BackupConfigurations and
+/// BackupBatches have them.
+const SESSION_HOOKS: &[&str] = &[
+    "spec.sessions[*].hooks.preBackup[*]",
+    "spec.sessions[*].hooks.postBackup[*]",
+];
+
 /// Every KubeStash kind judged, with its references (kubestash/apimachinery
 /// `apis/core/v1alpha1/*_types.go`: `BackupConfigurationSpec.Sessions`, `Session.Addon`,
 /// `SessionConfig.Hooks`, `RestoreSessionSpec.{Addon,Hooks}`, `BackupBatchSpec.Sessions[].Targets`,
@@ -70,10 +77,7 @@ pub const KINDS: &[Kind] = &[
         label: "BackupConfiguration.core.kubestash.com",
         addons: &["spec.sessions[*].addon"],
         tasks: TaskList::Backup,
-        hooks: &[
-            "spec.sessions[*].hooks.preBackup[*]",
-            "spec.sessions[*].hooks.postBackup[*]",
-        ],
+        hooks: SESSION_HOOKS,
         template: false,
     },
     Kind {
@@ -91,10 +95,7 @@ pub const KINDS: &[Kind] = &[
         label: "BackupBatch.core.kubestash.com",
         addons: &["spec.sessions[*].targets[*].addon"],
         tasks: TaskList::Backup,
-        hooks: &[
-            "spec.sessions[*].hooks.preBackup[*]",
-            "spec.sessions[*].hooks.postBackup[*]",
-        ],
+        hooks: SESSION_HOOKS,
         template: false,
     },
     Kind {

@@ -68,29 +68,29 @@ pub struct Catalog {
 
 /// The Addons an object names, each once: those that can be object names.
 pub fn addons_to_resolve(kind: &Kind, refs: &References) -> Vec<String> {
-    let mut names: Vec<String> = refs
+    let named = refs
         .addons
         .iter()
-        .filter_map(|a| a.name.as_str())
-        .filter(|name| judged(kind, name) && valid_object_name(name))
-        .map(str::to_owned)
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    names
+        .map(|a| (&a.name, a.name.as_str().map(str::to_owned)));
+    to_resolve(kind, named)
 }
 
 /// The HookTemplates an object names, each once, as `NAMESPACE/NAME`.
 pub fn hook_templates_to_resolve(kind: &Kind, refs: &References) -> Vec<String> {
-    let mut keys: Vec<String> = refs
-        .hooks
-        .iter()
-        .filter(|h| {
-            h.name
-                .as_str()
+    to_resolve(kind, refs.hooks.iter().map(|h| (&h.name, h.key())))
+}
+
+/// The keys of the names (`(name, key)`) that can be looked up, each once, sorted.
+fn to_resolve<'n>(
+    kind: &Kind,
+    named: impl Iterator<Item = (&'n Name, Option<String>)>,
+) -> Vec<String> {
+    let mut keys: Vec<String> = named
+        .filter(|(name, _)| {
+            name.as_str()
                 .is_some_and(|n| judged(kind, n) && valid_object_name(n))
         })
-        .filter_map(HookUse::key)
+        .filter_map(|(_, key)| key)
         .collect();
     keys.sort_unstable();
     keys.dedup();
