@@ -389,7 +389,17 @@ pub(super) struct Unchecked {
     pub retry: &'static str,
 }
 
-pub(super) const RETRY_LIST: &str = "retry once the webhook can list them";
+impl Unchecked {
+    /// `what` (`Task "t"`) could not be checked for the `users` (`objects`, `hooks`) that name it:
+    /// they could not be listed.
+    pub(super) fn listing(what: &str, users: &str, err: ListError) -> Self {
+        Unchecked {
+            subject: format!("{what} could not be checked for {users} that name it"),
+            why: err.to_string(),
+            retry: "retry once the webhook can list them",
+        }
+    }
+}
 
 /// Judges reviews of Functions and Tasks (`/protect`). Without a cluster (Functions and Tasks
 /// from a file), every change is allowed: there are no objects to protect.
@@ -512,18 +522,12 @@ impl Protector {
                 match within(deadline, list_users(cluster, &req.name)).await {
                     Ok(users) => users,
                     Err(err) => {
-                        let subject = match err {
+                        let users = match err {
                             ListError::Tasks(_) => "Tasks",
                             _ => "hooks",
                         };
-                        return Err(Unchecked {
-                            subject: format!(
-                                "Function \"{}\" could not be checked for {subject} that name it",
-                                req.name
-                            ),
-                            why: err.to_string(),
-                            retry: RETRY_LIST,
-                        });
+                        let what = format!("Function \"{}\"", req.name);
+                        return Err(Unchecked::listing(&what, users, err));
                     }
                 }
             }
@@ -604,26 +608,15 @@ impl Protector {
         if !change.breaks() {
             return Ok(judge_task(&req.name, &change, warnings, &[], annotated));
         }
-        let subject = format!(
-            "Task \"{}\" could not be checked for objects that name it",
-            req.name
-        );
         let tasks = BTreeSet::from([req.name.to_string()]);
         let listed = async {
             list_referents(&cluster.client, None, &tasks)
                 .await
                 .map_err(ListError::Objects)
         };
-        let mut listed = match within(deadline, listed).await {
-            Ok(listed) => listed,
-            Err(err) => {
-                return Err(Unchecked {
-                    subject,
-                    why: err.to_string(),
-                    retry: RETRY_LIST,
-                })
-            }
-        };
+        let mut listed = within(deadline, listed)
+            .await
+            .map_err(|err| Unchecked::listing(&format!("Task \"{}\"", req.name), "objects", err))?;
         let users = listed.tasks.remove(&*req.name).unwrap_or_default();
         if let (TaskChange::Breaks(_), false, Some((function, why))) =
             (&change, users.is_empty(), unconfirmed)

@@ -15,7 +15,7 @@ use kube::core::admission::Operation;
 use kube::{Api, Client};
 use serde_json::Value;
 
-use super::{decide, through_text, unusable, within, ListError, Protector, Unchecked, RETRY_LIST};
+use super::{decide, through_text, unusable, within, ListError, Protector, Unchecked};
 use crate::kubestash::referents::{Addon, AddonFunction, HookExecutor, HookTemplate};
 use crate::kubestash::{self, Kind, References, TaskList, CORE_GROUP, VERSION};
 use crate::references::index;
@@ -331,14 +331,8 @@ impl Protector {
             (Some(cluster), true) => {
                 let catalogs = (before, after);
                 let broken = broken(cluster, sources, catalogs, deadline).await;
-                broken.map_err(|err| Unchecked {
-                    subject: format!(
-                        "{} \"{key}\" could not be checked for objects that name it",
-                        written.kind()
-                    ),
-                    why: err.to_string(),
-                    retry: RETRY_LIST,
-                })?
+                let what = format!("{} \"{key}\"", written.kind());
+                broken.map_err(|err| Unchecked::listing(&what, "objects", err))?
             }
             _ => Vec::new(),
         };
