@@ -250,44 +250,35 @@ impl State {
 
     /// The `task` fields that name `task`, in order.
     fn task_referents(&self, task: &str) -> Vec<Referent> {
-        let mut referents: Vec<Referent> = self
-            .by_task
-            .get(task)
-            .into_iter()
-            .flatten()
-            .filter_map(|key| Some((key, self.objects.get(key)?)))
-            .flat_map(|(key, indexed)| {
-                indexed
-                    .named_tasks()
-                    .filter(|(t, _)| *t == task)
-                    .map(|(_, at)| Referent {
-                        object: ObjectKey::clone(key),
-                        path: at.path().as_str().to_owned(),
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        referents.sort();
-        referents
+        self.places(self.by_task.get(task), |indexed| {
+            let named = indexed.named_tasks().filter(|(t, _)| *t == task);
+            named.map(|(_, at)| at.path().as_str().to_owned()).collect()
+        })
     }
 
     /// The hooks that name `function`, in order.
     fn referents(&self, function: &str) -> Vec<Referent> {
-        let mut referents: Vec<Referent> = self
-            .by_function
-            .get(function)
+        self.places(self.by_function.get(function), |indexed| {
+            let named = indexed.named().filter(|(f, _)| *f == function);
+            named.map(|(_, hook)| hook).collect()
+        })
+    }
+
+    /// The places (`at`: an object's field paths) of the objects `keys`, sorted.
+    fn places(
+        &self,
+        keys: Option<&HashSet<Arc<ObjectKey>>>,
+        at: impl Fn(&Indexed) -> Vec<String>,
+    ) -> Vec<Referent> {
+        let mut referents: Vec<Referent> = keys
             .into_iter()
             .flatten()
             .filter_map(|key| Some((key, self.objects.get(key)?)))
             .flat_map(|(key, indexed)| {
-                indexed
-                    .named()
-                    .filter(|(f, _)| *f == function)
-                    .map(|(_, hook)| Referent {
-                        object: ObjectKey::clone(key),
-                        path: hook,
-                    })
-                    .collect::<Vec<_>>()
+                at(indexed).into_iter().map(|path| Referent {
+                    object: ObjectKey::clone(key),
+                    path,
+                })
             })
             .collect();
         referents.sort();
