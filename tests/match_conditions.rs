@@ -187,9 +187,14 @@ fn create_request(object: &Value) -> Value {
     json!({"operation": "CREATE", "object": object, "oldObject": null})
 }
 
+/// A Stash object of `kind` with `spec`.
 fn of_kind(kind: &str, spec: Value) -> Value {
+    object("stash.appscode.com/v1beta1", kind, spec)
+}
+
+fn object(api_version: &str, kind: &str, spec: Value) -> Value {
     json!({
-        "apiVersion": "stash.appscode.com/v1beta1",
+        "apiVersion": api_version,
         "kind": kind,
         "metadata": {"name": "sample", "namespace": "demo"},
         "spec": spec,
@@ -504,13 +509,9 @@ fn every_object_the_server_would_judge_reaches_the_webhook() {
     }
 }
 
+/// A KubeStash object of `kind` with `spec`.
 fn kubestash_of_kind(kind: &str, spec: Value) -> Value {
-    json!({
-        "apiVersion": "core.kubestash.com/v1alpha1",
-        "kind": kind,
-        "metadata": {"name": "sample", "namespace": "demo"},
-        "spec": spec,
-    })
+    object("core.kubestash.com/v1alpha1", kind, spec)
 }
 
 /// The four KubeStash kinds judged on /validate (core.kubestash.com v1alpha1).
