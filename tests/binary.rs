@@ -288,16 +288,9 @@ async fn with_the_audit_off_no_lease_is_taken_and_no_event_written() {
     // On, by default: it takes the Lease and reports the broken reference.
     let (_on, port, _) = start("replica-on", None);
     wait_ready(&client(ca.as_bytes(), port), port).await;
-    let api = &api;
-    eventually(
-        Duration::from_secs(30),
-        "the Warning Event",
-        || async move {
-            api.events()
-                .iter()
-                .any(|e| e["reason"] == "ExecutorFunctionNotFound")
-        },
-    )
+    an_event(&api, "the Warning Event", |e| {
+        e["reason"] == "ExecutorFunctionNotFound"
+    })
     .await;
     let lease = api.lease("stash-system", "stash-webhook-audit").unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], "replica-on");
@@ -443,16 +436,17 @@ async fn a_cluster_with_kubestash_alone_is_served_and_audited() {
         denied["response"]["status"]["message"],
         "spec.sessions[0].addon.name: Addon \"never-created\" not found: install the KubeStash addon that provides it, or fix the name (list them with: kubectl get addons.addons.kubestash.com)"
     );
-    let api = &api;
-    eventually(
-        Duration::from_secs(60),
-        "an AddonNotFound Event on demo/orphan",
-        || async move {
-            api.events()
-                .iter()
-                .any(|e| e["reason"] == "AddonNotFound" && e["regarding"]["name"] == "orphan")
-        },
-    )
+    an_event(&api, "an AddonNotFound Event on demo/orphan", |e| {
+        e["reason"] == "AddonNotFound" && e["regarding"]["name"] == "orphan"
+    })
+    .await;
+}
+
+/// Waits (60 s at most) for an Event the stand-in API server stores that `matches`.
+async fn an_event(api: &ApiServer, what: &str, matches: impl Fn(&Value) -> bool + Copy) {
+    eventually(Duration::from_secs(60), what, || async move {
+        api.events().iter().any(matches)
+    })
     .await;
 }
 
