@@ -16,6 +16,7 @@ use stash_webhook::metrics::Metrics;
 use stash_webhook::references::audit::{self, Settings};
 use stash_webhook::references::index::{self, ReferenceIndex};
 use stash_webhook::references::protect::{self, Protector};
+use stash_webhook::rules::tasks::Task;
 use stash_webhook::rules::{FailurePolicy, Policy};
 use stash_webhook::sources::{ClusterSource as Watched, Referent, Source};
 use stash_webhook::tasks::ClusterSource as TaskSource;
@@ -42,30 +43,37 @@ fn delete_of(name: &str, annotated: bool) -> String {
     review.to_string()
 }
 
-/// A review of a Task, as the API server sends it (the recorded Function DELETE, made a Task's):
-/// `old` and `new` are the `spec.steps` of `oldObject` and `object` (none: null), each with the
-/// annotation when `annotated`.
-fn task_review(
+/// A review of a referent `R` (a Task, an Addon, ...), as the API server sends it (the recorded
+/// Function DELETE, made one of `R`): `old` and `new` are the `spec` of `oldObject` and `object` (none:
+/// null), each with the annotation when `annotated`.
+fn referent_review<R: Referent>(
     operation: &str,
-    name: &str,
+    (namespace, name): (Option<&str>, &str),
     old: Option<Value>,
     new: Option<Value>,
     annotated: bool,
 ) -> String {
+    let (group, version, kind, resource) = (R::GROUP, R::VERSION, R::KIND, R::PLURAL);
     let mut review: Value = serde_json::from_str(&fixture("function-delete")).unwrap();
     let request = &mut review["request"];
     for field in ["kind", "requestKind"] {
-        request[field]["kind"] = json!("Task");
+        request[field] = json!({"group": group, "version": version, "kind": kind});
     }
     for field in ["resource", "requestResource"] {
-        request[field]["resource"] = json!("tasks");
+        request[field] = json!({"group": group, "version": version, "resource": resource});
     }
     request["name"] = json!(name);
+    if let Some(namespace) = namespace {
+        request["namespace"] = json!(namespace);
+    }
     request["operation"] = json!(operation);
-    let object = |steps: Option<Value>| match steps {
-        Some(steps) => {
-            let mut object = json!({"apiVersion": "stash.appscode.com/v1beta1", "kind": "Task",
-                "metadata": {"name": name}, "spec": {"steps": steps}});
+    let object = |spec: Option<Value>| match spec {
+        Some(spec) => {
+            let mut object = json!({"apiVersion": format!("{group}/{version}"), "kind": kind,
+                "metadata": {"name": name}, "spec": spec});
+            if let Some(namespace) = namespace {
+                object["metadata"]["namespace"] = json!(namespace);
+            }
             if annotated {
                 object["metadata"]["annotations"][ANNOTATION] = json!("true");
             }
@@ -76,6 +84,18 @@ fn task_review(
     request["oldObject"] = object(old);
     request["object"] = object(new);
     review.to_string()
+}
+
+/// A review of a Task: `old` and `new` are the `spec.steps` of `oldObject` and `object`.
+fn task_review(
+    operation: &str,
+    name: &str,
+    old: Option<Value>,
+    new: Option<Value>,
+    annotated: bool,
+) -> String {
+    let spec = |steps: Option<Value>| steps.map(|steps| json!({ "steps": steps }));
+    referent_review::<Task>(operation, (None, name), spec(old), spec(new), annotated)
 }
 
 /// A cluster: the stand-in, the Function and Task caches, the reference index, and the webhook
@@ -839,49 +859,6 @@ const ADDONS: &str = "addons.addons.kubestash.com";
 const KS_FUNCTIONS: &str = "functions.addons.kubestash.com";
 const HOOK_TEMPLATES: &str = "hooktemplates.core.kubestash.com";
 const KS_BACKUPS: &str = "backupconfigurations.core.kubestash.com";
-
-/// A review of a KubeStash referent `R`, as the API server sends it (the recorded Function
-/// DELETE, made one of `R`): `old` and `new` are the `spec` of `oldObject` and `object` (none:
-/// null), each with the annotation when `annotated`.
-fn referent_review<R: Referent>(
-    operation: &str,
-    (namespace, name): (Option<&str>, &str),
-    old: Option<Value>,
-    new: Option<Value>,
-    annotated: bool,
-) -> String {
-    let (group, kind, resource) = (R::GROUP, R::KIND, R::PLURAL);
-    let mut review: Value = serde_json::from_str(&fixture("function-delete")).unwrap();
-    let request = &mut review["request"];
-    for field in ["kind", "requestKind"] {
-        request[field] = json!({"group": group, "version": "v1alpha1", "kind": kind});
-    }
-    for field in ["resource", "requestResource"] {
-        request[field] = json!({"group": group, "version": "v1alpha1", "resource": resource});
-    }
-    request["name"] = json!(name);
-    if let Some(namespace) = namespace {
-        request["namespace"] = json!(namespace);
-    }
-    request["operation"] = json!(operation);
-    let object = |spec: Option<Value>| match spec {
-        Some(spec) => {
-            let mut object = json!({"apiVersion": format!("{group}/v1alpha1"), "kind": kind,
-                "metadata": {"name": name}, "spec": spec});
-            if let Some(namespace) = namespace {
-                object["metadata"]["namespace"] = json!(namespace);
-            }
-            if annotated {
-                object["metadata"]["annotations"][ANNOTATION] = json!("true");
-            }
-            object
-        }
-        None => Value::Null,
-    };
-    request["oldObject"] = object(old);
-    request["object"] = object(new);
-    review.to_string()
-}
 
 fn addon_review(
     operation: &str,
