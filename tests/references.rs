@@ -745,12 +745,7 @@ async fn a_task_that_breaks_gets_a_warning_per_object_then_a_normal_event_when_f
     .await;
     // Both findings were confirmed live, with one GET of the Task between them.
     assert_eq!(c.api.counters_for("tasks").gets(), 1);
-    let warning = c
-        .api
-        .events()
-        .into_iter()
-        .find(|e| e["reason"] == audit::TASK_NOT_FOUND && e["regarding"]["name"] == "db-backup")
-        .unwrap();
+    let warning = event_on(&c.api, audit::TASK_NOT_FOUND, "db-backup");
     assert_eq!(warning["type"], "Warning");
     assert_eq!(warning["regarding"]["kind"], "BackupConfiguration");
     assert_eq!(warning["action"], "AuditTask");
@@ -758,12 +753,7 @@ async fn a_task_that_breaks_gets_a_warning_per_object_then_a_normal_event_when_f
         warning["note"],
         "spec.task.name: Task \"pg-backup\" not found: install the Stash addon that provides it (kubectl get tasks.stash.appscode.com lists those installed), or correct the name"
     );
-    let batch = c
-        .api
-        .events()
-        .into_iter()
-        .find(|e| e["reason"] == audit::TASK_NOT_FOUND && e["regarding"]["name"] == "batch")
-        .unwrap();
+    let batch = event_on(&c.api, audit::TASK_NOT_FOUND, "batch");
     assert!(batch["note"]
         .as_str()
         .unwrap()
@@ -784,12 +774,7 @@ async fn a_task_that_breaks_gets_a_warning_per_object_then_a_normal_event_when_f
         events(api, audit::TASK_UNUSABLE).len() == 2
     })
     .await;
-    let unusable = c
-        .api
-        .events()
-        .into_iter()
-        .find(|e| e["reason"] == audit::TASK_UNUSABLE && e["regarding"]["name"] == "db-backup")
-        .unwrap();
+    let unusable = event_on(&c.api, audit::TASK_UNUSABLE, "db-backup");
     assert_eq!(
         unusable["note"],
         "spec.task.name: Task \"pg-backup\" has no steps, so Stash refuses to run it (\"empty steps/containers\"): give the Task steps (kubectl edit tasks.stash.appscode.com pg-backup), or name another Task"
@@ -801,12 +786,7 @@ async fn a_task_that_breaks_gets_a_warning_per_object_then_a_normal_event_when_f
         events(api, audit::TASK_RESOLVED).len() == 2
     })
     .await;
-    let resolved = c
-        .api
-        .events()
-        .into_iter()
-        .find(|e| e["reason"] == audit::TASK_RESOLVED && e["regarding"]["name"] == "db-backup")
-        .unwrap();
+    let resolved = event_on(&c.api, audit::TASK_RESOLVED, "db-backup");
     assert_eq!(resolved["type"], "Normal");
     assert_eq!(
         resolved["note"],
@@ -1092,18 +1072,7 @@ async fn an_addon_losing_a_used_task_gets_an_addon_unusable_event() {
     // Given the task again: a Normal Event.
     c.api
         .put_object(ADDONS, None, "workload-addon", workload_addon());
-    eventually(
-        Duration::from_secs(60),
-        "an AddonResolved Event",
-        || async move { !events(api, audit::ADDON_RESOLVED).is_empty() },
-    )
-    .await;
-    let resolved = c
-        .api
-        .events()
-        .into_iter()
-        .find(|e| e["reason"] == audit::ADDON_RESOLVED)
-        .unwrap();
+    let resolved = first_event(api, audit::ADDON_RESOLVED).await;
     assert_eq!(resolved["type"], "Normal");
     assert_eq!(
         resolved["note"],
@@ -1145,6 +1114,15 @@ async fn a_cluster_without_kubestash_still_protects_stash_referents() {
         sample(metrics, gauge).as_deref() == Some("0")
     })
     .await;
+}
+
+/// The Event stored for `reason` on the object `name`.
+fn event_on(api: &ApiServer, reason: &str, name: &str) -> Value {
+    let found = api
+        .events()
+        .into_iter()
+        .find(|e| e["reason"] == reason && e["regarding"]["name"] == name);
+    found.unwrap_or_else(|| panic!("no {reason} Event on {name}: {:?}", api.events()))
 }
 
 /// The first Event stored for `reason`, once there is one.
