@@ -2,7 +2,7 @@
 //! references and what is known of each Addon, Function and HookTemplate named, to a verdict.
 //! Pure, as the Stash rules are, and sharing their verdict, ratchet, cap and lookup policy.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::{
@@ -12,7 +12,7 @@ use super::{Container, FailurePolicy, Found, Policy};
 use super::{Resolution, Verdict};
 use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate, Parameter};
 use crate::kubestash::referents::{HookExecutor, Usage, Versions};
-use crate::kubestash::{AddonUse, HookUse, Kind, Name, Params, References, TaskUse};
+use crate::kubestash::{AddonUse, HookUse, Kind, Name, Params, References};
 use crate::stash::FieldPath;
 
 const LIST_ADDONS: &str = "list them with: kubectl get addons.addons.kubestash.com";
@@ -138,7 +138,8 @@ fn lookup<'a, T>(
 }
 
 /// Judges the references of a KubeStash object of `kind`. `old` are the stored object's on
-/// UPDATE: a problem in a reference left unchanged is a warning, as for Stash objects.
+/// UPDATE: a problem the stored object already had, word for word, is a warning, as for Stash
+/// objects (their referents are looked up alongside).
 pub fn judge(
     kind: &Kind,
     namespace: &str,
@@ -147,39 +148,33 @@ pub fn judge(
     known: &Catalog,
     policy: &Policy,
 ) -> Verdict {
+    let had: HashSet<String> = findings(kind, namespace, old, known)
+        .filter_map(|found| match found {
+            Found::Problem(p) | Found::Unverified(p) => Some(p.to_string()),
+            Found::Warning(_) => None,
+        })
+        .collect();
     let mut verdict = Verdict::default();
-    let old_addons: HashMap<&FieldPath, &AddonUse> =
-        old.addons.iter().map(|a| (&a.path, a)).collect();
-    let old_hooks: HashMap<&FieldPath, &HookUse> = old.hooks.iter().map(|h| (&h.path, h)).collect();
-    for addon in &refs.addons {
-        let before = old_addons.get(&addon.path).copied();
-        for (found, subject) in addon_problems(kind, addon, known) {
-            let kept = before.is_some_and(|b| b.name == addon.name)
-                && match subject {
-                    Subject::Reference => true,
-                    Subject::Task(j) => {
-                        let task = &addon.tasks[j];
-                        let old_task = b_task(before, &task.path);
-                        old_task.is_some_and(|t| t.name == task.name)
-                    }
-                    Subject::Inputs(j) => {
-                        b_task(before, &addon.tasks[j].path) == Some(&addon.tasks[j])
-                    }
-                };
-            verdict.add(found, kept, policy);
-        }
-    }
-    for hook in &refs.hooks {
-        let before = old_hooks.get(&hook.path).copied();
-        for (found, subject) in hook_problems(kind, namespace, hook, known) {
-            let kept = before.is_some_and(|b| match subject {
-                Subject::Inputs(_) => b == hook,
-                _ => b.name == hook.name && b.namespace == hook.namespace,
-            });
-            verdict.add(found, kept, policy);
-        }
+    for found in findings(kind, namespace, refs, known) {
+        let kept = matches!(&found, Found::Problem(p) | Found::Unverified(p) if had.contains(&p.to_string()));
+        verdict.add(found, kept, policy);
     }
     verdict
+}
+
+/// Everything found of each reference, in document order.
+fn findings<'a>(
+    kind: &'a Kind,
+    namespace: &'a str,
+    refs: &'a References,
+    known: &'a Catalog,
+) -> impl Iterator<Item = Found> + 'a {
+    let addons = refs
+        .addons
+        .iter()
+        .flat_map(|a| addon_problems(kind, a, known));
+    let hooks = (refs.hooks.iter()).flat_map(move |h| hook_problems(kind, namespace, h, known));
+    addons.chain(hooks)
 }
 
 /// Judges one reference alone (`one`), without the ratchet, a lookup that failed or was not made
@@ -197,18 +192,6 @@ pub fn judge_alone(
         ..policy.clone()
     };
     judge(kind, namespace, one, &References::default(), known, &policy)
-}
-
-fn b_task<'a>(before: Option<&'a AddonUse>, path: &FieldPath) -> Option<&'a TaskUse> {
-    before?.tasks.iter().find(|t| &t.path == path)
-}
-
-/// What a finding is about, for ratcheting: the referent named, one task of an addon (by index),
-/// or the inputs a task or hook gives.
-enum Subject {
-    Reference,
-    Task(usize),
-    Inputs(usize),
 }
 
 /// A name as written, when it names something to look up; else what is said of it: a problem,
@@ -247,7 +230,7 @@ fn look<'a, T>(
     }
 }
 
-fn addon_problems(kind: &Kind, addon: &AddonUse, known: &Catalog) -> Vec<(Found, Subject)> {
+fn addon_problems(kind: &Kind, addon: &AddonUse, known: &Catalog) -> Vec<Found> {
     let name_path = addon.path.child("name");
     let fix = || format!("name the Addon that backs up this target ({LIST_ADDONS})");
     let found = named(kind, &name_path, &addon.name, "Addon", fix).and_then(|name| {
@@ -270,12 +253,12 @@ fn addon_problems(kind: &Kind, addon: &AddonUse, known: &Catalog) -> Vec<(Found,
     });
     let (name, found) = match found {
         Ok(found) => found,
-        Err(finding) => return vec![(finding, Subject::Reference)],
+        Err(finding) => return vec![finding],
     };
     let mut out = Vec::new();
     let list = kind.tasks.as_str();
     let offered = found.tasks(kind.tasks);
-    for (j, task) in addon.tasks.iter().enumerate() {
+    for task in &addon.tasks {
         let task_path = task.path.child("name");
         // Only built for a problem: it ranks every task the Addon offers.
         let fix = || {
@@ -292,14 +275,14 @@ fn addon_problems(kind: &Kind, addon: &AddonUse, known: &Catalog) -> Vec<(Found,
         let offer = match offer {
             Ok(offer) => offer,
             Err(finding) => {
-                out.push((finding, Subject::Task(j)));
+                out.push(finding);
                 continue;
             }
         };
         let runner = format!("{list} task \"{}\" of Addon \"{name}\"", offer.name);
         let (found, reads) =
             function_problems(&task_path, &runner, offer.function.as_deref(), known);
-        out.extend(found.into_iter().map(|f| (f, Subject::Task(j))));
+        out.extend(found);
         let (parameters, given) = (&offer.parameters, &task.params);
         let mut inputs = input_problems(
             &task.path,
@@ -322,17 +305,12 @@ fn addon_problems(kind: &Kind, addon: &AddonUse, known: &Catalog) -> Vec<(Found,
                 closest_first(volume, &declared, ("it declares", "it declares no volumes")),
             )));
         }
-        out.extend(inputs.into_iter().map(|f| (f, Subject::Inputs(j))));
+        out.extend(inputs);
     }
     out
 }
 
-fn hook_problems(
-    kind: &Kind,
-    namespace: &str,
-    hook: &HookUse,
-    known: &Catalog,
-) -> Vec<(Found, Subject)> {
+fn hook_problems(kind: &Kind, namespace: &str, hook: &HookUse, known: &Catalog) -> Vec<Found> {
     let name_path = hook.path.child("hookTemplate").child("name");
     let ns = &hook.namespace;
     let fix = || format!("name the HookTemplate that runs this hook ({LIST_HOOK_TEMPLATES})");
@@ -355,17 +333,14 @@ fn hook_problems(
     });
     let (name, key, template) = match found {
         Ok(found) => found,
-        Err(finding) => return vec![(finding, Subject::Reference)],
+        Err(finding) => return vec![finding],
     };
     let mut out = Vec::new();
     if template.usage == Usage::Same && ns != namespace {
-        out.push((
-            Found::Warning(format!(
-                "{}: HookTemplate \"{key}\" may be used only from its own namespace (its spec.usagePolicy.allowedNamespaces.from is Same, or unset), not from \"{namespace}\": KubeStash will refuse it; allow this namespace on the HookTemplate, or use one in \"{namespace}\"",
-                hook.path.child("hookTemplate"),
-            )),
-            Subject::Reference,
-        ));
+        out.push(Found::Warning(format!(
+            "{}: HookTemplate \"{key}\" may be used only from its own namespace (its spec.usagePolicy.allowedNamespaces.from is Same, or unset), not from \"{namespace}\": KubeStash will refuse it; allow this namespace on the HookTemplate, or use one in \"{namespace}\"",
+            hook.path.child("hookTemplate"),
+        )));
     }
     let runner = format!("HookTemplate \"{key}\"");
     let (found, reads) = match &template.executor {
@@ -382,7 +357,7 @@ fn hook_problems(
             function_problems(&name_path, &runner, function.as_deref(), known)
         }
     };
-    out.extend(found.into_iter().map(|f| (f, Subject::Reference)));
+    out.extend(found);
     let (parameters, given) = (&template.params, &hook.params);
     let inputs = input_problems(
         &hook.path,
@@ -392,7 +367,7 @@ fn hook_problems(
         &hook.variables,
         reads,
     );
-    out.extend(inputs.into_iter().map(|f| (f, Subject::Inputs(0))));
+    out.extend(inputs);
     out
 }
 

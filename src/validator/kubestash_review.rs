@@ -169,7 +169,8 @@ impl Validator {
             _ => References::default(),
         };
         let deadline = Deadline::after(self.lookup_budget(api_server_timeout));
-        let objects = [(kind, &refs)];
+        // The stored object's referents too: a problem it already had is only a warning.
+        let objects = [(kind, &refs), (kind, &old_refs)];
         let judge = |catalog: Catalog| {
             let known = &catalog;
             rules::judge(kind, namespace, &refs, &old_refs, known, &self.policy)
