@@ -48,6 +48,21 @@ impl Container {
             Some(other) => Container::ImageNotAString(json_type(other)),
         }
     }
+
+    /// What keeps it from running a hook, as a message goes on after `Function "f" `; none when
+    /// it can. Both families' Functions are said so.
+    pub fn fault(&self) -> Option<String> {
+        Some(match self {
+            Container::Valid => return None,
+            Container::NoImage => "has no container image (its spec.image is not set)".to_owned(),
+            Container::ImageNotAString(found) => {
+                format!("has an invalid container image: spec.image must be a string, got {found}")
+            }
+            Container::InvalidImage { image, error } => {
+                format!("has an invalid container image \"{image}\": {error}")
+            }
+        })
+    }
 }
 
 /// What the rules know of one Function: whether it can run a hook, and the variables it reads.
@@ -455,22 +470,14 @@ pub(crate) fn function_problem(name: &str, function: &Function) -> Option<(Strin
 
 /// What is wrong with a Function's container, and the fix; none when it can run a hook.
 pub(crate) fn container_problem(name: &str, container: &Container) -> Option<(String, String)> {
-    let edit = || format!("kubectl edit functions.stash.appscode.com {name}");
-    Some(match container {
-        Container::Valid => return None,
-        Container::NoImage => (
-            format!("Function \"{name}\" has no container image (its spec.image is not set)"),
-            format!("give the Function an image ({}), or name another Function", edit()),
-        ),
-        Container::ImageNotAString(found) => (
-            format!("Function \"{name}\" has an invalid container image: spec.image must be a string, got {found}"),
-            format!("fix spec.image on the Function ({})", edit()),
-        ),
-        Container::InvalidImage { image, error } => (
-            format!("Function \"{name}\" has an invalid container image \"{image}\": {error}"),
-            format!("fix spec.image on the Function ({})", edit()),
-        ),
-    })
+    let edit = format!("kubectl edit functions.stash.appscode.com {name}");
+    let fix = match container {
+        Container::NoImage => {
+            format!("give the Function an image ({edit}), or name another Function")
+        }
+        _ => format!("fix spec.image on the Function ({edit})"),
+    };
+    Some((format!("Function \"{name}\" {}", container.fault()?), fix))
 }
 
 /// The variables `function` reads that this executor leaves unset (denials: Stash fails the Job

@@ -999,7 +999,7 @@ async fn a_kubestash_function_update_removing_its_image_while_used_is_denied() {
     assert_denied(&r, format!("this change breaks Function \"workload-backup\" for 1 reference: demo/BackupConfiguration/db-backup (spec.sessions[0].addon) (first denial: spec.sessions[0].addon.tasks[0].name: backup task \"logical-backup\" of Addon \"workload-addon\" runs Function \"workload-backup\" (functions.addons.kubestash.com), which has no container image (its spec.image is not set)): change or delete them first, or annotate the Function with {ANNOTATION}=true"));
     assert_eq!(
         r["warnings"],
-        json!(["spec.image: Function \"workload-backup\" has no container image: an Addon task or HookTemplate that runs it fails until it has one (set spec.image to a container image)"])
+        json!(["spec.image: Function \"workload-backup\" has no container image (its spec.image is not set): an Addon task or HookTemplate that runs it fails until it is fixed (give the Function a valid spec.image)"])
     );
 }
 

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::{TaskList, ADDONS_GROUP, CORE_GROUP, VERSION};
 use crate::functions::variables::{self, Variable};
-use crate::rules::Container;
+use crate::rules::{shown, Container};
 use crate::sources::Referent;
 
 /// An Addon: the tasks it offers for backups and for restores.
@@ -81,6 +81,26 @@ pub enum Versions {
     Usable,
     Empty,
     NotSemver(String),
+}
+
+impl AddonFunction {
+    /// What keeps it from running, each as a message goes on after `Function "f" `: the field
+    /// at fault, what is wrong, and the fix.
+    pub fn faults(&self) -> Vec<(&'static str, String, &'static str)> {
+        let versions = match &self.versions {
+            Versions::NotRead | Versions::Usable => None,
+            Versions::Empty => Some("reads ${DB_VERSION} in its image, but its spec.availableVersions is empty, so KubeStash cannot choose a version".to_owned()),
+            Versions::NotSemver(v) => Some(format!(
+                "lists \"{}\" in spec.availableVersions, which is not a semantic version, so KubeStash cannot choose a version for ${{DB_VERSION}}",
+                shown(v)
+            )),
+        };
+        let image = (self.container.fault())
+            .map(|f| ("spec.image", f, "give the Function a valid spec.image"));
+        let fix = "list the image's versions in spec.availableVersions";
+        let versions = versions.map(|what| ("spec.availableVersions", what, fix));
+        image.into_iter().chain(versions).collect()
+    }
 }
 
 /// A version as Masterminds/semver's `NewVersion` (which KubeStash uses) reads it: an optional
@@ -228,8 +248,7 @@ impl Referent for AddonFunction {
     }
 
     fn answers_from_cache(&self) -> bool {
-        self.container == Container::Valid
-            && matches!(self.versions, Versions::NotRead | Versions::Usable)
+        self.faults().is_empty()
     }
 }
 

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use super::{
     closest_first, found_or, name_as_written, problem, shown, valid_object_name, valid_param_name,
 };
-use super::{Container, FailurePolicy, Found, Policy};
+use super::{FailurePolicy, Found, Policy};
 use super::{Resolution, Verdict};
 use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate, Parameter};
-use crate::kubestash::referents::{HookExecutor, Usage, Versions};
+use crate::kubestash::referents::{HookExecutor, Usage};
 use crate::kubestash::{AddonUse, HookUse, Kind, Name, Params, References};
 use crate::stash::FieldPath;
 
@@ -407,41 +407,15 @@ pub(crate) fn function_problems<'a>(
         Ok(found) => found,
         Err(finding) => return (vec![finding], None),
     };
-    let mut out = Vec::new();
-    let what = match &found.container {
-        Container::Valid => None,
-        Container::NoImage => {
-            Some("which has no container image (its spec.image is not set)".to_owned())
-        }
-        Container::ImageNotAString(t) => {
-            Some(format!("whose spec.image must be a string, got {t}"))
-        }
-        Container::InvalidImage { image, error } => Some(format!(
-            "which has an invalid container image \"{image}\": {error}"
-        )),
-    };
-    if let Some(what) = what {
-        out.push(problem(
-            path.clone(),
-            format!("{runs}, {what}"),
-            format!("give the Function a valid spec.image ({edit})"),
-        ));
-    }
-    let versions = match &found.versions {
-        Versions::NotRead | Versions::Usable => None,
-        Versions::Empty => Some("whose image reads ${DB_VERSION} but whose spec.availableVersions is empty, so KubeStash cannot choose a version".to_owned()),
-        Versions::NotSemver(v) => Some(format!(
-            "whose spec.availableVersions holds \"{}\", which is not a semantic version, so KubeStash cannot choose a version for ${{DB_VERSION}}",
-            shown(v)
-        )),
-    };
-    if let Some(what) = versions {
-        out.push(problem(
-            path.clone(),
-            format!("{runs}, {what}"),
-            format!("list the image's versions in spec.availableVersions ({edit})"),
-        ));
-    }
+    let out = (found.faults().into_iter())
+        .map(|(_, what, fix)| {
+            problem(
+                path.clone(),
+                format!("{runs}, which {what}"),
+                format!("{fix} ({edit})"),
+            )
+        })
+        .collect();
     (out, Some(found))
 }
 

@@ -24,7 +24,7 @@ begin kubestash-catalog-created
 # Each referent created so that it cannot run is allowed, with a warning from the protect webhook.
 check 0 "function.addons.kubestash.com/e2e-backup-fn created
 function.addons.kubestash.com/e2e-restore-fn created
-Warning: spec.image: Function \"e2e-no-image-fn\" has no container image: an Addon task or HookTemplate that runs it fails until it has one (set spec.image to a container image)
+Warning: spec.image: Function \"e2e-no-image-fn\" has no container image (its spec.image is not set): an Addon task or HookTemplate that runs it fails until it is fixed (give the Function a valid spec.image)
 function.addons.kubestash.com/e2e-no-image-fn created
 function.addons.kubestash.com/e2e-hook-fn created
 Warning: spec.backupTasks[1].function: backup task \"no-image-backup\" of Addon \"e2e-addon\" runs Function \"e2e-no-image-fn\" (functions.addons.kubestash.com), which has no container image (its spec.image is not set): give the Function a valid spec.image (kubectl edit functions.addons.kubestash.com e2e-no-image-fn)

@@ -15,13 +15,13 @@ use kube::core::admission::Operation;
 use kube::{Api, Client};
 use serde_json::Value;
 
-use super::{decide, through_text, unusable, within, ListError, Protector, Unchecked};
+use super::{decide, through_text, within, ListError, Protector, Unchecked};
 use crate::kubestash::referents::{Addon, AddonFunction, HookExecutor, HookTemplate};
 use crate::kubestash::{self, Kind, References, TaskList, CORE_GROUP, VERSION};
 use crate::references::index;
 use crate::review::{self, Reply, Request};
 use crate::rules::kubestash::{self as rules, Catalog};
-use crate::rules::{Container, Found, Policy, Problem, Resolution};
+use crate::rules::{Found, Policy, Problem, Resolution};
 use crate::sources::{list_pages, Referent};
 use crate::validator::{Deadline, KubeStashSources, Outcome};
 
@@ -180,11 +180,9 @@ impl Written {
                 }
                 HookExecutor::Other => Vec::new(),
             },
-            Written::Function(function) if function.container != Container::Valid => vec![format!(
-                "spec.image: Function \"{key}\" {}: an Addon task or HookTemplate that runs it fails until it has one (set spec.image to a container image)",
-                unusable(&function.container)
-            )],
-            _ => Vec::new(),
+            Written::Function(function) => (function.faults().into_iter())
+                .map(|(field, what, fix)| format!("{field}: Function \"{key}\" {what}: an Addon task or HookTemplate that runs it fails until it is fixed ({fix})"))
+                .collect(),
         }
     }
 

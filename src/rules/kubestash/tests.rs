@@ -377,6 +377,6 @@ fn image_versions_are_checked_when_the_image_reads_db_version() {
     );
     assert_eq!(
         denials(&v),
-        ["spec.sessions[0].addon.tasks[0].name: backup task \"manifest-backup\" of Addon \"workload-addon\" runs Function \"manifest-backup\" (functions.addons.kubestash.com), whose image reads ${DB_VERSION} but whose spec.availableVersions is empty, so KubeStash cannot choose a version: list the image's versions in spec.availableVersions (kubectl edit functions.addons.kubestash.com manifest-backup)"]
+        ["spec.sessions[0].addon.tasks[0].name: backup task \"manifest-backup\" of Addon \"workload-addon\" runs Function \"manifest-backup\" (functions.addons.kubestash.com), which reads ${DB_VERSION} in its image, but its spec.availableVersions is empty, so KubeStash cannot choose a version: list the image's versions in spec.availableVersions (kubectl edit functions.addons.kubestash.com manifest-backup)"]
     );
 }
