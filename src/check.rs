@@ -390,7 +390,7 @@ fn judge_kubestash(
         ks_rules::functions_to_resolve(&refs, &known),
         complete,
     );
-    let verdict = ks_rules::judge(kind, namespace, &refs, &Default::default(), &known, policy);
+    let verdict = ks_rules::judge(kind, namespace, &refs, &[], &known, policy);
     Judged {
         file: file.to_owned(),
         kind: kind.label,

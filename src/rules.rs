@@ -113,6 +113,11 @@ impl<T> Resolution<T> {
     pub fn found(referent: impl Into<T>) -> Self {
         Resolution::Found(Arc::new(referent.into()))
     }
+
+    /// Whether the referent is known not to exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Resolution::NotFound)
+    }
 }
 
 /// How the rules are applied: what the operator chose.

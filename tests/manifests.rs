@@ -902,7 +902,11 @@ fn examples_are_judged_as_their_readme_says() {
                     .unwrap_or_else(|| panic!("{file_name}: not a judged kind"));
                 let refs = kubestash::references(kind, &object, "demo");
                 assert!(
-                    !refs.addons.is_empty() && !refs.hooks.is_empty(),
+                    refs.iter()
+                        .any(|r| matches!(r, kubestash::Reference::Addon(_)))
+                        && refs
+                            .iter()
+                            .any(|r| matches!(r, kubestash::Reference::Hook(_))),
                     "{file_name}: a KubeStash example names an Addon and a HookTemplate"
                 );
             }

@@ -161,54 +161,41 @@ impl HookUse {
     }
 }
 
-/// Every reference of one object, in document order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct References {
-    pub addons: Vec<AddonUse>,
-    pub hooks: Vec<HookUse>,
+/// One reference of an object: an `addon`, or a hook that names a HookTemplate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reference {
+    Addon(AddonUse),
+    Hook(HookUse),
 }
 
-impl References {
-    pub fn is_empty(&self) -> bool {
-        self.addons.is_empty() && self.hooks.is_empty()
-    }
-
-    /// Each reference alone, with its field path (an `addon`, a hook), in document order: the
-    /// audit reports, and protection names, one reference at a time.
-    pub fn each(&self) -> impl Iterator<Item = (&FieldPath, References)> + '_ {
-        let addons = self.addons.iter().map(|a| {
-            let one = References {
-                addons: vec![a.clone()],
-                hooks: Vec::new(),
-            };
-            (&a.path, one)
-        });
-        let hooks = self.hooks.iter().map(|h| {
-            let one = References {
-                addons: Vec::new(),
-                hooks: vec![h.clone()],
-            };
-            (&h.path, one)
-        });
-        addons.chain(hooks)
+impl Reference {
+    /// The field that holds it: an `addon`, or an element of a hook list.
+    pub fn path(&self) -> &FieldPath {
+        match self {
+            Reference::Addon(addon) => &addon.path,
+            Reference::Hook(hook) => &hook.path,
+        }
     }
 }
+
+/// Every reference of one object, addons first, each in document order.
+pub type References = Vec<Reference>;
 
 /// The references of an object of `kind` (`object`: the whole object, as JSON; `namespace`: the
 /// request's, for hooks that leave `hookTemplate.namespace` empty). Values of an unexpected shape
 /// are passed over: the CRD schema is the API server's job.
 pub fn references(kind: &Kind, object: &Value, namespace: &str) -> References {
-    let mut refs = References::default();
+    let mut refs = References::new();
     for pattern in kind.addons {
         for (path, addon) in locate(object, pattern) {
             let Some(addon) = addon.as_object() else {
                 continue;
             };
-            refs.addons.push(AddonUse {
+            refs.push(Reference::Addon(AddonUse {
                 name: Name::of(addon.get("name")),
                 tasks: tasks_of(&path, addon),
                 path,
-            });
+            }));
         }
     }
     for pattern in kind.hooks {
@@ -220,13 +207,13 @@ pub fn references(kind: &Kind, object: &Value, namespace: &str) -> References {
                 Some(ns) if !ns.is_empty() => ns.to_owned(),
                 _ => namespace.to_owned(),
             };
-            refs.hooks.push(HookUse {
+            refs.push(Reference::Hook(HookUse {
                 name: Name::of(template.get("name")),
                 namespace,
                 params: Params::of(hook.get("params")),
                 variables: names_in(hook.get("variables")),
                 path,
-            });
+            }));
         }
     }
     refs
@@ -317,6 +304,24 @@ mod tests {
 
     use super::*;
 
+    fn addons(refs: &[Reference]) -> Vec<&AddonUse> {
+        (refs.iter())
+            .filter_map(|r| match r {
+                Reference::Addon(addon) => Some(addon),
+                Reference::Hook(_) => None,
+            })
+            .collect()
+    }
+
+    fn hooks(refs: &[Reference]) -> Vec<&HookUse> {
+        (refs.iter())
+            .filter_map(|r| match r {
+                Reference::Hook(hook) => Some(hook),
+                Reference::Addon(_) => None,
+            })
+            .collect()
+    }
+
     #[test]
     fn every_reference_is_found_with_its_path() {
         let object = json!({"spec": {"sessions": [
@@ -331,8 +336,8 @@ mod tests {
         ]}});
         let kind = kind(CORE_GROUP, VERSION, "BackupConfiguration").unwrap();
         let refs = references(kind, &object, "demo");
-        assert_eq!(refs.addons.len(), 1);
-        let addon = &refs.addons[0];
+        assert_eq!(addons(&refs).len(), 1);
+        let addon = &addons(&refs)[0];
         assert_eq!(addon.path.as_str(), "spec.sessions[0].addon");
         assert_eq!(addon.name.as_str(), Some("workload-addon"));
         assert_eq!(
@@ -344,8 +349,7 @@ mod tests {
             addon.tasks[0].volumes,
             [(0, "kubestash-tmp-volume".to_owned())]
         );
-        let hooks: Vec<(&str, Option<String>)> = refs
-            .hooks
+        let hooks: Vec<(&str, Option<String>)> = hooks(&refs)
             .iter()
             .map(|h| (h.path.as_str(), h.key()))
             .collect();
@@ -373,8 +377,8 @@ mod tests {
             &restore,
             "ns",
         );
-        assert_eq!(refs.addons[0].path.as_str(), "spec.addon");
-        assert_eq!(refs.hooks[0].path.as_str(), "spec.hooks.postRestore[0]");
+        assert_eq!(addons(&refs)[0].path.as_str(), "spec.addon");
+        assert_eq!(hooks(&refs)[0].path.as_str(), "spec.hooks.postRestore[0]");
         let batch = json!({"spec": {"sessions": [{"targets": [{}, {"addon": {"name": "a"}}]}]}});
         let refs = references(
             kind(CORE_GROUP, VERSION, "BackupBatch").unwrap(),
@@ -382,7 +386,7 @@ mod tests {
             "ns",
         );
         assert_eq!(
-            refs.addons[0].path.as_str(),
+            addons(&refs)[0].path.as_str(),
             "spec.sessions[0].targets[1].addon"
         );
         assert!(kind("stash.appscode.com", "v1beta1", "BackupConfiguration").is_none());
@@ -403,7 +407,7 @@ mod tests {
             &json!({"spec": {"sessions": [{"addon": {"name": 7, "tasks": "x"}}]}}),
             "ns",
         );
-        assert_eq!(refs.addons[0].name, Name::WrongType("a number"));
-        assert!(refs.addons[0].tasks.is_empty());
+        assert_eq!(addons(&refs)[0].name, Name::WrongType("a number"));
+        assert!(addons(&refs)[0].tasks.is_empty());
     }
 }

@@ -12,7 +12,7 @@ use super::{FailurePolicy, Found, Policy};
 use super::{Resolution, Verdict};
 use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate, Parameter};
 use crate::kubestash::referents::{HookExecutor, Usage};
-use crate::kubestash::{AddonUse, HookUse, Kind, Name, Params, References};
+use crate::kubestash::{AddonUse, HookUse, Kind, Name, Params, Reference};
 use crate::stash::FieldPath;
 
 const LIST_ADDONS: &str = "list them with: kubectl get addons.addons.kubestash.com";
@@ -66,31 +66,29 @@ pub struct Catalog {
     pub hook_templates: Option<HashMap<String, Resolution<HookTemplate>>>,
 }
 
-/// The Addons an object names, each once: those that can be object names.
-pub fn addons_to_resolve(kind: &Kind, refs: &References) -> Vec<String> {
-    let named = refs
-        .addons
-        .iter()
-        .map(|a| (&a.name, a.name.as_str().map(str::to_owned)));
-    to_resolve(kind, named)
+/// The Addons an object names, each once: those that can be looked up.
+pub fn addons_to_resolve(kind: &Kind, refs: &[Reference]) -> Vec<String> {
+    to_resolve(kind, refs, true)
 }
 
 /// The HookTemplates an object names, each once, as `NAMESPACE/NAME`.
-pub fn hook_templates_to_resolve(kind: &Kind, refs: &References) -> Vec<String> {
-    to_resolve(kind, refs.hooks.iter().map(|h| (&h.name, h.key())))
+pub fn hook_templates_to_resolve(kind: &Kind, refs: &[Reference]) -> Vec<String> {
+    to_resolve(kind, refs, false)
 }
 
-/// The keys of the names (`(name, key)`) that can be looked up, each once, sorted.
-fn to_resolve<'n>(
-    kind: &Kind,
-    named: impl Iterator<Item = (&'n Name, Option<String>)>,
-) -> Vec<String> {
-    let mut keys: Vec<String> = named
-        .filter(|(name, _)| {
-            name.as_str()
-                .is_some_and(|n| judged(kind, n) && valid_object_name(n))
+/// The keys of the Addons (`addons`), or else of the HookTemplates, that can be looked up, each
+/// once, sorted.
+fn to_resolve(kind: &Kind, refs: &[Reference], addons: bool) -> Vec<String> {
+    let mut keys: Vec<String> = (refs.iter())
+        .filter_map(|r| {
+            let (name, key) = match r {
+                Reference::Addon(a) if addons => (&a.name, a.name.as_str().map(str::to_owned)),
+                Reference::Hook(h) if !addons => (&h.name, h.key()),
+                _ => return None,
+            };
+            let name = name.as_str()?;
+            key.filter(|_| judged(kind, name) && valid_object_name(name))
         })
-        .filter_map(|(_, key)| key)
         .collect();
     keys.sort_unstable();
     keys.dedup();
@@ -98,25 +96,28 @@ fn to_resolve<'n>(
 }
 
 /// The Functions the found Addons' named tasks and the found HookTemplates run, each once.
-pub fn functions_to_resolve(refs: &References, known: &Catalog) -> Vec<String> {
+pub fn functions_to_resolve(refs: &[Reference], known: &Catalog) -> Vec<String> {
     let mut names = Vec::new();
-    for addon_use in &refs.addons {
-        let Some(Resolution::Found(addon)) = lookup(known.addons.as_ref(), addon_use.name.as_str())
-        else {
-            continue;
-        };
-        for task in &addon_use.tasks {
-            let offered = addon.backup_tasks.iter().chain(&addon.restore_tasks);
-            for t in offered.filter(|t| Some(t.name.as_str()) == task.name.as_str()) {
-                names.extend(t.function.clone());
+    for r in refs {
+        match r {
+            Reference::Addon(used) => {
+                let found = lookup(known.addons.as_ref(), used.name.as_str());
+                let Some(Resolution::Found(addon)) = found else {
+                    continue;
+                };
+                for task in &used.tasks {
+                    let offered = addon.backup_tasks.iter().chain(&addon.restore_tasks);
+                    for t in offered.filter(|t| Some(t.name.as_str()) == task.name.as_str()) {
+                        names.extend(t.function.clone());
+                    }
+                }
             }
-        }
-    }
-    for hook in &refs.hooks {
-        if let Some(Resolution::Found(template)) =
-            lookup(known.hook_templates.as_ref(), hook.key().as_deref())
-        {
-            names.extend(template.function().map(str::to_owned));
+            Reference::Hook(hook) => {
+                let found = lookup(known.hook_templates.as_ref(), hook.key().as_deref());
+                if let Some(Resolution::Found(template)) = found {
+                    names.extend(template.function().map(str::to_owned));
+                }
+            }
         }
     }
     names.retain(|n| valid_object_name(n));
@@ -130,7 +131,8 @@ fn judged(kind: &Kind, name: &str) -> bool {
     !(kind.template && name.contains("${"))
 }
 
-fn lookup<'a, T>(
+/// What `found` holds of `name`, when there is a map and a name.
+pub(crate) fn lookup<'a, T>(
     found: Option<&'a HashMap<String, Resolution<T>>>,
     name: Option<&str>,
 ) -> Option<&'a Resolution<T>> {
@@ -143,8 +145,8 @@ fn lookup<'a, T>(
 pub fn judge(
     kind: &Kind,
     namespace: &str,
-    refs: &References,
-    old: &References,
+    refs: &[Reference],
+    old: &[Reference],
     known: &Catalog,
     policy: &Policy,
 ) -> Verdict {
@@ -162,19 +164,17 @@ pub fn judge(
     verdict
 }
 
-/// Everything found of each reference, in document order.
+/// Everything found of each reference, in order.
 fn findings<'a>(
     kind: &'a Kind,
     namespace: &'a str,
-    refs: &'a References,
+    refs: &'a [Reference],
     known: &'a Catalog,
 ) -> impl Iterator<Item = Found> + 'a {
-    let addons = refs
-        .addons
-        .iter()
-        .flat_map(|a| addon_problems(kind, a, known));
-    let hooks = (refs.hooks.iter()).flat_map(move |h| hook_problems(kind, namespace, h, known));
-    addons.chain(hooks)
+    refs.iter().flat_map(move |r| match r {
+        Reference::Addon(addon) => addon_problems(kind, addon, known),
+        Reference::Hook(hook) => hook_problems(kind, namespace, hook, known),
+    })
 }
 
 /// Judges one reference alone (`one`), without the ratchet, a lookup that failed or was not made
@@ -183,7 +183,7 @@ fn findings<'a>(
 pub fn judge_alone(
     kind: &Kind,
     namespace: &str,
-    one: &References,
+    one: &Reference,
     known: &Catalog,
     policy: &Policy,
 ) -> Verdict {
@@ -191,7 +191,14 @@ pub fn judge_alone(
         on_lookup_failure: FailurePolicy::Allow,
         ..policy.clone()
     };
-    judge(kind, namespace, one, &References::default(), known, &policy)
+    judge(
+        kind,
+        namespace,
+        std::slice::from_ref(one),
+        &[],
+        known,
+        &policy,
+    )
 }
 
 /// A name as written, when it names something to look up; else what is said of it: a problem,

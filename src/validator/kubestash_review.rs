@@ -10,7 +10,7 @@ use kube::core::admission::Operation;
 
 use super::{answer, look_up, refusal, resolve, Deadline, Outcome, Validator};
 use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate};
-use crate::kubestash::{self, Kind, References};
+use crate::kubestash::{self, Kind, Reference, References};
 use crate::review::{self, Request};
 use crate::rules::kubestash::{self as rules, Catalog};
 use crate::rules::{Resolution, Verdict};
@@ -48,12 +48,12 @@ impl KubeStashSources {
     /// where a source trusts it, unless `live`: then every answer is a live one.
     pub(crate) async fn catalog(
         &self,
-        objects: &[(&Kind, &References)],
+        objects: &[(&Kind, &[Reference])],
         mut functions: Vec<String>,
         live: bool,
         deadline: Deadline,
     ) -> Catalog {
-        let names = |f: fn(&Kind, &References) -> Vec<String>| -> Vec<String> {
+        let names = |f: fn(&Kind, &[Reference]) -> Vec<String>| -> Vec<String> {
             objects.iter().flat_map(|(k, r)| f(k, r)).collect()
         };
         let (addons, hook_templates) = futures::join!(
@@ -84,7 +84,7 @@ impl KubeStashSources {
 
     /// Fills in what memory holds, usable or not, of the referents `refs` names that `catalog` does
     /// not have yet; a kind the cluster does not serve is left out, and its names not checked.
-    pub(crate) fn learn(&self, kind: &Kind, refs: &References, catalog: &mut Catalog) {
+    pub(crate) fn learn(&self, kind: &Kind, refs: &[Reference], catalog: &mut Catalog) {
         fn fill<R: Referent>(
             source: &Option<Arc<dyn Source<R>>>,
             map: &mut Option<HashMap<String, Resolution<R>>>,
@@ -166,11 +166,11 @@ impl Validator {
         }
         let old_refs = match (&req.operation, &old) {
             (Operation::Update, Some(old)) => kubestash::references(kind, old, namespace),
-            _ => References::default(),
+            _ => References::new(),
         };
         let deadline = Deadline::after(self.lookup_budget(api_server_timeout));
         // The stored object's referents too: a problem it already had is only a warning.
-        let objects = [(kind, &refs), (kind, &old_refs)];
+        let objects = [(kind, &refs[..]), (kind, &old_refs[..])];
         let judge = |catalog: Catalog| {
             let known = &catalog;
             rules::judge(kind, namespace, &refs, &old_refs, known, &self.policy)

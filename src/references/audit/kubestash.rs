@@ -11,9 +11,9 @@ use futures::FutureExt;
 
 use super::{note, warning_reasons, Audit, Finding, HookId, Pass, ROADS};
 use super::{CONFIRM_TIMEOUT, LIST_TIMEOUT};
-use crate::kubestash::{Kind, References, CORE_GROUP, VERSION};
+use crate::kubestash::{Kind, Reference, CORE_GROUP, VERSION};
 use crate::references::protect::kubestash::{for_each_object, Listed, ObjectKey};
-use crate::rules::kubestash::{self as rules, Catalog};
+use crate::rules::kubestash::{self as rules, lookup, Catalog};
 use crate::rules::{Policy, Resolution};
 use crate::sources::{Referent, Source};
 use crate::validator::{Deadline, KubeStashSources};
@@ -55,7 +55,7 @@ pub(super) async fn changed(kubestash: Option<&KubeStashSources>) {
 pub fn finding(
     kind: &Kind,
     namespace: &str,
-    one: &References,
+    one: &Reference,
     known: &Catalog,
     policy: &Policy,
 ) -> Option<Finding> {
@@ -63,23 +63,20 @@ pub fn finding(
     if verdict.allowed() {
         return None;
     }
-    fn missing<T>(map: Option<&HashMap<String, Resolution<T>>>, name: Option<&str>) -> bool {
-        let answer = map.zip(name).and_then(|(map, name)| map.get(name));
-        matches!(answer, Some(Resolution::NotFound))
-    }
-    let reasons = match (one.addons.first(), one.hooks.first()) {
-        (Some(addon), _) => (
-            missing(known.addons.as_ref(), addon.name.as_str()),
+    let (missing, reasons) = match one {
+        Reference::Addon(addon) => (
+            lookup(known.addons.as_ref(), addon.name.as_str())
+                .is_some_and(Resolution::is_not_found),
             [ADDON_NOT_FOUND, ADDON_UNUSABLE],
         ),
-        (None, Some(hook)) => (
-            missing(known.hook_templates.as_ref(), hook.key().as_deref()),
+        Reference::Hook(hook) => (
+            lookup(known.hook_templates.as_ref(), hook.key().as_deref())
+                .is_some_and(Resolution::is_not_found),
             [HOOK_TEMPLATE_NOT_FOUND, HOOK_TEMPLATE_UNUSABLE],
         ),
-        (None, None) => return None,
     };
     Some(Finding {
-        reason: reasons.1[usize::from(!reasons.0)],
+        reason: reasons[usize::from(!missing)],
         note: note(verdict.message()),
     })
 }
@@ -88,7 +85,7 @@ pub fn finding(
 struct Broken {
     kind: &'static Kind,
     namespace: String,
-    one: References,
+    one: Reference,
 }
 
 impl Audit {
@@ -117,8 +114,8 @@ impl Audit {
         let judge = |object: Listed| {
             let namespace = object.key.namespace.clone().unwrap_or_default();
             kubestash.learn(object.kind, &object.refs, &mut catalog);
-            for (path, one) in object.refs.each() {
-                let id = (object.uid.clone(), path.to_string());
+            for one in object.refs {
+                let id = (object.uid.clone(), one.path().to_string());
                 match finding(object.kind, &namespace, &one, &catalog, &policy) {
                     Some(found) => {
                         *counts.entry((object.kind.label, found.reason)).or_default() += 1;
@@ -167,7 +164,12 @@ impl Audit {
             };
             let deadline = Deadline::after(CONFIRM_TIMEOUT);
             let live = kubestash
-                .catalog(&[(b.kind, &b.one)], Vec::new(), true, deadline)
+                .catalog(
+                    &[(b.kind, std::slice::from_ref(&b.one))],
+                    Vec::new(),
+                    true,
+                    deadline,
+                )
                 .await;
             if finding(b.kind, &b.namespace, &b.one, &live, &policy).is_none() {
                 unconfirmed.insert(id.clone());

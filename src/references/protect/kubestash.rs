@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::{decide, through_text, within, ListError, Protector, Unchecked};
 use crate::kubestash::referents::{Addon, AddonFunction, HookExecutor, HookTemplate};
-use crate::kubestash::{self, Kind, References, TaskList, CORE_GROUP, VERSION};
+use crate::kubestash::{self, Kind, Reference, References, TaskList, CORE_GROUP, VERSION};
 use crate::references::index;
 use crate::review::{self, Reply, Request};
 use crate::rules::kubestash::{self as rules, Catalog};
@@ -210,18 +210,16 @@ impl Written {
 /// Without the ratchet, and a lookup that failed breaks nothing. Pure.
 pub fn broken_by(object: &Listed, before: &Catalog, after: &Catalog) -> Vec<(User, Problem)> {
     let namespace = object.key.namespace.as_deref().unwrap_or_default();
-    let judge = |one: &References, catalog: &Catalog| {
+    let judge = |one: &Reference, catalog: &Catalog| {
         rules::judge_alone(object.kind, namespace, one, catalog, &Policy::default())
     };
-    object
-        .refs
-        .each()
-        .filter(|(_, one)| judge(one, before).allowed())
-        .filter_map(|(path, one)| {
-            let first = judge(&one, after).denials.into_iter().next()?;
+    (object.refs.iter())
+        .filter(|one| judge(one, before).allowed())
+        .filter_map(|one| {
+            let first = judge(one, after).denials.into_iter().next()?;
             let user = User {
                 object: object.key.clone(),
-                path: path.to_string(),
+                path: one.path().to_string(),
             };
             Some((user, first))
         })

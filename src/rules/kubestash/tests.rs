@@ -96,7 +96,7 @@ impl Cluster {
     }
 
     /// What the validator would have looked up for `refs`: every name asked for.
-    fn known(&self, kind: &Kind, refs: &References) -> Catalog {
+    fn known(&self, kind: &Kind, refs: &[Reference]) -> Catalog {
         fn pick<T: std::fmt::Debug + PartialEq>(
             names: Vec<String>,
             from: &HashMap<String, Resolution<T>>,
@@ -318,7 +318,7 @@ fn without_a_source_names_are_not_checked_never_denied() {
         kind,
         "demo",
         &refs,
-        &References::default(),
+        &[],
         &Catalog::default(),
         &Policy::default(),
     );
@@ -367,14 +367,7 @@ fn image_versions_are_checked_when_the_image_reads_db_version() {
         "demo",
     );
     let known = cluster.known(kind, &refs);
-    let v = judge(
-        kind,
-        "demo",
-        &refs,
-        &References::default(),
-        &known,
-        &Policy::default(),
-    );
+    let v = judge(kind, "demo", &refs, &[], &known, &Policy::default());
     assert_eq!(
         denials(&v),
         ["spec.sessions[0].addon.tasks[0].name: backup task \"manifest-backup\" of Addon \"workload-addon\" runs Function \"manifest-backup\" (functions.addons.kubestash.com), which reads ${DB_VERSION} in its image, but its spec.availableVersions is empty, so KubeStash cannot choose a version: list the image's versions in spec.availableVersions (kubectl edit functions.addons.kubestash.com manifest-backup)"]

@@ -221,7 +221,8 @@ fn a_referent_that_cannot_run_is_written_with_a_warning_per_problem() {
         function(json!({})).warnings("f", &catalog()),
         ["spec.image: Function \"f\" has no container image (its spec.image is not set): an Addon task or HookTemplate that runs it fails until it is fixed (give the Function a valid spec.image)"]
     );
-    let versionless = json!({"image": "ghcr.io/kubedb/mongodb-restic-plugin:v0.11.0_${DB_VERSION}"});
+    let versionless =
+        json!({"image": "ghcr.io/kubedb/mongodb-restic-plugin:v0.11.0_${DB_VERSION}"});
     assert_eq!(
         function(versionless).warnings("f", &catalog()),
         ["spec.availableVersions: Function \"f\" reads ${DB_VERSION} in its image, but its spec.availableVersions is empty, so KubeStash cannot choose a version: an Addon task or HookTemplate that runs it fails until it is fixed (list the image's versions in spec.availableVersions)"]
