@@ -68,37 +68,21 @@ pub struct AddonFunction {
     /// Every `${NAME}` its spec reads (KubeStash substitutes the inputs into the whole spec,
     /// `pkg.ResolveWithInputs`).
     pub variables: Vec<Variable>,
-    pub versions: Versions,
-}
-
-/// Whether an image that reads `${DB_VERSION}` can be resolved: KubeStash picks the tag from
-/// `spec.availableVersions` (`pkg.FindAppropriateAddonVersion`), which fails on an empty list or
-/// on a version that is not semver.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Versions {
-    /// The image does not read `${DB_VERSION}`.
-    NotRead,
-    Usable,
-    Empty,
-    NotSemver(String),
+    /// Why KubeStash cannot pick the tag of an image that reads `${DB_VERSION}`, as a message
+    /// goes on after `Function "f" `: it picks it from `spec.availableVersions`
+    /// (`pkg.FindAppropriateAddonVersion`), which fails on an empty list or on a version that is
+    /// not semver.
+    pub versions: Option<String>,
 }
 
 impl AddonFunction {
     /// What keeps it from running, each as a message goes on after `Function "f" `: the field
     /// at fault, what is wrong, and the fix.
     pub fn faults(&self) -> Vec<(&'static str, String, &'static str)> {
-        let versions = match &self.versions {
-            Versions::NotRead | Versions::Usable => None,
-            Versions::Empty => Some("reads ${DB_VERSION} in its image, but its spec.availableVersions is empty, so KubeStash cannot choose a version".to_owned()),
-            Versions::NotSemver(v) => Some(format!(
-                "lists \"{}\" in spec.availableVersions, which is not a semantic version, so KubeStash cannot choose a version for ${{DB_VERSION}}",
-                shown(v)
-            )),
-        };
         let image = (self.container.fault())
             .map(|f| ("spec.image", f, "give the Function a valid spec.image"));
         let fix = "list the image's versions in spec.availableVersions";
-        let versions = versions.map(|what| ("spec.availableVersions", what, fix));
+        let versions = (self.versions.clone()).map(|what| ("spec.availableVersions", what, fix));
         image.into_iter().chain(versions).collect()
     }
 }
@@ -227,18 +211,18 @@ impl Referent for AddonFunction {
                 .iter()
                 .any(|v| v.name == "DB_VERSION")
         });
-        let versions = if !reads_version {
-            Versions::NotRead
-        } else {
-            let available: Vec<&str> = list(spec.get("availableVersions"))
-                .iter()
-                .filter_map(Value::as_str)
-                .collect();
-            match available.iter().find(|v| !is_semver(v)) {
-                _ if available.is_empty() => Versions::Empty,
-                Some(bad) => Versions::NotSemver((*bad).to_owned()),
-                None => Versions::Usable,
-            }
+        let available: Vec<&str> = list(spec.get("availableVersions"))
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let versions = match available.iter().find(|v| !is_semver(v)) {
+            _ if !reads_version => None,
+            _ if available.is_empty() => Some("reads ${DB_VERSION} in its image, but its spec.availableVersions is empty, so KubeStash cannot choose a version".to_owned()),
+            Some(bad) => Some(format!(
+                "lists \"{}\" in spec.availableVersions, which is not a semantic version, so KubeStash cannot choose a version for ${{DB_VERSION}}",
+                shown(bad)
+            )),
+            None => None,
         };
         AddonFunction {
             container: Container::from_image(image),
@@ -317,25 +301,22 @@ mod tests {
 
     #[test]
     fn an_image_reading_db_version_needs_semver_versions() {
-        let function = |spec| AddonFunction::from_object(&json!({ "spec": spec }));
+        let versions = |spec| AddonFunction::from_object(&json!({ "spec": spec })).versions;
         let image = "ghcr.io/kubedb/mongodb-restic-plugin:v0.11.0_${DB_VERSION}";
+        assert_eq!(versions(json!({"image": "x:1"})), None);
         assert_eq!(
-            function(json!({"image": "x:1"})).versions,
-            Versions::NotRead
+            versions(json!({"image": image})).as_deref(),
+            Some("reads ${DB_VERSION} in its image, but its spec.availableVersions is empty, so KubeStash cannot choose a version")
         );
-        assert_eq!(function(json!({"image": image})).versions, Versions::Empty);
+        let usable =
+            json!({"image": image, "availableVersions": ["4.2.3", "v5.0", "10.4.32-focal"]});
+        assert_eq!(versions(usable), None);
         assert_eq!(
-            function(
-                json!({"image": image, "availableVersions": ["4.2.3", "v5.0", "10.4.32-focal"]})
-            )
-            .versions,
-            Versions::Usable
+            versions(json!({"image": image, "availableVersions": ["4.2.3", "latest"]})).as_deref(),
+            Some("lists \"latest\" in spec.availableVersions, which is not a semantic version, so KubeStash cannot choose a version for ${DB_VERSION}")
         );
-        assert_eq!(
-            function(json!({"image": image, "availableVersions": ["4.2.3", "latest"]})).versions,
-            Versions::NotSemver("latest".into())
-        );
-        assert_eq!(function(json!({})).container, Container::NoImage);
+        let imageless = AddonFunction::from_object(&json!({"spec": {}}));
+        assert_eq!(imageless.container, Container::NoImage);
     }
 
     #[test]
