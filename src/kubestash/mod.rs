@@ -211,7 +211,7 @@ pub fn references(kind: &Kind, object: &Value, namespace: &str) -> References {
                 name: Name::of(template.get("name")),
                 namespace,
                 params: Params::of(hook.get("params")),
-                variables: names_in(hook.get("variables")),
+                variables: names(hook.get("variables")),
                 path,
             }));
         }
@@ -229,36 +229,31 @@ fn tasks_of(path: &FieldPath, addon: &Map<String, Value>) -> Vec<TaskUse> {
         .enumerate()
         .filter_map(|(j, task)| {
             let task = task.as_object()?;
-            let volumes = task
-                .get("addonVolumes")
-                .and_then(Value::as_array)
-                .map(|list| {
-                    list.iter()
-                        .enumerate()
-                        .filter_map(|(i, v)| Some((i, v.get("name")?.as_str()?.to_owned())))
-                        .collect()
-                })
-                .unwrap_or_default();
             Some(TaskUse {
                 path: tasks_path.index(j),
                 name: Name::of(task.get("name")),
                 params: Params::of(task.get("params")),
-                variables: names_in(task.get("variables")),
-                volumes,
+                variables: names(task.get("variables")),
+                volumes: indexed_names(task.get("addonVolumes")),
             })
         })
         .collect()
 }
 
-/// The `name` of each element of a list of `{name, ...}`.
-fn names_in(list: Option<&Value>) -> Vec<String> {
-    list.and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .filter_map(|v| Some(v.get("name")?.as_str()?.to_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
+/// The `name` of each element of a list of `{name, ...}`, with its index.
+fn indexed_names(list: Option<&Value>) -> Vec<(usize, String)> {
+    let list = list
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    let name = |(i, v): (usize, &Value)| Some((i, v.get("name")?.as_str()?.to_owned()));
+    list.iter().enumerate().filter_map(name).collect()
+}
+
+fn names(list: Option<&Value>) -> Vec<String> {
+    indexed_names(list)
+        .into_iter()
+        .map(|(_, name)| name)
+        .collect()
 }
 
 /// The values at `pattern` in `value`, each with its field path (`[*]` expanded to indices).

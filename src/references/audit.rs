@@ -354,7 +354,7 @@ impl Audit {
                     () = self.index.changed() => {}
                     () = self.functions.changed() => {}
                     () = self.tasks.changed() => {}
-                    () = kubestash::changed(self.kubestash.as_ref()) => {}
+                    () = KubeStashSources::changed(self.kubestash.as_ref()) => {}
                     _ = refresh.tick() => refresh_all = true,
                     () = tokio::time::sleep(Duration::from_secs(2)), if retry => {}
                 }

@@ -191,14 +191,8 @@ pub fn judge_alone(
         on_lookup_failure: FailurePolicy::Allow,
         ..policy.clone()
     };
-    judge(
-        kind,
-        namespace,
-        std::slice::from_ref(one),
-        &[],
-        known,
-        &policy,
-    )
+    let one = std::slice::from_ref(one);
+    judge(kind, namespace, one, &[], known, &policy)
 }
 
 /// A name as written, when it names something to look up; else what is said of it: a problem,

@@ -110,6 +110,23 @@ impl KubeStashSources {
         fill(&self.functions, &mut catalog.functions, functions);
     }
 
+    /// Resolves when what memory holds of KubeStash's referents changes; never without them.
+    pub(crate) async fn changed(sources: Option<&Self>) {
+        let Some(s) = sources else {
+            return std::future::pending().await;
+        };
+        let each = [
+            s.addons.as_ref().map(|s| s.changed()),
+            s.functions.as_ref().map(|s| s.changed()),
+            s.hook_templates.as_ref().map(|s| s.changed()),
+        ];
+        let changes: Vec<_> = each.into_iter().flatten().collect();
+        match changes.is_empty() {
+            true => std::future::pending().await,
+            false => drop(futures::future::select_all(changes).await),
+        }
+    }
+
     /// Whether an answer from memory may lag the truth, and a denial must be confirmed live.
     fn may_lag(&self) -> bool {
         fn lags<T: Referent>(s: &Option<Arc<dyn Source<T>>>) -> bool {

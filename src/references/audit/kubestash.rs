@@ -4,10 +4,6 @@
 //! live and judges them as they are listed, so a cluster's worth is never held at once.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-
-use futures::future::BoxFuture;
-use futures::FutureExt;
 
 use super::{note, warning_reasons, Audit, Finding, HookId, Pass, ROADS};
 use super::{CONFIRM_TIMEOUT, LIST_TIMEOUT};
@@ -15,8 +11,7 @@ use crate::kubestash::{Kind, Reference, CORE_GROUP, VERSION};
 use crate::references::protect::kubestash::{for_each_object, Listed, ObjectKey};
 use crate::rules::kubestash::{self as rules, lookup, Catalog};
 use crate::rules::{Policy, Resolution};
-use crate::sources::{Referent, Source};
-use crate::validator::{Deadline, KubeStashSources};
+use crate::validator::Deadline;
 
 /// A KubeStash `addon` names an Addon that does not exist.
 pub const ADDON_NOT_FOUND: &str = "AddonNotFound";
@@ -29,24 +24,6 @@ pub const HOOK_TEMPLATE_NOT_FOUND: &str = "HookTemplateNotFound";
 /// A KubeStash hook names a HookTemplate that cannot run it.
 pub const HOOK_TEMPLATE_UNUSABLE: &str = "HookTemplateUnusable";
 pub const HOOK_TEMPLATE_RESOLVED: &str = "HookTemplateResolved";
-
-/// Resolves when KubeStash's referents change; never without them.
-pub(super) async fn changed(kubestash: Option<&KubeStashSources>) {
-    fn each<T: Referent>(source: &Option<Arc<dyn Source<T>>>) -> BoxFuture<'_, ()> {
-        match source {
-            Some(source) => source.changed(),
-            None => futures::future::pending().boxed(),
-        }
-    }
-    let Some(k) = kubestash else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        () = each(&k.addons) => {}
-        () = each(&k.functions) => {}
-        () = each(&k.hook_templates) => {}
-    }
-}
 
 /// What the audit reports of one reference of a KubeStash object of `kind` (`one`: the
 /// reference alone), given what is known of the referents: a finding when admission would deny
