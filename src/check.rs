@@ -372,17 +372,10 @@ fn judge_kubestash(
     };
     let refs = kubestash::references(kind, &doc.object, namespace);
     let complete = catalog.complete;
+    let (addons, templates) = ks_rules::to_resolve(&[(kind, &refs)]);
     let mut known = ks_rules::Catalog {
-        addons: found(
-            &catalog.addons,
-            ks_rules::addons_to_resolve(kind, &refs),
-            complete,
-        ),
-        hook_templates: found(
-            &catalog.hook_templates,
-            ks_rules::hook_templates_to_resolve(kind, &refs),
-            complete,
-        ),
+        addons: found(&catalog.addons, addons, complete),
+        hook_templates: found(&catalog.hook_templates, templates, complete),
         functions: None,
     };
     known.functions = found(

@@ -66,33 +66,26 @@ pub struct Catalog {
     pub hook_templates: Option<HashMap<String, Resolution<HookTemplate>>>,
 }
 
-/// The Addons an object names, each once: those that can be looked up.
-pub fn addons_to_resolve(kind: &Kind, refs: &[Reference]) -> Vec<String> {
-    to_resolve(kind, refs, true)
-}
-
-/// The HookTemplates an object names, each once, as `NAMESPACE/NAME`.
-pub fn hook_templates_to_resolve(kind: &Kind, refs: &[Reference]) -> Vec<String> {
-    to_resolve(kind, refs, false)
-}
-
-/// The keys of the Addons (`addons`), or else of the HookTemplates, that can be looked up, each
-/// once, sorted.
-fn to_resolve(kind: &Kind, refs: &[Reference], addons: bool) -> Vec<String> {
-    let mut keys: Vec<String> = (refs.iter())
-        .filter_map(|r| {
-            let (name, key) = match r {
-                Reference::Addon(a) if addons => (&a.name, a.name.as_str().map(str::to_owned)),
-                Reference::Hook(h) if !addons => (&h.name, h.key()),
-                _ => return None,
+/// The Addons, and the HookTemplates (as `NAMESPACE/NAME`), that objects name, each once,
+/// sorted: those that can be looked up.
+pub fn to_resolve(objects: &[(&Kind, &[Reference])]) -> (Vec<String>, Vec<String>) {
+    let (mut addons, mut templates) = (Vec::new(), Vec::new());
+    for (kind, refs) in objects {
+        for r in *refs {
+            let (name, key, keys) = match r {
+                Reference::Addon(a) => (&a.name, a.name.as_str().map(str::to_owned), &mut addons),
+                Reference::Hook(h) => (&h.name, h.key(), &mut templates),
             };
-            let name = name.as_str()?;
-            key.filter(|_| judged(kind, name) && valid_object_name(name))
-        })
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    keys
+            if (name.as_str()).is_some_and(|n| judged(kind, n) && valid_object_name(n)) {
+                keys.extend(key);
+            }
+        }
+    }
+    for keys in [&mut addons, &mut templates] {
+        keys.sort_unstable();
+        keys.dedup();
+    }
+    (addons, templates)
 }
 
 /// The Functions the found Addons' named tasks and the found HookTemplates run, each once.

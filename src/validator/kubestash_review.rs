@@ -40,9 +40,7 @@ impl KubeStashSources {
         }
         ready(&self.addons) && ready(&self.functions) && ready(&self.hook_templates)
     }
-}
 
-impl KubeStashSources {
     /// What the sources say of everything `objects` name: the Addons and HookTemplates, then the
     /// Functions those run (and `functions`), each name once, all before `deadline`. From memory
     /// where a source trusts it, unless `live`: then every answer is a live one.
@@ -53,22 +51,10 @@ impl KubeStashSources {
         live: bool,
         deadline: Deadline,
     ) -> Catalog {
-        let names = |f: fn(&Kind, &[Reference]) -> Vec<String>| -> Vec<String> {
-            objects.iter().flat_map(|(k, r)| f(k, r)).collect()
-        };
+        let (addons, templates) = rules::to_resolve(objects);
         let (addons, hook_templates) = futures::join!(
-            answers(
-                self.addons.as_deref(),
-                names(rules::addons_to_resolve),
-                live,
-                deadline
-            ),
-            answers(
-                self.hook_templates.as_deref(),
-                names(rules::hook_templates_to_resolve),
-                live,
-                deadline
-            ),
+            answers(self.addons.as_deref(), addons, live, deadline),
+            answers(self.hook_templates.as_deref(), templates, live, deadline),
         );
         let mut catalog = Catalog {
             addons,
@@ -102,9 +88,8 @@ impl KubeStashSources {
                 });
             }
         }
-        let addons = rules::addons_to_resolve(kind, refs);
+        let (addons, templates) = rules::to_resolve(&[(kind, refs)]);
         fill(&self.addons, &mut catalog.addons, addons);
-        let templates = rules::hook_templates_to_resolve(kind, refs);
         fill(&self.hook_templates, &mut catalog.hook_templates, templates);
         let functions = rules::functions_to_resolve(refs, catalog);
         fill(&self.functions, &mut catalog.functions, functions);

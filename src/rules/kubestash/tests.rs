@@ -112,9 +112,10 @@ impl Cluster {
                 })
                 .collect()
         }
+        let (addons, templates) = to_resolve(&[(kind, refs)]);
         let mut known = Catalog {
-            addons: Some(pick(addons_to_resolve(kind, refs), &self.addons)),
-            hook_templates: Some(pick(hook_templates_to_resolve(kind, refs), &self.templates)),
+            addons: Some(pick(addons, &self.addons)),
+            hook_templates: Some(pick(templates, &self.templates)),
             functions: None,
         };
         known.functions = Some(pick(functions_to_resolve(refs, &known), &self.functions));
