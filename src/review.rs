@@ -387,9 +387,7 @@ mod tests {
 
     #[test]
     fn keeps_only_executors_of_the_hooks_of_the_spec_and_of_each_member() {
-        use crate::stash::{
-            Executor, Hooks, Member, Name, Params, SpecHooks, TaskName, TaskParams, TaskRef,
-        };
+        use crate::stash::{Executor, Hooks, Member, Name, Params, SpecHooks, TaskParams, TaskRef};
         let body = serde_json::json!({"apiVersion": V1, "kind": "AdmissionReview", "request": {
             "uid": "u", "kind": {"group": "stash.appscode.com", "version": "v1beta1", "kind": "BackupBatch"},
             "resource": {"group": "stash.appscode.com", "version": "v1beta1", "resource": "backupbatches"},
@@ -421,7 +419,7 @@ mod tests {
                     Member::default(),
                     Member {
                         task: Some(TaskRef {
-                            name: TaskName::Named("t".to_owned()),
+                            name: Name::Named("t".to_owned()),
                             params: TaskParams::Names(vec![Some("p".to_owned()), None]),
                         }),
                         ..Member::default()

@@ -585,6 +585,25 @@ pub(crate) fn found_or<'a, T>(
     }))
 }
 
+/// A name as written, when it names something to look up; else what is said of it: a problem
+/// (ended by `fix`), or, in a blueprint of `family` (`Stash`, `KubeStash`), that a name holding
+/// `${` is filled in per target later. `what`: the kind it names (`Task`).
+pub(crate) fn named<'n>(
+    blueprint: Option<&str>,
+    path: &FieldPath,
+    name: &'n Name,
+    what: &str,
+    fix: impl FnOnce() -> String,
+) -> Result<&'n str, Found> {
+    match (blueprint, name.as_str()) {
+        (Some(family), Some(name)) if name.contains("${") => Err(Found::Warning(format!(
+            "{path}: {what} \"{}\" is filled in per target when {family} creates each BackupConfiguration from this blueprint: not checked here",
+            shown(name)
+        ))),
+        _ => name_as_written(name, what).map_err(|wrong| problem(path.clone(), wrong, fix())),
+    }
+}
+
 /// What is wrong with a name as written, before any lookup (the denial's what); or the name.
 /// `what`: the kind it names (`Function`).
 pub(crate) fn name_as_written<'n>(name: &'n Name, what: &str) -> Result<&'n str, String> {

@@ -200,7 +200,7 @@ pub fn json_type(v: &Value) -> &'static str {
 
 /// A name as written (an executor's `functionName`, a KubeStash `addon.name`): a string, missing,
 /// or a value of another JSON type.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Name {
     Named(String),
     Missing,
@@ -348,15 +348,9 @@ pub fn executor_refs(kind: StashKind, spec: &SpecHooks) -> Vec<ExecutorRef<'_>> 
 /// What an object says of the Task that runs its backup or restore.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TaskRef {
-    pub name: TaskName,
+    /// Never missing nor empty: such a `task` is not a reference.
+    pub name: Name,
     pub params: TaskParams,
-}
-
-/// `task.name`: a name, or a value of another type (its JSON type).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum TaskName {
-    Named(String),
-    WrongType(&'static str),
 }
 
 /// `task.params`: a list of `{name, value}`, of which the names are judged, in order (an entry
@@ -394,10 +388,7 @@ pub struct TaskUse<'a> {
 impl<'a> TaskUse<'a> {
     /// The Task this reference names.
     pub fn task_name(&self) -> Option<&'a str> {
-        match &self.task.name {
-            TaskName::Named(name) => Some(name),
-            TaskName::WrongType(_) => None,
-        }
+        self.task.name.as_str()
     }
 }
 
@@ -830,8 +821,8 @@ impl<'de> Visitor<'de> for TaskVisitor {
         let name = match name {
             None | Some(Text::Null) => return Ok(None),
             Some(Text::String(name)) if name.is_empty() => return Ok(None),
-            Some(Text::String(name)) => TaskName::Named(name),
-            Some(Text::Other(found)) => TaskName::WrongType(found),
+            Some(Text::String(name)) => Name::Named(name),
+            Some(Text::Other(found)) => Name::WrongType(found),
         };
         Ok(Some(TaskRef { name, params }))
     }

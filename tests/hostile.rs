@@ -16,7 +16,7 @@ use stash_webhook::metrics::Metrics;
 use stash_webhook::review;
 use stash_webhook::rules::FailurePolicy;
 use stash_webhook::stash::{
-    json_type, Executor, Hooks, Member, Name, Params, SpecHooks, TaskName, TaskParams, TaskRef,
+    json_type, Executor, Hooks, Member, Name, Params, SpecHooks, TaskParams, TaskRef,
 };
 use stash_webhook::validator::Validator;
 use support::{fixture, FUNCTIONS};
@@ -158,9 +158,9 @@ fn hooks_of(spec: &Value) -> SpecHooks {
             return None;
         };
         let name = match task.get("name")? {
-            Value::String(name) if !name.is_empty() => TaskName::Named(name.clone()),
+            Value::String(name) if !name.is_empty() => Name::Named(name.clone()),
             Value::String(_) | Value::Null => return None,
-            other => TaskName::WrongType(json_type(other)),
+            other => Name::WrongType(json_type(other)),
         };
         let params = match task.get("params") {
             None | Some(Value::Null) => TaskParams::Absent,

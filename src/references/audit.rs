@@ -24,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::rules::tasks::{self as task_rules, Task};
 use crate::rules::{self, valid_object_name, Function, Policy, Resolution};
 use crate::sources::Source;
-use crate::stash::{Executor, ExecutorRef, FieldPath, Name, StashKind, TaskName, TaskRef, TaskUse};
+use crate::stash::{Executor, ExecutorRef, FieldPath, Name, StashKind, TaskRef, TaskUse};
 use crate::stash::{STASH_GROUP, STASH_VERSION};
 use crate::tasks::ClusterSource as TaskSource;
 use crate::validator::KubeStashSources;
@@ -164,8 +164,8 @@ pub fn task_finding<'a>(
     policy: &Policy,
 ) -> Option<Finding> {
     let looked_up = match &task.name {
-        TaskName::Named(name) => valid_object_name(name),
-        TaskName::WrongType(_) => false,
+        Name::Named(name) => valid_object_name(name),
+        _ => false,
     };
     match resolution {
         None if looked_up => return None,
@@ -214,43 +214,23 @@ fn note(mut text: String) -> String {
     text
 }
 
-/// What the Task cache holds for `name`.
-fn cached_task(tasks: &TaskSource, name: &str) -> Resolution<Task> {
-    match tasks.cached(name) {
-        Some(task) => Resolution::Found(task),
-        None => Resolution::NotFound,
-    }
-}
-
-/// What the Function cache holds for `name`.
-fn cached_function(functions: &ClusterSource, name: &str) -> Resolution<Function> {
-    match functions.cached(name) {
-        Some(function) => Resolution::Found(function),
-        None => Resolution::NotFound,
-    }
-}
-
 /// The Task a reference names, when it can be looked up.
 fn task_name(task: &TaskRef) -> Option<&str> {
     match &task.name {
-        TaskName::Named(name) if valid_object_name(name) => Some(name),
+        Name::Named(name) if valid_object_name(name) => Some(name),
         _ => None,
     }
 }
 
 /// What the Function cache holds for the Function `executor` names.
 fn cached(functions: &ClusterSource, executor: &Executor) -> Option<Resolution> {
-    let Executor::Ref {
-        function: Name::Named(name),
-        ..
-    } = executor
-    else {
-        return None;
-    };
-    Some(match functions.cached(name) {
-        Some(function) => Resolution::Found(function),
-        None => Resolution::NotFound,
-    })
+    match executor {
+        Executor::Ref {
+            function: Name::Named(name),
+            ..
+        } => Some(functions.remembered(name)),
+        _ => None,
+    }
 }
 
 /// Runs the audit while this replica holds the Lease, until the task is aborted.
@@ -411,12 +391,12 @@ impl Audit {
                 let path = &at.path();
                 if let Some(name) = task_name(task) {
                     if !tasks.contains_key(name) {
-                        tasks.insert(name.to_owned(), cached_task(&self.tasks, name));
+                        tasks.insert(name.to_owned(), self.tasks.remembered(name));
                     }
                     if let Some(Resolution::Found(found)) = tasks.get(name) {
                         for f in found.functions() {
                             if !functions.contains_key(f) {
-                                functions.insert(f.to_owned(), cached_function(&self.functions, f));
+                                functions.insert(f.to_owned(), self.functions.remembered(f));
                             }
                         }
                     }
@@ -712,7 +692,7 @@ mod tests {
 
     fn task_ref(name: &str) -> TaskRef {
         TaskRef {
-            name: TaskName::Named(name.into()),
+            name: Name::Named(name.into()),
             params: crate::stash::TaskParams::Absent,
         }
     }

@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::rules::valid_object_name;
 use crate::sources::{list_pages, watch_not_served};
 use crate::stash::{
-    executor_refs, task_refs, Executor, FieldPath, SpecHooks, StashKind, TaskName, TaskRef,
+    executor_refs, task_refs, Executor, FieldPath, Name, SpecHooks, StashKind, TaskRef,
     STASH_GROUP, STASH_VERSION,
 };
 use crate::tasks::TaskObject;
@@ -153,7 +153,7 @@ impl Indexed {
     /// object's (a blueprint's templated one, filled in per target) names no Task.
     fn named_tasks(&self) -> impl Iterator<Item = (&str, TaskAt)> {
         self.tasks.iter().filter_map(|(at, task)| match &task.name {
-            TaskName::Named(name) if valid_object_name(name) => Some((name.as_str(), *at)),
+            Name::Named(name) if valid_object_name(name) => Some((name.as_str(), *at)),
             _ => None,
         })
     }
@@ -685,7 +685,7 @@ mod tests {
             [(
                 TaskAt::Spec,
                 Arc::new(TaskRef {
-                    name: TaskName::Named("pg-backup".into()),
+                    name: Name::Named("pg-backup".into()),
                     params: crate::stash::TaskParams::Names(vec![Some("outputDir".into())]),
                 })
             )]
@@ -733,7 +733,7 @@ mod tests {
             index
                 .task(&k2, "spec.members[0].task")
                 .map(|(_, t)| t.name.clone()),
-            Some(TaskName::Named("other".into()))
+            Some(Name::Named("other".into()))
         );
         let mut visited = 0;
         index.visit(|_, _| visited += 1);

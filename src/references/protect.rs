@@ -563,11 +563,7 @@ impl Protector {
         let mut functions: HashMap<String, Resolution<Function>> = HashMap::new();
         if let Some(cluster) = &self.cluster {
             for name in &names {
-                let cached = match cluster.functions.cached(name) {
-                    Some(function) => Resolution::Found(function),
-                    None => Resolution::NotFound,
-                };
-                functions.insert((*name).to_owned(), cached);
+                functions.insert((*name).to_owned(), cluster.functions.remembered(name));
             }
         }
         let judged = |functions: &HashMap<String, Resolution<Function>>| {

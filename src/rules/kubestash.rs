@@ -5,14 +5,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::{
-    closest_first, found_or, name_as_written, problem, shown, valid_object_name, valid_param_name,
-};
+use super::{closest_first, found_or, named, problem, shown, valid_object_name, valid_param_name};
 use super::{FailurePolicy, Found, Policy};
 use super::{Resolution, Verdict};
 use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate, Parameter};
 use crate::kubestash::referents::{HookExecutor, Usage};
-use crate::kubestash::{AddonUse, HookUse, Kind, Name, Params, Reference};
+use crate::kubestash::{AddonUse, HookUse, Kind, Params, Reference};
 use crate::stash::FieldPath;
 
 const LIST_ADDONS: &str = "list them with: kubectl get addons.addons.kubestash.com";
@@ -188,22 +186,9 @@ pub fn judge_alone(
     judge(kind, namespace, one, &[], known, &policy)
 }
 
-/// A name as written, when it names something to look up; else what is said of it: a problem,
-/// or, in a blueprint, that it is filled in per target later.
-fn named<'n>(
-    kind: &Kind,
-    path: &FieldPath,
-    name: &'n Name,
-    what: &str,
-    fix: impl FnOnce() -> String,
-) -> Result<&'n str, Found> {
-    match name.as_str() {
-        Some(name) if !judged(kind, name) => Err(Found::Warning(format!(
-            "{path}: {what} \"{}\" is filled in per target when KubeStash creates each BackupConfiguration from this blueprint: not checked here",
-            shown(name)
-        ))),
-        _ => name_as_written(name, what).map_err(|wrong| problem(path.clone(), wrong, fix())),
-    }
+/// The family whose blueprint fills in names per target, when `kind` is a blueprint.
+fn blueprint(kind: &Kind) -> Option<&'static str> {
+    kind.template.then_some("KubeStash")
 }
 
 /// The referent `key` of kind `what` (`shown` as messages name it) that `known` holds; else the
@@ -227,7 +212,7 @@ fn look<'a, T>(
 fn addon_problems(kind: &Kind, addon: &AddonUse, known: &Catalog) -> Vec<Found> {
     let name_path = addon.path.child("name");
     let fix = || format!("name the Addon that backs up this target ({LIST_ADDONS})");
-    let found = named(kind, &name_path, &addon.name, "Addon", fix).and_then(|name| {
+    let found = named(blueprint(kind), &name_path, &addon.name, "Addon", fix).and_then(|name| {
         let shown = format!("Addon \"{name}\"");
         let not_found = || {
             let fix = "install the KubeStash addon that provides it, or fix the name";
@@ -261,11 +246,12 @@ fn addon_problems(kind: &Kind, addon: &AddonUse, known: &Catalog) -> Vec<Found> 
             let has = closest_first(given, &names, ("it has", "it has none"));
             format!("name one of Addon \"{name}\"'s {list} tasks ({has})")
         };
-        let offer = named(kind, &task_path, &task.name, "task", fix).and_then(|task_name| {
-            let offer = offered.iter().find(|t| t.name == task_name);
-            let what = || format!("Addon \"{name}\" has no {list} task \"{task_name}\"");
-            offer.ok_or_else(|| problem(task_path.clone(), what(), fix()))
-        });
+        let offer =
+            named(blueprint(kind), &task_path, &task.name, "task", fix).and_then(|task_name| {
+                let offer = offered.iter().find(|t| t.name == task_name);
+                let what = || format!("Addon \"{name}\" has no {list} task \"{task_name}\"");
+                offer.ok_or_else(|| problem(task_path.clone(), what(), fix()))
+            });
         let offer = match offer {
             Ok(offer) => offer,
             Err(finding) => {
@@ -308,23 +294,25 @@ fn hook_problems(kind: &Kind, namespace: &str, hook: &HookUse, known: &Catalog) 
     let name_path = hook.path.child("hookTemplate").child("name");
     let ns = &hook.namespace;
     let fix = || format!("name the HookTemplate that runs this hook ({LIST_HOOK_TEMPLATES})");
-    let found = named(kind, &name_path, &hook.name, "HookTemplate", fix).and_then(|name| {
-        let key = format!("{ns}/{name}");
-        let shown = format!("HookTemplate \"{key}\"");
-        let not_found = || {
-            let fix = "create it there, or set hookTemplate.namespace to the namespace that has it";
-            let what = format!("HookTemplate \"{name}\" not found in namespace \"{ns}\"");
-            (what, format!("{fix} ({LIST_HOOK_TEMPLATES})"))
-        };
-        let found = look(
-            &known.hook_templates,
-            &key,
-            &name_path,
-            ("HookTemplate", &shown),
-            not_found,
-        )?;
-        Ok((name, key, found))
-    });
+    let found =
+        named(blueprint(kind), &name_path, &hook.name, "HookTemplate", fix).and_then(|name| {
+            let key = format!("{ns}/{name}");
+            let shown = format!("HookTemplate \"{key}\"");
+            let not_found = || {
+                let fix =
+                    "create it there, or set hookTemplate.namespace to the namespace that has it";
+                let what = format!("HookTemplate \"{name}\" not found in namespace \"{ns}\"");
+                (what, format!("{fix} ({LIST_HOOK_TEMPLATES})"))
+            };
+            let found = look(
+                &known.hook_templates,
+                &key,
+                &name_path,
+                ("HookTemplate", &shown),
+                not_found,
+            )?;
+            Ok((name, key, found))
+        });
     let (name, key, template) = match found {
         Ok(found) => found,
         Err(finding) => return vec![finding],

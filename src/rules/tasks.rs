@@ -14,11 +14,11 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::{
-    closest_first, found_or, function_problem, problem, shown, valid_object_name, Found, Function,
-    Policy, Resolution, Verdict,
+    closest_first, found_or, function_problem, named, problem, shown, valid_object_name, Found,
+    Function, Policy, Resolution, Verdict,
 };
 use crate::functions::variables::{self, Variable};
-use crate::stash::{FieldPath, StashKind, TaskName, TaskParams, TaskRef, TaskUse};
+use crate::stash::{FieldPath, StashKind, TaskParams, TaskRef, TaskUse};
 
 const LIST_TASKS: &str = "kubectl get tasks.stash.appscode.com";
 const LIST_FUNCTIONS: &str = "list them with: kubectl get functions.stash.appscode.com";
@@ -243,42 +243,14 @@ fn problems<'a>(
             Subject::Inputs,
         ));
     }
-    let name = match &u.task.name {
-        TaskName::WrongType(found) => {
-            out.push((
-                problem(
-                    name_path(),
-                    format!("must be a string, got {found}"),
-                    name_fix(),
-                ),
-                Subject::Task,
-            ));
+    let blueprint = kind.is_template().then_some("Stash");
+    let name = match named(blueprint, &name_path(), &u.task.name, "Task", name_fix) {
+        Ok(name) => name,
+        Err(found) => {
+            out.push((found, Subject::Task));
             return out;
         }
-        TaskName::Named(name) => name,
     };
-    if kind.is_template() && name.contains("${") {
-        out.push((
-            Found::Warning(format!(
-                "{}: Task \"{}\" is filled in per target when Stash creates each BackupConfiguration from this blueprint: not checked here",
-                name_path(),
-                shown(name)
-            )),
-            Subject::Task,
-        ));
-        return out;
-    }
-    if !valid_object_name(name) {
-        out.push((
-            problem(
-                name_path(),
-                format!("\"{}\" is not a valid Task name: Kubernetes names are lowercase letters, digits, '-' and '.', start and end with a letter or digit, and are at most 253 characters", shown(name)),
-                name_fix(),
-            ),
-            Subject::Task,
-        ));
-        return out;
-    }
     let Some(tasks) = tasks else {
         out.push((
             Found::Warning(format!(

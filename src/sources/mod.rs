@@ -65,6 +65,11 @@ pub trait Source<T: Referent>: Send + Sync + 'static {
     fn cached(&self, _name: &str) -> Option<Arc<T>> {
         None
     }
+    /// What memory holds for `name`, as an answer: found, or not found.
+    fn remembered(&self, name: &str) -> Resolution<T> {
+        self.cached(name)
+            .map_or(Resolution::NotFound, Resolution::Found)
+    }
     /// Resolves when what memory holds changes; never for a memory that does not change.
     fn changed(&self) -> BoxFuture<'_, ()> {
         futures::future::pending().boxed()

@@ -81,11 +81,8 @@ impl KubeStashSources {
             };
             let map = map.get_or_insert_with(HashMap::new);
             for name in names {
-                map.entry(name).or_insert_with_key(|name| {
-                    source
-                        .cached(name)
-                        .map_or(Resolution::NotFound, Resolution::Found)
-                });
+                map.entry(name)
+                    .or_insert_with_key(|name| source.remembered(name));
             }
         }
         let (addons, templates) = rules::to_resolve(&[(kind, refs)]);
