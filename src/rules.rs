@@ -604,6 +604,25 @@ pub(crate) fn named<'n>(
     }
 }
 
+/// The referent `key` of kind `what` (`shown` as messages name it) that is known, from `known`:
+/// none when there is no source for the kind at all (not served, none in the files read); else
+/// the finding that ends the checks of this reference: not checked, not found (`not_found` gives
+/// what and fix), or not verified.
+pub(crate) fn look<'a, T>(
+    known: Option<Option<&'a Resolution<T>>>,
+    key: &str,
+    path: &FieldPath,
+    (what, shown): (&str, &str),
+    not_found: impl FnOnce() -> (String, String),
+) -> Result<&'a Arc<T>, Found> {
+    let Some(answer) = known else {
+        return Err(Found::Warning(format!(
+            "{path}: {what} \"{key}\" not checked: there are no {what}s to check it against (the cluster does not serve them: their CRD is not installed; or the catalog and files checked hold none)"
+        )));
+    };
+    found_or(answer, path, shown, &format!("{what}s"), not_found)
+}
+
 /// What is wrong with a name as written, before any lookup (the denial's what); or the name.
 /// `what`: the kind it names (`Function`).
 pub(crate) fn name_as_written<'n>(name: &'n Name, what: &str) -> Result<&'n str, String> {

@@ -111,7 +111,7 @@ async fn update_keeping_a_deleted_function_is_allowed_with_a_warning() {
         r["warnings"],
         json!([
             "spec.hooks.preBackup.executor.functionName: Function \"mysql-hook-executor\" not found; allowed because this reference is unchanged, but the hook will fail until it is fixed",
-            "spec.task.name: Task \"mysql-backup-8.0.14\" not checked: no Tasks were given to check it against (add Tasks to the --functions-file catalog or to the files checked, or check with --cluster)"
+            "spec.task.name: Task \"mysql-backup-8.0.14\" not checked: there are no Tasks to check it against (the cluster does not serve them: their CRD is not installed; or the catalog and files checked hold none)"
         ])
     );
 }

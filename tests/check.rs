@@ -171,7 +171,7 @@ fn bad_flags_exit_2() {
     );
 }
 
-const NOT_CHECKED: &str = "no Tasks were given to check it against (add Tasks to the --functions-file catalog or to the files checked, or check with --cluster)";
+const NOT_CHECKED: &str = "there are no Tasks to check it against (the cluster does not serve them: their CRD is not installed; or the catalog and files checked hold none)";
 
 #[test]
 fn without_any_task_given_task_names_are_warned_as_not_checked() {

@@ -3,9 +3,8 @@
 //! Pure, as the Stash rules are, and sharing their verdict, ratchet, cap and lookup policy.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
-use super::{closest_first, found_or, named, problem, shown, valid_object_name, valid_param_name};
+use super::{closest_first, look, named, problem, shown, valid_object_name, valid_param_name};
 use super::{FailurePolicy, Found, Policy};
 use super::{Resolution, Verdict};
 use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate, Parameter};
@@ -191,24 +190,6 @@ fn blueprint(kind: &Kind) -> Option<&'static str> {
     kind.template.then_some("KubeStash")
 }
 
-/// The referent `key` of kind `what` (`shown` as messages name it) that `known` holds; else the
-/// finding that ends the checks of this reference: not checked (there is no source for the kind
-/// at all), not found (`not_found` gives what and fix), or not verified.
-fn look<'a, T>(
-    known: &'a Option<HashMap<String, Resolution<T>>>,
-    key: &str,
-    path: &FieldPath,
-    (what, shown): (&str, &str),
-    not_found: impl FnOnce() -> (String, String),
-) -> Result<&'a Arc<T>, Found> {
-    match known {
-        None => Err(Found::Warning(format!(
-            "{path}: {what} \"{key}\" not checked: there are no {what}s to check it against (the cluster does not serve them: their CRD is not installed; or the catalog and files checked hold none)"
-        ))),
-        Some(map) => found_or(map.get(key), path, shown, &format!("{what}s"), not_found),
-    }
-}
-
 fn addon_problems(kind: &Kind, addon: &AddonUse, known: &Catalog) -> Vec<Found> {
     let name_path = addon.path.child("name");
     let fix = || format!("name the Addon that backs up this target ({LIST_ADDONS})");
@@ -222,7 +203,7 @@ fn addon_problems(kind: &Kind, addon: &AddonUse, known: &Catalog) -> Vec<Found> 
             )
         };
         let found = look(
-            &known.addons,
+            known.addons.as_ref().map(|m| m.get(name)),
             name,
             &name_path,
             ("Addon", &shown),
@@ -305,7 +286,7 @@ fn hook_problems(kind: &Kind, namespace: &str, hook: &HookUse, known: &Catalog) 
                 (what, format!("{fix} ({LIST_HOOK_TEMPLATES})"))
             };
             let found = look(
-                &known.hook_templates,
+                known.hook_templates.as_ref().map(|m| m.get(&key)),
                 &key,
                 &name_path,
                 ("HookTemplate", &shown),
@@ -379,7 +360,7 @@ pub(crate) fn function_problems<'a>(
     };
     let which = format!("{runs}, which");
     let found = look(
-        &known.functions,
+        known.functions.as_ref().map(|m| m.get(function)),
         function,
         path,
         ("Function", &which),

@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::{
-    closest_first, found_or, function_problem, named, problem, shown, valid_object_name, Found,
-    Function, Policy, Resolution, Verdict,
+    closest_first, found_or, function_problem, look, named, problem, shown, valid_object_name,
+    Found, Function, Policy, Resolution, Verdict,
 };
 use crate::functions::variables::{self, Variable};
 use crate::stash::{FieldPath, StashKind, TaskParams, TaskRef, TaskUse};
@@ -251,28 +251,13 @@ fn problems<'a>(
             return out;
         }
     };
-    let Some(tasks) = tasks else {
-        out.push((
-            Found::Warning(format!(
-                "{}: Task \"{name}\" not checked: no Tasks were given to check it against (add Tasks to the --functions-file catalog or to the files checked, or check with --cluster)",
-                name_path()
-            )),
-            Subject::Task,
-        ));
-        return out;
+    let not_found = || {
+        let fix = format!("install the Stash addon that provides it ({LIST_TASKS} lists those installed), or correct the name");
+        (format!("Task \"{name}\" not found"), fix)
     };
-    let found = found_or(
-        tasks(name),
-        &name_path(),
-        &format!("Task \"{name}\""),
-        "Tasks",
-        || {
-            (
-            format!("Task \"{name}\" not found"),
-            format!("install the Stash addon that provides it ({LIST_TASKS} lists those installed), or correct the name"),
-        )
-        },
-    );
+    let which = format!("Task \"{name}\"");
+    let answer = tasks.map(|t| t(name));
+    let found = look(answer, name, &name_path(), ("Task", &which), not_found);
     let task = match found {
         Ok(task) => task,
         Err(finding) => {

@@ -223,7 +223,7 @@ fn without_a_task_source_names_are_not_checked_but_warned() {
     assert!(v.allowed());
     assert_eq!(
         v.warnings,
-        ["spec.task.name: Task \"gone\" not checked: no Tasks were given to check it against (add Tasks to the --functions-file catalog or to the files checked, or check with --cluster)"]
+        ["spec.task.name: Task \"gone\" not checked: there are no Tasks to check it against (the cluster does not serve them: their CRD is not installed; or the catalog and files checked hold none)"]
     );
 }
 
