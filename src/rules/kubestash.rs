@@ -148,7 +148,10 @@ pub fn judge(
         .collect();
     let mut verdict = Verdict::default();
     for found in findings(kind, namespace, refs, known) {
-        let kept = matches!(&found, Found::Problem(p) | Found::Unverified(p) if had.contains(&p.to_string()));
+        let kept = match &found {
+            Found::Problem(p) | Found::Unverified(p) => had.contains(&p.to_string()),
+            Found::Warning(_) => false,
+        };
         verdict.add(found, kept, policy);
     }
     verdict

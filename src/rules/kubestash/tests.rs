@@ -293,6 +293,35 @@ fn a_problem_left_unchanged_by_an_update_is_a_warning() {
 }
 
 #[test]
+fn a_problem_the_stored_object_already_had_stays_a_warning_whatever_else_changed() {
+    let hook = |params: Value| {
+        json!({"sessions": [{"name": "s", "hooks": {"preBackup": [
+            {"name": "freeze", "hookTemplate": {"name": "freeze"}, "params": params}]}}]})
+    };
+    // `mode` is required and unset before and after; another parameter is added.
+    let v = judge_in(
+        "BackupConfiguration",
+        hook(json!({"secret": "s"})),
+        Some(hook(json!({}))),
+    );
+    assert!(v.allowed(), "{v:?}");
+    assert!(
+        v.warnings[0].starts_with("spec.sessions[0].hooks.preBackup[0].params: HookTemplate \"demo/freeze\" requires parameter \"mode\", which is not set and has no default; allowed because this reference is unchanged"),
+        "{v:?}"
+    );
+    // A problem the stored object did not have is denied, beside the one it had.
+    let old = hook(json!({}));
+    let new = json!({"sessions": [{"name": "s", "hooks": {"preBackup": [
+        {"name": "freeze", "hookTemplate": {"name": "freeze"}},
+        {"name": "gone", "hookTemplate": {"name": "gone"}}]}}]});
+    let v = judge_in("BackupConfiguration", new, Some(old));
+    assert_eq!(
+        denials(&v),
+        ["spec.sessions[0].hooks.preBackup[1].hookTemplate.name: HookTemplate \"gone\" not found in namespace \"demo\": create it there, or set hookTemplate.namespace to the namespace that has it (list them with: kubectl get hooktemplates.core.kubestash.com -A)"]
+    );
+}
+
+#[test]
 fn a_blueprints_templated_names_are_warned_not_judged() {
     let v = judge_in(
         "BackupBlueprint",
