@@ -12,6 +12,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::Client;
@@ -340,6 +341,7 @@ impl Audit {
                 }
                 // Let a burst of changes (a re-list, `kubectl apply -f dir/`) settle into one pass.
                 tokio::time::sleep(Duration::from_millis(200)).await;
+                self.take_changes();
             }
             let kubestash_ready = self
                 .kubestash
@@ -357,6 +359,16 @@ impl Audit {
             let kubestash = self.kubestash_pass(refresh_all).await;
             retry = !(stash && kubestash);
         }
+    }
+
+    /// Takes the changes signalled so far, which the pass about to run sees: each would
+    /// otherwise start a pass of its own after it, and a KubeStash pass lists every object.
+    fn take_changes(&self) {
+        let _ = self.index.changed().now_or_never();
+        let _ = self.functions.changed().now_or_never();
+        let _ = self.tasks.changed().now_or_never();
+        let kubestash = || KubeStashSources::changed(self.kubestash.as_ref());
+        while kubestash().now_or_never().is_some() {}
     }
 
     /// One audit pass; false when an Event could not be written (the pass is retried, so none is
