@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::{ApiResource, GroupVersionKind};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
 use crate::rules::valid_object_name;
-use crate::sources::{list_pages, watch_not_served};
+use crate::sources::{list_pages, watch_not_served, SpecObject};
 use crate::stash::{
     executor_refs, task_refs, Executor, FieldPath, Name, SpecHooks, StashKind, TaskRef,
     STASH_GROUP, STASH_VERSION,
@@ -106,11 +106,10 @@ impl TaskAt {
 
 impl Indexed {
     /// The index's view of an object of `kind` as the API serves it; none without a name.
-    pub fn of(kind: StashKind, object: &DynamicObject) -> Option<(ObjectKey, Indexed)> {
+    pub fn of(kind: StashKind, object: &SpecObject) -> Option<(ObjectKey, Indexed)> {
         let name = object.metadata.name.clone()?;
-        let spec = object.data.get("spec").unwrap_or(&serde_json::Value::Null);
         // A spec the API server stored is JSON; should it not read, the object has no hooks.
-        let spec = SpecHooks::from_value(spec).unwrap_or_default();
+        let spec = SpecHooks::from_value(&object.spec).unwrap_or_default();
         let executors = executor_refs(kind, &spec)
             .into_iter()
             .map(|r| (r.path, r.executor.clone()))
@@ -309,7 +308,7 @@ impl ReferenceIndex {
     /// each of its Task references. The watches read objects this way, so that what a LIST of
     /// thousands of objects naming a few Tasks gathers before it is applied is not thousands of
     /// copies of the same references.
-    pub fn indexed(&self, kind: StashKind, object: &DynamicObject) -> Option<(ObjectKey, Indexed)> {
+    pub fn indexed(&self, kind: StashKind, object: &SpecObject) -> Option<(ObjectKey, Indexed)> {
         let (key, mut indexed) = Indexed::of(kind, object)?;
         if !indexed.tasks.is_empty() {
             self.write().share(&mut indexed);
@@ -421,7 +420,7 @@ impl ReferenceIndex {
     }
 }
 
-/// The API resource of a hook kind, for `Api<DynamicObject>`.
+/// The API resource of a hook kind, for `Api<SpecObject>`.
 pub fn api_resource(kind: StashKind) -> ApiResource {
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk(STASH_GROUP, STASH_VERSION, kind.as_str()),
@@ -466,7 +465,7 @@ async fn list_kind(
     function: Option<&str>,
     tasks: &BTreeSet<String>,
 ) -> Result<Listed, kube::Error> {
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &api_resource(kind));
+    let api: Api<SpecObject> = Api::all_with(client.clone(), &api_resource(kind));
     let mut listed = Listed::default();
     list_pages(&api, |object| {
         let Some((key, indexed)) = Indexed::of(kind, &object) else {
@@ -540,7 +539,7 @@ pub fn start(
 }
 
 async fn watch_kind(client: Client, kind: StashKind, index: Arc<ReferenceIndex>, metrics: Metrics) {
-    let api: Api<DynamicObject> = Api::all_with(client, &api_resource(kind));
+    let api: Api<SpecObject> = Api::all_with(client, &api_resource(kind));
     let mut events = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
@@ -614,7 +613,7 @@ mod tests {
         if let Some(ns) = ns {
             metadata["namespace"] = json!(ns);
         }
-        let object: DynamicObject = serde_json::from_value(json!({
+        let object: SpecObject = serde_json::from_value(json!({
             "apiVersion": "stash.appscode.com/v1beta1", "kind": kind.as_str(), "metadata": metadata, "spec": spec
         }))
         .unwrap();

@@ -14,7 +14,9 @@ use futures::FutureExt;
 
 use crate::rules::Resolution;
 
-pub use cluster::{list, list_pages, not_served, watch_not_served, ClusterSource, Object};
+pub use cluster::{
+    list, list_pages, not_served, watch_not_served, ClusterSource, Object, SpecObject,
+};
 pub use file::{Catalog, CatalogError, FileSource};
 
 /// A kind of object that Stash objects name, as the rules know it.

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::{ApiResource, GroupVersionKind};
 use kube::core::admission::Operation;
 use kube::{Api, Client};
 use serde_json::Value;
@@ -22,7 +22,7 @@ use crate::references::index;
 use crate::review::{self, Reply, Request};
 use crate::rules::kubestash::{self as rules, Catalog};
 use crate::rules::{Found, Policy, Problem, Resolution};
-use crate::sources::{list_pages, Referent};
+use crate::sources::{list_pages, Referent, SpecObject};
 use crate::validator::{Deadline, KubeStashSources, Outcome};
 
 const LIST_FUNCTIONS: &str = "list them with: kubectl get functions.addons.kubestash.com";
@@ -50,18 +50,18 @@ async fn list_kind(
     each: &mut impl FnMut(Listed),
 ) -> Result<(), kube::Error> {
     let gvk = GroupVersionKind::gvk(CORE_GROUP, VERSION, kind.kind);
-    let api: Api<DynamicObject> = Api::all_with(
+    let api: Api<SpecObject> = Api::all_with(
         client.clone(),
         &ApiResource::from_gvk_with_plural(&gvk, kind.plural),
     );
     list_pages(&api, |object| {
-        let Some(name) = object.metadata.name.clone() else {
+        let Some(name) = object.metadata.name else {
             return;
         };
-        let namespace = object.metadata.namespace.clone();
-        // Its fields besides the metadata, `spec` among them: where every reference is.
-        let fields = &object.data;
-        let refs = kubestash::references(kind, fields, namespace.as_deref().unwrap_or_default());
+        let namespace = object.metadata.namespace;
+        // Where every reference is, under `spec`.
+        let fields = Value::Object(serde_json::Map::from_iter([("spec".into(), object.spec)]));
+        let refs = kubestash::references(kind, &fields, namespace.as_deref().unwrap_or_default());
         if refs.is_empty() {
             return;
         }
