@@ -99,7 +99,7 @@ allowed=$(curl -s --cacert "$WORK/certs/ca.crt" --resolve "localhost:$PORT:127.0
 PROTECT_SECONDS=
 if [[ $FAMILY == kubestash ]]; then
     # Deleting a Function that an Addon in use runs: protection lists every object live and
-    # judges it as listed, within the review's lookup budget (--lookup-timeout, 2 s).
+    # judges it as listed, within --protect-timeout (5 s).
     python3 - "$WORK/delete.json" <<'PY'
 import json, sys
 review = json.load(open("tests/fixtures/reviews/function-delete.json"))
