@@ -155,6 +155,13 @@ pub struct ServeArgs {
     #[arg(long, env = "STASH_WEBHOOK_LOOKUP_TIMEOUT", default_value = "2s", value_parser = duration)]
     pub lookup_timeout: Duration,
 
+    /// Longest time protection (/protect) may take to judge one change: it lists every object
+    /// that could name the referent, live, which takes longer than lookups in a large cluster
+    /// (about 2.3 s for 50,000 objects, benches/protect.sh). Also capped at half of the API
+    /// server's webhook timeout: the protect webhooks are registered with 10 s.
+    #[arg(long, env = "STASH_WEBHOOK_PROTECT_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub protect_timeout: Duration,
+
     /// What to do when a Function cannot be looked up (forbidden, timeout, API down): deny the
     /// object, or allow it with a warning.
     #[arg(

@@ -267,7 +267,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
                     functions: source.clone(),
                 }),
                 policy.on_lookup_failure,
-                args.lookup_timeout,
+                args.protect_timeout,
             );
             if args.kubestash {
                 protector = protector.with_kubestash(kubestash.clone());

@@ -442,6 +442,65 @@ async fn a_cluster_with_kubestash_alone_is_served_and_audited() {
     .await;
 }
 
+/// `--protect-timeout`, not `--lookup-timeout`, bounds protection: its live LISTs of every object
+/// that could name the referent may take longer than a lookup. With LISTs slower than the lookup
+/// timeout, the DELETE of an unused Function is judged (and allowed) within a longer protect
+/// timeout, and refused as unchecked within a shorter one.
+#[tokio::test]
+async fn protection_lists_for_as_long_as_the_protect_timeout_allows() {
+    let api = ApiServer::start().await;
+    api.put_function("unused", Some("busybox"));
+    let dir = tempfile::tempdir().unwrap();
+    let (kubeconfig, cert, key, ca) = cluster_files(&api, dir.path());
+    let start = |protect_timeout: &str| {
+        let port = free_port();
+        let mut command = serve_command(port, &kubeconfig, &cert, &key);
+        command
+            .args([
+                "--lookup-timeout",
+                "1s",
+                "--protect-timeout",
+                protect_timeout,
+            ])
+            .env("STASH_WEBHOOK_AUDIT", "false");
+        (Server(command.spawn().unwrap()), port)
+    };
+    let (_long, long) = start("30s");
+    let (_short, short) = start("1s");
+    let client = client(ca.as_bytes(), long);
+    wait_ready(&client, long).await;
+    wait_ready(&client, short).await;
+
+    let mut review: Value = serde_json::from_str(&fixture("function-delete")).unwrap();
+    review["request"]["name"] = "unused".into();
+    review["request"]["oldObject"]["metadata"]["name"] = "unused".into();
+    api.set_list_delay(Duration::from_millis(1500));
+    let protect = |port: u16| {
+        let (client, body) = (client.clone(), review.to_string());
+        async move {
+            let url = format!("https://localhost:{port}/protect?timeout=60s");
+            let answer = client.post(url).header("Content-Type", "application/json");
+            let answer: Value = answer
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            answer["response"].clone()
+        }
+    };
+    let judged = protect(long).await;
+    assert_eq!(judged["allowed"], true, "{judged}");
+    let unchecked = protect(short).await;
+    assert_eq!(unchecked["allowed"], false, "{unchecked}");
+    assert_eq!(
+        unchecked["status"]["message"],
+        "Function \"unused\" could not be checked for hooks that name it: the Kubernetes API did not list the objects that could name it within 1000 ms: retry once the webhook can list them"
+    );
+}
+
 /// Waits (60 s at most) for an Event the stand-in API server stores that `matches`.
 async fn an_event(api: &ApiServer, what: &str, matches: impl Fn(&Value) -> bool + Copy) {
     eventually(Duration::from_secs(60), what, || async move {

@@ -206,6 +206,8 @@ fn protect_webhook_judges_functions_and_tasks_and_fails_closed() {
     assert_eq!(webhook["failurePolicy"], "Fail");
     assert_eq!(webhook["sideEffects"], "None");
     assert!(webhook.get("matchConditions").is_none());
+    // The server's --protect-timeout (5s) is half of it: all of it is used.
+    assert_eq!(webhook["timeoutSeconds"], 10);
 }
 
 /// The settings each KubeStash webhook has as its Stash counterpart has them.

@@ -408,20 +408,21 @@ pub struct Protector {
     /// KubeStash's referents, when its referents are protected too.
     kubestash: Option<KubeStashSources>,
     on_lookup_failure: FailurePolicy,
-    lookup_timeout: Duration,
+    /// The most one review may take (`--protect-timeout`), LISTs and lookups together.
+    timeout: Duration,
 }
 
 impl Protector {
     pub fn new(
         cluster: Option<Cluster>,
         on_lookup_failure: FailurePolicy,
-        lookup_timeout: Duration,
+        timeout: Duration,
     ) -> Self {
         Protector {
             cluster,
             kubestash: None,
             on_lookup_failure,
-            lookup_timeout,
+            timeout,
         }
     }
 
@@ -458,7 +459,7 @@ impl Protector {
             }
         };
         // All the lookups of one review share one deadline, as the validator's do.
-        let deadline = Deadline::after(lookup_budget(self.lookup_timeout, api_server_timeout));
+        let deadline = Deadline::after(lookup_budget(self.timeout, api_server_timeout));
         // The annotation counts on what is being written; on a DELETE, on the object deleted.
         let annotated = match req.operation {
             Operation::Delete => req.old_object.as_ref(),
