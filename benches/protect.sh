@@ -7,7 +7,7 @@
 # the webhook spent on it. Every object is listed and judged for each DELETE: the time is the API
 # server's LISTs plus the webhook's decoding and judging. See benches/README.md.
 #
-# Knobs (environment): OBJECTS (50000), ROUNDS (3), LOOKUP_TIMEOUT (60s: long enough to see the
+# Knobs (environment): OBJECTS (50000), ROUNDS (3), PROTECT_TIMEOUT (60s: long enough to see the
 # whole cost; the default is 2s, see the README's troubleshooting), WEBHOOK (a binary to measure
 # instead of building one), BASELINE (a second binary, measured in the same rounds, alternating).
 set -euo pipefail
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 OBJECTS=${OBJECTS:-50000}
 ROUNDS=${ROUNDS:-3}
-LOOKUP_TIMEOUT=${LOOKUP_TIMEOUT:-60s}
+PROTECT_TIMEOUT=${PROTECT_TIMEOUT:-60s}
 
 # shellcheck source=benches/common.sh
 source benches/common.sh
@@ -93,9 +93,12 @@ SERVERS=()
 for i in "${!BINARIES[@]}"; do
     port=$(free_port)
     # No audit: its passes would list the same objects beside the DELETEs.
-    "${BINARIES[$i]}" serve --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$(free_port)" \
+    # Through the environment: a build from before --protect-timeout bounded protection by
+    # --lookup-timeout, and ignores the variable it does not know.
+    STASH_WEBHOOK_PROTECT_TIMEOUT=$PROTECT_TIMEOUT STASH_WEBHOOK_LOOKUP_TIMEOUT=$PROTECT_TIMEOUT \
+        "${BINARIES[$i]}" serve --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$(free_port)" \
         --tls-cert "$WORK/certs/tls.crt" --tls-key "$WORK/certs/tls.key" --log warn --audit=false \
-        --lookup-timeout "$LOOKUP_TIMEOUT" >"$WORK/webhook-$i.log" 2>&1 &
+        >"$WORK/webhook-$i.log" 2>&1 &
     PIDS+=("$!")
     PORTS+=("$port")
     SERVERS+=("$!")
@@ -126,7 +129,7 @@ delete() {
 log "one DELETE each to warm up (the API server has just stored the objects)"
 for i in "${!BINARIES[@]}"; do delete "$i" >/dev/null; done
 echo
-echo "protect: the DELETE of a KubeStash Function that $((OBJECTS / 100)) of $OBJECTS BackupConfigurations reach, on kube-apiserver $E2E_SERVER_VERSION, --lookup-timeout $LOOKUP_TIMEOUT"
+echo "protect: the DELETE of a KubeStash Function that $((OBJECTS / 100)) of $OBJECTS BackupConfigurations reach, on kube-apiserver $E2E_SERVER_VERSION, --protect-timeout $PROTECT_TIMEOUT"
 for round in $(seq "$ROUNDS"); do
     for i in "${!BINARIES[@]}"; do
         echo "  round $round, ${BINARIES[$i]}: $(delete "$i")"
