@@ -83,3 +83,22 @@ build_gopeer() {
     (cd benches/gopeer && GOFLAGS=-mod=mod go build -o "$WORK/gopeer" .) >&2
     GOPEER=$WORK/gopeer
 }
+
+# Writes to FILE the AdmissionReview of the DELETE of the KubeStash Function NAME, as the API
+# server sends it to /protect. Usage: kubestash_function_delete FILE NAME
+kubestash_function_delete() {
+    python3 - "$1" "$2" <<'PY'
+import json, sys
+out, name = sys.argv[1], sys.argv[2]
+review = json.load(open("tests/fixtures/reviews/function-delete.json"))
+request = review["request"]
+for field in ("kind", "requestKind"):
+    request[field] = {"group": "addons.kubestash.com", "version": "v1alpha1", "kind": "Function"}
+for field in ("resource", "requestResource"):
+    request[field] = {"group": "addons.kubestash.com", "version": "v1alpha1", "resource": "functions"}
+request["name"] = name
+request["oldObject"] = {"apiVersion": "addons.kubestash.com/v1alpha1", "kind": "Function",
+    "metadata": {"name": name}, "spec": {"image": "ghcr.io/kubestash/fn:v1"}}
+json.dump(review, open(out, "w"))
+PY
+}

@@ -100,19 +100,7 @@ PROTECT_SECONDS=
 if [[ $FAMILY == kubestash ]]; then
     # Deleting a Function that an Addon in use runs: protection lists every object live and
     # judges it as listed, within --protect-timeout (5 s).
-    python3 - "$WORK/delete.json" <<'PY'
-import json, sys
-review = json.load(open("tests/fixtures/reviews/function-delete.json"))
-request = review["request"]
-for field in ("kind", "requestKind"):
-    request[field] = {"group": "addons.kubestash.com", "version": "v1alpha1", "kind": "Function"}
-for field in ("resource", "requestResource"):
-    request[field] = {"group": "addons.kubestash.com", "version": "v1alpha1", "resource": "functions"}
-request["name"] = "fn-00042"
-request["oldObject"] = {"apiVersion": "addons.kubestash.com/v1alpha1", "kind": "Function",
-    "metadata": {"name": "fn-00042"}, "spec": {"image": "ghcr.io/kubestash/fn:v1"}}
-json.dump(review, open(sys.argv[1], "w"))
-PY
+    kubestash_function_delete "$WORK/delete.json" fn-00042
     # The audit's first pass writes an Event for each broken reference it found; the DELETE is
     # timed once the stand-in is idle again, so the figure is protection's own.
     for _ in $(seq 120); do

@@ -73,19 +73,7 @@ spec:
   - {name: logical-backup, function: fn-042, parameters: [{name: databases, required: true}]}
 YAML
 
-python3 - "$WORK/delete.json" <<'PY'
-import json, sys
-review = json.load(open("tests/fixtures/reviews/function-delete.json"))
-request = review["request"]
-for field in ("kind", "requestKind"):
-    request[field] = {"group": "addons.kubestash.com", "version": "v1alpha1", "kind": "Function"}
-for field in ("resource", "requestResource"):
-    request[field] = {"group": "addons.kubestash.com", "version": "v1alpha1", "resource": "functions"}
-request["name"] = "fn-042"
-request["oldObject"] = {"apiVersion": "addons.kubestash.com/v1alpha1", "kind": "Function",
-    "metadata": {"name": "fn-042"}, "spec": {"image": "ghcr.io/kubestash/fn:v1"}}
-json.dump(review, open(sys.argv[1], "w"))
-PY
+kubestash_function_delete "$WORK/delete.json" fn-042
 
 "$WEBHOOK" certs --service localhost --namespace bench --out "$WORK/certs" >/dev/null
 PORTS=()
