@@ -1051,6 +1051,34 @@ async fn a_hook_template_in_use_deleted_gets_a_warning_event_then_a_normal_one_w
 }
 
 #[tokio::test]
+async fn kubestash_findings_are_confirmed_with_one_live_lookup_of_each_name() {
+    let c = cluster(|api| {
+        with_kubestash_users(api);
+        for name in ["a", "b", "c"] {
+            api.put_object(
+                KS_BACKUPS,
+                Some("demo"),
+                name,
+                json!({"sessions": [{"name": "daily", "addon": {"name": "gone", "tasks": [{"name": "t"}]}}]}),
+            );
+        }
+    })
+    .await;
+    let _audit = start_audit(&c, "replica-a", Duration::from_secs(3600));
+    let api = &c.api;
+    eventually(WAIT, "three AddonNotFound Events", || async move {
+        events(api, audit::ADDON_NOT_FOUND).len() == 3
+    })
+    .await;
+    // The three findings were confirmed live, with one GET of the Addon between them.
+    assert_eq!(c.api.counters_for(ADDONS).gets(), 1);
+    assert_eq!(
+        event_on(&c.api, audit::ADDON_NOT_FOUND, "b")["note"],
+        "spec.sessions[0].addon.name: Addon \"gone\" not found: install the KubeStash addon that provides it, or fix the name (list them with: kubectl get addons.addons.kubestash.com)"
+    );
+}
+
+#[tokio::test]
 async fn an_addon_losing_a_used_task_gets_an_addon_unusable_event() {
     let c = cluster(with_kubestash_users).await;
     let _audit = start_audit(&c, "replica-a", Duration::from_secs(3600));

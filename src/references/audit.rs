@@ -93,7 +93,8 @@ fn warning_reasons(roads: &'static [Road]) -> impl Iterator<Item = &'static str>
 /// How long the LISTs of the KubeStash objects of one pass may take.
 const LIST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long confirming one finding with live lookups may take.
+/// How long confirming one finding with live lookups may take (for KubeStash, all the new
+/// findings of a pass together, each name looked up once).
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The most an Event's note holds (the API server's limit is 1 kB).

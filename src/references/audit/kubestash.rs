@@ -129,29 +129,27 @@ impl Audit {
         for ((kind, reason), n) in counts {
             self.metrics.set_broken_references_of(kind, reason, n);
         }
-        // The caches may lag: a new finding is confirmed with live lookups first.
-        let mut unconfirmed = HashSet::new();
-        for (id, (_, found)) in &current {
-            let new = self
-                .kubestash_reported
-                .get(id)
-                .is_none_or(|(_, f)| f != found);
-            let Some(b) = broken.get(id).filter(|_| new) else {
-                continue;
-            };
-            let deadline = Deadline::after(CONFIRM_TIMEOUT);
-            let live = kubestash
-                .catalog(
-                    &[(b.kind, std::slice::from_ref(&b.one))],
-                    Vec::new(),
-                    true,
-                    deadline,
-                )
-                .await;
-            if finding(b.kind, &b.namespace, &b.one, &live, &policy).is_none() {
-                unconfirmed.insert(id.clone());
-            }
-        }
+        // The caches may lag: the new findings are confirmed with live lookups first, each
+        // name looked up once for all of them (many objects name the same few referents).
+        let new: Vec<(&HookId, &Broken)> = (current.iter())
+            .filter(|(id, (_, found))| {
+                self.kubestash_reported
+                    .get(*id)
+                    .is_none_or(|r| r.1 != *found)
+            })
+            .filter_map(|(id, _)| Some((id, broken.get(id)?)))
+            .collect();
+        let objects: Vec<_> = (new.iter())
+            .map(|(_, b)| (b.kind, std::slice::from_ref(&b.one)))
+            .collect();
+        let deadline = Deadline::after(CONFIRM_TIMEOUT);
+        let live = kubestash
+            .catalog(&objects, Vec::new(), true, deadline)
+            .await;
+        let unconfirmed: HashSet<HookId> = (new.iter())
+            .filter(|(_, b)| finding(b.kind, &b.namespace, &b.one, &live, &policy).is_none())
+            .map(|(id, _)| (*id).clone())
+            .collect();
         let mut reported = std::mem::take(&mut self.kubestash_reported);
         let pass = Pass {
             current: &current,
