@@ -430,11 +430,7 @@ fn problems<'a>(
     match params {
         Params::Absent => {}
         Params::WrongType(found) => out.push((
-            problem(
-                params_path(),
-                format!("must be a map of parameter names to string values, got {found}"),
-                "write params: {KEY: VALUE}".into(),
-            ),
+            params_not_a_map(params_path(), found),
             Subject::Param(String::new()),
         )),
         Params::Keys(keys) => {
@@ -602,6 +598,12 @@ pub(crate) fn named<'n>(
         ))),
         _ => name_as_written(name, what).map_err(|wrong| problem(path.clone(), wrong, fix())),
     }
+}
+
+/// `params` (an executor's, a KubeStash task's or hook's) of another shape than a map.
+pub(crate) fn params_not_a_map(path: FieldPath, found: &str) -> Found {
+    let what = format!("must be a map of parameter names to string values, got {found}");
+    problem(path, what, "write params: {KEY: VALUE}".into())
 }
 
 /// The referent `key` of kind `what` (`shown` as messages name it) that is known, from `known`:

@@ -23,7 +23,7 @@ use super::protect::kubestash::ObjectKey as KubeStashKey;
 use crate::functions::ClusterSource;
 use crate::metrics::Metrics;
 use crate::rules::tasks::{self as task_rules, Task};
-use crate::rules::{self, valid_object_name, Function, Policy, Resolution};
+use crate::rules::{self, valid_object_name, Function, Policy, Resolution, Verdict};
 use crate::sources::Source;
 use crate::stash::{Executor, ExecutorRef, FieldPath, Name, StashKind, TaskRef, TaskUse};
 use crate::stash::{STASH_GROUP, STASH_VERSION};
@@ -121,6 +121,18 @@ pub struct Finding {
     pub note: String,
 }
 
+impl Finding {
+    /// What the audit reports of the verdict on one reference: none when admission would allow
+    /// it; else the first of `reasons` (not found) when the referent is `missing`, the second
+    /// (unusable) otherwise, and the denial as the note.
+    fn of(verdict: Verdict, reasons: [&'static str; 2], missing: bool) -> Option<Finding> {
+        (!verdict.allowed()).then(|| Finding {
+            reason: reasons[usize::from(!missing)],
+            note: note(verdict.message()),
+        })
+    }
+}
+
 /// Which hook of which object: the object's uid and the executor's path.
 type HookId = (String, String);
 
@@ -138,18 +150,12 @@ pub fn finding(
         executor,
     };
     let name = reference.function_name();
-    let verdict = rules::judge(&[reference], &[], |_| resolution, policy);
-    if verdict.allowed() || matches!(resolution, Some(Resolution::Unverified(_))) {
+    if matches!(resolution, Some(Resolution::Unverified(_))) {
         return None;
     }
-    let reason = match (name, resolution) {
-        (Some(_), Some(Resolution::NotFound)) => NOT_FOUND,
-        _ => UNUSABLE,
-    };
-    Some(Finding {
-        reason,
-        note: note(verdict.message()),
-    })
+    let verdict = rules::judge(&[reference], &[], |_| resolution, policy);
+    let missing = name.is_some() && matches!(resolution, Some(Resolution::NotFound));
+    Finding::of(verdict, [NOT_FOUND, UNUSABLE], missing)
 }
 
 /// What the audit reports of the Task reference `task` at `path` of an object of `kind`, given
@@ -191,17 +197,8 @@ pub fn task_finding<'a>(
         task,
     }];
     let verdict = task_rules::judge(kind, &uses, &[], Some(&lookup), functions, policy);
-    if verdict.allowed() {
-        return None;
-    }
-    let reason = match resolution {
-        Some(Resolution::NotFound) => TASK_NOT_FOUND,
-        _ => TASK_UNUSABLE,
-    };
-    Some(Finding {
-        reason,
-        note: note(verdict.message()),
-    })
+    let missing = matches!(resolution, Some(Resolution::NotFound));
+    Finding::of(verdict, [TASK_NOT_FOUND, TASK_UNUSABLE], missing)
 }
 
 /// An Event's note: the denial text, cut to what the API server keeps.

@@ -4,7 +4,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{closest_first, look, named, problem, shown, valid_object_name, valid_param_name};
+use super::{closest_first, look, named, params_not_a_map, problem, shown};
+use super::{valid_object_name, valid_param_name};
 use super::{FailurePolicy, Found, Policy};
 use super::{Resolution, Verdict};
 use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate, Parameter};
@@ -398,12 +399,7 @@ fn input_problems(
     let mut out = Vec::new();
     let params_path = path.child("params");
     if let Params::WrongType(found) = params {
-        out.push(problem(
-            params_path,
-            format!("must be a map of parameter names to string values, got {found}"),
-            "write params: {KEY: VALUE}".into(),
-        ));
-        return out;
+        return vec![params_not_a_map(params_path, found)];
     }
     let keys = params.keys();
     for parameter in declared.iter().filter(|p| p.must_be_set()) {

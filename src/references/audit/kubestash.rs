@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{note, warning_reasons, Audit, Finding, HookId, Pass, ROADS};
+use super::{warning_reasons, Audit, Finding, HookId, Pass, ROADS};
 use super::{CONFIRM_TIMEOUT, LIST_TIMEOUT};
 use crate::kubestash::{Kind, Reference, CORE_GROUP, VERSION};
 use crate::references::protect::kubestash::{for_each_object, Listed, ObjectKey};
@@ -37,25 +37,18 @@ pub fn finding(
     policy: &Policy,
 ) -> Option<Finding> {
     let verdict = rules::judge_alone(kind, namespace, one, known, policy);
-    if verdict.allowed() {
-        return None;
-    }
-    let (missing, reasons) = match one {
+    let (reasons, answer) = match one {
         Reference::Addon(addon) => (
-            lookup(known.addons.as_ref(), addon.name.as_str())
-                .is_some_and(Resolution::is_not_found),
             [ADDON_NOT_FOUND, ADDON_UNUSABLE],
+            lookup(known.addons.as_ref(), addon.name.as_str()).map(Resolution::is_not_found),
         ),
         Reference::Hook(hook) => (
-            lookup(known.hook_templates.as_ref(), hook.key().as_deref())
-                .is_some_and(Resolution::is_not_found),
             [HOOK_TEMPLATE_NOT_FOUND, HOOK_TEMPLATE_UNUSABLE],
+            lookup(known.hook_templates.as_ref(), hook.key().as_deref())
+                .map(Resolution::is_not_found),
         ),
     };
-    Some(Finding {
-        reason: reasons[usize::from(!missing)],
-        note: note(verdict.message()),
-    })
+    Finding::of(verdict, reasons, answer == Some(true))
 }
 
 /// One reference with a finding, kept to confirm it live.
