@@ -471,6 +471,8 @@ pub(crate) fn function_problem(name: &str, function: &Function) -> Option<(Strin
 
 /// What is wrong with a Function's container, and the fix; none when it can run a hook.
 pub(crate) fn container_problem(name: &str, container: &Container) -> Option<(String, String)> {
+    // Checked first: most Functions can run, and reviews call this for every executor.
+    let fault = container.fault()?;
     let edit = format!("kubectl edit functions.stash.appscode.com {name}");
     let fix = match container {
         Container::NoImage => {
@@ -478,7 +480,7 @@ pub(crate) fn container_problem(name: &str, container: &Container) -> Option<(St
         }
         _ => format!("fix spec.image on the Function ({edit})"),
     };
-    Some((format!("Function \"{name}\" {}", container.fault()?), fix))
+    Some((format!("Function \"{name}\" {fault}"), fix))
 }
 
 /// The variables `function` reads that this executor leaves unset (denials: Stash fails the Job
