@@ -155,17 +155,12 @@ async fn dev_mode_serves_the_examples_with_a_verifiable_certificate() {
 async fn sigterm_lets_in_flight_reviews_finish_then_exits_zero() {
     let api = ApiServer::start().await;
     api.put_function("mysql-hook-executor", Some("appscode/mysql-hook:8.0.14"));
-    let dir = tempfile::tempdir().unwrap();
-    let (kubeconfig, cert, key, ca) = cluster_files(&api, dir.path());
-
-    let port = free_port();
-    let child = serve_command(port, &kubeconfig, &cert, &key)
-        .args(["--lookup-timeout", "10s", "--shutdown-grace", "10s"])
-        .spawn()
-        .unwrap();
-    let child = Server(child);
-    let client = client(ca.as_bytes(), port);
-    wait_ready(&client, port).await;
+    let files = Files::of(&api);
+    let (child, port, client) = files
+        .serve(|c| {
+            c.args(["--lookup-timeout", "10s", "--shutdown-grace", "10s"]);
+        })
+        .await;
 
     // Reviews that need a live GET, which the API server answers slowly: in flight at SIGTERM.
     api.set_get_delay(Duration::from_millis(1500));
@@ -204,7 +199,7 @@ async fn sigterm_lets_in_flight_reviews_finish_then_exits_zero() {
 }
 
 /// `stash-webhook serve` on 127.0.0.1:`port` against the stand-in, as a pod runs it: the
-/// certificate and kubeconfig of [`cluster_files`], no in-cluster config, logs discarded.
+/// certificate and kubeconfig of [`Files`], no in-cluster config, logs discarded.
 fn serve_command(port: u16, kubeconfig: &Path, cert: &Path, key: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_stash-webhook"));
     command
@@ -219,26 +214,56 @@ fn serve_command(port: u16, kubeconfig: &Path, cert: &Path, key: &Path) -> Comma
     command
 }
 
-/// A kubeconfig for the stand-in, and a serving certificate for localhost, in `dir`: the
-/// KUBECONFIG path, the certificate and key paths, and the CA's PEM.
-fn cluster_files(api: &ApiServer, dir: &Path) -> (PathBuf, PathBuf, PathBuf, String) {
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: stand-in\n  cluster: {{server: \"http://{}\"}}\n\
-             users:\n- name: webhook\n  user: {{}}\ncontexts:\n- name: c\n  context: {{cluster: stand-in, user: webhook}}\n\
-             current-context: c\n",
-            api.addr
-        ),
-    )
-    .unwrap();
-    let bundle =
-        stash_webhook::certs::generate("localhost", &["localhost".into()], &[], 1).unwrap();
-    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
-    std::fs::write(&cert, &bundle.cert_pem).unwrap();
-    std::fs::write(&key, &bundle.key_pem).unwrap();
-    (kubeconfig, cert, key, bundle.ca_cert_pem)
+/// What servers against the stand-in share: a kubeconfig for it and a serving certificate for
+/// localhost, in a directory removed with it.
+struct Files {
+    _dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    /// The PEM of the CA that signed the certificate.
+    ca: String,
+}
+
+impl Files {
+    fn of(api: &ApiServer) -> Files {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: stand-in\n  cluster: {{server: \"http://{}\"}}\n\
+                 users:\n- name: webhook\n  user: {{}}\ncontexts:\n- name: c\n  context: {{cluster: stand-in, user: webhook}}\n\
+                 current-context: c\n",
+                api.addr
+            ),
+        )
+        .unwrap();
+        let bundle =
+            stash_webhook::certs::generate("localhost", &["localhost".into()], &[], 1).unwrap();
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::write(&cert, &bundle.cert_pem).unwrap();
+        std::fs::write(&key, &bundle.key_pem).unwrap();
+        Files {
+            _dir: dir,
+            kubeconfig,
+            cert,
+            key,
+            ca: bundle.ca_cert_pem,
+        }
+    }
+
+    /// A server against the stand-in with the flags and environment `configure` adds, once it
+    /// is ready: the process, its port, and a client that trusts it.
+    async fn serve(&self, configure: impl FnOnce(&mut Command)) -> (Server, u16, reqwest::Client) {
+        let port = free_port();
+        let mut command = serve_command(port, &self.kubeconfig, &self.cert, &self.key);
+        configure(&mut command);
+        let server = Server(command.spawn().unwrap());
+        let client = client(self.ca.as_bytes(), port);
+        wait_ready(&client, port).await;
+        (server, port, client)
+    }
 }
 
 /// `--audit=false`: the server serves, indexes and protects, but takes no Lease and writes no
@@ -253,19 +278,19 @@ async fn with_the_audit_off_no_lease_is_taken_and_no_event_written() {
         "orphan",
         serde_json::json!({"hooks": {"preBackup": {"executor": {"functionName": "never-created"}}}}),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let (kubeconfig, cert, key, ca) = cluster_files(&api, dir.path());
-    let start = |name: &str, audit: Option<&str>| {
-        let (port, metrics) = (free_port(), free_port());
-        let mut command = serve_command(port, &kubeconfig, &cert, &key);
-        command
-            .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
-            .args(["--pod-name", name, "--namespace", "stash-system"])
-            .env_remove("STASH_WEBHOOK_AUDIT");
-        if let Some(audit) = audit {
-            command.env("STASH_WEBHOOK_AUDIT", audit);
-        }
-        (Server(command.spawn().unwrap()), port, metrics)
+    let files = Files::of(&api);
+    let start = |name: &'static str, audit: Option<&'static str>| {
+        let metrics = free_port();
+        let server = files.serve(move |command| {
+            command
+                .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
+                .args(["--pod-name", name, "--namespace", "stash-system"])
+                .env_remove("STASH_WEBHOOK_AUDIT");
+            if let Some(audit) = audit {
+                command.env("STASH_WEBHOOK_AUDIT", audit);
+            }
+        });
+        async move { (server.await.0, metrics) }
     };
     let index_synced = |metrics: u16| async move {
         let url = format!("http://127.0.0.1:{metrics}/metrics");
@@ -278,16 +303,14 @@ async fn with_the_audit_off_no_lease_is_taken_and_no_event_written() {
     };
 
     // Off, through the environment as the flag's fallback.
-    let (_off, port, metrics) = start("replica-off", Some("false"));
-    wait_ready(&client(ca.as_bytes(), port), port).await;
+    let (_off, metrics) = start("replica-off", Some("false")).await;
     eventually(Duration::from_secs(20), "the index to sync", || {
         index_synced(metrics)
     })
     .await;
 
     // On, by default: it takes the Lease and reports the broken reference.
-    let (_on, port, _) = start("replica-on", None);
-    wait_ready(&client(ca.as_bytes(), port), port).await;
+    let (_on, _) = start("replica-on", None).await;
     an_event(&api, "the Warning Event", |e| {
         e["reason"] == "ExecutorFunctionNotFound"
     })
@@ -335,16 +358,8 @@ fn every_flag_is_documented_in_the_readme() {
 async fn a_cluster_without_kubestash_is_served_and_kubestash_names_are_not_checked() {
     let api = ApiServer::start().await;
     api.set_kubestash_installed(false);
-    let dir = tempfile::tempdir().unwrap();
-    let (kubeconfig, cert, key, ca) = cluster_files(&api, dir.path());
-    let port = free_port();
-    let _child = Server(
-        serve_command(port, &kubeconfig, &cert, &key)
-            .spawn()
-            .unwrap(),
-    );
-    let client = client(ca.as_bytes(), port);
-    wait_ready(&client, port).await;
+    let files = Files::of(&api);
+    let (_child, port, client) = files.serve(|_| {}).await;
 
     let denied: Value = validate(&client, port, create_naming("ghost")).await;
     assert_eq!(denied["response"]["allowed"], false, "{denied}");
@@ -380,18 +395,16 @@ async fn with_kubestash_off_none_of_its_kinds_is_read() {
     for plural in kubestash {
         api.set_forbidden_resource(plural, true);
     }
-    let dir = tempfile::tempdir().unwrap();
-    let (kubeconfig, cert, key, ca) = cluster_files(&api, dir.path());
-    let port = free_port();
-    let mut command = serve_command(port, &kubeconfig, &cert, &key);
-    command
-        .args(["--pod-name", "replica-a", "--namespace", "stash-system"])
-        .env_remove("STASH_WEBHOOK_AUDIT")
-        .env("STASH_WEBHOOK_KUBESTASH", "false");
-    let _child = Server(command.spawn().unwrap());
-    let client = client(ca.as_bytes(), port);
+    let files = Files::of(&api);
     // Ready only because nothing waits for KubeStash's caches, which could never fill.
-    wait_ready(&client, port).await;
+    let (_child, port, client) = files
+        .serve(|command| {
+            command
+                .args(["--pod-name", "replica-a", "--namespace", "stash-system"])
+                .env_remove("STASH_WEBHOOK_AUDIT")
+                .env("STASH_WEBHOOK_KUBESTASH", "false");
+        })
+        .await;
 
     let denied: Value = validate(&client, port, create_naming("ghost")).await;
     assert_eq!(denied["response"]["allowed"], false, "{denied}");
@@ -414,16 +427,14 @@ async fn a_cluster_with_kubestash_alone_is_served_and_audited() {
         "orphan",
         serde_json::json!({"sessions": [{"addon": {"name": "never-created", "tasks": [{"name": "t"}]}}]}),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let (kubeconfig, cert, key, ca) = cluster_files(&api, dir.path());
-    let port = free_port();
-    let mut command = serve_command(port, &kubeconfig, &cert, &key);
-    command
-        .args(["--pod-name", "replica-a", "--namespace", "stash-system"])
-        .env_remove("STASH_WEBHOOK_AUDIT");
-    let _child = Server(command.spawn().unwrap());
-    let client = client(ca.as_bytes(), port);
-    wait_ready(&client, port).await;
+    let files = Files::of(&api);
+    let (_child, port, client) = files
+        .serve(|command| {
+            command
+                .args(["--pod-name", "replica-a", "--namespace", "stash-system"])
+                .env_remove("STASH_WEBHOOK_AUDIT");
+        })
+        .await;
 
     let review = kubestash_review(
         "BackupConfiguration",
@@ -450,26 +461,17 @@ async fn a_cluster_with_kubestash_alone_is_served_and_audited() {
 async fn protection_lists_for_as_long_as_the_protect_timeout_allows() {
     let api = ApiServer::start().await;
     api.put_function("unused", Some("busybox"));
-    let dir = tempfile::tempdir().unwrap();
-    let (kubeconfig, cert, key, ca) = cluster_files(&api, dir.path());
-    let start = |protect_timeout: &str| {
-        let port = free_port();
-        let mut command = serve_command(port, &kubeconfig, &cert, &key);
-        command
-            .args([
-                "--lookup-timeout",
-                "1s",
-                "--protect-timeout",
-                protect_timeout,
-            ])
-            .env("STASH_WEBHOOK_AUDIT", "false");
-        (Server(command.spawn().unwrap()), port)
+    let files = Files::of(&api);
+    let start = |protect_timeout: &'static str| {
+        files.serve(move |command| {
+            command
+                .args(["--lookup-timeout", "1s"])
+                .args(["--protect-timeout", protect_timeout])
+                .env("STASH_WEBHOOK_AUDIT", "false");
+        })
     };
-    let (_long, long) = start("30s");
-    let (_short, short) = start("1s");
-    let client = client(ca.as_bytes(), long);
-    wait_ready(&client, long).await;
-    wait_ready(&client, short).await;
+    let (_long, long, client) = start("30s").await;
+    let (_short, short, _) = start("1s").await;
 
     let mut review: Value = serde_json::from_str(&fixture("function-delete")).unwrap();
     review["request"]["name"] = "unused".into();
