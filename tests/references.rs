@@ -422,10 +422,7 @@ async fn a_broken_reference_gets_one_warning_per_hook_then_a_normal_event_when_f
     // Deleted with the annotation: every hook naming it is reported.
     c.api.delete_function("mysql-hook-executor");
     let api = &c.api;
-    eventually(WAIT, "three Warning Events", || async move {
-        events(api, audit::NOT_FOUND).len() == 3
-    })
-    .await;
+    wait_events(api, audit::NOT_FOUND, 3).await;
     let warnings: Vec<Value> = c
         .api
         .events()
@@ -454,10 +451,7 @@ async fn a_broken_reference_gets_one_warning_per_hook_then_a_normal_event_when_f
 
     // Created again: one Normal Event per hook, and the Warnings are not written again.
     put_mysql_hook_executor(&c.api);
-    eventually(WAIT, "three Normal Events", || async move {
-        events(api, audit::RESOLVED).len() == 3
-    })
-    .await;
+    wait_events(api, audit::RESOLVED, 3).await;
     assert_eq!(
         events(&c.api, audit::NOT_FOUND),
         [
@@ -502,10 +496,7 @@ async fn only_the_leader_writes_events_and_another_takes_over_when_it_goes() {
         "orphan-2",
         json!({"hooks": {"postRestore": {"executor": {"functionName": "never-created"}}}}),
     );
-    eventually(WAIT, "the second Warning", || async move {
-        events(api, audit::NOT_FOUND).len() == 2
-    })
-    .await;
+    wait_events(api, audit::NOT_FOUND, 2).await;
     let writers: Vec<String> = events(&c.api, audit::NOT_FOUND)
         .into_iter()
         .map(|(_, w, _)| w)
@@ -556,10 +547,7 @@ async fn an_outage_while_writing_events_loses_and_duplicates_none() {
     assert!(events(&c.api, audit::NOT_FOUND).is_empty());
     // Back: each Warning is written once.
     c.api.set_writes_fail("events", None);
-    eventually(WAIT, "three Warning Events", || async move {
-        events(api, audit::NOT_FOUND).len() == 3
-    })
-    .await;
+    wait_events(api, audit::NOT_FOUND, 3).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let written = events(&c.api, audit::NOT_FOUND);
     assert_eq!(written.len(), 3, "{written:?}");
@@ -739,10 +727,7 @@ async fn a_task_that_breaks_gets_a_warning_per_object_then_a_normal_event_when_f
     let metrics = &c.metrics;
     // Deleted (with the annotation, say): each object naming it is told.
     c.api.delete_object("tasks", None, "pg-backup");
-    eventually(WAIT, "two TaskNotFound Events", || async move {
-        events(api, audit::TASK_NOT_FOUND).len() == 2
-    })
-    .await;
+    wait_events(api, audit::TASK_NOT_FOUND, 2).await;
     // Both findings were confirmed live, with one GET of the Task between them.
     assert_eq!(c.api.counters_for("tasks").gets(), 1);
     let warning = event_on(&c.api, audit::TASK_NOT_FOUND, "db-backup");
@@ -770,10 +755,7 @@ async fn a_task_that_breaks_gets_a_warning_per_object_then_a_normal_event_when_f
 
     // Back, with no steps: still broken, for another reason.
     put_task(&c.api, "pg-backup", json!([]));
-    eventually(WAIT, "two TaskUnusable Events", || async move {
-        events(api, audit::TASK_UNUSABLE).len() == 2
-    })
-    .await;
+    wait_events(api, audit::TASK_UNUSABLE, 2).await;
     let unusable = event_on(&c.api, audit::TASK_UNUSABLE, "db-backup");
     assert_eq!(
         unusable["note"],
@@ -782,10 +764,7 @@ async fn a_task_that_breaks_gets_a_warning_per_object_then_a_normal_event_when_f
 
     // Fixed: one Normal Event per object, and the Warnings are not written again.
     put_task(&c.api, "pg-backup", json!([{"name": "pg-dump"}]));
-    eventually(WAIT, "two TaskResolved Events", || async move {
-        events(api, audit::TASK_RESOLVED).len() == 2
-    })
-    .await;
+    wait_events(api, audit::TASK_RESOLVED, 2).await;
     let resolved = event_on(&c.api, audit::TASK_RESOLVED, "db-backup");
     assert_eq!(resolved["type"], "Normal");
     assert_eq!(
@@ -1066,10 +1045,7 @@ async fn kubestash_findings_are_confirmed_with_one_live_lookup_of_each_name() {
     .await;
     let _audit = start_audit(&c, "replica-a", Duration::from_secs(3600));
     let api = &c.api;
-    eventually(WAIT, "three AddonNotFound Events", || async move {
-        events(api, audit::ADDON_NOT_FOUND).len() == 3
-    })
-    .await;
+    wait_events(api, audit::ADDON_NOT_FOUND, 3).await;
     // The three findings were confirmed live, with one GET of the Addon between them.
     assert_eq!(c.api.counters_for(ADDONS).gets(), 1);
     assert_eq!(
@@ -1132,10 +1108,7 @@ async fn a_cluster_without_kubestash_still_protects_stash_referents() {
     let _audit = start_audit(&c, "replica-a", Duration::from_secs(3600));
     c.api.delete_function("mysql-hook-executor");
     let api = &c.api;
-    eventually(WAIT, "three Warning Events", || async move {
-        events(api, audit::NOT_FOUND).len() == 3
-    })
-    .await;
+    wait_events(api, audit::NOT_FOUND, 3).await;
     let gauge = "stash_webhook_broken_references{kind=\"BackupConfiguration.core.kubestash.com\",reason=\"AddonNotFound\"} ";
     let metrics = &c.metrics;
     eventually(WAIT, "the KubeStash pass's gauge", || async move {
@@ -1151,6 +1124,17 @@ fn event_on(api: &ApiServer, reason: &str, name: &str) -> Value {
         .into_iter()
         .find(|e| e["reason"] == reason && e["regarding"]["name"] == name);
     found.unwrap_or_else(|| panic!("no {reason} Event on {name}: {:?}", api.events()))
+}
+
+/// Waits for `n` Events stored for `reason`.
+async fn wait_events(api: &ApiServer, reason: &str, n: usize) {
+    let what = format!("{n} {reason} Events");
+    eventually(
+        WAIT,
+        &what,
+        || async move { events(api, reason).len() == n },
+    )
+    .await;
 }
 
 /// The first Event stored for `reason`, once there is one.
