@@ -255,6 +255,22 @@ async fn at_steady_state_reviews_make_no_api_call_and_a_new_referent_is_looked_u
         assert!(text.contains(line), "no {line:?} in\n{text}");
     }
 
+    // An UPDATE that fixes a typo: the stored object's Addon is not looked up, only the new one.
+    let typo = backup(
+        json!({"name": "workload-adon", "tasks": [{"name": "logical-backup"}]}),
+        json!({"preBackup": [{"name": "f", "hookTemplate": {"name": "freeze"}}]}),
+    );
+    let r = webhook
+        .review(review(
+            "BackupConfiguration",
+            "UPDATE",
+            spec.clone(),
+            Some(typo),
+        ))
+        .await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(gets("addons.addons.kubestash.com"), 0);
+
     // Created a moment before the object that names it: the cache may not have it yet, and a
     // live GET finds it, so the object is allowed whatever the watch has delivered.
     api.put_object(

@@ -132,7 +132,8 @@ pub(crate) fn lookup<'a, T>(
 
 /// Judges the references of a KubeStash object of `kind`. `old` are the stored object's on
 /// UPDATE: a problem the stored object already had, word for word, is a warning, as for Stash
-/// objects (their referents are looked up alongside).
+/// objects. Word for word means the same referents at the same place, so `known` needs only
+/// what `refs` name; `old` is judged only when `refs` have a problem.
 pub fn judge(
     kind: &Kind,
     namespace: &str,
@@ -141,18 +142,20 @@ pub fn judge(
     known: &Catalog,
     policy: &Policy,
 ) -> Verdict {
-    let had: HashSet<String> = findings(kind, namespace, old, known)
-        .filter_map(|found| match found {
-            Found::Problem(p) | Found::Unverified(p) => Some(p.to_string()),
-            Found::Warning(_) => None,
-        })
-        .collect();
+    let text = |found: &Found| match found {
+        Found::Problem(p) | Found::Unverified(p) => Some(p.to_string()),
+        Found::Warning(_) => None,
+    };
+    let found: Vec<Found> = findings(kind, namespace, refs, known).collect();
+    let had: HashSet<String> = match found.iter().any(|f| !matches!(f, Found::Warning(_))) {
+        true => findings(kind, namespace, old, known)
+            .filter_map(|f| text(&f))
+            .collect(),
+        false => HashSet::new(),
+    };
     let mut verdict = Verdict::default();
-    for found in findings(kind, namespace, refs, known) {
-        let kept = match &found {
-            Found::Problem(p) | Found::Unverified(p) => had.contains(&p.to_string()),
-            Found::Warning(_) => false,
-        };
+    for found in found {
+        let kept = text(&found).is_some_and(|t| had.contains(&t));
         verdict.add(found, kept, policy);
     }
     verdict

@@ -168,8 +168,9 @@ impl Validator {
             _ => References::new(),
         };
         let deadline = Deadline::after(self.lookup_budget(api_server_timeout));
-        // The stored object's referents too: a problem it already had is only a warning.
-        let objects = [(kind, &refs[..]), (kind, &old_refs[..])];
+        // Only the new object's referents: a problem the stored object had is matched word for
+        // word, so it names the same referents at the same place, and those are looked up.
+        let objects = [(kind, &refs[..])];
         let judge = |catalog: Catalog| {
             let known = &catalog;
             rules::judge(kind, namespace, &refs, &old_refs, known, &self.policy)
