@@ -499,7 +499,7 @@ async fn protection_lists_for_as_long_as_the_protect_timeout_allows() {
     assert_eq!(unchecked["allowed"], false, "{unchecked}");
     assert_eq!(
         unchecked["status"]["message"],
-        "Function \"unused\" could not be checked for hooks that name it: the Kubernetes API did not list the objects that could name it within 1000 ms: retry once the webhook can list them"
+        "Function \"unused\" could not be checked for hooks that name it: the Kubernetes API did not list the objects that could name it within 1000 ms: retry; if it keeps timing out, raise the webhook's --protect-timeout and the protect webhooks' timeoutSeconds together"
     );
 }
 

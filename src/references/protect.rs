@@ -393,10 +393,15 @@ impl Unchecked {
     /// `what` (`Task "t"`) could not be checked for the `users` (`objects`, `hooks`) that name it:
     /// they could not be listed.
     pub(super) fn listing(what: &str, users: &str, err: ListError) -> Self {
+        let retry = match err {
+            // A retry does not help a cluster that holds more than the budget lets it list.
+            ListError::Timeout(_) => "retry; if it keeps timing out, raise the webhook's --protect-timeout and the protect webhooks' timeoutSeconds together",
+            _ => "retry once the webhook can list them",
+        };
         Unchecked {
             subject: format!("{what} could not be checked for {users} that name it"),
             why: err.to_string(),
-            retry: "retry once the webhook can list them",
+            retry,
         }
     }
 }
