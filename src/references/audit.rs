@@ -333,7 +333,7 @@ impl Audit {
                     () = self.index.changed() => {}
                     () = self.functions.changed() => {}
                     () = self.tasks.changed() => {}
-                    () = KubeStashSources::changed(self.kubestash.as_ref()) => {}
+                    () = self.kubestash_changed() => {}
                     _ = refresh.tick() => refresh_all = true,
                     () = tokio::time::sleep(Duration::from_secs(2)), if retry => {}
                 }
@@ -365,8 +365,15 @@ impl Audit {
         let _ = self.index.changed().now_or_never();
         let _ = self.functions.changed().now_or_never();
         let _ = self.tasks.changed().now_or_never();
-        let kubestash = || KubeStashSources::changed(self.kubestash.as_ref());
-        while kubestash().now_or_never().is_some() {}
+        while self.kubestash_changed().now_or_never().is_some() {}
+    }
+
+    /// Resolves when KubeStash's referents change; never when they are not watched.
+    async fn kubestash_changed(&self) {
+        match &self.kubestash {
+            Some(kubestash) => kubestash.changed().await,
+            None => std::future::pending().await,
+        }
     }
 
     /// One audit pass; false when an Event could not be written (the pass is retried, so none is

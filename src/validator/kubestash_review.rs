@@ -93,14 +93,11 @@ impl KubeStashSources {
     }
 
     /// Resolves when what memory holds of KubeStash's referents changes; never without them.
-    pub(crate) async fn changed(sources: Option<&Self>) {
-        let Some(s) = sources else {
-            return std::future::pending().await;
-        };
+    pub(crate) async fn changed(&self) {
         let each = [
-            s.addons.as_ref().map(|s| s.changed()),
-            s.functions.as_ref().map(|s| s.changed()),
-            s.hook_templates.as_ref().map(|s| s.changed()),
+            self.addons.as_ref().map(|s| s.changed()),
+            self.functions.as_ref().map(|s| s.changed()),
+            self.hook_templates.as_ref().map(|s| s.changed()),
         ];
         let changes: Vec<_> = each.into_iter().flatten().collect();
         match changes.is_empty() {
