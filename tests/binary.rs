@@ -479,19 +479,7 @@ async fn protection_lists_for_as_long_as_the_protect_timeout_allows() {
     api.set_list_delay(Duration::from_millis(1500));
     let protect = |port: u16| {
         let (client, body) = (client.clone(), review.to_string());
-        async move {
-            let url = format!("https://localhost:{port}/protect?timeout=60s");
-            let answer = client.post(url).header("Content-Type", "application/json");
-            let answer: Value = answer
-                .body(body)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            answer["response"].clone()
-        }
+        async move { post(&client, port, "protect?timeout=60s", body).await["response"].clone() }
     };
     let judged = protect(long).await;
     assert_eq!(judged["allowed"], true, "{judged}");
@@ -513,8 +501,14 @@ async fn an_event(api: &ApiServer, what: &str, matches: impl Fn(&Value) -> bool 
 
 /// POSTs `body` to the server's `/validate` and reads the AdmissionReview it answers.
 async fn validate(client: &reqwest::Client, port: u16, body: String) -> Value {
+    post(client, port, "validate?timeout=5s", body).await
+}
+
+/// POSTs `body` to the server's `path` (`protect?timeout=60s`) and reads the AdmissionReview it
+/// answers.
+async fn post(client: &reqwest::Client, port: u16, path: &str, body: String) -> Value {
     client
-        .post(format!("https://localhost:{port}/validate?timeout=5s"))
+        .post(format!("https://localhost:{port}/{path}"))
         .header("Content-Type", "application/json")
         .body(body)
         .send()
