@@ -362,13 +362,6 @@ pub struct Cluster {
     pub functions: Arc<ClusterSource>,
 }
 
-/// Which referent a review is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Function,
-    Task,
-}
-
 /// Why the users of a referent could not be listed.
 #[derive(Debug, Error)]
 pub(super) enum ListError {
@@ -444,15 +437,21 @@ impl Protector {
     }
 
     pub async fn review(&self, req: &Request<'_>, api_server_timeout: Option<Duration>) -> Outcome {
+        // All the lookups of one review share one deadline, as the validator's do.
+        let deadline = Deadline::after(lookup_budget(self.timeout, api_server_timeout));
+        // The annotation counts on what is being written; on a DELETE, on the object deleted.
+        let annotated = match req.operation {
+            Operation::Delete => req.old_object.as_ref(),
+            _ => req.object.as_ref(),
+        }
+        .is_some_and(|o| o.metadata.allow_breaking_references);
+        if let Some(outcome) = self.review_kubestash(req, annotated, deadline).await {
+            return outcome;
+        }
         let ours = req.kind.group == STASH_GROUP && req.kind.version == STASH_VERSION;
-        let referent = self
-            .kubestash
-            .as_ref()
-            .and_then(|_| kubestash::referent(req));
-        let kind = match &*req.kind.kind {
-            "Function" if ours => Some(Kind::Function),
-            "Task" if ours => Some(Kind::Task),
-            _ if referent.is_some() => None,
+        let reply = match &*req.kind.kind {
+            "Function" if ours => self.function(req, annotated, deadline).await,
+            "Task" if ours => self.task(req, annotated, deadline).await,
             _ => {
                 return Outcome {
                     reply: Reply::allow(),
@@ -462,24 +461,6 @@ impl Protector {
                     other_kind: None,
                 }
             }
-        };
-        // All the lookups of one review share one deadline, as the validator's do.
-        let deadline = Deadline::after(lookup_budget(self.timeout, api_server_timeout));
-        // The annotation counts on what is being written; on a DELETE, on the object deleted.
-        let annotated = match req.operation {
-            Operation::Delete => req.old_object.as_ref(),
-            _ => req.object.as_ref(),
-        }
-        .is_some_and(|o| o.metadata.allow_breaking_references);
-        let reply = match (kind, referent) {
-            (Some(Kind::Function), _) => self.function(req, annotated, deadline).await,
-            (Some(Kind::Task), _) => self.task(req, annotated, deadline).await,
-            (None, Some(referent)) => {
-                return self
-                    .review_kubestash(req, referent, annotated, deadline)
-                    .await
-            }
-            (None, None) => Ok(Reply::allow()),
         };
         match reply {
             Ok(reply) => self.outcome(reply),

@@ -20,37 +20,13 @@ const LIST_HOOK_TEMPLATES: &str = "list them with: kubectl get hooktemplates.cor
 /// The inputs KubeStash sets for every Function it runs, besides the parameters (kubestash/
 /// apimachinery `apis/variables.go`), and `DB_VERSION`, which it picks from the Function's
 /// `availableVersions`.
+#[rustfmt::skip]
 pub const KUBESTASH_VARIABLES: &[&str] = &[
-    "DB_VERSION",
-    "authSecretName",
-    "authSecretYaml",
-    "backupSession",
-    "configSecretName",
-    "configSecretYaml",
-    "enableCache",
-    "imageRegistry",
-    "imageRepo",
-    "imageTag",
-    "interimDataDir",
-    "invokerKind",
-    "invokerName",
-    "issuerRefName",
-    "licenseApiService",
-    "mongoDBName",
-    "mongoYaml",
-    "name",
-    "namespace",
-    "pgName",
-    "pgYaml",
-    "restoreNamespace",
-    "restoreSession",
-    "snapshotName",
-    "targetKind",
-    "targetMountPath",
-    "targetName",
-    "targetNamespace",
-    "targetPaths",
-    "taskName",
+    "DB_VERSION", "authSecretName", "authSecretYaml", "backupSession", "configSecretName",
+    "configSecretYaml", "enableCache", "imageRegistry", "imageRepo", "imageTag", "interimDataDir",
+    "invokerKind", "invokerName", "issuerRefName", "licenseApiService", "mongoDBName", "mongoYaml",
+    "name", "namespace", "pgName", "pgYaml", "restoreNamespace", "restoreSession", "snapshotName",
+    "targetKind", "targetMountPath", "targetName", "targetNamespace", "targetPaths", "taskName",
 ];
 
 /// What is known of each referent, by name (HookTemplates by `NAMESPACE/NAME`): what one review's
@@ -177,19 +153,16 @@ fn findings<'a>(
 /// Judges one reference alone (`one`), without the ratchet, a lookup that failed or was not made
 /// being a warning: what the audit reports of a reference, and what protection compares before
 /// and after a change.
-pub fn judge_alone(
-    kind: &Kind,
-    namespace: &str,
-    one: &Reference,
-    known: &Catalog,
-    policy: &Policy,
-) -> Verdict {
-    let policy = Policy {
-        on_lookup_failure: FailurePolicy::Allow,
-        ..policy.clone()
-    };
-    let one = std::slice::from_ref(one);
-    judge(kind, namespace, one, &[], known, &policy)
+pub fn judge_alone(kind: &Kind, namespace: &str, one: &Reference, known: &Catalog) -> Verdict {
+    let policy = FailurePolicy::Allow.into();
+    judge(
+        kind,
+        namespace,
+        std::slice::from_ref(one),
+        &[],
+        known,
+        &policy,
+    )
 }
 
 /// The family whose blueprint fills in names per target, when `kind` is a blueprint.

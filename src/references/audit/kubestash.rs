@@ -10,7 +10,7 @@ use super::{CONFIRM_TIMEOUT, LIST_TIMEOUT};
 use crate::kubestash::{Kind, Reference, CORE_GROUP, VERSION};
 use crate::references::protect::kubestash::{for_each_object, Listed, ObjectKey};
 use crate::rules::kubestash::{self as rules, lookup, Catalog};
-use crate::rules::{Policy, Resolution};
+use crate::rules::Resolution;
 use crate::validator::Deadline;
 
 /// A KubeStash `addon` names an Addon that does not exist.
@@ -29,14 +29,8 @@ pub const HOOK_TEMPLATE_RESOLVED: &str = "HookTemplateResolved";
 /// reference alone), given what is known of the referents: a finding when admission would deny
 /// it (without the ratchet), none when it would not, or when something it depends on could not
 /// be looked up or is not served, which says nothing of the reference. Pure.
-pub fn finding(
-    kind: &Kind,
-    namespace: &str,
-    one: &Reference,
-    known: &Catalog,
-    policy: &Policy,
-) -> Option<Finding> {
-    let verdict = rules::judge_alone(kind, namespace, one, known, policy);
+pub fn finding(kind: &Kind, namespace: &str, one: &Reference, known: &Catalog) -> Option<Finding> {
+    let verdict = rules::judge_alone(kind, namespace, one, known);
     let (reasons, answer) = match one {
         Reference::Addon(addon) => (
             [ADDON_NOT_FOUND, ADDON_UNUSABLE],
@@ -67,7 +61,6 @@ impl Audit {
         let Some(kubestash) = self.kubestash.clone() else {
             return true;
         };
-        let policy = self.settings.policy.clone();
         let mut catalog = Catalog::default();
         let mut current: HashMap<HookId, (ObjectKey, Finding)> = HashMap::new();
         // Of the references reported before, those still there (a fixed one gets a Normal
@@ -86,7 +79,7 @@ impl Audit {
             kubestash.learn(object.kind, &object.refs, &mut catalog);
             for one in object.refs {
                 let id = (object.uid.clone(), one.path().to_string());
-                match finding(object.kind, &namespace, &one, &catalog, &policy) {
+                match finding(object.kind, &namespace, &one, &catalog) {
                     Some(found) => {
                         *counts.entry((object.kind.label, found.reason)).or_default() += 1;
                         current.insert(id.clone(), (object.key.clone(), found));
@@ -140,7 +133,7 @@ impl Audit {
             .catalog(&objects, Vec::new(), true, deadline)
             .await;
         let unconfirmed: HashSet<HookId> = (new.iter())
-            .filter(|(_, b)| finding(b.kind, &b.namespace, &b.one, &live, &policy).is_none())
+            .filter(|(_, b)| finding(b.kind, &b.namespace, &b.one, &live).is_none())
             .map(|(id, _)| (*id).clone())
             .collect();
         let mut reported = std::mem::take(&mut self.kubestash_reported);

@@ -21,7 +21,7 @@ use crate::kubestash::{self, Kind, Reference, References, TaskList, CORE_GROUP, 
 use crate::references::index;
 use crate::review::{self, Reply, Request};
 use crate::rules::kubestash::{self as rules, Catalog};
-use crate::rules::{Found, Policy, Problem, Resolution};
+use crate::rules::{Found, Problem, Resolution};
 use crate::sources::{list_pages, Referent, SpecObject};
 use crate::validator::{Deadline, KubeStashSources, Outcome};
 
@@ -91,116 +91,107 @@ pub async fn for_each_object(
     Ok(())
 }
 
-/// The referent a review changes, read from its object.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Written {
-    Addon(Addon),
-    Function(AddonFunction),
-    HookTemplate(HookTemplate),
-}
+/// A KubeStash referent that protection guards: where a catalog keeps it, the Functions it runs,
+/// and what keeps it from running as written.
+pub trait Guarded: Referent + PartialEq {
+    /// Its kind, as metrics label it.
+    const LABEL: &'static str;
 
-/// How a referent is read from its object.
-pub(super) type Reader = fn(&Value) -> Written;
-
-/// The KubeStash referent a review is about: its kind as metrics label it, and how to read it.
-pub(super) fn referent(req: &Request<'_>) -> Option<(&'static str, Reader)> {
-    fn is<R: Referent>(req: &Request<'_>) -> bool {
-        (&*req.kind.group, &*req.kind.version, &*req.kind.kind) == (R::GROUP, R::VERSION, R::KIND)
-    }
-    let referents: [(bool, &str, Reader); 3] = [
-        (is::<Addon>(req), "Addon.addons.kubestash.com", |o| {
-            Written::Addon(Addon::from_object(o))
-        }),
-        (
-            is::<AddonFunction>(req),
-            "Function.addons.kubestash.com",
-            |o| Written::Function(AddonFunction::from_object(o)),
-        ),
-        (
-            is::<HookTemplate>(req),
-            "HookTemplate.core.kubestash.com",
-            |o| Written::HookTemplate(HookTemplate::from_object(o)),
-        ),
-    ];
-    let (_, label, read) = referents.into_iter().find(|(is, _, _)| *is)?;
-    Some((label, read))
-}
-
-impl Written {
-    fn kind(&self) -> &'static str {
-        match self {
-            Written::Addon(_) => Addon::KIND,
-            Written::Function(_) => AddonFunction::KIND,
-            Written::HookTemplate(_) => HookTemplate::KIND,
-        }
-    }
+    /// Where a catalog keeps referents of its kind.
+    fn slot(catalog: &mut Catalog) -> &mut Option<HashMap<String, Resolution<Self>>>;
 
     /// The Functions it runs.
-    fn functions(&self) -> Vec<String> {
-        match self {
-            Written::Addon(addon) => addon.functions().map(str::to_owned).collect(),
-            Written::HookTemplate(template) => {
-                template.function().into_iter().map(str::to_owned).collect()
-            }
-            Written::Function(_) => Vec::new(),
-        }
+    fn runs(&self) -> Vec<String> {
+        Vec::new()
     }
 
     /// What to warn about it as written: what keeps it from running, field path first, as the
     /// rules say it of an object that names it. `key`: its name (`NAMESPACE/NAME` for a
     /// HookTemplate); `catalog`: what is known of the Functions it runs. Pure.
-    pub fn warnings(&self, key: &str, catalog: &Catalog) -> Vec<String> {
-        let runs = |path: &str, runner: String, function: Option<&str>| {
-            let (found, _) = rules::function_problems(&path.into(), &runner, function, catalog);
-            found.into_iter().filter_map(|found| match found {
-                Found::Problem(problem) => Some(problem.to_string()),
-                _ => None,
-            })
-        };
-        match self {
-            Written::Addon(addon) => {
-                let mut warnings = Vec::new();
-                for list in [TaskList::Backup, TaskList::Restore] {
-                    for (i, task) in addon.tasks(list).iter().enumerate() {
-                        let (list, name) = (list.as_str(), &task.name);
-                        let path = format!("spec.{list}Tasks[{i}].function");
-                        let runner = format!("{list} task \"{name}\" of Addon \"{key}\"");
-                        warnings.extend(runs(&path, runner, task.function.as_deref()));
-                    }
-                }
-                warnings
-            }
-            Written::HookTemplate(template) => match &template.executor {
-                HookExecutor::Function(None) => vec![format!(
-                    "spec.executor.function.name: HookTemplate \"{key}\" has executor type Function but names no Function: a hook that names it fails until it names one (set it to the name of a Function, {LIST_FUNCTIONS})"
-                )],
-                HookExecutor::Function(function) => {
-                    let runner = format!("HookTemplate \"{key}\"");
-                    runs("spec.executor.function.name", runner, function.as_deref()).collect()
-                }
-                HookExecutor::Other => Vec::new(),
-            },
-            Written::Function(function) => (function.faults().into_iter())
-                .map(|(field, what, fix)| format!("{field}: Function \"{key}\" {what}: an Addon task or HookTemplate that runs it fails until it is fixed ({fix})"))
-                .collect(),
-        }
-    }
+    fn warnings(&self, key: &str, catalog: &Catalog) -> Vec<String>;
 
     /// Puts it in `catalog` as `key`: found, or not found once `deleted`.
     fn put(&self, key: &str, deleted: bool, catalog: &mut Catalog) {
-        fn put<R>(map: &mut Option<HashMap<String, Resolution<R>>>, key: &str, r: R, gone: bool) {
-            let answer = if gone {
-                Resolution::NotFound
-            } else {
-                Resolution::found(r)
-            };
-            map.get_or_insert_with(HashMap::new)
-                .insert(key.to_owned(), answer);
+        let answer = match deleted {
+            true => Resolution::NotFound,
+            false => Resolution::found(self.clone()),
+        };
+        let slot = Self::slot(catalog).get_or_insert_with(HashMap::new);
+        slot.insert(key.to_owned(), answer);
+    }
+}
+
+/// What keeps the Function that `runner` runs from running, as warnings at `path`.
+fn runs(path: &str, runner: String, function: Option<&str>, catalog: &Catalog) -> Vec<String> {
+    let (found, _) = rules::function_problems(&path.into(), &runner, function, catalog);
+    let problem = |found| match found {
+        Found::Problem(problem) => Some(problem.to_string()),
+        _ => None,
+    };
+    found.into_iter().filter_map(problem).collect()
+}
+
+impl Guarded for Addon {
+    const LABEL: &'static str = "Addon.addons.kubestash.com";
+
+    fn slot(catalog: &mut Catalog) -> &mut Option<HashMap<String, Resolution<Self>>> {
+        &mut catalog.addons
+    }
+
+    fn runs(&self) -> Vec<String> {
+        self.functions().map(str::to_owned).collect()
+    }
+
+    fn warnings(&self, key: &str, catalog: &Catalog) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for list in [TaskList::Backup, TaskList::Restore] {
+            for (i, task) in self.tasks(list).iter().enumerate() {
+                let (list, name) = (list.as_str(), &task.name);
+                let path = format!("spec.{list}Tasks[{i}].function");
+                let runner = format!("{list} task \"{name}\" of Addon \"{key}\"");
+                warnings.extend(runs(&path, runner, task.function.as_deref(), catalog));
+            }
         }
-        match self.clone() {
-            Written::Addon(a) => put(&mut catalog.addons, key, a, deleted),
-            Written::Function(f) => put(&mut catalog.functions, key, f, deleted),
-            Written::HookTemplate(t) => put(&mut catalog.hook_templates, key, t, deleted),
+        warnings
+    }
+}
+
+impl Guarded for AddonFunction {
+    const LABEL: &'static str = "Function.addons.kubestash.com";
+
+    fn slot(catalog: &mut Catalog) -> &mut Option<HashMap<String, Resolution<Self>>> {
+        &mut catalog.functions
+    }
+
+    fn warnings(&self, key: &str, _: &Catalog) -> Vec<String> {
+        (self.faults().into_iter())
+            .map(|(field, what, fix)| format!("{field}: Function \"{key}\" {what}: an Addon task or HookTemplate that runs it fails until it is fixed ({fix})"))
+            .collect()
+    }
+}
+
+impl Guarded for HookTemplate {
+    const LABEL: &'static str = "HookTemplate.core.kubestash.com";
+
+    fn slot(catalog: &mut Catalog) -> &mut Option<HashMap<String, Resolution<Self>>> {
+        &mut catalog.hook_templates
+    }
+
+    fn runs(&self) -> Vec<String> {
+        self.function().into_iter().map(str::to_owned).collect()
+    }
+
+    fn warnings(&self, key: &str, catalog: &Catalog) -> Vec<String> {
+        let path = "spec.executor.function.name";
+        match &self.executor {
+            HookExecutor::Function(None) => vec![format!(
+                "{path}: HookTemplate \"{key}\" has executor type Function but names no Function: a hook that names it fails until it names one (set it to the name of a Function, {LIST_FUNCTIONS})"
+            )],
+            HookExecutor::Function(function) => {
+                let runner = format!("HookTemplate \"{key}\"");
+                runs(path, runner, function.as_deref(), catalog)
+            }
+            HookExecutor::Other => Vec::new(),
         }
     }
 }
@@ -211,7 +202,7 @@ impl Written {
 pub fn broken_by(object: &Listed, before: &Catalog, after: &Catalog) -> Vec<(User, Problem)> {
     let namespace = object.key.namespace.as_deref().unwrap_or_default();
     let judge = |one: &Reference, catalog: &Catalog| {
-        rules::judge_alone(object.kind, namespace, one, catalog, &Policy::default())
+        rules::judge_alone(object.kind, namespace, one, catalog)
     };
     (object.refs.iter())
         .filter(|one| judge(one, before).allowed())
@@ -258,14 +249,32 @@ pub fn judge(
 }
 
 impl Protector {
-    /// A review of an Addon, a KubeStash Function or a HookTemplate (`label`: its kind, as
-    /// metrics label it).
+    /// A review of an Addon, a KubeStash Function or a HookTemplate, when KubeStash's referents
+    /// are protected; None for any other kind.
     pub(super) async fn review_kubestash(
         &self,
         req: &Request<'_>,
-        (label, read): (&'static str, Reader),
         annotated: bool,
         deadline: Deadline,
+    ) -> Option<Outcome> {
+        fn is<R: Referent>(req: &Request<'_>) -> bool {
+            let kind = (&*req.kind.group, &*req.kind.version, &*req.kind.kind);
+            kind == (R::GROUP, R::VERSION, R::KIND)
+        }
+        let sources = self.kubestash.as_ref()?;
+        let guard = (sources, annotated, deadline);
+        Some(match () {
+            _ if is::<Addon>(req) => self.guard::<Addon>(req, guard).await,
+            _ if is::<AddonFunction>(req) => self.guard::<AddonFunction>(req, guard).await,
+            _ if is::<HookTemplate>(req) => self.guard::<HookTemplate>(req, guard).await,
+            _ => return None,
+        })
+    }
+
+    async fn guard<R: Guarded>(
+        &self,
+        req: &Request<'_>,
+        guard: (&KubeStashSources, bool, Deadline),
     ) -> Outcome {
         let reply = match review::whole_objects(req.body) {
             Ok((new, old)) => {
@@ -275,9 +284,8 @@ impl Protector {
                     Operation::Update => (old, new),
                     _ => (old, None),
                 };
-                let (old, new) = (old.map(|o| read(&o)), new.map(|o| read(&o)));
-                self.kubestash_change(req, (old, new), annotated, deadline)
-                    .await
+                let read = |o: Option<Value>| o.map(|o| R::from_object(&o));
+                self.change(req, (read(old), read(new)), guard).await
             }
             Err(err) => Ok(Reply::deny(format!("the request could not be read: {err}"))),
         };
@@ -285,19 +293,17 @@ impl Protector {
             Ok(reply) => self.outcome(reply),
             Err(unchecked) => self.unverified(&unchecked),
         };
-        outcome.other_kind = Some(label);
+        outcome.other_kind = Some(R::LABEL);
         outcome
     }
 
-    async fn kubestash_change(
+    async fn change<R: Guarded>(
         &self,
         req: &Request<'_>,
-        (old, new): (Option<Written>, Option<Written>),
-        annotated: bool,
-        deadline: Deadline,
+        (old, new): (Option<R>, Option<R>),
+        (sources, annotated, deadline): (&KubeStashSources, bool, Deadline),
     ) -> Result<Reply, Unchecked> {
-        let (Some(written), Some(sources)) = (new.as_ref().or(old.as_ref()), &self.kubestash)
-        else {
+        let Some(written) = new.as_ref().or(old.as_ref()) else {
             return Ok(Reply::allow());
         };
         // A HookTemplate is known by `NAMESPACE/NAME`.
@@ -308,37 +314,26 @@ impl Protector {
         let delete = req.operation == Operation::Delete;
         let changed = delete || (req.operation == Operation::Update && old != new);
         // The Functions it runs, looked up as a review looks them up.
-        let functions = new
-            .iter()
-            .chain(&old)
-            .flat_map(Written::functions)
-            .collect();
+        let functions = new.iter().chain(&old).flat_map(R::runs).collect();
         let looked_up = sources.catalog(&[], functions, false, deadline).await;
         let (mut before, mut after) = (looked_up.clone(), looked_up);
         if let Some(old) = &old {
             old.put(&key, false, &mut before);
         }
         written.put(&key, delete, &mut after);
-        let warnings = new
-            .as_ref()
+        let warnings = (new.as_ref())
             .map(|new| new.warnings(&key, &after))
             .unwrap_or_default();
         let broken = match (&self.cluster, changed) {
             (Some(cluster), true) => {
                 let catalogs = (before, after);
                 let broken = broken(cluster, sources, catalogs, deadline).await;
-                let what = format!("{} \"{key}\"", written.kind());
+                let what = format!("{} \"{key}\"", R::KIND);
                 broken.map_err(|err| Unchecked::listing(&what, "objects", err))?
             }
             _ => Vec::new(),
         };
-        Ok(judge(
-            (written.kind(), &key),
-            delete,
-            &broken,
-            warnings,
-            annotated,
-        ))
+        Ok(judge((R::KIND, &key), delete, &broken, warnings, annotated))
     }
 }
 

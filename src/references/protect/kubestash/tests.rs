@@ -24,18 +24,18 @@ fn db_backup() -> Listed {
     }
 }
 
-fn addon(tasks: Value) -> Written {
-    Written::Addon(Addon::from_object(&json!({"spec": {"backupTasks": tasks}})))
+fn addon(tasks: Value) -> Addon {
+    Addon::from_object(&json!({"spec": {"backupTasks": tasks}}))
 }
 
-fn template(function: &str) -> Written {
-    Written::HookTemplate(HookTemplate::from_object(
+fn template(function: &str) -> HookTemplate {
+    HookTemplate::from_object(
         &json!({"spec": {"executor": {"type": "Function", "function": {"name": function}}}}),
-    ))
+    )
 }
 
-fn function(spec: Value) -> Written {
-    Written::Function(AddonFunction::from_object(&json!({ "spec": spec })))
+fn function(spec: Value) -> AddonFunction {
+    AddonFunction::from_object(&json!({ "spec": spec }))
 }
 
 /// The Addon and the HookTemplate `db-backup` names, both running Function `workload-backup`;
@@ -54,7 +54,7 @@ fn catalog() -> Catalog {
 
 /// What changing referent `key` (`old`) to `new` (none: deleting it) breaks in `db-backup`, as
 /// `(path, first denial)`.
-fn breaks(old: Written, key: &str, new: Option<Written>) -> Vec<(String, String)> {
+fn breaks<R: Guarded>(old: R, key: &str, new: Option<R>) -> Vec<(String, String)> {
     let before = catalog();
     let mut after = before.clone();
     match new {
@@ -67,11 +67,11 @@ fn breaks(old: Written, key: &str, new: Option<Written>) -> Vec<(String, String)
         .collect()
 }
 
-fn an_addon() -> Written {
+fn an_addon() -> Addon {
     addon(json!([]))
 }
 
-fn a_function() -> Written {
+fn a_function() -> AddonFunction {
     function(json!({}))
 }
 
@@ -136,7 +136,7 @@ fn an_update_breaks_what_admission_would_now_deny() {
     let image = json!({"image": "ghcr.io/kubestash/workload:v0.2"});
     assert!(breaks(a_function(), "workload-backup", Some(function(image))).is_empty());
     let pod = HookTemplate::from_object(&json!({"spec": {"executor": {"type": "Pod"}}}));
-    let pod = Some(Written::HookTemplate(pod));
+    let pod = Some(pod);
     assert!(breaks(template("x"), "demo/freeze", pod).is_empty());
 }
 
@@ -214,7 +214,7 @@ fn a_referent_that_cannot_run_is_written_with_a_warning_per_problem() {
     );
     let nameless = HookTemplate::from_object(&json!({"spec": {"executor": {"type": "Function"}}}));
     assert_eq!(
-        Written::HookTemplate(nameless).warnings("demo/freeze", &catalog()),
+        nameless.warnings("demo/freeze", &catalog()),
         ["spec.executor.function.name: HookTemplate \"demo/freeze\" has executor type Function but names no Function: a hook that names it fails until it names one (set it to the name of a Function, list them with: kubectl get functions.addons.kubestash.com)"]
     );
     assert_eq!(
