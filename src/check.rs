@@ -372,17 +372,15 @@ fn judge_kubestash(
     };
     let refs = kubestash::references(kind, &doc.object, namespace);
     let complete = catalog.complete;
-    let (addons, templates) = ks_rules::to_resolve(&[(kind, &refs)]);
+    let objects = [(kind, &refs[..])];
+    let wanted = ks_rules::to_resolve(&objects, &ks_rules::Catalog::default());
     let mut known = ks_rules::Catalog {
-        addons: found(&catalog.addons, addons, complete),
-        hook_templates: found(&catalog.hook_templates, templates, complete),
+        addons: found(&catalog.addons, wanted.addons, complete),
+        hook_templates: found(&catalog.hook_templates, wanted.hook_templates, complete),
         functions: None,
     };
-    known.functions = found(
-        &catalog.addon_functions,
-        ks_rules::functions_to_resolve(&refs, &known),
-        complete,
-    );
+    let functions = ks_rules::to_resolve(&objects, &known).functions;
+    known.functions = found(&catalog.addon_functions, functions, complete);
     let verdict = ks_rules::judge(kind, namespace, &refs, &[], &known, policy);
     Judged {
         file: file.to_owned(),

@@ -148,14 +148,17 @@ impl fmt::Display for StashKind {
 
 /// A field path in the notation the API server uses in its own errors
 /// (`spec.members[1].hooks.postBackup.executor.functionName`, map keys as `params[key]`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct FieldPath(String);
 
 impl FieldPath {
+    /// The field `name` of this one; of none (the object itself) when this one is empty.
     pub fn child(&self, name: &str) -> Self {
         let mut path = String::with_capacity(self.0.len() + 1 + name.len());
         path.push_str(&self.0);
-        path.push('.');
+        if !path.is_empty() {
+            path.push('.');
+        }
         path.push_str(name);
         FieldPath(path)
     }

@@ -10,7 +10,7 @@
 
 pub mod referents;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::stash::FieldPath;
 pub use crate::stash::{Name, Params};
@@ -136,8 +136,8 @@ pub struct TaskUse {
     pub path: FieldPath,
     pub name: Name,
     pub params: Params,
-    /// `variables[].name`: inputs too.
-    pub variables: Vec<String>,
+    /// `variables[].name`, with each one's index: inputs too.
+    pub variables: Vec<(usize, String)>,
     /// `addonVolumes[].name`, with each one's index.
     pub volumes: Vec<(usize, String)>,
 }
@@ -151,7 +151,8 @@ pub struct HookUse {
     /// The namespace searched: `hookTemplate.namespace`, or the object's own when it is empty.
     pub namespace: String,
     pub params: Params,
-    pub variables: Vec<String>,
+    /// `variables[].name`, with each one's index.
+    pub variables: Vec<(usize, String)>,
 }
 
 impl HookUse {
@@ -185,63 +186,45 @@ pub type References = Vec<Reference>;
 /// request's, for hooks that leave `hookTemplate.namespace` empty). Values of an unexpected shape
 /// are passed over: the CRD schema is the API server's job.
 pub fn references(kind: &Kind, object: &Value, namespace: &str) -> References {
-    let mut refs = References::new();
-    for pattern in kind.addons {
-        for (path, addon) in locate(object, pattern) {
-            let Some(addon) = addon.as_object() else {
-                continue;
-            };
-            refs.push(Reference::Addon(AddonUse {
-                name: Name::of(addon.get("name")),
-                tasks: tasks_of(&path, addon),
-                path,
-            }));
-        }
-    }
-    for pattern in kind.hooks {
-        for (path, hook) in locate(object, pattern) {
-            let Some(template) = hook.get("hookTemplate").and_then(Value::as_object) else {
-                continue;
-            };
-            let namespace = match template.get("namespace").and_then(Value::as_str) {
-                Some(ns) if !ns.is_empty() => ns.to_owned(),
-                _ => namespace.to_owned(),
-            };
-            refs.push(Reference::Hook(HookUse {
-                name: Name::of(template.get("name")),
-                namespace,
-                params: Params::of(hook.get("params")),
-                variables: names(hook.get("variables")),
-                path,
-            }));
-        }
-    }
-    refs
-}
-
-fn tasks_of(path: &FieldPath, addon: &Map<String, Value>) -> Vec<TaskUse> {
-    let Some(tasks) = addon.get("tasks").and_then(Value::as_array) else {
-        return Vec::new();
+    let at = |patterns: &'static [&'static str]| {
+        (patterns.iter()).flat_map(|pattern| locate(object, FieldPath::default(), pattern))
     };
-    let tasks_path = path.child("tasks");
-    tasks
-        .iter()
-        .enumerate()
-        .filter_map(|(j, task)| {
-            let task = task.as_object()?;
-            Some(TaskUse {
-                path: tasks_path.index(j),
-                name: Name::of(task.get("name")),
-                params: Params::of(task.get("params")),
-                variables: names(task.get("variables")),
-                volumes: indexed_names(task.get("addonVolumes")),
-            })
-        })
-        .collect()
+    let addons = at(kind.addons).filter_map(|(path, addon)| {
+        Some(Reference::Addon(AddonUse {
+            name: Name::of(addon.as_object()?.get("name")),
+            tasks: (locate(addon, path.clone(), "tasks[*]").into_iter())
+                .filter_map(|(path, task)| {
+                    Some(TaskUse {
+                        name: Name::of(task.as_object()?.get("name")),
+                        params: Params::of(task.get("params")),
+                        variables: names(task.get("variables")),
+                        volumes: names(task.get("addonVolumes")),
+                        path,
+                    })
+                })
+                .collect(),
+            path,
+        }))
+    });
+    let hooks = at(kind.hooks).filter_map(|(path, hook)| {
+        let template = hook.get("hookTemplate")?.as_object()?;
+        let namespace = match template.get("namespace").and_then(Value::as_str) {
+            Some(ns) if !ns.is_empty() => ns,
+            _ => namespace,
+        };
+        Some(Reference::Hook(HookUse {
+            name: Name::of(template.get("name")),
+            namespace: namespace.to_owned(),
+            params: Params::of(hook.get("params")),
+            variables: names(hook.get("variables")),
+            path,
+        }))
+    });
+    addons.chain(hooks).collect()
 }
 
 /// The `name` of each element of a list of `{name, ...}`, with its index.
-fn indexed_names(list: Option<&Value>) -> Vec<(usize, String)> {
+fn names(list: Option<&Value>) -> Vec<(usize, String)> {
     let list = list
         .and_then(Value::as_array)
         .map_or(&[][..], Vec::as_slice);
@@ -249,16 +232,10 @@ fn indexed_names(list: Option<&Value>) -> Vec<(usize, String)> {
     list.iter().enumerate().filter_map(name).collect()
 }
 
-fn names(list: Option<&Value>) -> Vec<String> {
-    indexed_names(list)
-        .into_iter()
-        .map(|(_, name)| name)
-        .collect()
-}
-
-/// The values at `pattern` in `value`, each with its field path (`[*]` expanded to indices).
-fn locate<'v>(value: &'v Value, pattern: &str) -> Vec<(FieldPath, &'v Value)> {
-    let mut found = vec![(None::<FieldPath>, value)];
+/// The values at `pattern` under `value` (found at `path`), each with its field path: `[*]`
+/// stands for each element of a list, and becomes its index.
+fn locate<'v>(value: &'v Value, path: FieldPath, pattern: &str) -> Vec<(FieldPath, &'v Value)> {
+    let mut found = vec![(path, value)];
     for segment in pattern.split('.') {
         let (field, each) = match segment.strip_suffix("[*]") {
             Some(field) => (field, true),
@@ -269,28 +246,18 @@ fn locate<'v>(value: &'v Value, pattern: &str) -> Vec<(FieldPath, &'v Value)> {
             let Some(child) = value.get(field) else {
                 continue;
             };
-            let path = match path {
-                Some(p) => p.child(field),
-                None => FieldPath::from(field),
-            };
-            if !each {
-                next.push((Some(path), child));
-                continue;
-            }
-            if let Some(list) = child.as_array() {
-                next.extend(
-                    list.iter()
-                        .enumerate()
-                        .map(|(i, element)| (Some(path.index(i)), element)),
-                );
+            let path = path.child(field);
+            match child.as_array() {
+                _ if !each => next.push((path, child)),
+                Some(list) => {
+                    next.extend((list.iter().enumerate()).map(|(i, e)| (path.index(i), e)))
+                }
+                None => {}
             }
         }
         found = next;
     }
     found
-        .into_iter()
-        .filter_map(|(path, value)| Some((path?, value)))
-        .collect()
 }
 
 #[cfg(test)]

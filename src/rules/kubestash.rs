@@ -10,7 +10,7 @@ use super::{FailurePolicy, Found, Policy};
 use super::{Resolution, Verdict};
 use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate, Parameter};
 use crate::kubestash::referents::{HookExecutor, Usage};
-use crate::kubestash::{AddonUse, HookUse, Kind, Params, Reference};
+use crate::kubestash::{AddonUse, HookUse, Kind, Name, Params, Reference};
 use crate::stash::FieldPath;
 
 const LIST_ADDONS: &str = "list them with: kubectl get addons.addons.kubestash.com";
@@ -40,62 +40,57 @@ pub struct Catalog {
     pub hook_templates: Option<HashMap<String, Resolution<HookTemplate>>>,
 }
 
-/// The Addons, and the HookTemplates (as `NAMESPACE/NAME`), that objects name, each once,
-/// sorted: those that can be looked up.
-pub fn to_resolve(objects: &[(&Kind, &[Reference])]) -> (Vec<String>, Vec<String>) {
-    let (mut addons, mut templates) = (Vec::new(), Vec::new());
-    for (kind, refs) in objects {
-        for r in *refs {
-            let (name, key, keys) = match r {
-                Reference::Addon(a) => (&a.name, a.name.as_str().map(str::to_owned), &mut addons),
-                Reference::Hook(h) => (&h.name, h.key(), &mut templates),
-            };
-            if (name.as_str()).is_some_and(|n| judged(kind, n) && valid_object_name(n)) {
-                keys.extend(key);
-            }
-        }
-    }
-    for keys in [&mut addons, &mut templates] {
-        keys.sort_unstable();
-        keys.dedup();
-    }
-    (addons, templates)
+/// What some objects name that can be looked up, each kind by name.
+#[derive(Debug, Default)]
+pub struct Wanted {
+    pub addons: Vec<String>,
+    /// As `NAMESPACE/NAME`.
+    pub hook_templates: Vec<String>,
+    pub functions: Vec<String>,
 }
 
-/// The Functions the found Addons' named tasks and the found HookTemplates run, each once.
-pub fn functions_to_resolve(refs: &[Reference], known: &Catalog) -> Vec<String> {
-    let mut names = Vec::new();
-    for r in refs {
+/// What `objects` name that can be looked up: their Addons and HookTemplates, and the Functions
+/// run by the tasks they name of the Addons `known` holds as found, and by the HookTemplates it
+/// holds as found.
+pub fn to_resolve(objects: &[(&Kind, &[Reference])], known: &Catalog) -> Wanted {
+    let mut wanted = Wanted::default();
+    let functions = &mut wanted.functions;
+    let all = objects
+        .iter()
+        .flat_map(|(k, refs)| refs.iter().map(move |r| (k, r)));
+    for (kind, r) in all {
         match r {
             Reference::Addon(used) => {
-                let found = lookup(known.addons.as_ref(), used.name.as_str());
-                let Some(Resolution::Found(addon)) = found else {
+                let name = lookable(kind, &used.name);
+                wanted.addons.extend(name.map(str::to_owned));
+                let Some(Resolution::Found(addon)) = lookup(known.addons.as_ref(), name) else {
                     continue;
                 };
-                for task in &used.tasks {
-                    let offered = addon.backup_tasks.iter().chain(&addon.restore_tasks);
-                    for t in offered.filter(|t| Some(t.name.as_str()) == task.name.as_str()) {
-                        names.extend(t.function.clone());
-                    }
+                let offered = || addon.backup_tasks.iter().chain(&addon.restore_tasks);
+                for task in used.tasks.iter().filter_map(|t| t.name.as_str()) {
+                    let runs = offered().filter(|t| t.name == task);
+                    functions.extend(runs.filter_map(|t| t.function.clone()));
                 }
             }
             Reference::Hook(hook) => {
-                let found = lookup(known.hook_templates.as_ref(), hook.key().as_deref());
+                let key = lookable(kind, &hook.name).and(hook.key());
+                wanted.hook_templates.extend(key.clone());
+                let found = lookup(known.hook_templates.as_ref(), key.as_deref());
                 if let Some(Resolution::Found(template)) = found {
-                    names.extend(template.function().map(str::to_owned));
+                    functions.extend(template.function().map(str::to_owned));
                 }
             }
         }
     }
-    names.retain(|n| valid_object_name(n));
-    names.sort_unstable();
-    names.dedup();
-    names
+    functions.retain(|n| valid_object_name(n));
+    wanted
 }
 
-/// A blueprint's value holding `${` is filled in per target later.
-fn judged(kind: &Kind, name: &str) -> bool {
-    !(kind.template && name.contains("${"))
+/// The name when it can be looked up: one a Kubernetes object may have, and not a blueprint's
+/// `${...}`, which is filled in per target later.
+fn lookable<'n>(kind: &Kind, name: &'n Name) -> Option<&'n str> {
+    let judged = |n: &&str| !(kind.template && n.contains("${"));
+    name.as_str().filter(|n| judged(n) && valid_object_name(n))
 }
 
 /// What `found` holds of `name`, when there is a map and a name.
@@ -369,7 +364,7 @@ fn input_problems(
     runner: &str,
     declared: &[Parameter],
     params: &Params,
-    variables: &[String],
+    variables: &[(usize, String)],
     function: Option<&AddonFunction>,
 ) -> Vec<Found> {
     let mut out = Vec::new();
@@ -407,7 +402,7 @@ fn input_problems(
         let set = variable.has_default
             || names.contains(&name)
             || keys.iter().any(|k| k == name)
-            || variables.iter().any(|v| v == name)
+            || variables.iter().any(|(_, v)| v == name)
             || KUBESTASH_VARIABLES.contains(&name)
             || !valid_param_name(name);
         if !set {

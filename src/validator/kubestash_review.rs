@@ -51,19 +51,22 @@ impl KubeStashSources {
         live: bool,
         deadline: Deadline,
     ) -> Catalog {
-        let (addons, templates) = rules::to_resolve(objects);
+        let wanted = rules::to_resolve(objects, &Catalog::default());
         let (addons, hook_templates) = futures::join!(
-            answers(self.addons.as_deref(), addons, live, deadline),
-            answers(self.hook_templates.as_deref(), templates, live, deadline),
+            answers(self.addons.as_deref(), wanted.addons, live, deadline),
+            answers(
+                self.hook_templates.as_deref(),
+                wanted.hook_templates,
+                live,
+                deadline
+            ),
         );
         let mut catalog = Catalog {
             addons,
             hook_templates,
             functions: None,
         };
-        for (_, refs) in objects {
-            functions.extend(rules::functions_to_resolve(refs, &catalog));
-        }
+        functions.extend(rules::to_resolve(objects, &catalog).functions);
         catalog.functions = answers(self.functions.as_deref(), functions, live, deadline).await;
         catalog
     }
@@ -85,10 +88,15 @@ impl KubeStashSources {
                     .or_insert_with_key(|name| source.remembered(name));
             }
         }
-        let (addons, templates) = rules::to_resolve(&[(kind, refs)]);
-        fill(&self.addons, &mut catalog.addons, addons);
-        fill(&self.hook_templates, &mut catalog.hook_templates, templates);
-        let functions = rules::functions_to_resolve(refs, catalog);
+        let objects = [(kind, refs)];
+        let wanted = rules::to_resolve(&objects, catalog);
+        fill(&self.addons, &mut catalog.addons, wanted.addons);
+        fill(
+            &self.hook_templates,
+            &mut catalog.hook_templates,
+            wanted.hook_templates,
+        );
+        let functions = rules::to_resolve(&objects, catalog).functions;
         fill(&self.functions, &mut catalog.functions, functions);
     }
 

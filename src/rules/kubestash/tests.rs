@@ -112,13 +112,15 @@ impl Cluster {
                 })
                 .collect()
         }
-        let (addons, templates) = to_resolve(&[(kind, refs)]);
+        let objects = [(kind, refs)];
+        let wanted = to_resolve(&objects, &Catalog::default());
         let mut known = Catalog {
-            addons: Some(pick(addons, &self.addons)),
-            hook_templates: Some(pick(templates, &self.templates)),
+            addons: Some(pick(wanted.addons, &self.addons)),
+            hook_templates: Some(pick(wanted.hook_templates, &self.templates)),
             functions: None,
         };
-        known.functions = Some(pick(functions_to_resolve(refs, &known), &self.functions));
+        let functions = to_resolve(&objects, &known).functions;
+        known.functions = Some(pick(functions, &self.functions));
         known
     }
 }
