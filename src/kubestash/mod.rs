@@ -135,9 +135,7 @@ pub struct TaskUse {
     /// The element of `tasks` (`...addon.tasks[0]`).
     pub path: FieldPath,
     pub name: Name,
-    pub params: Params,
-    /// `variables[].name`, with each one's index: inputs too.
-    pub variables: Vec<(usize, String)>,
+    pub inputs: Inputs,
     /// `addonVolumes[].name`, with each one's index.
     pub volumes: Vec<(usize, String)>,
 }
@@ -150,9 +148,24 @@ pub struct HookUse {
     pub name: Name,
     /// The namespace searched: `hookTemplate.namespace`, or the object's own when it is empty.
     pub namespace: String,
+    pub inputs: Inputs,
+}
+
+/// What a task or a hook gives the Function it runs: its `params`, and `variables[].name` (with
+/// each one's index), which are inputs too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inputs {
     pub params: Params,
-    /// `variables[].name`, with each one's index.
     pub variables: Vec<(usize, String)>,
+}
+
+impl Inputs {
+    fn of(task_or_hook: &Value) -> Self {
+        Inputs {
+            params: Params::of(task_or_hook.get("params")),
+            variables: names(task_or_hook.get("variables")),
+        }
+    }
 }
 
 impl HookUse {
@@ -196,8 +209,7 @@ pub fn references(kind: &Kind, object: &Value, namespace: &str) -> References {
                 .filter_map(|(path, task)| {
                     Some(TaskUse {
                         name: Name::of(task.as_object()?.get("name")),
-                        params: Params::of(task.get("params")),
-                        variables: names(task.get("variables")),
+                        inputs: Inputs::of(task),
                         volumes: names(task.get("addonVolumes")),
                         path,
                     })
@@ -215,8 +227,7 @@ pub fn references(kind: &Kind, object: &Value, namespace: &str) -> References {
         Some(Reference::Hook(HookUse {
             name: Name::of(template.get("name")),
             namespace: namespace.to_owned(),
-            params: Params::of(hook.get("params")),
-            variables: names(hook.get("variables")),
+            inputs: Inputs::of(hook),
             path,
         }))
     });
@@ -306,7 +317,7 @@ mod tests {
             addon.tasks[0].path.as_str(),
             "spec.sessions[0].addon.tasks[0]"
         );
-        assert_eq!(addon.tasks[0].params.keys(), ["paths"]);
+        assert_eq!(addon.tasks[0].inputs.params.keys(), ["paths"]);
         assert_eq!(
             addon.tasks[0].volumes,
             [(0, "kubestash-tmp-volume".to_owned())]

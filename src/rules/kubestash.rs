@@ -10,7 +10,7 @@ use super::{FailurePolicy, Found, Policy};
 use super::{Resolution, Verdict};
 use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate, Parameter};
 use crate::kubestash::referents::{HookExecutor, Usage};
-use crate::kubestash::{AddonUse, HookUse, Kind, Name, Params, Reference};
+use crate::kubestash::{AddonUse, HookUse, Inputs, Kind, Name, Params, Reference};
 use crate::stash::FieldPath;
 
 const LIST_ADDONS: &str = "list them with: kubectl get addons.addons.kubestash.com";
@@ -166,9 +166,9 @@ fn blueprint(kind: &Kind) -> Option<&'static str> {
 }
 
 fn addon_problems(kind: &Kind, addon: &AddonUse, known: &Catalog) -> Vec<Found> {
-    let name_path = addon.path.child("name");
+    let path = addon.path.child("name");
     let fix = || format!("name the Addon that backs up this target ({LIST_ADDONS})");
-    let found = named(blueprint(kind), &name_path, &addon.name, "Addon", fix).and_then(|name| {
+    let found = named(blueprint(kind), &path, &addon.name, "Addon", fix).and_then(|name| {
         let shown = format!("Addon \"{name}\"");
         let not_found = || {
             let fix = "install the KubeStash addon that provides it, or fix the name";
@@ -177,24 +177,20 @@ fn addon_problems(kind: &Kind, addon: &AddonUse, known: &Catalog) -> Vec<Found> 
                 format!("{fix} ({LIST_ADDONS})"),
             )
         };
-        let found = look(
-            known.addons.as_ref().map(|m| m.get(name)),
+        let answer = known.addons.as_ref().map(|m| m.get(name));
+        Ok((
             name,
-            &name_path,
-            ("Addon", &shown),
-            not_found,
-        )?;
-        Ok((name, found))
+            look(answer, name, &path, ("Addon", &shown), not_found)?,
+        ))
     });
     let (name, found) = match found {
         Ok(found) => found,
         Err(finding) => return vec![finding],
     };
+    let (list, offered) = (kind.tasks.as_str(), found.tasks(kind.tasks));
     let mut out = Vec::new();
-    let list = kind.tasks.as_str();
-    let offered = found.tasks(kind.tasks);
     for task in &addon.tasks {
-        let task_path = task.path.child("name");
+        let path = task.path.child("name");
         // Only built for a problem: it ranks every task the Addon offers.
         let fix = || {
             let names: Vec<&str> = offered.iter().map(|t| t.name.as_str()).collect();
@@ -202,12 +198,11 @@ fn addon_problems(kind: &Kind, addon: &AddonUse, known: &Catalog) -> Vec<Found> 
             let has = closest_first(given, &names, ("it has", "it has none"));
             format!("name one of Addon \"{name}\"'s {list} tasks ({has})")
         };
-        let offer =
-            named(blueprint(kind), &task_path, &task.name, "task", fix).and_then(|task_name| {
-                let offer = offered.iter().find(|t| t.name == task_name);
-                let what = || format!("Addon \"{name}\" has no {list} task \"{task_name}\"");
-                offer.ok_or_else(|| problem(task_path.clone(), what(), fix()))
-            });
+        let offer = named(blueprint(kind), &path, &task.name, "task", fix).and_then(|given| {
+            let what = || format!("Addon \"{name}\" has no {list} task \"{given}\"");
+            let offer = offered.iter().find(|t| t.name == given);
+            offer.ok_or_else(|| problem(path.clone(), what(), fix()))
+        });
         let offer = match offer {
             Ok(offer) => offer,
             Err(finding) => {
@@ -216,145 +211,127 @@ fn addon_problems(kind: &Kind, addon: &AddonUse, known: &Catalog) -> Vec<Found> 
             }
         };
         let runner = format!("{list} task \"{}\" of Addon \"{name}\"", offer.name);
-        let (found, reads) =
-            function_problems(&task_path, &runner, offer.function.as_deref(), known);
+        let function = offer.function.as_deref();
+        let (found, reads) = function_problems(&path, &runner, function, task_nameless(), known);
         out.extend(found);
-        let (parameters, given) = (&offer.parameters, &task.params);
-        let mut inputs = input_problems(
+        out.extend(input_problems(
             &task.path,
             &runner,
-            parameters,
-            given,
-            &task.variables,
+            &offer.parameters,
+            &task.inputs,
             reads,
-        );
+        ));
         let declared: Vec<&str> = offer.volumes.iter().map(String::as_str).collect();
         for (i, volume) in task
             .volumes
             .iter()
             .filter(|(_, v)| !offer.volumes.contains(v))
         {
-            inputs.push(Found::Warning(format!(
+            out.push(Found::Warning(format!(
                 "{}: {runner} declares no volume \"{}\" ({}): check the name",
                 task.path.child("addonVolumes").index(*i).child("name"),
                 shown(volume),
                 closest_first(volume, &declared, ("it declares", "it declares no volumes")),
             )));
         }
-        out.extend(inputs);
     }
     out
 }
 
 fn hook_problems(kind: &Kind, namespace: &str, hook: &HookUse, known: &Catalog) -> Vec<Found> {
-    let name_path = hook.path.child("hookTemplate").child("name");
+    let path = hook.path.child("hookTemplate").child("name");
     let ns = &hook.namespace;
     let fix = || format!("name the HookTemplate that runs this hook ({LIST_HOOK_TEMPLATES})");
-    let found =
-        named(blueprint(kind), &name_path, &hook.name, "HookTemplate", fix).and_then(|name| {
-            let key = format!("{ns}/{name}");
-            let shown = format!("HookTemplate \"{key}\"");
-            let not_found = || {
-                let fix =
-                    "create it there, or set hookTemplate.namespace to the namespace that has it";
-                let what = format!("HookTemplate \"{name}\" not found in namespace \"{ns}\"");
-                (what, format!("{fix} ({LIST_HOOK_TEMPLATES})"))
-            };
-            let found = look(
-                known.hook_templates.as_ref().map(|m| m.get(&key)),
-                &key,
-                &name_path,
-                ("HookTemplate", &shown),
-                not_found,
-            )?;
-            Ok((name, key, found))
-        });
-    let (name, key, template) = match found {
+    let found = named(blueprint(kind), &path, &hook.name, "HookTemplate", fix).and_then(|name| {
+        let key = format!("{ns}/{name}");
+        let shown = format!("HookTemplate \"{key}\"");
+        let not_found = || {
+            let fix = "create it there, or set hookTemplate.namespace to the namespace that has it";
+            let what = format!("HookTemplate \"{name}\" not found in namespace \"{ns}\"");
+            (what, format!("{fix} ({LIST_HOOK_TEMPLATES})"))
+        };
+        let answer = known.hook_templates.as_ref().map(|m| m.get(&key));
+        let found = look(answer, &key, &path, ("HookTemplate", &shown), not_found)?;
+        Ok((name, shown, found))
+    });
+    let (name, runner, template) = match found {
         Ok(found) => found,
         Err(finding) => return vec![finding],
     };
     let mut out = Vec::new();
     if template.usage == Usage::Same && ns != namespace {
         out.push(Found::Warning(format!(
-            "{}: HookTemplate \"{key}\" may be used only from its own namespace (its spec.usagePolicy.allowedNamespaces.from is Same, or unset), not from \"{namespace}\": KubeStash will refuse it; allow this namespace on the HookTemplate, or use one in \"{namespace}\"",
+            "{}: {runner} may be used only from its own namespace (its spec.usagePolicy.allowedNamespaces.from is Same, or unset), not from \"{namespace}\": KubeStash will refuse it; allow this namespace on the HookTemplate, or use one in \"{namespace}\"",
             hook.path.child("hookTemplate"),
         )));
     }
-    let runner = format!("HookTemplate \"{key}\"");
     let (found, reads) = match &template.executor {
         HookExecutor::Other => (Vec::new(), None),
-        HookExecutor::Function(None) => (
-            vec![problem(
-                name_path.clone(),
-                format!("{runner} has executor type Function but names no Function (its spec.executor.function.name is not set)"),
-                format!("fix the HookTemplate (kubectl edit hooktemplates.core.kubestash.com {name} -n {ns})"),
-            )],
-            None,
-        ),
         HookExecutor::Function(function) => {
-            function_problems(&name_path, &runner, function.as_deref(), known)
+            let nameless = hook_nameless(ns, name);
+            function_problems(&path, &runner, function.as_deref(), nameless, known)
         }
     };
     out.extend(found);
-    let (parameters, given) = (&template.params, &hook.params);
-    let inputs = input_problems(
+    out.extend(input_problems(
         &hook.path,
         &runner,
-        parameters,
-        given,
-        &hook.variables,
+        &template.params,
+        &hook.inputs,
         reads,
-    );
-    out.extend(inputs);
+    ));
     out
 }
 
+/// What is said of an Addon's task that names no Function, and the fix.
+pub(crate) fn task_nameless() -> (&'static str, String) {
+    (
+        "names no Function",
+        "fix the Addon, or name another task".into(),
+    )
+}
+
+/// What is said of HookTemplate `namespace/name`, of executor type Function, when it names none,
+/// and the fix.
+pub(crate) fn hook_nameless(namespace: &str, name: &str) -> (&'static str, String) {
+    let what = "has executor type Function but names no Function (its spec.executor.function.name is not set)";
+    let edit = format!("kubectl edit hooktemplates.core.kubestash.com {name} -n {namespace}");
+    (what, format!("fix the HookTemplate ({edit})"))
+}
+
 /// What keeps the Function `runner` runs from running, reported at `path`; and, when it was
-/// found, the variables it reads.
+/// found, the variables it reads. `nameless`: what is said when it names none, and the fix.
 pub(crate) fn function_problems<'a>(
     path: &FieldPath,
     runner: &str,
     function: Option<&str>,
+    (nameless, fix): (&str, String),
     known: &'a Catalog,
 ) -> (Vec<Found>, Option<&'a AddonFunction>) {
     let Some(function) = function else {
-        return (
-            vec![problem(
-                path.clone(),
-                format!("{runner} names no Function"),
-                "fix the Addon, or name another task".into(),
-            )],
-            None,
-        );
+        let what = format!("{runner} {nameless}");
+        return (vec![problem(path.clone(), what, fix)], None);
     };
     let runs = format!("{runner} runs Function \"{function}\" (functions.addons.kubestash.com)");
-    let edit = format!("kubectl edit functions.addons.kubestash.com {function}");
     let not_found = || {
         let fix = format!("install the addon catalog that provides it ({LIST_FUNCTIONS})");
         (format!("{runs}, which is not found"), fix)
     };
     let which = format!("{runs}, which");
-    let found = look(
-        known.functions.as_ref().map(|m| m.get(function)),
-        function,
-        path,
-        ("Function", &which),
-        not_found,
-    );
-    let found = match found {
+    let answer = known.functions.as_ref().map(|m| m.get(function));
+    let found = match look(answer, function, path, ("Function", &which), not_found) {
         Ok(found) => found,
         Err(finding) => return (vec![finding], None),
     };
-    let out = (found.faults().into_iter())
-        .map(|(_, what, fix)| {
-            problem(
-                path.clone(),
-                format!("{runs}, which {what}"),
-                format!("{fix} ({edit})"),
-            )
-        })
-        .collect();
-    (out, Some(found))
+    let edit = format!("kubectl edit functions.addons.kubestash.com {function}");
+    let fault = |(_, what, fix)| {
+        problem(
+            path.clone(),
+            format!("{runs}, which {what}"),
+            format!("{fix} ({edit})"),
+        )
+    };
+    (found.faults().into_iter().map(fault).collect(), Some(found))
 }
 
 /// The parameters a reference must set and does not, the keys it sets that are not declared,
@@ -363,8 +340,7 @@ fn input_problems(
     path: &FieldPath,
     runner: &str,
     declared: &[Parameter],
-    params: &Params,
-    variables: &[(usize, String)],
+    Inputs { params, variables }: &Inputs,
     function: Option<&AddonFunction>,
 ) -> Vec<Found> {
     let mut out = Vec::new();

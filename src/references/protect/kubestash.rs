@@ -25,8 +25,6 @@ use crate::rules::{Found, Problem, Resolution};
 use crate::sources::{list_pages, Referent, SpecObject};
 use crate::validator::{Deadline, KubeStashSources, Outcome};
 
-const LIST_FUNCTIONS: &str = "list them with: kubectl get functions.addons.kubestash.com";
-
 /// One object of the four kinds that name KubeStash referents (`BackupConfiguration`).
 pub type ObjectKey = index::ObjectKey<&'static str>;
 
@@ -121,9 +119,15 @@ pub trait Guarded: Referent + PartialEq {
     }
 }
 
-/// What keeps the Function that `runner` runs from running, as warnings at `path`.
-fn runs(path: &str, runner: String, function: Option<&str>, catalog: &Catalog) -> Vec<String> {
-    let (found, _) = rules::function_problems(&path.into(), &runner, function, catalog);
+/// What keeps the Function that `runner` runs from running, as warnings at `path` (`nameless`:
+/// what is said when it names none, and the fix).
+fn runs(
+    (path, runner): (&str, String),
+    function: Option<&str>,
+    nameless: (&str, String),
+    catalog: &Catalog,
+) -> Vec<String> {
+    let (found, _) = rules::function_problems(&path.into(), &runner, function, nameless, catalog);
     let problem = |found| match found {
         Found::Problem(problem) => Some(problem.to_string()),
         _ => None,
@@ -149,7 +153,9 @@ impl Guarded for Addon {
                 let (list, name) = (list.as_str(), &task.name);
                 let path = format!("spec.{list}Tasks[{i}].function");
                 let runner = format!("{list} task \"{name}\" of Addon \"{key}\"");
-                warnings.extend(runs(&path, runner, task.function.as_deref(), catalog));
+                let function = task.function.as_deref();
+                let nameless = rules::task_nameless();
+                warnings.extend(runs((&path, runner), function, nameless, catalog));
             }
         }
         warnings
@@ -182,17 +188,16 @@ impl Guarded for HookTemplate {
     }
 
     fn warnings(&self, key: &str, catalog: &Catalog) -> Vec<String> {
-        let path = "spec.executor.function.name";
-        match &self.executor {
-            HookExecutor::Function(None) => vec![format!(
-                "{path}: HookTemplate \"{key}\" has executor type Function but names no Function: a hook that names it fails until it names one (set it to the name of a Function, {LIST_FUNCTIONS})"
-            )],
-            HookExecutor::Function(function) => {
-                let runner = format!("HookTemplate \"{key}\"");
-                runs(path, runner, function.as_deref(), catalog)
-            }
-            HookExecutor::Other => Vec::new(),
-        }
+        let HookExecutor::Function(function) = &self.executor else {
+            return Vec::new();
+        };
+        let (namespace, name) = key.split_once('/').unwrap_or_default();
+        let at = (
+            "spec.executor.function.name",
+            format!("HookTemplate \"{key}\""),
+        );
+        let nameless = rules::hook_nameless(namespace, name);
+        runs(at, function.as_deref(), nameless, catalog)
     }
 }
 

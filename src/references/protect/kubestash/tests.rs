@@ -215,7 +215,7 @@ fn a_referent_that_cannot_run_is_written_with_a_warning_per_problem() {
     let nameless = HookTemplate::from_object(&json!({"spec": {"executor": {"type": "Function"}}}));
     assert_eq!(
         nameless.warnings("demo/freeze", &catalog()),
-        ["spec.executor.function.name: HookTemplate \"demo/freeze\" has executor type Function but names no Function: a hook that names it fails until it names one (set it to the name of a Function, list them with: kubectl get functions.addons.kubestash.com)"]
+        ["spec.executor.function.name: HookTemplate \"demo/freeze\" has executor type Function but names no Function (its spec.executor.function.name is not set): fix the HookTemplate (kubectl edit hooktemplates.core.kubestash.com freeze -n demo)"]
     );
     assert_eq!(
         function(json!({})).warnings("f", &catalog()),
