@@ -45,13 +45,6 @@ pub fn finding(kind: &Kind, namespace: &str, one: &Reference, known: &Catalog) -
     Finding::of(verdict, reasons, answer == Some(true))
 }
 
-/// One reference with a finding, kept to confirm it live.
-struct Broken {
-    kind: &'static Kind,
-    namespace: String,
-    one: Reference,
-}
-
 impl Audit {
     /// The KubeStash part of a pass: every object of the four kinds listed live (a kind whose CRD
     /// is absent has none), each reference judged against the caches, a new finding confirmed
@@ -66,7 +59,8 @@ impl Audit {
         // Of the references reported before, those still there (a fixed one gets a Normal
         // Event; one gone with its object gets none).
         let mut still_there: HashSet<HookId> = HashSet::new();
-        let mut broken: HashMap<HookId, Broken> = HashMap::new();
+        // The references with a new finding, to confirm live: each with its kind and namespace.
+        let mut new: Vec<(HookId, &'static Kind, String, Reference)> = Vec::new();
         let mut counts: HashMap<(&'static str, &'static str), i64> = HashMap::new();
         for kind in crate::kubestash::KINDS {
             for reason in warning_reasons(&ROADS[2..]) {
@@ -79,62 +73,43 @@ impl Audit {
             kubestash.learn(object.kind, &object.refs, &mut catalog);
             for one in object.refs {
                 let id = (object.uid.clone(), one.path().to_string());
-                match finding(object.kind, &namespace, &one, &catalog) {
-                    Some(found) => {
-                        *counts.entry((object.kind.label, found.reason)).or_default() += 1;
-                        current.insert(id.clone(), (object.key.clone(), found));
-                        let (kind, namespace) = (object.kind, namespace.clone());
-                        broken.insert(
-                            id,
-                            Broken {
-                                kind,
-                                namespace,
-                                one,
-                            },
-                        );
-                    }
-                    None if reported.contains_key(&id) => {
+                let Some(found) = finding(object.kind, &namespace, &one, &catalog) else {
+                    if reported.contains_key(&id) {
                         still_there.insert(id);
                     }
-                    None => {}
+                    continue;
+                };
+                *counts.entry((object.kind.label, found.reason)).or_default() += 1;
+                if reported.get(&id).is_none_or(|(_, was)| *was != found) {
+                    new.push((id.clone(), object.kind, namespace.clone(), one));
                 }
+                current.insert(id, (object.key.clone(), found));
             }
         };
-        let listed = tokio::time::timeout(LIST_TIMEOUT, for_each_object(&self.client, judge)).await;
-        match listed {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => {
-                tracing::warn!(error = %err, "audit: cannot list the KubeStash objects; retrying");
-                return false;
-            }
-            Err(_) => {
-                tracing::warn!("audit: listing the KubeStash objects timed out; retrying");
-                return false;
-            }
+        let listed = tokio::time::timeout(LIST_TIMEOUT, for_each_object(&self.client, judge));
+        let listed = match listed.await {
+            Ok(listed) => listed.map_err(|err| err.to_string()),
+            Err(_) => Err(format!("no answer within {} s", LIST_TIMEOUT.as_secs())),
+        };
+        if let Err(why) = listed {
+            tracing::warn!(error = %why, "audit: cannot list the KubeStash objects; retrying");
+            return false;
         }
         for ((kind, reason), n) in counts {
             self.metrics.set_broken_references_of(kind, reason, n);
         }
         // The caches may lag: the new findings are confirmed with live lookups first, each
         // name looked up once for all of them (many objects name the same few referents).
-        let new: Vec<(&HookId, &Broken)> = (current.iter())
-            .filter(|(id, (_, found))| {
-                self.kubestash_reported
-                    .get(*id)
-                    .is_none_or(|r| r.1 != *found)
-            })
-            .filter_map(|(id, _)| Some((id, broken.get(id)?)))
-            .collect();
         let objects: Vec<_> = (new.iter())
-            .map(|(_, b)| (b.kind, std::slice::from_ref(&b.one)))
+            .map(|(_, kind, _, one)| (*kind, std::slice::from_ref(one)))
             .collect();
         let deadline = Deadline::after(CONFIRM_TIMEOUT);
         let live = kubestash
             .catalog(&objects, Vec::new(), true, deadline)
             .await;
-        let unconfirmed: HashSet<HookId> = (new.iter())
-            .filter(|(_, b)| finding(b.kind, &b.namespace, &b.one, &live).is_none())
-            .map(|(id, _)| (*id).clone())
+        let unconfirmed: HashSet<HookId> = (new.into_iter())
+            .filter(|(_, kind, namespace, one)| finding(kind, namespace, one, &live).is_none())
+            .map(|(id, ..)| id)
             .collect();
         let mut reported = std::mem::take(&mut self.kubestash_reported);
         let pass = Pass {
