@@ -149,15 +149,8 @@ fn findings<'a>(
 /// being a warning: what the audit reports of a reference, and what protection compares before
 /// and after a change.
 pub fn judge_alone(kind: &Kind, namespace: &str, one: &Reference, known: &Catalog) -> Verdict {
-    let policy = FailurePolicy::Allow.into();
-    judge(
-        kind,
-        namespace,
-        std::slice::from_ref(one),
-        &[],
-        known,
-        &policy,
-    )
+    let (one, policy) = (std::slice::from_ref(one), FailurePolicy::Allow.into());
+    judge(kind, namespace, one, &[], known, &policy)
 }
 
 /// The family whose blueprint fills in names per target, when `kind` is a blueprint.
@@ -349,34 +342,31 @@ fn input_problems(
         return vec![params_not_a_map(params_path, found)];
     }
     let keys = params.keys();
-    for parameter in declared.iter().filter(|p| p.must_be_set()) {
-        if !keys.contains(&parameter.name) {
-            let p = shown(&parameter.name);
-            out.push(problem(
-                params_path.clone(),
-                format!("{runner} requires parameter \"{p}\", which is not set and has no default"),
-                format!("add params.{p}"),
-            ));
-        }
+    let unset = declared
+        .iter()
+        .filter(|p| p.must_be_set() && !keys.contains(&p.name));
+    for parameter in unset {
+        let p = shown(&parameter.name);
+        let what =
+            format!("{runner} requires parameter \"{p}\", which is not set and has no default");
+        let fix = format!("add params.{p}");
+        out.push(problem(params_path.clone(), what, fix));
     }
     let names: Vec<&str> = declared.iter().map(|p| p.name.as_str()).collect();
-    for key in keys {
-        if !names.contains(&key.as_str()) {
-            out.push(Found::Warning(format!(
-                "{}: {runner} declares no parameter \"{}\" ({}): check the name",
-                params_path.key(&shown(key)),
-                shown(key),
-                closest_first(key, &names, ("it declares", "it declares no parameters")),
-            )));
-        }
+    for key in keys.iter().filter(|k| !names.contains(&k.as_str())) {
+        out.push(Found::Warning(format!(
+            "{}: {runner} declares no parameter \"{}\" ({}): check the name",
+            params_path.key(&shown(key)),
+            shown(key),
+            closest_first(key, &names, ("it declares", "it declares no parameters")),
+        )));
     }
     let Some(function) = function else {
         return out;
     };
-    for variable in &function.variables {
-        let name = variable.name.as_str();
-        let set = variable.has_default
-            || names.contains(&name)
+    for name in (function.variables.iter()).filter(|v| !v.has_default) {
+        let name = name.name.as_str();
+        let set = names.contains(&name)
             || keys.iter().any(|k| k == name)
             || variables.iter().any(|(_, v)| v == name)
             || KUBESTASH_VARIABLES.contains(&name)

@@ -40,51 +40,42 @@ pub struct Listed {
     pub refs: References,
 }
 
-/// The objects of one kind that hold references, one at a time, to `each`; none when its CRD
-/// is absent.
-async fn list_kind(
-    client: &Client,
-    kind: &'static Kind,
-    each: &mut impl FnMut(Listed),
-) -> Result<(), kube::Error> {
-    let gvk = GroupVersionKind::gvk(CORE_GROUP, VERSION, kind.kind);
-    let api: Api<SpecObject> = Api::all_with(
-        client.clone(),
-        &ApiResource::from_gvk_with_plural(&gvk, kind.plural),
-    );
-    list_pages(&api, |object| {
-        let Some(name) = object.metadata.name else {
-            return;
-        };
-        let namespace = object.metadata.namespace;
-        // Where every reference is, under `spec`.
-        let fields = Value::Object(serde_json::Map::from_iter([("spec".into(), object.spec)]));
-        let refs = kubestash::references(kind, &fields, namespace.as_deref().unwrap_or_default());
-        if refs.is_empty() {
-            return;
-        }
-        each(Listed {
-            kind,
-            key: ObjectKey {
-                kind: kind.kind,
-                namespace,
-                name,
-            },
-            uid: object.metadata.uid.unwrap_or_default(),
-            refs,
-        });
-    })
-    .await
-}
-
-/// Every object of the four kinds that holds a reference, from live LISTs, one at a time and
-/// kind after kind: a cluster's worth of objects and their references is never held at once.
+/// Every object of the four kinds that holds a reference, from live LISTs (a kind whose CRD is
+/// absent has none), one at a time and kind after kind: a cluster's worth of objects and their
+/// references is never held at once.
 pub async fn for_each_object(
     client: &Client,
     mut each: impl FnMut(Listed),
 ) -> Result<(), kube::Error> {
     for kind in kubestash::KINDS {
-        list_kind(client, kind, &mut each).await?;
+        let gvk = GroupVersionKind::gvk(CORE_GROUP, VERSION, kind.kind);
+        let resource = ApiResource::from_gvk_with_plural(&gvk, kind.plural);
+        let api: Api<SpecObject> = Api::all_with(client.clone(), &resource);
+        list_pages(&api, |object| {
+            let (Some(name), namespace) = (object.metadata.name, object.metadata.namespace) else {
+                return;
+            };
+            // Where every reference is, under `spec`.
+            let fields = Value::Object(serde_json::Map::from_iter([("spec".into(), object.spec)]));
+            let refs =
+                kubestash::references(kind, &fields, namespace.as_deref().unwrap_or_default());
+            if refs.is_empty() {
+                return;
+            }
+            let uid = object.metadata.uid.unwrap_or_default();
+            let key = ObjectKey {
+                kind: kind.kind,
+                namespace,
+                name,
+            };
+            each(Listed {
+                kind,
+                key,
+                uid,
+                refs,
+            });
+        })
+        .await?;
     }
     Ok(())
 }
