@@ -140,10 +140,7 @@ fn list(value: Option<&Value>) -> &[Value] {
 }
 
 fn text(value: Option<&Value>) -> Option<String> {
-    value
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
+    Some(value?.as_str()?.to_owned()).filter(|s| !s.is_empty())
 }
 
 fn parameters(value: Option<&Value>) -> Vec<Parameter> {
@@ -206,15 +203,14 @@ impl Referent for AddonFunction {
     fn from_object(object: &Value) -> Self {
         let spec = object.get("spec").unwrap_or(&Value::Null);
         let image = spec.get("image");
-        let reads_version = image.and_then(Value::as_str).is_some_and(|i| {
+        let reads = |i: &str| {
             variables::variables_in(i)
                 .iter()
                 .any(|v| v.name == "DB_VERSION")
-        });
-        let available: Vec<&str> = list(spec.get("availableVersions"))
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
+        };
+        let reads_version = image.and_then(Value::as_str).is_some_and(reads);
+        let listed = list(spec.get("availableVersions"));
+        let available: Vec<&str> = listed.iter().filter_map(Value::as_str).collect();
         let versions = match available.iter().find(|v| !is_semver(v)) {
             _ if !reads_version => None,
             _ if available.is_empty() => Some("reads ${DB_VERSION} in its image, but its spec.availableVersions is empty, so KubeStash cannot choose a version".to_owned()),
@@ -247,17 +243,14 @@ impl Referent for HookTemplate {
     fn from_object(object: &Value) -> Self {
         let spec = object.get("spec").unwrap_or(&Value::Null);
         let function = spec.pointer("/executor/function");
-        let executor = match spec.pointer("/executor/type").and_then(Value::as_str) {
-            Some("Function") => HookExecutor::Function(function.and_then(|f| text(f.get("name")))),
-            None if function.is_some() => {
-                HookExecutor::Function(function.and_then(|f| text(f.get("name"))))
-            }
+        // An executor without a type, but with a Function, runs that Function.
+        let typed = spec.pointer("/executor/type").and_then(Value::as_str);
+        let executor = match typed.or(function.map(|_| "Function")) {
+            Some("Function") => HookExecutor::Function(text(function.and_then(|f| f.get("name")))),
             _ => HookExecutor::Other,
         };
-        let usage = match spec
-            .pointer("/usagePolicy/allowedNamespaces/from")
-            .and_then(Value::as_str)
-        {
+        let from = spec.pointer("/usagePolicy/allowedNamespaces/from");
+        let usage = match from.and_then(Value::as_str) {
             Some("All") => Usage::All,
             Some("Selector") => Usage::Selector,
             _ => Usage::Same,

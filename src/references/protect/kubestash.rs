@@ -228,17 +228,15 @@ pub fn judge(
     };
     let users: Vec<&User> = broken.iter().map(|(user, _)| user).collect();
     let users = through_text(("reference", &users), &[], ("", ""));
-    let (what, breaks) = if delete {
-        (
-            format!("{kind} \"{key}\" is used by {users}"),
-            "exists again",
-        )
+    let why = format!("{}: {}", first.path, first.what);
+    let what = match delete {
+        true => format!("{kind} \"{key}\" is used by {users}"),
+        false => format!("this change breaks {kind} \"{key}\" for {users} (first denial: {why})"),
+    };
+    let breaks = if delete {
+        "exists again"
     } else {
-        let why = format!("{}: {}", first.path, first.what);
-        (
-            format!("this change breaks {kind} \"{key}\" for {users} (first denial: {why})"),
-            "can run for them again",
-        )
+        "can run for them again"
     };
     let breaks = format!("those objects fail until {kind} \"{key}\" {breaks}, or they are changed");
     decide(warnings, what, kind, &breaks, allow_breaking)
@@ -273,13 +271,9 @@ impl Protector {
         guard: (&KubeStashSources, bool, Deadline),
     ) -> Outcome {
         let reply = match review::whole_objects(req.body) {
+            // The API server sends no old object on CREATE, and on DELETE the object deleted as
+            // the old object, and no new one.
             Ok((new, old)) => {
-                // The API server sends the object deleted as the old object.
-                let (old, new) = match req.operation {
-                    Operation::Create => (None, new),
-                    Operation::Update => (old, new),
-                    _ => (old, None),
-                };
                 let read = |o: Option<Value>| o.map(|o| R::from_object(&o));
                 self.change(req, (read(old), read(new)), guard).await
             }
