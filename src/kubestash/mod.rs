@@ -114,10 +114,8 @@ pub const KINDS: &[Kind] = &[
 
 /// The judged kind for a group/version/kind, or `None`.
 pub fn kind(group: &str, version: &str, kind: &str) -> Option<&'static Kind> {
-    if group != CORE_GROUP || version != VERSION {
-        return None;
-    }
-    KINDS.iter().find(|k| k.kind == kind)
+    let ours = group == CORE_GROUP && version == VERSION;
+    KINDS.iter().find(|k| ours && k.kind == kind)
 }
 
 /// One addon reference: `addon.name` and the tasks it asks for.

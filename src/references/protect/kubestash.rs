@@ -134,7 +134,8 @@ impl Guarded for Addon {
     }
 
     fn runs(&self) -> Vec<String> {
-        self.functions().map(str::to_owned).collect()
+        let tasks = self.backup_tasks.iter().chain(&self.restore_tasks);
+        tasks.filter_map(|t| t.function.clone()).collect()
     }
 
     fn warnings(&self, key: &str, catalog: &Catalog) -> Vec<String> {
@@ -183,11 +184,9 @@ impl Guarded for HookTemplate {
             return Vec::new();
         };
         let (namespace, name) = key.split_once('/').unwrap_or_default();
-        let at = (
-            "spec.executor.function.name",
-            format!("HookTemplate \"{key}\""),
-        );
+        let runner = format!("HookTemplate \"{key}\"");
         let nameless = rules::hook_nameless(namespace, name);
+        let at = ("spec.executor.function.name", runner);
         runs(at, function.as_deref(), nameless, catalog)
     }
 }
