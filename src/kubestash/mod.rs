@@ -118,13 +118,37 @@ pub fn kind(group: &str, version: &str, kind: &str) -> Option<&'static Kind> {
     KINDS.iter().find(|k| ours && k.kind == kind)
 }
 
-/// One addon reference: `addon.name` and the tasks it asks for.
+/// One reference of an object: where it is, the name it gives, and what that name names.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AddonUse {
-    /// The `addon` field.
+pub struct Reference {
+    /// The field that holds it: an `addon`, or an element of a hook list
+    /// (`spec.sessions[0].hooks.preBackup[1]`).
     pub path: FieldPath,
+    /// `addon.name`, or `hookTemplate.name`.
     pub name: Name,
-    pub tasks: Vec<TaskUse>,
+    pub named: Named,
+}
+
+/// What a reference names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Named {
+    /// An Addon, and the tasks asked of it (`addon.tasks`).
+    Addon(Vec<TaskUse>),
+    /// A HookTemplate in `namespace` (`hookTemplate.namespace`, or the object's own when it is
+    /// empty), and what the hook gives it.
+    HookTemplate { namespace: String, inputs: Inputs },
+}
+
+impl Reference {
+    /// The key sources know what it names by (an Addon's name, a HookTemplate's
+    /// `NAMESPACE/NAME`), when it gives a name.
+    pub fn key(&self) -> Option<String> {
+        let name = self.name.as_str()?;
+        Some(match &self.named {
+            Named::Addon(_) => name.to_owned(),
+            Named::HookTemplate { namespace, .. } => format!("{namespace}/{name}"),
+        })
+    }
 }
 
 /// One of `addon.tasks`.
@@ -136,17 +160,6 @@ pub struct TaskUse {
     pub inputs: Inputs,
     /// `addonVolumes[].name`, with each one's index.
     pub volumes: Vec<(usize, String)>,
-}
-
-/// One hook that names a HookTemplate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HookUse {
-    /// The element of the hook list (`spec.sessions[0].hooks.preBackup[1]`).
-    pub path: FieldPath,
-    pub name: Name,
-    /// The namespace searched: `hookTemplate.namespace`, or the object's own when it is empty.
-    pub namespace: String,
-    pub inputs: Inputs,
 }
 
 /// What a task or a hook gives the Function it runs: its `params`, and `variables[].name` (with
@@ -166,30 +179,6 @@ impl Inputs {
     }
 }
 
-impl HookUse {
-    /// The key sources know the HookTemplate by (`NAMESPACE/NAME`), when it names one.
-    pub fn key(&self) -> Option<String> {
-        Some(format!("{}/{}", self.namespace, self.name.as_str()?))
-    }
-}
-
-/// One reference of an object: an `addon`, or a hook that names a HookTemplate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reference {
-    Addon(AddonUse),
-    Hook(HookUse),
-}
-
-impl Reference {
-    /// The field that holds it: an `addon`, or an element of a hook list.
-    pub fn path(&self) -> &FieldPath {
-        match self {
-            Reference::Addon(addon) => &addon.path,
-            Reference::Hook(hook) => &hook.path,
-        }
-    }
-}
-
 /// Every reference of one object, addons first, each in document order.
 pub type References = Vec<Reference>;
 
@@ -201,20 +190,18 @@ pub fn references(kind: &Kind, object: &Value, namespace: &str) -> References {
         (patterns.iter()).flat_map(|pattern| locate(object, FieldPath::default(), pattern))
     };
     let addons = at(kind.addons).filter_map(|(path, addon)| {
-        Some(Reference::Addon(AddonUse {
-            name: Name::of(addon.as_object()?.get("name")),
-            tasks: (locate(addon, path.clone(), "tasks[*]").into_iter())
-                .filter_map(|(path, task)| {
-                    Some(TaskUse {
-                        name: Name::of(task.as_object()?.get("name")),
-                        inputs: Inputs::of(task),
-                        volumes: names(task.get("addonVolumes")),
-                        path,
-                    })
-                })
-                .collect(),
-            path,
-        }))
+        let name = Name::of(addon.as_object()?.get("name"));
+        let tasks = locate(addon, path.clone(), "tasks[*]").into_iter();
+        let tasks = tasks.filter_map(|(path, task)| {
+            Some(TaskUse {
+                name: Name::of(task.as_object()?.get("name")),
+                inputs: Inputs::of(task),
+                volumes: names(task.get("addonVolumes")),
+                path,
+            })
+        });
+        let named = Named::Addon(tasks.collect());
+        Some(Reference { path, name, named })
     });
     let hooks = at(kind.hooks).filter_map(|(path, hook)| {
         let template = hook.get("hookTemplate")?.as_object()?;
@@ -222,12 +209,10 @@ pub fn references(kind: &Kind, object: &Value, namespace: &str) -> References {
             Some(ns) if !ns.is_empty() => ns,
             _ => namespace,
         };
-        Some(Reference::Hook(HookUse {
-            name: Name::of(template.get("name")),
-            namespace: namespace.to_owned(),
-            inputs: Inputs::of(hook),
-            path,
-        }))
+        let (namespace, inputs) = (namespace.to_owned(), Inputs::of(hook));
+        let named = Named::HookTemplate { namespace, inputs };
+        let name = Name::of(template.get("name"));
+        Some(Reference { path, name, named })
     });
     addons.chain(hooks).collect()
 }
@@ -275,21 +260,19 @@ mod tests {
 
     use super::*;
 
-    fn addons(refs: &[Reference]) -> Vec<&AddonUse> {
+    /// The addon references, each with its tasks.
+    fn addons(refs: &[Reference]) -> Vec<(&Reference, &[TaskUse])> {
         (refs.iter())
-            .filter_map(|r| match r {
-                Reference::Addon(addon) => Some(addon),
-                Reference::Hook(_) => None,
+            .filter_map(|r| match &r.named {
+                Named::Addon(tasks) => Some((r, &tasks[..])),
+                Named::HookTemplate { .. } => None,
             })
             .collect()
     }
 
-    fn hooks(refs: &[Reference]) -> Vec<&HookUse> {
+    fn hooks(refs: &[Reference]) -> Vec<&Reference> {
         (refs.iter())
-            .filter_map(|r| match r {
-                Reference::Hook(hook) => Some(hook),
-                Reference::Addon(_) => None,
-            })
+            .filter(|r| matches!(r.named, Named::HookTemplate { .. }))
             .collect()
     }
 
@@ -308,18 +291,12 @@ mod tests {
         let kind = kind(CORE_GROUP, VERSION, "BackupConfiguration").unwrap();
         let refs = references(kind, &object, "demo");
         assert_eq!(addons(&refs).len(), 1);
-        let addon = &addons(&refs)[0];
+        let (addon, tasks) = addons(&refs)[0];
         assert_eq!(addon.path.as_str(), "spec.sessions[0].addon");
         assert_eq!(addon.name.as_str(), Some("workload-addon"));
-        assert_eq!(
-            addon.tasks[0].path.as_str(),
-            "spec.sessions[0].addon.tasks[0]"
-        );
-        assert_eq!(addon.tasks[0].inputs.params.keys(), ["paths"]);
-        assert_eq!(
-            addon.tasks[0].volumes,
-            [(0, "kubestash-tmp-volume".to_owned())]
-        );
+        assert_eq!(tasks[0].path.as_str(), "spec.sessions[0].addon.tasks[0]");
+        assert_eq!(tasks[0].inputs.params.keys(), ["paths"]);
+        assert_eq!(tasks[0].volumes, [(0, "kubestash-tmp-volume".to_owned())]);
         let hooks: Vec<(&str, Option<String>)> = hooks(&refs)
             .iter()
             .map(|h| (h.path.as_str(), h.key()))
@@ -348,7 +325,7 @@ mod tests {
             &restore,
             "ns",
         );
-        assert_eq!(addons(&refs)[0].path.as_str(), "spec.addon");
+        assert_eq!(addons(&refs)[0].0.path.as_str(), "spec.addon");
         assert_eq!(hooks(&refs)[0].path.as_str(), "spec.hooks.postRestore[0]");
         let batch = json!({"spec": {"sessions": [{"targets": [{}, {"addon": {"name": "a"}}]}]}});
         let refs = references(
@@ -357,7 +334,7 @@ mod tests {
             "ns",
         );
         assert_eq!(
-            addons(&refs)[0].path.as_str(),
+            addons(&refs)[0].0.path.as_str(),
             "spec.sessions[0].targets[1].addon"
         );
         assert!(kind("stash.appscode.com", "v1beta1", "BackupConfiguration").is_none());
@@ -378,7 +355,7 @@ mod tests {
             &json!({"spec": {"sessions": [{"addon": {"name": 7, "tasks": "x"}}]}}),
             "ns",
         );
-        assert_eq!(addons(&refs)[0].name, Name::WrongType("a number"));
-        assert!(addons(&refs)[0].tasks.is_empty());
+        assert_eq!(addons(&refs)[0].0.name, Name::WrongType("a number"));
+        assert!(addons(&refs)[0].1.is_empty());
     }
 }

@@ -10,7 +10,7 @@ use super::{FailurePolicy, Found, Policy};
 use super::{Resolution, Verdict};
 use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate, Parameter};
 use crate::kubestash::referents::{HookExecutor, Usage};
-use crate::kubestash::{AddonUse, HookUse, Inputs, Kind, Name, Params, Reference};
+use crate::kubestash::{Inputs, Kind, Name, Named, Params, Reference};
 use crate::stash::FieldPath;
 
 const LIST_ADDONS: &str = "list them with: kubectl get addons.addons.kubestash.com";
@@ -59,21 +59,21 @@ pub fn to_resolve(objects: &[(&Kind, &[Reference])], known: &Catalog) -> Wanted 
         .iter()
         .flat_map(|(k, refs)| refs.iter().map(move |r| (k, r)));
     for (kind, r) in all {
-        match r {
-            Reference::Addon(used) => {
-                let name = lookable(kind, &used.name);
-                wanted.addons.extend(name.map(str::to_owned));
-                let Some(Resolution::Found(addon)) = lookup(known.addons.as_ref(), name) else {
+        let key = lookable(kind, &r.name).and(r.key());
+        match &r.named {
+            Named::Addon(tasks) => {
+                wanted.addons.extend(key.clone());
+                let found = lookup(known.addons.as_ref(), key.as_deref());
+                let Some(Resolution::Found(addon)) = found else {
                     continue;
                 };
                 let offered = || addon.backup_tasks.iter().chain(&addon.restore_tasks);
-                for task in used.tasks.iter().filter_map(|t| t.name.as_str()) {
+                for task in tasks.iter().filter_map(|t| t.name.as_str()) {
                     let runs = offered().filter(|t| t.name == task);
                     functions.extend(runs.filter_map(|t| t.function.clone()));
                 }
             }
-            Reference::Hook(hook) => {
-                let key = lookable(kind, &hook.name).and(hook.key());
+            Named::HookTemplate { .. } => {
                 wanted.hook_templates.extend(key.clone());
                 let found = lookup(known.hook_templates.as_ref(), key.as_deref());
                 if let Some(Resolution::Found(template)) = found {
@@ -139,9 +139,9 @@ fn findings<'a>(
     refs: &'a [Reference],
     known: &'a Catalog,
 ) -> impl Iterator<Item = Found> + 'a {
-    refs.iter().flat_map(move |r| match r {
-        Reference::Addon(addon) => addon_problems(kind, addon, known),
-        Reference::Hook(hook) => hook_problems(kind, namespace, hook, known),
+    refs.iter().flat_map(move |r| match &r.named {
+        Named::Addon(_) => addon_problems(kind, r, known),
+        Named::HookTemplate { .. } => hook_problems(kind, namespace, r, known),
     })
 }
 
@@ -158,7 +158,10 @@ fn blueprint(kind: &Kind) -> Option<&'static str> {
     kind.template.then_some("KubeStash")
 }
 
-fn addon_problems(kind: &Kind, addon: &AddonUse, known: &Catalog) -> Vec<Found> {
+fn addon_problems(kind: &Kind, addon: &Reference, known: &Catalog) -> Vec<Found> {
+    let Named::Addon(tasks) = &addon.named else {
+        return Vec::new();
+    };
     let path = addon.path.child("name");
     let fix = || format!("name the Addon that backs up this target ({LIST_ADDONS})");
     let found = named(blueprint(kind), &path, &addon.name, "Addon", fix).and_then(|name| {
@@ -182,7 +185,7 @@ fn addon_problems(kind: &Kind, addon: &AddonUse, known: &Catalog) -> Vec<Found> 
     };
     let (list, offered) = (kind.tasks.as_str(), found.tasks(kind.tasks));
     let mut out = Vec::new();
-    for task in &addon.tasks {
+    for task in tasks {
         let path = task.path.child("name");
         // Only built for a problem: it ranks every task the Addon offers.
         let fix = || {
@@ -231,9 +234,15 @@ fn addon_problems(kind: &Kind, addon: &AddonUse, known: &Catalog) -> Vec<Found> 
     out
 }
 
-fn hook_problems(kind: &Kind, namespace: &str, hook: &HookUse, known: &Catalog) -> Vec<Found> {
+fn hook_problems(kind: &Kind, namespace: &str, hook: &Reference, known: &Catalog) -> Vec<Found> {
+    let Named::HookTemplate {
+        namespace: ns,
+        inputs,
+    } = &hook.named
+    else {
+        return Vec::new();
+    };
     let path = hook.path.child("hookTemplate").child("name");
-    let ns = &hook.namespace;
     let fix = || format!("name the HookTemplate that runs this hook ({LIST_HOOK_TEMPLATES})");
     let found = named(blueprint(kind), &path, &hook.name, "HookTemplate", fix).and_then(|name| {
         let key = format!("{ns}/{name}");
@@ -270,7 +279,7 @@ fn hook_problems(kind: &Kind, namespace: &str, hook: &HookUse, known: &Catalog) 
         &hook.path,
         &runner,
         &template.params,
-        &hook.inputs,
+        inputs,
         reads,
     ));
     out

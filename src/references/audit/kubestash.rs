@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::{warning_reasons, Audit, Finding, HookId, Pass, ROADS};
 use super::{CONFIRM_TIMEOUT, LIST_TIMEOUT};
-use crate::kubestash::{Kind, Reference, CORE_GROUP, VERSION};
+use crate::kubestash::{Kind, Named, Reference, CORE_GROUP, VERSION};
 use crate::references::protect::kubestash::{for_each_object, Listed, ObjectKey};
 use crate::rules::kubestash::{self as rules, lookup, Catalog};
 use crate::rules::Resolution;
@@ -31,15 +31,15 @@ pub const HOOK_TEMPLATE_RESOLVED: &str = "HookTemplateResolved";
 /// be looked up or is not served, which says nothing of the reference. Pure.
 pub fn finding(kind: &Kind, namespace: &str, one: &Reference, known: &Catalog) -> Option<Finding> {
     let verdict = rules::judge_alone(kind, namespace, one, known);
-    let (reasons, answer) = match one {
-        Reference::Addon(addon) => (
+    let key = one.key();
+    let (reasons, answer) = match one.named {
+        Named::Addon(_) => (
             [ADDON_NOT_FOUND, ADDON_UNUSABLE],
-            lookup(known.addons.as_ref(), addon.name.as_str()).map(Resolution::is_not_found),
+            lookup(known.addons.as_ref(), key.as_deref()).map(Resolution::is_not_found),
         ),
-        Reference::Hook(hook) => (
+        Named::HookTemplate { .. } => (
             [HOOK_TEMPLATE_NOT_FOUND, HOOK_TEMPLATE_UNUSABLE],
-            lookup(known.hook_templates.as_ref(), hook.key().as_deref())
-                .map(Resolution::is_not_found),
+            lookup(known.hook_templates.as_ref(), key.as_deref()).map(Resolution::is_not_found),
         ),
     };
     Finding::of(verdict, reasons, answer == Some(true))
@@ -72,7 +72,7 @@ impl Audit {
             let namespace = object.key.namespace.clone().unwrap_or_default();
             kubestash.learn(object.kind, &object.refs, &mut catalog);
             for one in object.refs {
-                let id = (object.uid.clone(), one.path().to_string());
+                let id = (object.uid.clone(), one.path.to_string());
                 let Some(found) = finding(object.kind, &namespace, &one, &catalog) else {
                     if reported.contains_key(&id) {
                         still_there.insert(id);

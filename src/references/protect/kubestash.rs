@@ -205,7 +205,7 @@ pub fn broken_by(object: &Listed, before: &Catalog, after: &Catalog) -> Vec<(Use
             let first = judge(one, after).denials.into_iter().next()?;
             let user = User {
                 object: object.key.clone(),
-                path: one.path().to_string(),
+                path: one.path.to_string(),
             };
             Some((user, first))
         })
