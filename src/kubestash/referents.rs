@@ -136,16 +136,14 @@ fn text(value: Option<&Value>) -> Option<String> {
 }
 
 fn parameters(value: Option<&Value>) -> Vec<Parameter> {
-    list(value)
-        .iter()
-        .filter_map(|p| {
-            Some(Parameter {
-                name: p.get("name")?.as_str()?.to_owned(),
-                required: p.get("required").and_then(Value::as_bool).unwrap_or(false),
-                default: p.get("default").and_then(Value::as_str).map(str::to_owned),
-            })
+    let parameter = |p: &Value| {
+        Some(Parameter {
+            name: p.get("name")?.as_str()?.to_owned(),
+            required: p.get("required").and_then(Value::as_bool).unwrap_or(false),
+            default: p.get("default").and_then(Value::as_str).map(str::to_owned),
         })
-        .collect()
+    };
+    list(value).iter().filter_map(parameter).collect()
 }
 
 impl Referent for Addon {
@@ -156,21 +154,18 @@ impl Referent for Addon {
     const RESOURCE: &'static str = "addons.addons.kubestash.com";
 
     fn from_object(object: &Value) -> Self {
+        let task = |task: &Value| {
+            let volumes = list(task.get("volumeTemplate")).iter();
+            Some(AddonTask {
+                name: task.get("name")?.as_str()?.to_owned(),
+                function: text(task.get("function")),
+                parameters: parameters(task.get("parameters")),
+                volumes: volumes.filter_map(|v| text(v.get("name"))).collect(),
+            })
+        };
         let tasks = |field: &str| -> Vec<AddonTask> {
-            list(object.pointer(&format!("/spec/{field}")))
-                .iter()
-                .filter_map(|task| {
-                    Some(AddonTask {
-                        name: task.get("name")?.as_str()?.to_owned(),
-                        function: text(task.get("function")),
-                        parameters: parameters(task.get("parameters")),
-                        volumes: list(task.get("volumeTemplate"))
-                            .iter()
-                            .filter_map(|v| text(v.get("name")))
-                            .collect(),
-                    })
-                })
-                .collect()
+            let tasks = list(object.pointer(&format!("/spec/{field}")));
+            tasks.iter().filter_map(task).collect()
         };
         Addon {
             backup_tasks: tasks("backupTasks"),

@@ -117,11 +117,17 @@ pub fn judge(
         Found::Problem(p) | Found::Unverified(p) => Some(p.to_string()),
         Found::Warning(_) => None,
     };
-    let found: Vec<Found> = findings(kind, namespace, refs, known).collect();
+    // Everything found of each reference, in order.
+    let findings = |refs: &[Reference]| -> Vec<Found> {
+        let each = |r: &Reference| match &r.named {
+            Named::Addon(_) => addon_problems(kind, r, known),
+            Named::HookTemplate { .. } => hook_problems(kind, namespace, r, known),
+        };
+        refs.iter().flat_map(each).collect()
+    };
+    let found = findings(refs);
     let had: HashSet<String> = match found.iter().any(|f| !matches!(f, Found::Warning(_))) {
-        true => findings(kind, namespace, old, known)
-            .filter_map(|f| text(&f))
-            .collect(),
+        true => findings(old).iter().filter_map(text).collect(),
         false => HashSet::new(),
     };
     let mut verdict = Verdict::default();
@@ -130,19 +136,6 @@ pub fn judge(
         verdict.add(found, kept, policy);
     }
     verdict
-}
-
-/// Everything found of each reference, in order.
-fn findings<'a>(
-    kind: &'a Kind,
-    namespace: &'a str,
-    refs: &'a [Reference],
-    known: &'a Catalog,
-) -> impl Iterator<Item = Found> + 'a {
-    refs.iter().flat_map(move |r| match &r.named {
-        Named::Addon(_) => addon_problems(kind, r, known),
-        Named::HookTemplate { .. } => hook_problems(kind, namespace, r, known),
-    })
 }
 
 /// Judges one reference alone (`one`), without the ratchet, a lookup that failed or was not made
@@ -373,19 +366,18 @@ fn input_problems(
     let Some(function) = function else {
         return out;
     };
-    for name in (function.variables.iter()).filter(|v| !v.has_default) {
-        let name = name.name.as_str();
-        let set = names.contains(&name)
+    let set = |name: &str| {
+        names.contains(&name)
             || keys.iter().any(|k| k == name)
             || variables.iter().any(|(_, v)| v == name)
             || KUBESTASH_VARIABLES.contains(&name)
-            || !valid_param_name(name);
-        if !set {
-            out.push(Found::Warning(format!(
-                "{params_path}: the Function {runner} runs reads ${{{n}}}, which no parameter, params key, variable or KubeStash input sets: add params.{n}, or check the Function",
-                n = shown(name)
-            )));
-        }
+            || !valid_param_name(name)
+    };
+    for variable in (function.variables.iter()).filter(|v| !v.has_default && !set(&v.name)) {
+        out.push(Found::Warning(format!(
+            "{params_path}: the Function {runner} runs reads ${{{n}}}, which no parameter, params key, variable or KubeStash input sets: add params.{n}, or check the Function",
+            n = shown(&variable.name)
+        )));
     }
     out
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::{self, BoxFuture, FutureExt};
 use kube::core::admission::Operation;
 
 use super::{answer, look_up, refusal, resolve, Deadline, Outcome, Validator};
@@ -102,16 +103,12 @@ impl KubeStashSources {
 
     /// Resolves when what memory holds of KubeStash's referents changes; never without them.
     pub(crate) async fn changed(&self) {
-        let each = [
-            self.addons.as_ref().map(|s| s.changed()),
-            self.functions.as_ref().map(|s| s.changed()),
-            self.hook_templates.as_ref().map(|s| s.changed()),
-        ];
-        let changes: Vec<_> = each.into_iter().flatten().collect();
-        match changes.is_empty() {
-            true => std::future::pending().await,
-            false => drop(futures::future::select_all(changes).await),
+        fn changed<T: Referent>(s: &Option<Arc<dyn Source<T>>>) -> BoxFuture<'_, ()> {
+            s.as_ref()
+                .map_or_else(|| future::pending().boxed(), |s| s.changed())
         }
+        let (a, f, h) = (&self.addons, &self.functions, &self.hook_templates);
+        future::select_all([changed(a), changed(f), changed(h)]).await;
     }
 
     /// Whether an answer from memory may lag the truth, and a denial must be confirmed live.

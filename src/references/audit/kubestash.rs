@@ -61,12 +61,9 @@ impl Audit {
         let mut still_there: HashSet<HookId> = HashSet::new();
         // The references with a new finding, to confirm live: each with its kind and namespace.
         let mut new: Vec<(HookId, &'static Kind, String, Reference)> = Vec::new();
-        let mut counts: HashMap<(&'static str, &'static str), i64> = HashMap::new();
-        for kind in crate::kubestash::KINDS {
-            for reason in warning_reasons(&ROADS[2..]) {
-                counts.insert((kind.label, reason), 0);
-            }
-        }
+        // Every kind and reason, so that a count that fell to none is set to 0.
+        let none = |k: &'static Kind| warning_reasons(&ROADS[2..]).map(move |r| ((k.label, r), 0));
+        let mut counts: HashMap<_, i64> = crate::kubestash::KINDS.iter().flat_map(none).collect();
         let reported = &self.kubestash_reported;
         let judge = |object: Listed| {
             let namespace = object.key.namespace.clone().unwrap_or_default();
