@@ -218,12 +218,14 @@ pub fn references(kind: &Kind, object: &Value, namespace: &str) -> References {
 }
 
 /// The `name` of each element of a list of `{name, ...}`, with its index.
-fn names(list: Option<&Value>) -> Vec<(usize, String)> {
-    let list = list
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice);
+fn names(value: Option<&Value>) -> Vec<(usize, String)> {
     let name = |(i, v): (usize, &Value)| Some((i, v.get("name")?.as_str()?.to_owned()));
-    list.iter().enumerate().filter_map(name).collect()
+    list(value).iter().enumerate().filter_map(name).collect()
+}
+
+/// The elements of a list; none when the value is not one.
+fn list(value: Option<&Value>) -> &[Value] {
+    value.and_then(Value::as_array).map_or(&[], Vec::as_slice)
 }
 
 /// The values at `pattern` under `value` (found at `path`), each with its field path: `[*]`

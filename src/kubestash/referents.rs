@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::{TaskList, ADDONS_GROUP, CORE_GROUP, VERSION};
+use super::{list, TaskList, ADDONS_GROUP, CORE_GROUP, VERSION};
 use crate::functions::variables::{self, Variable};
 use crate::rules::{shown, Container};
 use crate::sources::Referent;
@@ -125,10 +125,6 @@ impl HookTemplate {
             HookExecutor::Other => None,
         }
     }
-}
-
-fn list(value: Option<&Value>) -> &[Value] {
-    value.and_then(Value::as_array).map_or(&[], Vec::as_slice)
 }
 
 fn text(value: Option<&Value>) -> Option<String> {

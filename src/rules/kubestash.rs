@@ -203,13 +203,8 @@ fn addon_problems(kind: &Kind, addon: &Reference, known: &Catalog) -> Vec<Found>
         let function = offer.function.as_deref();
         let (found, reads) = function_problems(&path, &runner, function, task_nameless(), known);
         out.extend(found);
-        out.extend(input_problems(
-            &task.path,
-            &runner,
-            &offer.parameters,
-            &task.inputs,
-            reads,
-        ));
+        let (declared, given) = (&offer.parameters, &task.inputs);
+        out.extend(input_problems(&task.path, &runner, declared, given, reads));
         let declared: Vec<&str> = offer.volumes.iter().map(String::as_str).collect();
         for (i, volume) in task
             .volumes
@@ -268,13 +263,8 @@ fn hook_problems(kind: &Kind, namespace: &str, hook: &Reference, known: &Catalog
         }
     };
     out.extend(found);
-    out.extend(input_problems(
-        &hook.path,
-        &runner,
-        &template.params,
-        inputs,
-        reads,
-    ));
+    let declared = &template.params;
+    out.extend(input_problems(&hook.path, &runner, declared, inputs, reads));
     out
 }
 
