@@ -167,10 +167,8 @@ fn addon_problems(kind: &Kind, addon: &Reference, known: &Catalog) -> Vec<Found>
             )
         };
         let answer = known.addons.as_ref().map(|m| m.get(name));
-        Ok((
-            name,
-            look(answer, name, &path, ("Addon", &shown), not_found)?,
-        ))
+        let found = look(answer, name, &path, ("Addon", &shown), not_found)?;
+        Ok((name, found))
     });
     let (name, found) = match found {
         Ok(found) => found,
