@@ -59,13 +59,17 @@ async fn wait_exit(mut server: Server) -> std::process::ExitStatus {
     panic!("the server did not exit within 15 s");
 }
 
-async fn wait_ready(client: &reqwest::Client, port: u16) {
+/// Whether the server on `port` gets ready (true) or exits first (false), within 20 s.
+async fn ready_unless_exited(client: &reqwest::Client, port: u16, server: &mut Child) -> bool {
     let url = format!("https://localhost:{port}/readyz");
+    let mut exited = false;
     eventually(Duration::from_secs(20), "the server to be ready", || {
-        let (client, url) = (client.clone(), url.clone());
-        async move { matches!(client.get(&url).send().await, Ok(r) if r.status() == 200) }
+        exited = matches!(server.try_wait(), Ok(Some(_)));
+        let (client, url, exited) = (client.clone(), url.clone(), exited);
+        async move { exited || matches!(client.get(&url).send().await, Ok(r) if r.status() == 200) }
     })
     .await;
+    !exited
 }
 
 /// A CREATE review of the one KubeStash object of `manifests/examples/FILE`.
@@ -81,27 +85,37 @@ fn kubestash_example_create(file: &str) -> String {
 #[tokio::test]
 async fn dev_mode_serves_the_examples_with_a_verifiable_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_stash-webhook"))
-        .args([
-            "serve",
-            "--dev",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--dev-certs-dir",
-        ])
-        .arg(dir.path())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let ca = dir.path().join("ca.crt");
-    eventually(Duration::from_secs(20), "certs/dev/ca.crt to be written", || {
-        let ca = ca.clone();
-        async move { ca.exists() && std::fs::metadata(&ca).map(|m| m.len() > 0).unwrap_or(false) }
-    })
-    .await;
-    let client = client(&std::fs::read(&ca).unwrap(), port);
-    wait_ready(&client, port).await;
+    // Started again on another port if it exits before it is ready, as `Files::serve` does.
+    let (child, port, client) = 'ready: {
+        for _ in 0..3 {
+            // Each start writes a fresh CA: the one to trust is the one written after it.
+            let _ = std::fs::remove_file(&ca);
+            let port = free_port();
+            let mut child = Command::new(env!("CARGO_BIN_EXE_stash-webhook"))
+                .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
+                .arg("--dev-certs-dir")
+                .arg(dir.path())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            // The certificates are written first, then the port is bound.
+            eventually(
+                Duration::from_secs(20),
+                "certs/dev/ca.crt to be written",
+                || {
+                    let ca = ca.clone();
+                    async move { std::fs::metadata(&ca).is_ok_and(|m| m.len() > 0) }
+                },
+            )
+            .await;
+            let client = client(&std::fs::read(&ca).unwrap(), port);
+            if ready_unless_exited(&client, port, &mut child).await {
+                break 'ready (child, port, client);
+            }
+        }
+        panic!("the server exited before it was ready, three times in a row");
+    };
 
     let ok: Value = validate(&client, port, fixture("backupconfiguration-create")).await;
     assert_eq!(ok["response"]["allowed"], true);
@@ -254,15 +268,22 @@ impl Files {
     }
 
     /// A server against the stand-in with the flags and environment `configure` adds, once it
-    /// is ready: the process, its port, and a client that trusts it.
-    async fn serve(&self, configure: impl FnOnce(&mut Command)) -> (Server, u16, reqwest::Client) {
-        let port = free_port();
-        let mut command = serve_command(port, &self.kubeconfig, &self.cert, &self.key);
-        configure(&mut command);
-        let server = Server(command.spawn().unwrap());
-        let client = client(self.ca.as_bytes(), port);
-        wait_ready(&client, port).await;
-        (server, port, client)
+    /// is ready: the process, its port, and a client that trusts it. The port is free when it is
+    /// chosen, but another process may bind it before the server does (an outgoing connection
+    /// takes its local port from the same range): a server that exits before it is ready is
+    /// started again on another port.
+    async fn serve(&self, configure: impl Fn(&mut Command)) -> (Server, u16, reqwest::Client) {
+        for _ in 0..3 {
+            let port = free_port();
+            let mut command = serve_command(port, &self.kubeconfig, &self.cert, &self.key);
+            configure(&mut command);
+            let mut server = Server(command.spawn().unwrap());
+            let client = client(self.ca.as_bytes(), port);
+            if ready_unless_exited(&client, port, &mut server.0).await {
+                return (server, port, client);
+            }
+        }
+        panic!("the server exited before it was ready, three times in a row");
     }
 }
 
