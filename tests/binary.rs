@@ -301,17 +301,24 @@ async fn with_the_audit_off_no_lease_is_taken_and_no_event_written() {
     );
     let files = Files::of(&api);
     let start = |name: &'static str, audit: Option<&'static str>| {
-        let metrics = free_port();
-        let server = files.serve(move |command| {
-            command
-                .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
-                .args(["--pod-name", name, "--namespace", "stash-system"])
-                .env_remove("STASH_WEBHOOK_AUDIT");
-            if let Some(audit) = audit {
-                command.env("STASH_WEBHOOK_AUDIT", audit);
-            }
-        });
-        async move { (server.await.0, metrics) }
+        let files = &files;
+        async move {
+            // A metrics port of its own for each start, should one be taken meanwhile.
+            let metrics = std::cell::Cell::new(0);
+            let (server, ..) = files
+                .serve(|command| {
+                    metrics.set(free_port());
+                    command
+                        .args(["--metrics-listen", &format!("127.0.0.1:{}", metrics.get())])
+                        .args(["--pod-name", name, "--namespace", "stash-system"])
+                        .env_remove("STASH_WEBHOOK_AUDIT");
+                    if let Some(audit) = audit {
+                        command.env("STASH_WEBHOOK_AUDIT", audit);
+                    }
+                })
+                .await;
+            (server, metrics.get())
+        }
     };
     let index_synced = |metrics: u16| async move {
         let url = format!("http://127.0.0.1:{metrics}/metrics");

@@ -59,12 +59,11 @@ pub fn to_resolve(objects: &[(&Kind, &[Reference])], known: &Catalog) -> Wanted 
         .iter()
         .flat_map(|(k, refs)| refs.iter().map(move |r| (k, r)));
     for (kind, r) in all {
-        let key = lookable(kind, &r.name).and(r.key());
+        let name = lookable(kind, &r.name);
         match &r.named {
             Named::Addon(tasks) => {
-                wanted.addons.extend(key.clone());
-                let found = lookup(known.addons.as_ref(), key.as_deref());
-                let Some(Resolution::Found(addon)) = found else {
+                wanted.addons.extend(name.map(str::to_owned));
+                let Some(Resolution::Found(addon)) = lookup(known.addons.as_ref(), name) else {
                     continue;
                 };
                 let offered = || addon.backup_tasks.iter().chain(&addon.restore_tasks);
@@ -74,11 +73,12 @@ pub fn to_resolve(objects: &[(&Kind, &[Reference])], known: &Catalog) -> Wanted 
                 }
             }
             Named::HookTemplate { .. } => {
-                wanted.hook_templates.extend(key.clone());
+                let key = name.and_then(|_| r.key());
                 let found = lookup(known.hook_templates.as_ref(), key.as_deref());
                 if let Some(Resolution::Found(template)) = found {
                     functions.extend(template.function().map(str::to_owned));
                 }
+                wanted.hook_templates.extend(key);
             }
         }
     }
