@@ -9,7 +9,9 @@
 # the audit has listed and judged them all, and after protection has judged the DELETE of a
 # Function in use (which lists and judges them all again).
 #
-# Knobs (environment): FUNCTIONS (10000), OBJECTS (50000), REVIEWS (2000), FAMILY (stash).
+# Knobs (environment): FUNCTIONS (10000), OBJECTS (50000), REVIEWS (2000), FAMILY (stash),
+# WEBHOOK (a binary to measure instead of building one: keep the builds being compared outside
+# target/, where cargo would take a binary copied in for its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,9 +29,14 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 metric() { curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
 
-log "building release binaries"
-cargo build --release --locked --bin stash-webhook --example standin_apiserver >&2
-WEBHOOK=target/release/stash-webhook
+if [[ -n ${WEBHOOK:-} ]]; then
+    log "building the stand-in; measuring $WEBHOOK as it is"
+    cargo build --release --locked --example standin_apiserver >&2
+else
+    log "building release binaries"
+    cargo build --release --locked --bin stash-webhook --example standin_apiserver >&2
+    WEBHOOK=target/release/stash-webhook
+fi
 
 log "starting the stand-in API server with $FUNCTIONS Functions and $OBJECTS objects"
 target/release/examples/standin_apiserver "$FUNCTIONS" "$OBJECTS" "$WORK/kubeconfig" "$FAMILY" >"$WORK/standin.log" 2>&1 &
