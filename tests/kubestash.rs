@@ -47,6 +47,18 @@ fn backup(addon: Value, hooks: Value) -> Value {
     json!({"sessions": [{"name": "daily", "addon": addon, "hooks": hooks}]})
 }
 
+/// The webhook's answer to `operation` on a BackupConfiguration of `spec` (`old`: the stored one's).
+async fn backup_review(
+    webhook: &Webhook,
+    operation: &str,
+    spec: Value,
+    old: Option<Value>,
+) -> Value {
+    webhook
+        .review(review("BackupConfiguration", operation, spec, old))
+        .await
+}
+
 #[tokio::test]
 async fn kubestash_objects_are_judged_against_the_catalog() {
     let webhook = Webhook::with_functions(CATALOG).await;
@@ -55,9 +67,7 @@ async fn kubestash_objects_are_judged_against_the_catalog() {
         json!({"name": "workload-addon", "tasks": [{"name": "logical-backup", "params": {"paths": "/data"}}]}),
         json!({}),
     );
-    let r = webhook
-        .review(review("BackupConfiguration", "CREATE", valid.clone(), None))
-        .await;
+    let r = backup_review(&webhook, "CREATE", valid.clone(), None).await;
     assert_eq!(r["allowed"], true, "{r}");
     assert!(r.get("warnings").is_none(), "{r}");
 
@@ -65,14 +75,7 @@ async fn kubestash_objects_are_judged_against_the_catalog() {
         json!({"name": "workload-addon", "tasks": [{"name": "snapshot"}, {"name": "logical-backup"}]}),
         json!({"preBackup": [{"name": "f", "hookTemplate": {"name": "freeze"}}]}),
     );
-    let r = webhook
-        .review(review(
-            "BackupConfiguration",
-            "CREATE",
-            broken.clone(),
-            None,
-        ))
-        .await;
+    let r = backup_review(&webhook, "CREATE", broken.clone(), None).await;
     assert_eq!(r["allowed"], false, "{r}");
     assert_eq!(r["status"]["code"], 403);
     assert_eq!(
@@ -85,14 +88,7 @@ async fn kubestash_objects_are_judged_against_the_catalog() {
     );
 
     // The same problems already stored: an update that leaves them is allowed, with warnings.
-    let r = webhook
-        .review(review(
-            "BackupConfiguration",
-            "UPDATE",
-            broken.clone(),
-            Some(broken),
-        ))
-        .await;
+    let r = backup_review(&webhook, "UPDATE", broken.clone(), Some(broken)).await;
     assert_eq!(r["allowed"], true, "{r}");
     assert_eq!(r["warnings"].as_array().unwrap().len(), 3, "{r}");
 
@@ -130,9 +126,7 @@ async fn without_kubestash_referents_their_names_are_not_checked() {
         json!({"name": "anything", "tasks": [{"name": "t"}]}),
         json!({"postBackup": [{"name": "h", "hookTemplate": {"name": "h", "namespace": "tools"}}]}),
     );
-    let r = webhook
-        .review(review("BackupConfiguration", "CREATE", spec, None))
-        .await;
+    let r = backup_review(&webhook, "CREATE", spec, None).await;
     assert_eq!(r["allowed"], true, "{r}");
     assert_eq!(
         r["warnings"],
@@ -147,19 +141,16 @@ async fn without_kubestash_referents_their_names_are_not_checked() {
 async fn a_kubestash_object_without_references_is_allowed_and_a_bad_one_gets_a_clear_answer() {
     let webhook = Webhook::with_functions(CATALOG).await;
     for spec in [json!({}), json!({"sessions": "not a list"}), json!(null)] {
-        let r = webhook
-            .review(review("BackupConfiguration", "CREATE", spec, None))
-            .await;
+        let r = backup_review(&webhook, "CREATE", spec, None).await;
         assert_eq!(r["allowed"], true, "{r}");
     }
-    let r = webhook
-        .review(review(
-            "BackupConfiguration",
-            "CREATE",
-            backup(json!({"name": 7}), json!({})),
-            None,
-        ))
-        .await;
+    let r = backup_review(
+        &webhook,
+        "CREATE",
+        backup(json!({"name": 7}), json!({})),
+        None,
+    )
+    .await;
     assert_eq!(
         r["status"]["message"],
         "spec.sessions[0].addon.name: must be a string, got a number: name the Addon that backs up this target (list them with: kubectl get addons.addons.kubestash.com)"
@@ -232,9 +223,7 @@ async fn at_steady_state_reviews_make_no_api_call_and_a_new_referent_is_looked_u
     );
     let gets = |plural: &str| api.counters_for(plural).gets();
     for _ in 0..10 {
-        let r = webhook
-            .review(review("BackupConfiguration", "CREATE", spec.clone(), None))
-            .await;
+        let r = backup_review(&webhook, "CREATE", spec.clone(), None).await;
         assert_eq!(r["allowed"], true, "{r}");
     }
     assert_eq!(
@@ -260,14 +249,7 @@ async fn at_steady_state_reviews_make_no_api_call_and_a_new_referent_is_looked_u
         json!({"name": "workload-adon", "tasks": [{"name": "logical-backup"}]}),
         json!({"preBackup": [{"name": "f", "hookTemplate": {"name": "freeze"}}]}),
     );
-    let r = webhook
-        .review(review(
-            "BackupConfiguration",
-            "UPDATE",
-            spec.clone(),
-            Some(typo),
-        ))
-        .await;
+    let r = backup_review(&webhook, "UPDATE", spec.clone(), Some(typo)).await;
     assert_eq!(r["allowed"], true, "{r}");
     assert_eq!(gets("addons.addons.kubestash.com"), 0);
 
@@ -283,9 +265,7 @@ async fn at_steady_state_reviews_make_no_api_call_and_a_new_referent_is_looked_u
         json!({"name": "fresh-addon", "tasks": [{"name": "b"}]}),
         json!({}),
     );
-    let r = webhook
-        .review(review("BackupConfiguration", "CREATE", fresh, None))
-        .await;
+    let r = backup_review(&webhook, "CREATE", fresh, None).await;
     assert_eq!(r["allowed"], true, "{r}");
 
     // A denial rests on a live answer: a missing Addon is looked up before it is denied.
@@ -294,9 +274,7 @@ async fn at_steady_state_reviews_make_no_api_call_and_a_new_referent_is_looked_u
         json!({"name": "ghost-addon", "tasks": [{"name": "b"}]}),
         json!({}),
     );
-    let r = webhook
-        .review(review("BackupConfiguration", "CREATE", missing, None))
-        .await;
+    let r = backup_review(&webhook, "CREATE", missing, None).await;
     assert_eq!(r["allowed"], false, "{r}");
     assert!(gets("addons.addons.kubestash.com") > before);
 }
