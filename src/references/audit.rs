@@ -171,12 +171,8 @@ pub fn task_finding<'a>(
     functions: impl Fn(&str) -> Option<&'a Resolution<Function>>,
     policy: &Policy,
 ) -> Option<Finding> {
-    let looked_up = match &task.name {
-        Name::Named(name) => valid_object_name(name),
-        _ => false,
-    };
     match resolution {
-        None if looked_up => return None,
+        None if task_name(task).is_some() => return None,
         Some(Resolution::Unverified(_)) => return None,
         Some(Resolution::Found(found)) => {
             let unknown = found.functions().any(|f| {

@@ -10,7 +10,7 @@ use super::{FailurePolicy, Found, Policy};
 use super::{Resolution, Verdict};
 use crate::kubestash::referents::{Addon, AddonFunction, HookTemplate, Parameter};
 use crate::kubestash::referents::{HookExecutor, Usage};
-use crate::kubestash::{Inputs, Kind, Name, Named, Params, Reference};
+use crate::kubestash::{Inputs, Kind, Name, Named, Params, Reference, TaskUse};
 use crate::stash::FieldPath;
 
 const LIST_ADDONS: &str = "list them with: kubectl get addons.addons.kubestash.com";
@@ -120,8 +120,11 @@ pub fn judge(
     // Everything found of each reference, in order.
     let findings = |refs: &[Reference]| -> Vec<Found> {
         let each = |r: &Reference| match &r.named {
-            Named::Addon(_) => addon_problems(kind, r, known),
-            Named::HookTemplate { .. } => hook_problems(kind, namespace, r, known),
+            Named::Addon(tasks) => addon_problems(kind, r, tasks, known),
+            Named::HookTemplate {
+                namespace: ns,
+                inputs,
+            } => hook_problems(kind, namespace, r, (ns, inputs), known),
         };
         refs.iter().flat_map(each).collect()
     };
@@ -151,10 +154,13 @@ fn blueprint(kind: &Kind) -> Option<&'static str> {
     kind.template.then_some("KubeStash")
 }
 
-fn addon_problems(kind: &Kind, addon: &Reference, known: &Catalog) -> Vec<Found> {
-    let Named::Addon(tasks) = &addon.named else {
-        return Vec::new();
-    };
+/// What is found of `addon`, an addon reference asking for `tasks`.
+fn addon_problems(
+    kind: &Kind,
+    addon: &Reference,
+    tasks: &[TaskUse],
+    known: &Catalog,
+) -> Vec<Found> {
     let path = addon.path.child("name");
     let fix = || format!("name the Addon that backs up this target ({LIST_ADDONS})");
     let found = named(blueprint(kind), &path, &addon.name, "Addon", fix).and_then(|name| {
@@ -220,14 +226,15 @@ fn addon_problems(kind: &Kind, addon: &Reference, known: &Catalog) -> Vec<Found>
     out
 }
 
-fn hook_problems(kind: &Kind, namespace: &str, hook: &Reference, known: &Catalog) -> Vec<Found> {
-    let Named::HookTemplate {
-        namespace: ns,
-        inputs,
-    } = &hook.named
-    else {
-        return Vec::new();
-    };
+/// What is found of `hook`, a reference from an object in `namespace` to a HookTemplate in `ns`,
+/// which the hook gives `inputs`.
+fn hook_problems(
+    kind: &Kind,
+    namespace: &str,
+    hook: &Reference,
+    (ns, inputs): (&str, &Inputs),
+    known: &Catalog,
+) -> Vec<Found> {
     let path = hook.path.child("hookTemplate").child("name");
     let fix = || format!("name the HookTemplate that runs this hook ({LIST_HOOK_TEMPLATES})");
     let found = named(blueprint(kind), &path, &hook.name, "HookTemplate", fix).and_then(|name| {
